@@ -1,0 +1,46 @@
+# Aerostore: `make demo` and `make test` each do the whole set-up first
+# (system packages, .venv, editable install, the Tcl shim), then run.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: all setup sysdeps venv shim demo test bench bench-quick pydemo clean
+
+all: setup
+
+setup: sysdeps venv shim
+
+sysdeps:
+	@bash scripts/sysdeps.sh
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+venv: $(VENV)/.installed
+
+# The cffi-embedding shim that `package require aerostore` loads.
+shim: venv
+	$(PY) -m aerostore.tclbridge.build
+
+demo: setup
+	TCLLIBPATH=$(CURDIR)/tcl tclsh tcl/test.tcl
+
+pydemo: venv
+	$(PY) examples/demo.py
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf build *.egg-info aerostore/tclbridge/*.so aerostore/tclbridge/_build
+
+bench: setup
+	$(PY) bench/run.py --rows 1000000
+
+bench-quick: setup
+	$(PY) bench/run.py --rows 100000
