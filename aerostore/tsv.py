@@ -1,0 +1,347 @@
+"""TSV decode/encode for any table (SPEC section 1), and bulk ingest/export.
+
+Format: one row a line, the schema's fields in order, tab-separated (for
+FlightState ``flight_id lat lon altitude gs updated_at``).  ``\\n`` or ``\\r\\n``
+ends a line; empty lines are skipped; an empty column is null (the key may not
+be empty); one leading UTF-8 byte-order mark is accepted and ignored.  Numbers
+are plain ASCII decimals (``-12``, ``+7``, ``3.25``, ``1e-3``); no spaces,
+underscores, ``nan`` or ``inf``.  Anything else -- a missing or extra column, a
+value that does not parse or is out of its field's range, invalid UTF-8, a CR
+inside a line -- raises ``DecodeError(line, column, what)`` for the first bad
+line, and nothing of that call is applied.
+
+API used by Python programs and by the Tcl bridge (``FlightState ingest_tsv``,
+``ingest_file``, ``write_tsv``)::
+
+    codec(schema)                         -> Codec (cached per schema)
+    Codec.decode(data, first_line=1)      -> list of validated row tuples (str or bytes)
+    Codec.encode(rows)                    -> str, one line per row (floats via repr)
+    ingest_tsv(db, table, data, batch_size=1024, txn=None)         -> IngestResult
+    ingest_file(db, table, path, batch_size=1024, progress=None, txn=None) -> IngestResult
+    export_tsv(db, table, dest=None, query=None, txn=None)         -> str, or rows written
+    str(IngestResult) == "rows_seen=N inserted=N updated=N batches=N elapsed_ms=F"
+
+Ingest is an upsert by key in batches of ``batch_size`` rows, each batch one
+transaction (or, given ``txn``, all through that transaction, uncommitted).
+The whole input is validated before the first batch commits.
+
+Speed: decoding works on chunks of whole lines with C-speed builtins
+(``str.split`` mapped over lines, one generated comprehension converting a
+chunk, min/max/sum over columns for range and finiteness checks).  Only when
+that fast path rejects a chunk does a per-line reference decoder run, to find
+the exact line and column (or to accept what the fast path was too strict
+about).
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import re
+from contextlib import contextmanager
+from itertools import repeat
+from operator import itemgetter
+
+from .errors import DecodeError, UsageError
+
+__all__ = ["Codec", "codec"]
+
+_BOM = "\ufeff"
+_BOM_BYTES = b"\xef\xbb\xbf"
+_CHUNK_CHARS = 1 << 22          # decode granularity (whole lines)
+_READ_BYTES = 1 << 22           # file read size
+_ENCODE_ROWS = 8192             # export write granularity
+# What int()/float() accept but TSV does not: whitespace, digit separators,
+# non-ASCII digits.  A chunk free of these (and ASCII) needs no per-cell check.
+_LENIENT_CHARS = (" ", "_", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x1f")
+_INT_RE = re.compile(r"[+-]?[0-9]+")
+_FLOAT_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_BOOL_WORDS = {"1": True, "true": True, "yes": True, "on": True,
+               "0": False, "false": False, "no": False, "off": False}
+
+
+@contextmanager
+def _gc_paused():
+    """Pause the cyclic GC: building a million row tuples otherwise triggers
+    collections that cost more than the parsing itself."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _show(s: str) -> str:
+    """A cell for an error message: shortened, control characters escaped."""
+    s = s if len(s) <= 60 else s[:57] + "..."
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
+                   for ch in s)
+
+
+class Codec:
+    """The TSV decoder and encoder of one schema.
+
+    The fast paths are generated code (one comprehension per schema), so a
+    row costs one tuple build with inline conversions and no Python calls.
+    """
+
+    def __init__(self, schema):
+        self.schema = schema
+        self.width = schema.width
+        fields = schema.fields
+        self._ints = [(i, f.lo, f.hi) for i, f in enumerate(fields) if f.kind == "int"]
+        self._floats = [i for i, f in enumerate(fields) if f.kind == "float"]
+        self._numeric = [i for i, f in enumerate(fields) if f.kind in ("int", "float")]
+        # str fields (the key among them) whose empty cell is an error, not null
+        self._nonempty = [i for i, f in enumerate(fields) if f.kind == "str" and not f.nullable]
+        self._convert = self._compile_convert()
+        self._encode_fast, self._encode_slow = self._compile_encode()
+
+    # -- code generation ---------------------------------------------------
+    def _compile_convert(self):
+        bool_fast = {}
+        for word, val in _BOOL_WORDS.items():
+            for w in (word, word.upper(), word.title()):
+                bool_fast[w] = val
+        bool_nonnull = dict(bool_fast)
+        bool_fast[""] = None
+        names = [f"v{i}" for i in range(self.width)]
+        exprs = []
+        for i, f in enumerate(self.schema.fields):
+            v = names[i]
+            # a non-nullable number has no "if empty" branch: int('') fails,
+            # and the slow path reports the empty cell
+            null = f" if {v} else None" if f.nullable else ""
+            if f.kind == "int":
+                exprs.append(f"_int({v}){null}")
+            elif f.kind == "float":
+                exprs.append(f"_float({v}) + 0.0{null}")
+            elif f.kind == "bool":
+                exprs.append(f"_bool[{v}]" if f.nullable else f"_bool_nonnull[{v}]")
+            else:
+                exprs.append(f"{v} or None" if f.nullable else v)
+        target = ", ".join(names) + ("," if self.width == 1 else "")
+        src = (f"def convert(cells):\n"
+               f"    return [({', '.join(exprs)},) for {target} in cells]\n")
+        ns = {"_int": int, "_float": float, "_bool": bool_fast, "_bool_nonnull": bool_nonnull}
+        exec(src, ns)
+        return ns["convert"]
+
+    def _compile_encode(self):
+        names = [f"v{i}" for i in range(self.width)]
+        parts = []
+        for i, f in enumerate(self.schema.fields):
+            if f.kind == "float":
+                parts.append("{%s!r}" % names[i])
+            elif f.kind == "bool":
+                parts.append("{%s:d}" % names[i])
+            else:
+                parts.append("{%s}" % names[i])
+        fmt = "\\t".join(parts) + "\\n"
+        target = ", ".join(names) + ("," if self.width == 1 else "")
+        src = (f"def encode(rows, _slow):\n"
+               f"    return [f\"{fmt}\" if None not in r else _slow(r)\n"
+               f"            for r in rows for {target} in (r,)]\n")
+        ns = {}
+        exec(src, ns)
+        to_text = [f.to_text for f in self.schema.fields]
+
+        def encode_slow(row):
+            return "\t".join([t(v) for t, v in zip(to_text, row)]) + "\n"
+
+        return ns["encode"], encode_slow
+
+    # -- encode --------------------------------------------------------------
+    def encode(self, rows, start: bool = True) -> str:
+        """TSV text of row tuples (field order), one line each, ``\\n``-terminated.
+
+        ``start``: the text begins a document; if its first key starts with a
+        BOM, a BOM is put before it, since decoding drops one leading BOM.
+        """
+        text = "".join(self._encode_fast(rows, self._encode_slow))
+        return _BOM + text if start and text.startswith(_BOM) else text
+
+    # -- decode --------------------------------------------------------------
+    def decode(self, data, first_line: int = 1) -> list:
+        """Validated row tuples of a whole TSV input (str, or UTF-8 bytes).
+
+        A leading BOM is dropped.  Raises DecodeError for the first bad line.
+        """
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            data = bytes(data)
+            if data.startswith(_BOM_BYTES):
+                data = data[3:]
+            text = self.text_of(data, first_line)
+        elif isinstance(data, str):
+            text = data[1:] if data.startswith(_BOM) else data
+        else:
+            raise UsageError(f"TSV data must be str or bytes, not {type(data).__name__}")
+        out = []
+        for rows in self.decode_chunks(text, first_line):
+            out.extend(rows)
+        return out
+
+    def decode_chunks(self, text: str, first_line: int = 1):
+        """Yield lists of validated rows, one per chunk of whole lines of ``text``."""
+        pos, n, line = 0, len(text), first_line
+        find = text.find
+        while pos < n:
+            end = find("\n", pos + _CHUNK_CHARS)
+            end = n if end < 0 else end + 1
+            chunk = text[pos:end]
+            yield self.decode_text(chunk, line)
+            line += chunk.count("\n")
+            pos = end
+
+    @staticmethod
+    def text_of(data: bytes, first_line: int = 1) -> str:
+        """UTF-8 bytes (whole lines) as str; DecodeError at the first invalid byte."""
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            start = e.start
+            line_start = data.rfind(b"\n", 0, start) + 1
+            raise DecodeError(first_line + data.count(b"\n", 0, start),
+                              data.count(b"\t", line_start, start) + 1,
+                              f"invalid UTF-8 (byte 0x{data[start]:02x})") from None
+
+    def decode_text(self, text: str, first_line: int = 1) -> list:
+        """Validated rows of ``text`` (whole lines, no BOM handling); line numbers
+        start at ``first_line``."""
+        with _gc_paused():
+            rows = self._fast(text)
+        if rows is None:
+            rows = self._slow(text, first_line)
+        return rows
+
+    def _fast(self, text: str):
+        """Rows, or None if anything looks wrong (the slow path then decides)."""
+        if "\r" in text:
+            text = text.replace("\r\n", "\n")
+            if "\r" in text:
+                return None
+        clean = text.isascii()
+        if not clean:
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                return None
+        else:
+            for ch in _LENIENT_CHARS:
+                if ch in text:
+                    clean = False
+                    break
+        lines = text.split("\n")
+        if "" in lines:
+            lines = [ln for ln in lines if ln]
+        if not lines:
+            return []
+        cells = list(map(str.split, lines, repeat("\t")))
+        width = self.width
+        if min(map(len, cells)) != width or max(map(len, cells)) != width:
+            return None
+        if not clean:
+            for i in self._numeric:
+                col = "\t".join(map(itemgetter(i), cells))
+                if not col.isascii():
+                    return None
+                for ch in _LENIENT_CHARS:
+                    if ch in col:
+                        return None
+        try:
+            rows = self._convert(cells)
+        except (ValueError, KeyError):
+            return None
+        for i in self._nonempty:
+            if "" in map(itemgetter(i), rows):
+                return None
+        for i, lo, hi in self._ints:
+            col = list(map(itemgetter(i), rows))
+            if None in col:
+                col = [v for v in col if v is not None]
+                if not col:
+                    continue
+            if min(col) < lo or max(col) > hi:
+                return None
+        for i in self._floats:
+            col = list(map(itemgetter(i), rows))
+            if None in col:
+                col = [v for v in col if v is not None]
+            if not math.isfinite(sum(col)):
+                return None
+        return rows
+
+    def _slow(self, text: str, first_line: int) -> list:
+        """The reference decoder, line by line; raises DecodeError at the first bad line."""
+        rows = []
+        append = rows.append
+        decode_line = self.decode_line
+        for n, line in enumerate(text.split("\n"), first_line):
+            if line.endswith("\r"):
+                line = line[:-1]
+            if line:
+                append(decode_line(line, n))
+        return rows
+
+    def decode_line(self, line: str, lineno: int) -> tuple:
+        """One line (without its line ending) as a validated row."""
+        cr = line.find("\r")
+        if cr >= 0:
+            raise DecodeError(lineno, line.count("\t", 0, cr) + 1,
+                              "CR inside a line (only CRLF line endings are accepted)")
+        try:
+            line.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise DecodeError(lineno, line.count("\t", 0, e.start) + 1,
+                              "invalid Unicode (lone surrogate)") from None
+        cells = line.split("\t")
+        width = self.width
+        if len(cells) != width:
+            col = min(len(cells), width) + 1
+            raise DecodeError(lineno, col, f"expected {width} columns "
+                              f"({' '.join(self.schema.names)}), got {len(cells)}")
+        row = []
+        for col, (f, s) in enumerate(zip(self.schema.fields, cells), 1):
+            if not s:
+                if f.is_key:
+                    raise DecodeError(lineno, col, f'empty key (field "{f.name}")')
+                if not f.nullable:
+                    raise DecodeError(lineno, col, f'empty value for field "{f.name}", which may not be null')
+                row.append(None)
+                continue
+            kind = f.kind
+            if kind == "int":
+                try:
+                    v = int(s) if _INT_RE.fullmatch(s) else None
+                except ValueError:      # more digits than int() converts
+                    v = None
+                if v is None or not f.lo <= v <= f.hi:
+                    raise DecodeError(lineno, col, f'bad value "{_show(s)}" for field "{f.name}": '
+                                                   f"expected an integer from {f.lo} to {f.hi}")
+            elif kind == "float":
+                v = float(s) + 0.0 if _FLOAT_RE.fullmatch(s) else None
+                if v is None or not math.isfinite(v):
+                    raise DecodeError(lineno, col, f'bad value "{_show(s)}" for field "{f.name}": '
+                                                   "expected a finite number")
+            elif kind == "bool":
+                v = _BOOL_WORDS.get(s.lower())
+                if v is None:
+                    raise DecodeError(lineno, col, f'bad value "{_show(s)}" for field "{f.name}": '
+                                                   "expected a boolean (1 0 true false yes no on off)")
+            else:
+                v = s
+            row.append(v)
+        return tuple(row)
+
+
+_CODECS: dict = {}
+
+
+def codec(schema) -> Codec:
+    """The (cached) Codec of a schema."""
+    c = _CODECS.get(schema)
+    if c is None or c.schema is not schema:
+        c = _CODECS[schema] = Codec(schema)
+    return c
