@@ -1,0 +1,226 @@
+"""Aggregate the per-process figures and write latest.json, latest.md, latest.png.
+
+Aggregation: for each (figure, engine) the repetitions' values give a median and
+the min-max; extras such as rows_per_s get a median too.  "Best peer" is the
+lowest SQLite median of that figure; the ratio is Aerostore's median over it
+(every figure is a cost, so < 1 means Aerostore is ahead).  A figure an engine
+did not produce is shown as n/a with the reason, an error with its message.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+
+import pngchart
+from engines import BY_NAME as ENGINES
+from workloads import FIGURES, WORKLOADS
+
+# Why a figure can be absent although its workload ran.
+MISSING = {
+    ("memory", "sqlite-wal"): "data lives on disk; RSS would be SQLite's page cache, not the data",
+}
+
+
+class Results:
+    """Collects Outcomes: cells[figure][engine] -> dict of lists."""
+
+    def __init__(self, engines):
+        self.engines = list(engines)
+        self.cells = {}
+
+    def cell(self, figure, engine):
+        return self.cells.setdefault(figure, {}).setdefault(
+            engine, {"values": [], "extras": {}, "checks": [], "errors": [], "na": ""})
+
+    def add(self, workload, engine, outcome):
+        for fig in workload.figures:
+            c = self.cell(fig.name, engine)
+            if outcome.error:
+                c["errors"].append(outcome.error)
+                continue
+            rec = outcome.figures.get(fig.name)
+            if rec is None:
+                c["na"] = MISSING.get((fig.name, engine), "not reported by the workload")
+            elif rec.get("na"):
+                c["na"] = rec["na"]
+            elif rec.get("value") is None:
+                c["errors"].append("no value")
+            else:
+                c["values"].append(float(rec["value"]))
+                if "check" in rec:
+                    c["checks"].append(str(rec["check"]))
+                for k, v in rec.items():
+                    if k not in ("figure", "value", "unit", "check", "na") and isinstance(v, (int, float)):
+                        c["extras"].setdefault(k, []).append(v)
+
+    def na_all(self, workload, engine, reason):
+        for fig in workload.figures:
+            self.cell(fig.name, engine)["na"] = reason
+
+
+def summarize(results: Results, rows: int) -> dict:
+    figs = {}
+    for fig in FIGURES:
+        if fig.name not in results.cells:
+            continue
+        eng = {}
+        for name in results.engines:
+            c = results.cells[fig.name].get(name)
+            if c is None:
+                continue
+            e = {}
+            if c["values"]:
+                v = c["values"]
+                e.update(median=statistics.median(v), min=min(v), max=max(v), values=v,
+                         extras={k: statistics.median(x) for k, x in c["extras"].items()},
+                         checks=sorted(set(c["checks"])))
+            if c["errors"]:
+                e["errors"] = sorted(set(c["errors"]))
+            if c["na"] and not c["values"]:
+                e["na"] = c["na"]
+            eng[name] = e
+        peers = {n: e["median"] for n, e in eng.items()
+                 if not ENGINES[n].is_aerostore and "median" in e}
+        best = min(peers, key=peers.get) if peers else None
+        ratios = {n: e["median"] / peers[best] for n, e in eng.items()
+                  if ENGINES[n].is_aerostore and "median" in e and best and peers[best] > 0}
+        target = None
+        if fig.target:
+            fn, text = fig.target
+            tv = fn(rows, peers)
+            target = {"value": tv, "text": text}
+        checks = {n: e["checks"] for n, e in eng.items() if e.get("checks")}
+        agree = len({tuple(v) for v in checks.values()}) <= 1
+        figs[fig.name] = {"title": fig.title.replace("N", f"{rows:,}", 1) if " N " in fig.title
+                          else fig.title, "unit": fig.unit, "rate": fig.rate, "engines": eng,
+                          "best_peer": best, "ratios": ratios, "target": target,
+                          "checks_agree": agree}
+    return figs
+
+
+def fmt(x):
+    if x is None:
+        return "-"
+    ax = abs(x)
+    if ax >= 1000:
+        return f"{x:,.0f}"
+    if ax >= 100:
+        return f"{x:.0f}"
+    if ax >= 10:
+        return f"{x:.1f}"
+    if ax >= 1:
+        return f"{x:.2f}"
+    if ax >= 0.01:
+        return f"{x:.3f}"
+    return f"{x:.2g}"
+
+
+def _cell(e):
+    if "median" in e:
+        s = fmt(e["median"])
+        if e["min"] != e["max"]:
+            s += f" ({fmt(e['min'])}-{fmt(e['max'])})"
+        if e.get("errors"):
+            s += " *"
+        return s
+    if e.get("errors"):
+        return "error"
+    if e.get("na"):
+        return "n/a"
+    return "-"
+
+
+def markdown(doc: dict) -> str:
+    m, cfg, figs = doc["machine"], doc["config"], doc["figures"]
+    engines = cfg["engines"]
+    aeros = [n for n in engines if ENGINES[n].is_aerostore]
+    out = [f"# Aerostore benchmark: {cfg['rows']:,} rows",
+           "",
+           f"Measured {m['date']} on {m['cpu']}, {m['cores']} cores, {m['memory']} RAM "
+           f"(Linux {m['kernel']}); Python {m['python']}, Tcl {m['tcl']}, "
+           f"SQLite {m['sqlite']}, Thread {m['tcl_thread']}; repository at {m['git_commit']}.",
+           "",
+           f"{cfg['reps']} repetitions, each workload in a fresh `tclsh` per engine; "
+           f"seed {cfg['seed']}, {cfg['batch']:,} rows per ingest batch / transaction. "
+           f"Load average {m['loadavg_start']} at the start, {m.get('loadavg_end', '?')} "
+           f"at the end: the machine is shared (other engineers run test suites on the same "
+           f"{m['cores']} cores), so expect noise of 15% or more; the min-max shows it.",
+           "",
+           "Every figure is a cost (lower is better); cells are `median (min-max)`. "
+           "Ratio = Aerostore median / best SQLite median: below 1 Aerostore is ahead.",
+           "Targets are issue 6's, stated for 1M rows, in the figure's unit; *met* is for "
+           "synchronous_commit on.",
+           ""]
+    head = ["figure", "unit"] + [ENGINES[n].label for n in engines] + ["best peer"] + \
+           [f"ratio {n.replace('aerostore-', '')}" for n in aeros] + ["target", "met"]
+    out.append("| " + " | ".join(head) + " |")
+    out.append("|" + "---|" * len(head))
+    notes = {}   # (engine, reason) -> figures
+    for name, f in figs.items():
+        row = [f["title"], f["unit"]]
+        for n in engines:
+            e = f["engines"].get(n, {})
+            row.append(_cell(e))
+            if e.get("na") and "median" not in e:
+                notes.setdefault((n, "n/a: " + e["na"]), []).append(name)
+            for err in e.get("errors", []):
+                notes.setdefault((n, "error: " + err), []).append(name)
+        row.append(ENGINES[f["best_peer"]].label if f["best_peer"] else "-")
+        for n in aeros:
+            r = f["ratios"].get(n)
+            row.append(f"**{r:.3g}**" if r is not None else "-")
+        t = f["target"]
+        first = f["engines"].get(aeros[0], {}).get("median") if aeros else None
+        if t and t["value"] is not None:
+            row.append(f"{t['text']} (<= {fmt(t['value'])})")
+            row.append("-" if first is None else ("yes" if first <= t["value"] else "no"))
+        else:
+            row += [t["text"] if t else "-", "-"]
+        out.append("| " + " | ".join(str(x) for x in row) + " |")
+    rates = [(n, f) for n, f in figs.items() if f["rate"]]
+    if rates:
+        out += ["", "Rates (medians):", "",
+                "| figure | " + " | ".join(ENGINES[n].label for n in engines) + " |",
+                "|" + "---|" * (len(engines) + 1)]
+        for name, f in rates:
+            cells = []
+            for n in engines:
+                x = f["engines"].get(n, {}).get("extras", {}).get(f["rate"])
+                cells.append(f"{fmt(x)} {f['rate'].replace('_per_s', '/s')}" if x else "-")
+            out.append(f"| {f['title']} | " + " | ".join(cells) + " |")
+    out += ["", "Result checks (the same answer from every engine):", ""]
+    for name, f in figs.items():
+        checks = {n: e["checks"] for n, e in f["engines"].items() if e.get("checks")}
+        if checks:
+            mark = "agree" if f["checks_agree"] else "**DIFFER**"
+            out.append(f"- {name}: {mark}: " + "; ".join(
+                f"{n} {', '.join(v)}" for n, v in checks.items()))
+    if notes:
+        out += ["", "Not measured (n/a = the engine cannot run it, with the reason):", ""]
+        for (n, why), names in notes.items():
+            which = "every figure" if len(names) == len(figs) else ", ".join(names)
+            out.append(f"- {ENGINES[n].label}: {which}: {why}")
+    out += ["", "Chart of the ratios: `latest.png`. How to reproduce and what each workload "
+            "does: `docs/benchmarks.md`.", ""]
+    return "\n".join(out)
+
+
+def write(outdir: str, machine: dict, config: dict, results: Results) -> dict:
+    os.makedirs(outdir, exist_ok=True)
+    figs = summarize(results, config["rows"])
+    doc = {"machine": machine, "config": config, "figures": figs}
+    with open(os.path.join(outdir, "latest.json"), "w") as f:
+        json.dump(doc, f, indent=1, sort_keys=False)
+    with open(os.path.join(outdir, "latest.md"), "w") as f:
+        f.write(markdown(doc))
+    aeros = [n for n in config["engines"] if ENGINES[n].is_aerostore]
+    greys = [(40, 40, 40), (165, 165, 165)]
+    series = [(n, greys[i % 2]) for i, n in enumerate(aeros)]
+    rows = [(name, {n: f["ratios"].get(n) for n in aeros}) for name, f in figs.items()]
+    png = pngchart.ratio_chart(rows, series, "Aerostore / best SQLite peer",
+                               f"{config['rows']:,} rows, median of {config['reps']} reps, "
+                               f"{machine['date']}, {machine['cores']} cores. cost ratio, log scale")
+    with open(os.path.join(outdir, "latest.png"), "wb") as f:
+        f.write(png)
+    return doc

@@ -1,0 +1,126 @@
+"""Run one workload of one engine in a fresh tclsh and collect its JSON lines.
+
+Every process gets its own scratch directory under the cache (on the same disk
+as the repository, never tmpfs, so fsync costs what it costs), holding either an
+empty place for a new store (ingest) or a copy of the engine's prepared template
+(everything else), and the directory is deleted afterwards.  Templates are built
+once per (engine kind, rows, seed) by the untimed ``prepare`` workload.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+
+from engines import BENCH, Engine, tcl_env
+
+HARNESS = os.path.join(BENCH, "tcl", "harness.tcl")
+
+
+@dataclass
+class Outcome:
+    """What one process produced: figure name -> record, or an error / n/a."""
+    figures: dict = field(default_factory=dict)
+    error: str = ""
+    seconds: float = 0.0
+
+
+def _params(engine: Engine, ds, store: str, batch: int, commits: int, max_secs: float):
+    p = dict(engine.params)
+    p.update(flights=ds.flights, updates=ds.updates, keys=ds.keys, batch=batch,
+             commits=commits, max_secs=max_secs)
+    if engine.is_aerostore:
+        p["dir"] = store
+    else:
+        p["db"] = store
+    out = []
+    for k, v in p.items():
+        out += [k, str(v)]
+    return out
+
+
+def run_tcl(engine: Engine, workload: str, params: list, timeout: float) -> Outcome:
+    t0 = time.monotonic()
+    cmd = ["tclsh", HARNESS, engine.tcl_file, workload] + params
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, env=tcl_env(),
+                           timeout=timeout, cwd=BENCH)
+    except subprocess.TimeoutExpired:
+        return Outcome(error=f"timed out after {timeout:.0f} s", seconds=timeout)
+    out = Outcome(seconds=time.monotonic() - t0)
+    for line in p.stdout.splitlines():
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if rec.get("error"):
+            out.error = rec["error"]
+        else:
+            out.figures[rec["figure"]] = rec
+    if p.returncode != 0 and not out.error:
+        tail = (p.stderr.strip() or p.stdout.strip()).splitlines()
+        out.error = f"tclsh exit {p.returncode}: " + " | ".join(tail[:3] or ["no output"])
+    return out
+
+
+class Scratch:
+    """Templates and per-process scratch space under <cache>/."""
+
+    def __init__(self, cache: str, ds, batch: int, timeout: float):
+        self.cache, self.ds, self.batch, self.timeout = cache, ds, batch, timeout
+        self.templates = {}          # kind -> path, or Outcome with the error
+        os.makedirs(os.path.join(cache, "run"), exist_ok=True)
+
+    def template(self, engine: Engine):
+        """Path of the prepared store for engine.kind (built on first use), or an error text."""
+        kind = engine.kind
+        if kind not in self.templates:
+            name = f"{kind}-{self.ds.rows}-s{self.ds.seed}-b{self.batch}"
+            path = os.path.join(self.cache, "templates", name + ("" if engine.is_aerostore else ".db"))
+            if not os.path.exists(path + ".ok"):
+                _remove(path)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                prep = Engine(engine.name, kind, (("sync", "off"),) if engine.is_aerostore
+                              else (("mode", "wal"),), "prepare")
+                res = run_tcl(prep, "prepare", _params(prep, self.ds, path, self.batch, 0, 0),
+                              self.timeout)
+                if res.error:
+                    self.templates[kind] = "preparing the template failed: " + res.error
+                    return self.templates[kind]
+                open(path + ".ok", "w").close()
+            self.templates[kind] = path
+        return self.templates[kind]
+
+    def run(self, engine: Engine, workload, rep: int, commits: int, max_secs: float) -> Outcome:
+        store_parent = os.path.join(self.cache, "run", f"{engine.name}-{workload.name}-{rep}")
+        _remove(store_parent)
+        os.makedirs(store_parent)
+        store = os.path.join(store_parent, "store" if engine.is_aerostore else "db.sqlite")
+        try:
+            if workload.needs_template:
+                tpl = self.template(engine)
+                if not os.path.exists(tpl):
+                    return Outcome(error=tpl)
+                if engine.is_aerostore:
+                    shutil.copytree(tpl, store)
+                elif dict(engine.params).get("mode") == "wal":
+                    shutil.copyfile(tpl, store)
+                else:
+                    store = tpl      # :memory: restores from the template, read-only
+            params = _params(engine, self.ds, store, self.batch, commits, max_secs)
+            return run_tcl(engine, workload.name, params, self.timeout)
+        finally:
+            _remove(store_parent)
+
+
+def _remove(path: str):
+    if os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.exists(path):
+        os.remove(path)

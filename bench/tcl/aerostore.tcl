@@ -1,0 +1,195 @@
+# aerostore.tcl: the Aerostore side of every workload, through the Tcl commands
+# of SPEC sections 2-3 only (package require aerostore; aerostore::*; FlightState).
+# Sourced by harness.tcl.
+#
+# Parameters: dir (the data directory; the driver gives every process a fresh
+# one, empty for ingest or a copy of the prepared template otherwise), sync
+# (aerostore.synchronous_commit on|off), flights/updates/keys (data files),
+# batch (ingest_tsv batch size, the same as SQLite's transaction size).
+
+proc open_store {} {
+    aerostore::init [param dir]
+    aerostore::set_config aerostore.synchronous_commit [param sync]
+}
+
+proc load {} {
+    set t0 [now]
+    package require aerostore
+    return [expr {([now] - $t0) / 1e6}]
+}
+
+# Untimed: build the template the read workloads start from, and checkpoint it
+# so that opening it is a checkpoint load (the reopen workload measures that).
+proc wl_prepare {} {
+    load
+    aerostore::init [param dir]
+    aerostore::set_config aerostore.synchronous_commit off
+    FlightState ingest_tsv [read_file [param flights]] [param batch]
+    set n [FlightState count]
+    aerostore::checkpoint_now
+    emit prepare $n rows
+}
+
+proc wl_ingest {} {
+    load
+    open_store
+    set rss0 [rss_kb]
+    set t0 [now]
+    set data [read_file [param flights]]
+    set r [FlightState ingest_tsv $data [param batch]]
+    set dt [expr {([now] - $t0) / 1e6}]
+    unset data
+    set n [FlightState count]
+    emit ingest $dt s rows $n rows_per_s [expr {$n / $dt}] result $r
+    set kb [expr {[rss_kb] - $rss0}]
+    emit memory [expr {$kb * 1024.0 / $n}] B/row rss_delta_kb $kb rows $n
+}
+
+proc wl_update {} {
+    load
+    open_store
+    set t0 [now]
+    set data [read_file [param updates]]
+    set r [FlightState ingest_tsv $data [param batch]]
+    set dt [expr {([now] - $t0) / 1e6}]
+    regexp {rows_seen=(\d+)} $r -> n
+    emit update $dt s rows $n rows_per_s [expr {$n / $dt}] result $r
+}
+
+proc wl_count_range {} {
+    load
+    open_store
+    lassign [time_per_call {
+        FlightState search -compare {{> altitude 30000}} -countOnly 1
+    }] us samples calls result
+    emit count_range [expr {$us / 1000.0}] ms samples $samples calls $calls check $result
+}
+
+proc wl_top50 {} {
+    load
+    open_store
+    lassign [time_per_call {
+        set n 0
+        FlightState search -compare {{> altitude 10000}} -sort lat -limit 50 \
+            -array_get a -code {
+                incr n
+                set last [dict get $a flight_id]
+            }
+        return "$n $last"
+    }] us samples calls result
+    emit top50 [expr {$us / 1000.0}] ms samples $samples calls $calls check $result
+}
+
+proc wl_range_offset {} {
+    load
+    open_store
+    lassign [time_per_call {
+        set n 0
+        FlightState search -compare {{range altitude 10000 20000}} -sort lat \
+            -limit 50 -offset 100 -array_get a -code {
+                incr n
+                set last [dict get $a flight_id]
+            }
+        return "$n $last"
+    }] us samples calls result
+    emit range_offset [expr {$us / 1000.0}] ms samples $samples calls $calls check $result
+}
+
+proc wl_scan {} {
+    load
+    open_store
+    FlightState index drop gs
+    lassign [time_per_call {
+        FlightState search -compare {{> gs 400}} -countOnly 1
+    }] us samples calls result
+    emit scan [expr {$us / 1000.0}] ms samples $samples calls $calls check $result
+}
+
+proc wl_get {} {
+    load
+    open_store
+    set keys [read_keys [param keys]]
+    foreach k [lrange $keys 0 999] { FlightState get $k }
+    set t0 [now]
+    foreach k $keys {
+        set row [FlightState get $k]
+    }
+    set dt [expr {double([now] - $t0)}]
+    emit get [expr {$dt / [llength $keys]}] us calls [llength $keys] check [llength $row]
+}
+
+# Single-row commits: one autocommit [FlightState set] per call.
+proc wl_commit1 {} {
+    load
+    open_store
+    set keys [read_keys [param keys] [param commits]]
+    set deadline [expr {[now] + [param max_secs] * 1000000}]
+    set t0 [now]
+    set n 0
+    foreach k $keys {
+        FlightState set $k altitude $n
+        incr n
+        if {[now] > $deadline} break
+    }
+    set dt [expr {double([now] - $t0)}]
+    emit commit1 [expr {$dt / $n}] us/commit commits $n commits_per_s [expr {$n * 1e6 / $dt}]
+}
+
+# The same from 8 Tcl threads sharing the process's one engine, disjoint keys.
+proc wl_commit8 {} {
+    load
+    open_store
+    package require Thread
+    set nthreads [param threads 8]
+    set per [expr {[param commits] / $nthreads}]
+    set keys [read_keys [param keys] [expr {$per * $nthreads}]]
+    set tids {}
+    for {set t 0} {$t < $nthreads} {incr t} {
+        set tid [thread::create {
+            proc setup {dir} {
+                package require aerostore
+                aerostore::init $dir
+            }
+            proc run {keys deadline} {
+                set n 0
+                foreach k $keys {
+                    FlightState set $k altitude $n
+                    incr n
+                    if {[clock microseconds] > $deadline} break
+                }
+                return $n
+            }
+            thread::wait
+        }]
+        thread::send $tid [list setup [param dir]]
+        lappend tids $tid
+    }
+    set deadline [expr {[now] + [param max_secs] * 1000000}]
+    set t0 [now]
+    set t 0
+    foreach tid $tids {
+        set mine [lrange $keys [expr {$t * $per}] [expr {($t + 1) * $per - 1}]]
+        thread::send -async $tid [list run $mine $deadline] ::done($t)
+        incr t
+    }
+    set total 0
+    for {set t 0} {$t < $nthreads} {incr t} {
+        while {![info exists ::done($t)]} { vwait ::done($t) }
+        incr total $::done($t)
+    }
+    set dt [expr {double([now] - $t0)}]
+    emit commit8 [expr {$dt / $total}] us/commit commits $total threads $nthreads \
+        commits_per_s [expr {$total * 1e6 / $dt}]
+}
+
+# Reopen: time from aerostore::init on the checkpointed template to the answer
+# of a first point get (package loading, i.e. starting Python, reported apart).
+proc wl_reopen {} {
+    set k [lindex [read_keys [param keys] 1] 0]
+    set load_s [load]
+    set t0 [now]
+    open_store
+    set row [FlightState get $k]
+    set dt [expr {([now] - $t0) / 1e6}]
+    emit reopen $dt s check [llength $row] rows [FlightState count] package_require_s $load_s
+}
