@@ -1,0 +1,521 @@
+"""Database: the facade that owns tables, configuration and the commit pipeline.
+
+Commit pipeline (``_commit``), under the commit lock:
+  1. check each written key against the transaction's snapshot (first committer wins);
+  2. take the next commit sequence number (CSN);
+  3. install the new versions (invisible: xmin = CSN > the published watermark);
+  4. hand the WAL record to storage (group commit happens there).
+Then, with ``synchronous_commit on``, wait for the flush; the WAL writer
+publishes in CSN order (advances the watermark, runs the publish hooks).  With
+it off, the commit publishes at once.  Finally the committer prunes what the
+vacuum horizon allows.
+
+One ``Database`` per directory per process (storage takes a lock file).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+
+from .config import Config
+from .errors import ClosedError, CorruptError, ReadOnlyError, StorageIOError, UsageError, WriteConflict
+from .mvcc import SnapshotRegistry
+from .planner import execute
+from .query import Query
+from .schema import Schema
+from .storage import MemoryStorage
+from .table import TableStore
+from .txn import Transaction, TxnTable
+
+__all__ = ["Database", "Table", "open"]
+
+_AUTOCOMMIT_RETRIES = 100
+
+
+def open(path: str | None = ":memory:", **config) -> "Database":  # noqa: A001 - the library's verb
+    """Open (or create) a database: a directory, or ``":memory:"`` for no durability.
+
+    Keyword arguments are settings (``synchronous_commit=False`` or
+    ``**{"aerostore.ttl_secs": 60}``); see aerostore.config.
+    """
+    return Database(path, **config)
+
+
+class Database:
+    """A set of tables with snapshot-isolated transactions; see the module docstring."""
+
+    def __init__(self, path: str | None = ":memory:", *, storage=None, **config):
+        self.config = Config(**config)
+        if storage is None:
+            if path in (None, ":memory:"):
+                storage = MemoryStorage()
+            else:
+                from .durable import DirectoryStorage
+                storage = DirectoryStorage(path, self.config)
+        self._storage = storage
+        self.path = getattr(storage, "path", path)
+        self._snaps = SnapshotRegistry()
+        self._commit_lock = threading.Lock()
+        self._pub_lock = threading.Lock()
+        self._vac_lock = threading.Lock()
+        self._stores: dict[str, TableStore] = {}
+        self._tables: dict[str, Table] = {}
+        self._hooks: list = []
+        self._close_hooks: list = []
+        self._pending_pub: deque = deque()
+        self._prune_q: deque = deque()
+        self._csn = 0
+        self._commits = 0
+        self._failed: BaseException | None = None
+        self._closed = False
+        self._checkpointer = None
+        try:
+            self._recover()
+        except BaseException:
+            storage.close()
+            raise
+        if storage.durable:
+            self._checkpointer = _Checkpointer(self)
+
+    # -- recovery ------------------------------------------------------------------
+    def _recover(self) -> None:
+        rec = self._storage.recover()
+        data: dict[str, dict] = {}
+        schemas: dict[str, Schema] = {}
+        indexes: dict[str, list] = {}
+        for schema_dict, index_fields, rows in rec.tables:
+            schema = Schema.from_dict(schema_dict)
+            schemas[schema.name] = schema
+            indexes[schema.name] = list(index_fields)
+            kp = schema.key_pos
+            data[schema.name] = {r[kp]: tuple(r) for r in rows}
+        csn = rec.checkpoint_csn
+        for rcsn, ops in rec.records:
+            for op in ops:
+                kind, tname = op[0], op[1]
+                if kind == "create_table":
+                    if tname not in schemas:
+                        schema = Schema.from_dict(op[2])
+                        schemas[tname] = schema
+                        indexes[tname] = list(schema.default_indexes)
+                        data[tname] = {}
+                    continue
+                if tname not in schemas:
+                    raise CorruptError("wal.log", -1, f"record {rcsn} names unknown table {tname!r}")
+                if kind == "put":
+                    data[tname][op[2]] = tuple(op[3])
+                elif kind == "del":
+                    data[tname].pop(op[2], None)
+                elif kind == "create_index":
+                    if op[2] not in indexes[tname]:
+                        indexes[tname].append(op[2])
+                elif kind == "drop_index":
+                    if op[2] in indexes[tname]:
+                        indexes[tname].remove(op[2])
+                else:
+                    raise CorruptError("wal.log", -1, f"record {rcsn} has unknown op {kind!r}")
+            csn = max(csn, rcsn)
+        for name, schema in schemas.items():
+            st = TableStore(schema)
+            for f in indexes[name]:
+                st.create_index(schema.position(f))
+            st.load(data[name].values())
+            self._stores[name] = st
+        self._csn = csn
+        self._snaps.watermark = csn
+
+    # -- tables ----------------------------------------------------------------------
+    def create_table(self, schema: Schema) -> "Table":
+        """Create a table (with its default indexes); the existing one if the schema is equal."""
+        self._check_open()
+        if not isinstance(schema, Schema):
+            raise UsageError("create_table needs a Schema (declare it with @aerostore.table)")
+        with self._commit_lock:
+            st = self._stores.get(schema.name)
+            if st is not None:
+                if st.schema.to_dict()["fields"] != schema.to_dict()["fields"]:
+                    raise UsageError(f'table "{schema.name}" exists with another schema')
+                return self.table(schema.name)
+            self._check_writable()
+            st = TableStore(schema)
+            for f in schema.default_indexes:
+                st.create_index(schema.position(f))
+            ticket = self._log_ddl([("create_table", schema.name, schema.to_dict())])
+            self._stores[schema.name] = st
+        self._wait(ticket)
+        return self.table(schema.name)
+
+    def table(self, name) -> "Table":
+        """The autocommit handle of table ``name`` (a string or a Schema)."""
+        st = self._store(name)
+        t = self._tables.get(st.schema.name)
+        if t is None:
+            t = self._tables[st.schema.name] = Table(self, st)
+        return t
+
+    @property
+    def tables(self) -> list:
+        return sorted(self._stores)
+
+    def _store(self, name) -> TableStore:
+        self._check_open()
+        if isinstance(name, Schema):
+            name = name.name
+        st = self._stores.get(name)
+        if st is None:
+            have = ", ".join(sorted(self._stores)) or "none"
+            raise UsageError(f'no table "{name}" (tables: {have}); create it with create_table', "TABLE", str(name))
+        return st
+
+    def _index_ddl(self, st: TableStore, field: str, create: bool) -> bool:
+        pos = st.schema.position(field)
+        fname = st.schema.names[pos]
+        with self._commit_lock:
+            self._check_writable()
+            changed = st.create_index(pos) if create else st.drop_index(pos)
+            if not changed:
+                return False
+            ticket = self._log_ddl([("create_index" if create else "drop_index", st.schema.name, fname)])
+        self._wait(ticket)
+        return True
+
+    def _log_ddl(self, ops):
+        """Log a schema change as its own commit (caller holds the commit lock)."""
+        self._csn += 1
+        csn = self._csn
+        self._pending_pub.append((csn, []))
+        ticket = self._storage.log(csn, ops, self._publish)
+        if not self.config.get("aerostore.synchronous_commit"):
+            self._publish(csn)
+        return ticket
+
+    # -- transactions --------------------------------------------------------------------
+    def begin(self) -> Transaction:
+        """A new transaction at the current snapshot."""
+        self._check_open()
+        return Transaction(self)
+
+    def transaction(self) -> Transaction:
+        """``with db.transaction() as txn:`` commits on exit, rolls back on an exception."""
+        return self.begin()
+
+    def _commit(self, txn: Transaction) -> None:
+        writes = txn._writes
+        if not any(writes.values()):
+            return
+        stores = self._stores
+        with self._commit_lock:
+            self._check_writable()
+            s = txn.snapshot
+            for tname, ws in writes.items():
+                if ws:
+                    k = stores[tname].check_conflicts(ws, s)
+                    if k is not None:
+                        raise WriteConflict(
+                            f'write conflict on key "{k}" in {tname}: another transaction committed it '
+                            f'first; run the transaction again')
+            self._csn += 1
+            csn = self._csn
+            changes: list = []
+            ops: list = []
+            for tname, ws in writes.items():
+                if ws:
+                    touched: list = []
+                    stores[tname].install(ws, csn, tname, changes, ops, touched)
+                    self._prune_q.append((csn, stores[tname], touched))
+            self._pending_pub.append((csn, changes))
+            sync = self.config.get("aerostore.synchronous_commit")
+            ticket = self._storage.log(csn, ops, self._publish)
+            self._commits += 1
+            if not sync:
+                self._publish(csn)
+        if sync:
+            self._wait(ticket)
+        self._vacuum()
+
+    def _wait(self, ticket) -> None:
+        try:
+            ticket.wait()
+        except StorageIOError as e:
+            self._failed = e
+            raise
+
+    def _publish(self, csn: int) -> None:
+        """Make commits up to ``csn`` visible and run the publish hooks, in CSN order, once."""
+        with self._pub_lock:
+            if not self._snaps.advance(csn):
+                return
+            q = self._pending_pub
+            hooks = self._hooks
+            while q and q[0][0] <= csn:
+                c, changes = q.popleft()
+                if changes:
+                    for fn in hooks:
+                        try:
+                            fn(c, changes)
+                        except Exception:  # noqa: BLE001 - a hook must not break commits
+                            traceback.print_exc(file=sys.stderr)
+
+    def add_publish_hook(self, fn) -> None:
+        """``fn(csn, changes)`` after each commit becomes visible, in CSN order; must be quick."""
+        self._hooks.append(fn)
+
+    def remove_publish_hook(self, fn) -> None:
+        try:
+            self._hooks.remove(fn)
+        except ValueError:
+            pass
+
+    def _vacuum(self) -> None:
+        """Prune the slots of commits every registered snapshot now sees."""
+        q = self._prune_q
+        if not q or not self._vac_lock.acquire(blocking=False):
+            return
+        try:
+            h = self._snaps.horizon()
+            while q and q[0][0] <= h:
+                _csn, st, slots = q.popleft()
+                st.prune(slots, h)
+        finally:
+            self._vac_lock.release()
+
+    # -- configuration, maintenance ------------------------------------------------------
+    def set_config(self, key: str, value) -> None:
+        self._check_open()
+        self.config.set(key, value)
+
+    def get_config(self, key: str):
+        return self.config.get(key)
+
+    def get_config_text(self, key: str) -> str:
+        return self.config.get_text(key)
+
+    def checkpoint(self) -> int:
+        """Write a checkpoint of the current snapshot while writers continue; rows written."""
+        self._check_open()
+        s = self._snaps.take()
+        try:
+            counter = [0]
+            tables = []
+            for st in list(self._stores.values()):
+                names = st.schema.names
+                tables.append((st.schema.to_dict(), [names[p] for p in st.indexes],
+                               _counting(_sliced(st, s), counter)))
+            self._storage.checkpoint(s, tables)
+            return counter[0]
+        finally:
+            self._snaps.release(s)
+            self._vacuum()
+
+    def stats(self) -> dict:
+        """Counters: rows, versions, commits, csn, wal_bytes, ... (values are ints or strs)."""
+        self._check_open()
+        s = self._snaps.watermark
+        rows = 0
+        versions = 0
+        for st in self._stores.values():
+            with st.latch:
+                rows += st.count(s)
+                versions += st.n_frozen
+                for slot in st.unfrozen:
+                    v = st.rows[slot]
+                    while v is not None:
+                        versions += 1
+                        v = v.prev
+        out = {"rows": rows, "versions": versions, "commits": self._commits, "csn": self._csn,
+               "tables": len(self._stores), "snapshots": self._snaps.active(),
+               "pending_prune": len(self._prune_q),
+               "readonly": int(self._failed is not None),
+               "durable": int(self._storage.durable)}
+        for k, v in self._storage.stats().items():
+            out.setdefault(k, v)
+        return out
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError("database is closed: open it again")
+
+    def _check_writable(self) -> None:
+        self._check_open()
+        if self._failed is not None:
+            raise ReadOnlyError(f"store is read-only after an I/O failure ({self._failed}); "
+                                f"close and reopen it once the disk is healthy")
+
+    def add_close_hook(self, fn) -> None:
+        """``fn()`` runs first in close() (background threads stop there)."""
+        self._close_hooks.append(fn)
+
+    def close(self) -> None:
+        """Flush, stop background threads, release the directory.  Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for fn in self._close_hooks:
+            try:
+                fn()
+            except Exception:  # noqa: BLE001 - closing must finish
+                traceback.print_exc(file=sys.stderr)
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+        self._storage.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def __repr__(self):
+        return f"<aerostore.Database {self.path!r}{' closed' if self._closed else ''}>"
+
+
+def _sliced(st: TableStore, s: int, step: int = 8192):
+    """Visible rows of ``st`` at ``s`` in slices, yielding the GIL between slices."""
+    start = 0
+    while start < len(st.rows):
+        yield from st.iter_visible(s, start, start + step)
+        start += step
+        time.sleep(0)
+
+
+def _counting(it, counter):
+    for r in it:
+        counter[0] += 1
+        yield r
+
+
+class Table:
+    """Autocommit handle of one table: every call is its own transaction.
+
+    Reads see the latest published state; writes retry automatically on a write
+    conflict (each call is self-contained, so a retry is always safe).
+    """
+
+    def __init__(self, db: Database, st: TableStore):
+        self._db = db
+        self._st = st
+        self.schema = st.schema
+        self.name = st.schema.name
+
+    def _latest(self) -> int:
+        self._db._check_open()
+        return self._db._snaps.watermark
+
+    def get(self, key):
+        """The row tuple of ``key`` (latest committed), or None.  O(1)."""
+        s = self._latest()
+        if key.__class__ is not str:
+            key = self.schema.coerce_key(key)
+        return self._st.get(key, s)
+
+    def exists(self, key) -> bool:
+        return self.get(key) is not None
+
+    def count(self) -> int:
+        return self._st.count(self._latest())
+
+    def query(self) -> Query:
+        return Query(self)
+
+    def _run(self, q, mode):
+        db = self._db
+        db._check_open()
+        s = db._snaps.take()
+        try:
+            return execute(self._st, s, q, None, mode)
+        finally:
+            db._snaps.release(s)
+            db._vacuum()
+
+    def _write(self, fn):
+        db = self._db
+        for _ in range(_AUTOCOMMIT_RETRIES):
+            txn = db.begin()
+            try:
+                out = fn(TxnTable(txn, self._st))
+                txn.commit()
+                return out
+            except WriteConflict:
+                continue
+            finally:
+                txn.rollback()
+        raise WriteConflict(f"{self.name}: gave up after {_AUTOCOMMIT_RETRIES} write conflicts")
+
+    def upsert(self, row) -> bool:
+        return self._write(lambda t: t.upsert(row))
+
+    def set(self, key, values: dict) -> bool:
+        return self._write(lambda t: t.set(key, values))
+
+    def delete(self, key) -> bool:
+        return self._write(lambda t: t.delete(key))
+
+    def upsert_many(self, rows) -> tuple[int, int]:
+        rows = list(rows)
+        return self._write(lambda t: t.upsert_many(rows))
+
+    def _delete_query(self, q) -> int:
+        def run(t):
+            q._view = t
+            try:
+                return t._delete_query(q)
+            finally:
+                q._view = self
+        return self._write(run)
+
+    def create_index(self, field: str) -> bool:
+        """Create a sorted index on ``field``; False if it exists.  O(n log n)."""
+        return self._db._index_ddl(self._st, field, True)
+
+    def drop_index(self, field: str) -> bool:
+        return self._db._index_ddl(self._st, field, False)
+
+    def indexed(self) -> list:
+        """Names of the indexed fields, in field order."""
+        names = self.schema.names
+        return [names[p] for p in sorted(self._st.indexes)]
+
+    def _check(self) -> None:
+        self._st._check()
+
+    def __repr__(self):
+        return f"<aerostore.Table {self.name}>"
+
+
+class _Checkpointer:
+    """Background thread: a checkpoint every ``aerostore.checkpoint_interval_secs`` (0 = never)."""
+
+    def __init__(self, db: Database):
+        self._db = db
+        self._stop = threading.Event()
+        self._last = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name="aerostore-checkpointer", daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        db = self._db
+        while not self._stop.wait(0.5):
+            iv = db.config.get("aerostore.checkpoint_interval_secs")
+            if iv and time.monotonic() - self._last >= iv:
+                self._last = time.monotonic()
+                try:
+                    db.checkpoint()
+                except (ClosedError, StorageIOError):
+                    return
+                except Exception:  # noqa: BLE001 - keep the thread alive, report
+                    traceback.print_exc(file=sys.stderr)
+
+    def stop(self):
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)

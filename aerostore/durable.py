@@ -1,0 +1,275 @@
+"""``DirectoryStorage``: the durable ``Storage`` (docs/architecture.md) over a data directory.
+
+A data directory holds (see docs/durability.md):
+
+| file | what |
+|---|---|
+| ``lock`` | flock'ed by the owning process; holds its pid (for the error message) |
+| ``checkpoint.dat`` | the last checkpoint (checkpoint.py) |
+| ``wal.log`` | commits after (or around) that checkpoint (wal.py) |
+| ``wal.log.torn-N`` | torn tails set aside by recovery, kept as evidence |
+| ``*.tmp`` | a checkpoint or log cut in progress; removed on open |
+
+The directory is created 0700 and every file 0600: the data is the user's.
+Opening takes the lock (a second opener, in this or another process, gets
+``LockedError``); ``recover()`` loads the checkpoint, checks the log, sets a
+torn tail aside and starts the log writer; ``log()``, ``checkpoint()``,
+``stats()`` and ``close()`` follow.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import threading
+import time
+
+from . import fileio, wal
+from .checkpoint import FILENAME as CHECKPOINT, TEMP_FILENAME as CHECKPOINT_TMP
+from .checkpoint import read_checkpoint, write_checkpoint
+from .config import Config
+from .errors import ClosedError, CorruptError, LockedError, ReadOnlyError, StorageIOError, UsageError
+
+__all__ = ["DirectoryStorage", "Recovered", "WAL", "LOCK"]
+
+WAL = "wal.log"
+LOCK = "lock"
+
+
+class Recovered:
+    """What ``recover()`` found.
+
+    ``checkpoint_csn``: the CSN the checkpoint holds (0 if none).  ``tables``:
+    ``(schema_dict, index_fields, rows)`` per table of the checkpoint.
+    ``records``: iterator of ``(csn, ops)`` with ``csn > checkpoint_csn``, in CSN
+    order (read lazily; raises ``CorruptError`` if a frame does not decode).
+    ``last_csn``: the highest CSN on disk, so the next commit is ``last_csn + 1``.
+    ``torn_bytes``: size of a torn tail that was set aside (0 if none).
+    """
+
+    __slots__ = ("checkpoint_csn", "tables", "records", "last_csn", "torn_bytes")
+
+    def __init__(self, checkpoint_csn, tables, records, last_csn, torn_bytes):
+        self.checkpoint_csn = checkpoint_csn
+        self.tables = tables
+        self.records = records
+        self.last_csn = last_csn
+        self.torn_bytes = torn_bytes
+
+
+def lock_directory(path: str, exclusive: bool = True) -> int:
+    """Take the directory's lock file; returns its descriptor or raises ``LockedError``.
+
+    ``exclusive=False`` takes a shared lock (the read-only command-line tools),
+    which still excludes an owner.
+    """
+    lock_path = os.path.join(path, LOCK)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            os.close(fd)
+            raise
+        try:
+            pid = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+        finally:
+            os.close(fd)
+        raise LockedError(f"data directory {path} is in use by another process (pid {pid}); "
+                          "one process at a time may open it", path) from None
+    if exclusive:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+class DirectoryStorage:
+    """The durable storage of one data directory (see the module docstring).
+
+    ``config`` is the database's ``Config``; ``aerostore.synchronous_commit`` and
+    ``aerostore.wal_flush_delay_ms`` are read at every commit.  ``io`` is the
+    file layer (``fileio.DEFAULT``; tests pass a ``fileio.FaultyIO``).
+    """
+
+    durable = True
+
+    def __init__(self, path: str, config: Config | None = None, *, io: fileio.FileIO | None = None):
+        self.path = os.path.abspath(path)
+        self._config = config if config is not None else Config()
+        self._io = io if io is not None else fileio.DEFAULT
+        if os.path.exists(self.path) and not os.path.isdir(self.path):
+            raise UsageError(f"{self.path} is not a directory")
+        if not os.path.exists(self.path):
+            os.makedirs(self.path, 0o700)
+            os.chmod(self.path, 0o700)
+        self._lock_fd = lock_directory(self.path)
+        self._wal_path = os.path.join(self.path, WAL)
+        self._ckpt_path = os.path.join(self.path, CHECKPOINT)
+        self._writer: wal.WalWriter | None = None
+        self._closed = False
+        self._ckpt_lock = threading.Lock()
+        self._ckpt_csn = 0
+        self._ckpt_rows = 0
+        self._checkpoints = 0
+        self._last_ckpt_ms = 0.0
+        self._last_ckpt_bytes = 0
+        self._torn_set_aside = 0
+        self._recovery_ms = 0.0
+        try:
+            for name in (CHECKPOINT_TMP, WAL + ".tmp"):
+                p = os.path.join(self.path, name)
+                if os.path.exists(p):
+                    self._io.unlink(p)
+        except OSError as e:
+            self._release_lock()
+            raise StorageIOError(f"removing a leftover temp file in {self.path} failed: "
+                                 f"{e.strerror or e}", errno.errorcode.get(e.errno or 0, "EIO")) from None
+
+    # -- recovery ------------------------------------------------------------
+    def recover(self) -> Recovered:
+        """Load the checkpoint, check the log, set a torn tail aside, start the writer."""
+        if self._closed:
+            raise ClosedError("the store is closed")
+        if self._writer is not None:
+            raise UsageError("recover() runs once")
+        t0 = time.perf_counter()
+        try:
+            return self._recover(t0)
+        except OSError as e:
+            raise StorageIOError(f"opening {self.path} failed: {e.strerror or e}",
+                                 errno.errorcode.get(e.errno or 0, "EIO")) from None
+
+    def _recover(self, t0: float) -> Recovered:
+        ckpt_csn, tables = 0, []
+        if os.path.exists(self._ckpt_path):
+            ckpt_csn, tables = read_checkpoint(self._ckpt_path)
+        self._ckpt_csn = ckpt_csn
+        self._ckpt_rows = sum(len(t[2]) for t in tables)
+        if not os.path.exists(self._wal_path):
+            self._create_wal(ckpt_csn)
+        ws = wal.scan(self._wal_path)
+        if ws.base_csn > ckpt_csn:
+            raise CorruptError(self._ckpt_path if os.path.exists(self._ckpt_path) else self._wal_path, 0,
+                               f"{WAL} continues from checkpoint {ws.base_csn} but {CHECKPOINT} "
+                               f"holds only up to {ckpt_csn} (checkpoint missing or replaced)")
+        torn = ws.torn
+        if torn:
+            self._set_torn_tail_aside(ws)
+        fd = self._io.open(self._wal_path, os.O_WRONLY | os.O_APPEND)
+        last = max(ckpt_csn, ws.last_csn)
+        self._writer = wal.WalWriter(self._wal_path, self._io, fd, ws, self._settings, last)
+        self._recovery_ms = (time.perf_counter() - t0) * 1000.0
+        return Recovered(ckpt_csn, tables, wal.iter_commits(self._wal_path, ws, ckpt_csn), last, torn)
+
+    def _create_wal(self, base_csn: int) -> None:
+        tmp = self._wal_path + ".tmp"
+        io = self._io
+        fd = io.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        try:
+            io.write(fd, wal.make_header(base_csn))
+            io.fdatasync(fd)
+        finally:
+            io.close(fd)
+        io.rename(tmp, self._wal_path)
+        io.fsync_dir(self.path)
+
+    def _set_torn_tail_aside(self, ws: wal.WalScan) -> None:
+        """Copy the torn tail to ``wal.log.torn-N`` (synced), then cut it off the log."""
+        io = self._io
+        n = 1
+        while os.path.exists(f"{self._wal_path}.torn-{n}"):
+            n += 1
+        with open(self._wal_path, "rb") as f:
+            f.seek(ws.end)
+            tail = f.read(ws.torn)
+        fd = io.open(f"{self._wal_path}.torn-{n}", os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        try:
+            io.write(fd, tail)
+            io.fdatasync(fd)
+        finally:
+            io.close(fd)
+        io.fsync_dir(self.path)
+        fd = io.open(self._wal_path, os.O_WRONLY)
+        try:
+            io.truncate(fd, ws.end)
+            io.fdatasync(fd)
+        finally:
+            io.close(fd)
+        ws.size = ws.end
+        self._torn_set_aside = ws.torn
+
+    def _settings(self) -> tuple:
+        c = self._config
+        return c.get("aerostore.synchronous_commit"), c.get("aerostore.wal_flush_delay_ms")
+
+    # -- commits -------------------------------------------------------------
+    def log(self, csn: int, ops, on_durable=None) -> wal.Ticket:
+        """Queue commit ``csn``; see docs/architecture.md.  Call under the commit lock."""
+        w = self._writer
+        if w is None:
+            raise ClosedError("the store is closed") if self._closed else \
+                UsageError("recover() must run before log()")
+        return w.submit(csn, wal.encode_commit(csn, ops), on_durable,
+                        self._config.get("aerostore.synchronous_commit"))
+
+    # -- checkpoints -----------------------------------------------------------
+    def checkpoint(self, csn: int, tables) -> int:
+        """Write the checkpoint of snapshot ``csn``, then cut the log.  Returns its row count.
+
+        ``tables``: ``(schema_dict, index_fields, row_iterator)`` per table, the
+        rows visible at ``csn``.  Commits continue meanwhile.  A checkpoint at
+        the CSN already checkpointed writes nothing (and returns that row
+        count).  Raises ``StorageIOError`` if the checkpoint cannot be written
+        (the store stays writable; the old checkpoint and the log are intact)
+        and ``ReadOnlyError`` after a log failure.
+        """
+        with self._ckpt_lock:
+            w = self._writer
+            if w is None:
+                raise ClosedError("the store is closed") if self._closed else \
+                    UsageError("recover() must run before checkpoint()")
+            if w.failed is not None:
+                raise ReadOnlyError(f"{self.path}: the log stopped after an I/O error; "
+                                    "reopen the store", "READONLY")
+            if csn < self._ckpt_csn:
+                raise UsageError(f"checkpoint at {csn} is older than the current one at "
+                                 f"{self._ckpt_csn}")
+            if csn > self._ckpt_csn:
+                t0 = time.perf_counter()
+                rows, nbytes = write_checkpoint(self._io, self.path, csn, tables)
+                self._ckpt_csn, self._ckpt_rows = csn, rows
+                self._last_ckpt_bytes = nbytes
+                self._checkpoints += 1
+                self._last_ckpt_ms = (time.perf_counter() - t0) * 1000.0
+            if w.base_csn < csn:
+                w.cut(csn)
+            return self._ckpt_rows
+
+    # -- reporting and shutdown ------------------------------------------------
+    def stats(self) -> dict:
+        """Counters of the log and the checkpoints (all ints or floats, plus data_dir)."""
+        s = {"data_dir": self.path, "checkpoints": self._checkpoints,
+             "last_checkpoint_csn": self._ckpt_csn, "last_checkpoint_rows": self._ckpt_rows,
+             "last_checkpoint_ms": round(self._last_ckpt_ms, 3),
+             "last_checkpoint_bytes": self._last_ckpt_bytes,
+             "recovery_ms": round(self._recovery_ms, 3), "torn_bytes_set_aside": self._torn_set_aside}
+        if self._writer is not None:
+            s.update(self._writer.stats())
+        return s
+
+    def close(self) -> None:
+        """Flush pending commits (unless the log failed), stop the writer, unlock.  Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        with self._ckpt_lock:
+            w, self._writer = self._writer, None
+            if w is not None:
+                w.close()
+            self._release_lock()
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None

@@ -1,0 +1,241 @@
+"""SortedIndex: one sorted secondary index over one field of one table.
+
+Entries are ordered by (field value, slot).  For int, bool and float fields an
+entry is one packed Python int, ``key << 32 | slot``: cheaper to store and
+compare than a tuple (NOTES-perf: 545k/s adds against 151k/s for tuples).  The
+float key is the IEEE-754 bit pattern made order-preserving (negative numbers
+mirrored), so ranges and sorts on floats are integer bisects.  For str fields an
+entry is the tuple ``(value, slot)``.  Null values are not entries: their slots
+sit in ``nulls`` (nulls sort after every value).
+
+Index semantics are a set per slot: a slot has one entry for each distinct value
+among the versions its chain retains, so readers recheck every candidate against
+the version their snapshot sees (the entry's key must equal that version's key).
+
+Writes are lazy: ``add``/``remove`` record a net +1/-1 per entry in ``pending``
+(O(1), no per-row sorted-list work); ``settle()`` folds pending into the
+SortedList before any read, per item when pending is small, otherwise by one
+C-speed merge sort of the whole index (amortised O(1) per write).  This is how
+bulk ingest and updates avoid the per-row SortedList floors (150k adds/s,
+56k remove+add/s).
+
+Not thread-safe by itself: the owning TableStore's latch guards every call.
+"""
+
+from __future__ import annotations
+
+from array import array
+from itertools import chain
+from struct import Struct
+
+from sortedcontainers import SortedList
+
+__all__ = ["SortedIndex", "SLOT_BITS", "SLOT_MASK"]
+
+SLOT_BITS = 32
+SLOT_MASK = (1 << SLOT_BITS) - 1
+_M63 = (1 << 63) - 1
+_PACK_D = Struct("<d").pack
+_UNPACK_Q = Struct("<q").unpack
+_STR_SLOT_END = 1 << SLOT_BITS  # larger than any slot
+
+
+def float_key(x: float) -> int:
+    """Order-preserving int for a finite float (0.0 and -0.0 share a key)."""
+    i = _UNPACK_Q(_PACK_D(x))[0]
+    return i if i >= 0 else -(i & _M63)
+
+
+def float_keys(xs) -> list:
+    """``float_key`` over a sequence of floats, at C speed for the bit casts."""
+    q = array("q")
+    q.frombytes(array("d", xs).tobytes())
+    return [i if i >= 0 else -(i & _M63) for i in q]
+
+
+class SortedIndex:
+    """Sorted (value, slot) entries of one field; see the module docstring."""
+
+    def __init__(self, pos: int, kind: str):
+        self.pos = pos
+        self.kind = kind
+        self.packed = kind != "str"
+        self.sl = SortedList()
+        self.pending: dict = {}
+        self.nulls: set = set()
+
+    # -- keys and entries ----------------------------------------------------
+    def key(self, value):
+        """The sort key of a non-null field value."""
+        if self.kind == "float":
+            return float_key(value)
+        if self.kind == "bool":
+            return int(value)
+        return value
+
+    def keys(self, values: list) -> list:
+        """Keys of many non-null values."""
+        if self.kind == "float":
+            return float_keys(values)
+        if self.kind == "bool":
+            return [int(v) for v in values]
+        return values
+
+    def entry(self, key, slot: int):
+        return (key << SLOT_BITS) | slot if self.packed else (key, slot)
+
+    def lo_entry(self, key):
+        """Smallest possible entry with this key."""
+        return key << SLOT_BITS if self.packed else (key,)
+
+    def hi_entry(self, key):
+        """Smallest possible entry with a key greater than this one."""
+        return (key + 1) << SLOT_BITS if self.packed else (key, _STR_SLOT_END)
+
+    def entry_key(self, e):
+        return e >> SLOT_BITS if self.packed else e[0]
+
+    def entry_slot(self, e) -> int:
+        return e & SLOT_MASK if self.packed else e[1]
+
+    # -- writes (lazy) ---------------------------------------------------------
+    def add(self, value, slot: int) -> None:
+        """Record that ``slot`` has a version with ``value``.  O(1)."""
+        if value is None:
+            self.nulls.add(slot)
+            return
+        e = self.entry(self.key(value), slot)
+        p = self.pending
+        if p.get(e) == -1:
+            del p[e]
+        else:
+            p[e] = 1
+
+    def remove(self, value, slot: int) -> None:
+        """Record that no retained version of ``slot`` has ``value`` any more.  O(1)."""
+        if value is None:
+            self.nulls.discard(slot)
+            return
+        e = self.entry(self.key(value), slot)
+        p = self.pending
+        if p.get(e) == 1:
+            del p[e]
+        else:
+            p[e] = -1
+
+    def add_fresh(self, values: list, slots: list) -> None:
+        """Bulk add for slots that have no entries yet (new or recycled-after-settle slots)."""
+        nn_vals = []
+        nn_slots = []
+        nulls = self.nulls
+        for v, s in zip(values, slots):
+            if v is None:
+                nulls.add(s)
+            else:
+                nn_vals.append(v)
+                nn_slots.append(s)
+        if not nn_vals:
+            return
+        ks = self.keys(nn_vals)
+        if self.packed:
+            ents = [(k << SLOT_BITS) | s for k, s in zip(ks, nn_slots)]
+        else:
+            ents = list(zip(ks, nn_slots))
+        self.pending.update(dict.fromkeys(ents, 1))
+
+    def settle(self) -> None:
+        """Fold pending writes into the sorted list.  Amortised O(1) per write."""
+        p = self.pending
+        if not p:
+            return
+        self.pending = {}
+        sl = self.sl
+        n = len(sl)
+        if len(p) * 16 < n:
+            for e, d in p.items():
+                if d > 0:
+                    sl.add(e)
+                else:
+                    sl.remove(e)
+            return
+        rm = [e for e, d in p.items() if d < 0]
+        if rm:
+            rms = set(rm)
+            vals = [e for e in chain.from_iterable(sl._lists) if e not in rms]
+        else:
+            vals = list(chain.from_iterable(sl._lists))
+        vals.extend(e for e, d in p.items() if d > 0)
+        vals.sort()
+        self._reload(vals)
+
+    def _reload(self, vals: list) -> None:
+        """Replace the contents with the sorted list ``vals`` (sortedcontainers 2.x layout)."""
+        sl = self.sl
+        sl.clear()
+        load = sl._load
+        lists = sl._lists
+        lists.extend(vals[i:i + load] for i in range(0, len(vals), load))
+        sl._maxes.extend(sub[-1] for sub in lists)
+        sl._len = len(vals)
+
+    def build(self, values: list, slots: list) -> None:
+        """Replace everything with entries for (values[i], slots[i]).  O(n log n) at C speed."""
+        self.sl.clear()
+        self.pending = {}
+        self.nulls = set()
+        self.add_fresh(values, slots)
+        vals = list(self.pending)
+        self.pending = {}
+        vals.sort()
+        self._reload(vals)
+
+    # -- reads (call settle() first) ---------------------------------------------
+    def __len__(self):
+        return len(self.sl)
+
+    def position(self, e) -> int:
+        return self.sl.bisect_left(e)
+
+    def count_between(self, lo_e, hi_e) -> int:
+        """Entries e with lo_e <= e < hi_e (None = unbounded).  O(log n)."""
+        sl = self.sl
+        i = sl.bisect_left(lo_e) if lo_e is not None else 0
+        j = sl.bisect_left(hi_e) if hi_e is not None else len(sl)
+        return j - i if j > i else 0
+
+    def chunk(self, lo_e, hi_e, after, n: int, reverse: bool = False) -> list:
+        """Up to ``n`` entries in [lo_e, hi_e), strictly after ``after`` in walk order.
+
+        Walking by value (not by position) makes a walk whose latch is released
+        between chunks immune to concurrent inserts and removals.
+        """
+        sl = self.sl
+        if not reverse:
+            i = sl.bisect_left(lo_e) if lo_e is not None else 0
+            if after is not None:
+                i = max(i, sl.bisect_right(after))
+            j = sl.bisect_left(hi_e) if hi_e is not None else len(sl)
+            if i >= j:
+                return []
+            return sl[i:min(j, i + n)]
+        i = sl.bisect_left(lo_e) if lo_e is not None else 0
+        j = sl.bisect_left(hi_e) if hi_e is not None else len(sl)
+        if after is not None:
+            j = min(j, sl.bisect_left(after))
+        if i >= j:
+            return []
+        out = sl[max(i, j - n):j]
+        out.reverse()
+        return out
+
+    def __contains__(self, e) -> bool:
+        return e in self.sl
+
+    def _check(self) -> None:
+        """Assert internal invariants (tests call this after every step)."""
+        sl = self.sl
+        sl._check()
+        vals = list(sl)
+        assert len(set(vals)) == len(vals), "duplicate index entries"
+        if self.packed:
+            assert all(isinstance(e, int) for e in vals)

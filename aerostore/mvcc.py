@@ -1,0 +1,107 @@
+"""Multi-version concurrency control: versions, snapshots, visibility, horizon.
+
+Rule (PostgreSQL's, with commit sequence numbers in place of txids): a version
+with ``xmin``/``xmax`` is visible to snapshot ``s`` iff ``xmin <= s < xmax``.
+``xmin`` is the CSN of the commit that created it, ``xmax`` the CSN of the commit
+that superseded or deleted it (``INF`` while it is the live version).
+
+Uncommitted writes never enter shared structures (they wait in the
+transaction's private write set), so a snapshot is a single integer: the
+published watermark, the highest CSN whose commit is acknowledged.  Commits are
+published in CSN order, so the "in progress" set of a PostgreSQL snapshot is
+always empty here.
+
+A slot of a table holds either a plain tuple (a *frozen* row: visible to every
+snapshot, no version header, the common case) or the newest ``Version`` of a
+chain linked newest-first through ``prev``.  Freezing is the last step of
+pruning, once no registered snapshot can see an older version.
+"""
+
+from __future__ import annotations
+
+import threading
+
+__all__ = ["INF", "Version", "visible", "newest", "SnapshotRegistry"]
+
+INF = 1 << 62  # xmax of a live version: larger than any CSN
+
+
+class Version:
+    """One version of a row.  Chains are newest first; ``xmin`` strictly decreases along ``prev``."""
+
+    __slots__ = ("xmin", "xmax", "values", "prev")
+
+    def __init__(self, xmin: int, xmax: int, values: tuple, prev):
+        self.xmin = xmin
+        self.xmax = xmax
+        self.values = values
+        self.prev = prev
+
+    def __repr__(self):
+        return f"Version(xmin={self.xmin}, xmax={'INF' if self.xmax == INF else self.xmax}, {self.values!r})"
+
+
+def visible(head, s: int):
+    """The row tuple of slot ``head`` visible to snapshot ``s``, or None.  O(chain length)."""
+    if head.__class__ is tuple:
+        return head
+    v = head
+    while v is not None:
+        if v.xmin <= s:
+            return v.values if s < v.xmax else None
+        v = v.prev
+    return None
+
+
+def newest(head):
+    """The newest installed values of a slot (committed or in flight), or None if deleted."""
+    if head.__class__ is tuple:
+        return head
+    return head.values if head.xmax == INF else None
+
+
+class SnapshotRegistry:
+    """Registered snapshots define the vacuum horizon.
+
+    ``take()`` reads the watermark and registers it atomically, so a concurrent
+    prune never computes a horizon above a snapshot being taken.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._counts: dict[int, int] = {}
+        self.watermark = 0
+
+    def take(self) -> int:
+        with self._lock:
+            s = self.watermark
+            c = self._counts
+            c[s] = c.get(s, 0) + 1
+            return s
+
+    def release(self, s: int) -> None:
+        with self._lock:
+            c = self._counts
+            n = c[s] - 1
+            if n:
+                c[s] = n
+            else:
+                del c[s]
+
+    def horizon(self) -> int:
+        """The oldest snapshot any reader may still use (<= watermark)."""
+        with self._lock:
+            c = self._counts
+            return min(c) if c else self.watermark
+
+    def advance(self, csn: int) -> bool:
+        """Publish up to ``csn``; False if already published."""
+        with self._lock:
+            if csn <= self.watermark:
+                return False
+            self.watermark = csn
+            return True
+
+    def active(self) -> int:
+        with self._lock:
+            return sum(self._counts.values())

@@ -1,0 +1,421 @@
+"""Plan choice and execution for queries.
+
+Access paths, chosen by exact cardinality (a SortedIndex counts any range with
+two bisects, O(log n)):
+
+- ``key``: ``=`` or ``in`` on the key field: hash lookups.
+- ``index``: the most selective index range (or set of ranges for ``in``);
+  candidates are rechecked for visibility and the whole predicate.
+- ``walk``: sort + limit with the first sort field indexed: walk that index in
+  order, filter, stop after offset+limit rows (finishing the tie group).  Cost
+  estimate: (offset+limit) * N / matches entries.
+- ``scan``: every row through one generated function.
+
+Sorting what the path returns: a heap (``heapq.nsmallest``) when
+offset+limit is small against the candidates, else a full sort.
+
+``count()`` of a pure range on one indexed field is answered from the index
+alone (index-only count), corrected for the slots that hold version chains
+(the visibility map: every other slot is all-visible).
+
+Index reads happen in chunks under the table latch (microseconds each);
+scans and point reads take no lock (see table.py).
+"""
+
+from __future__ import annotations
+
+import heapq
+
+from .index import SLOT_MASK
+from .mvcc import visible
+from .query import compile_predicate, compile_scan, sort_key_fn
+
+__all__ = ["execute"]
+
+_RANGE_OPS = ("eq", "lt", "le", "gt", "ge", "range")
+_SCAN_COST = 0.15     # per row, relative to one index candidate
+_CHUNK = 1024
+
+
+def _field_ranges(ix, terms):
+    """Entry ranges [(lo_e, hi_e)] on ``ix`` implied by the terms on its field, or None.
+
+    Intervals intersect; ``in`` gives one range per value.  Returns None when no
+    term on that field bounds it.
+    """
+    p = ix.pos
+    lo = None
+    hi = None
+    bounded = False
+    ins = None
+    key = ix.key
+    for t in terms:
+        if t.pos != p:
+            continue
+        op = t.op
+        if op in _RANGE_OPS:
+            bounded = True
+            v = t.values
+            if op == "eq":
+                k = key(v[0])
+                cand_lo, cand_hi = ix.lo_entry(k), ix.hi_entry(k)
+            elif op == "lt":
+                cand_lo, cand_hi = None, ix.lo_entry(key(v[0]))
+            elif op == "le":
+                cand_lo, cand_hi = None, ix.hi_entry(key(v[0]))
+            elif op == "gt":
+                cand_lo, cand_hi = ix.hi_entry(key(v[0])), None
+            elif op == "ge":
+                cand_lo, cand_hi = ix.lo_entry(key(v[0])), None
+            else:
+                cand_lo, cand_hi = ix.lo_entry(key(v[0])), ix.lo_entry(key(v[1]))
+            if cand_lo is not None and (lo is None or cand_lo > lo):
+                lo = cand_lo
+            if cand_hi is not None and (hi is None or cand_hi < hi):
+                hi = cand_hi
+        elif op == "in":
+            bounded = True
+            ks = sorted({key(v) for v in t.values[0]})
+            rs = [(ix.lo_entry(k), ix.hi_entry(k)) for k in ks]
+            ins = rs if ins is None else [r for r in rs if r in ins]
+    if not bounded:
+        return None
+    if ins is None:
+        if lo is not None and hi is not None and lo >= hi:
+            return []
+        return [(lo, hi)]
+    out = []
+    for a, b in ins:
+        a2 = a if lo is None or a > lo else lo
+        b2 = b if hi is None or b < hi else hi
+        if a2 < b2:
+            out.append((a2, b2))
+    return out
+
+
+class Plan:
+    __slots__ = ("kind", "ix", "ranges", "keys", "est", "desc", "note")
+
+    def __init__(self, kind, est, ix=None, ranges=None, keys=None, desc=False, note=""):
+        self.kind = kind
+        self.est = est
+        self.ix = ix
+        self.ranges = ranges
+        self.keys = keys
+        self.desc = desc
+        self.note = note
+
+
+def choose(store, q, count_only: bool) -> Plan:
+    """The cheapest access path for query ``q`` on ``store``."""
+    schema = store.schema
+    kp = schema.key_pos
+    terms = q.terms
+    n = len(store.slots)
+    for t in terms:
+        if t.pos == kp and t.op == "eq":
+            return Plan("key", 1, keys=[t.values[0]])
+    for t in terms:
+        if t.pos == kp and t.op == "in":
+            return Plan("key", len(t.values[0]), keys=sorted(t.values[0]))
+    best = None
+    with store.latch:
+        for pos, ix in store.indexes.items():
+            rs = _field_ranges(ix, terms)
+            if rs is None:
+                if any(t.pos == pos and t.op == "null" for t in terms):
+                    est = len(ix.nulls)
+                    if best is None or est < best.est:
+                        best = Plan("nulls", est, ix=ix)
+                continue
+            ix.settle()
+            est = sum(ix.count_between(a, b) for a, b in rs)
+            if best is None or est < best.est:
+                best = Plan("index", est, ix=ix, ranges=rs)
+    matches = best.est if best is not None else (n if not terms else n / 3)
+    sort = q.sort
+    need = q.offset_n + q.limit_n
+    if sort and q.limit_n and not count_only:
+        pos, sign = sort[0]
+        ix = store.indexes.get(pos)
+        if ix is not None:
+            desc = sign < 0 or (sign == 0 and q.descending)
+            with store.latch:
+                rs = _field_ranges(ix, terms)
+            if rs is None or len(rs) == 1:
+                walk_cost = min(n, need * n / max(matches, 1.0)) if n else 0
+                other = best.est * 1.3 if best is not None else n * _SCAN_COST * 1.3
+                if walk_cost <= other:
+                    return Plan("walk", walk_cost, ix=ix, ranges=rs or [(None, None)], desc=desc)
+    if best is not None and (best.est <= n * _SCAN_COST
+                             or (count_only and best.kind == "index" and _index_only(best, q))):
+        return best
+    return Plan("scan", n)
+
+
+def describe(store, plan: Plan, q, count_only: bool) -> str:
+    names = store.schema.names
+    if plan.kind == "key":
+        return f"key lookup ({len(plan.keys)} key{'s' if len(plan.keys) != 1 else ''})"
+    if plan.kind == "scan":
+        s = f"full scan ({plan.est} rows, compiled predicate)"
+    elif plan.kind == "nulls":
+        s = f"index nulls {names[plan.ix.pos]} (~{plan.est} rows)"
+    elif plan.kind == "index":
+        only = count_only and _index_only(plan, q)
+        s = f"index {'only count ' if only else 'range '}{names[plan.ix.pos]} ({plan.est} entries)"
+    else:
+        d = "desc" if plan.desc else "asc"
+        return (f"ordered walk {names[plan.ix.pos]} {d} (~{int(plan.est)} entries), "
+                f"stop at {q.offset_n + q.limit_n} rows")
+    if q.sort and not count_only:
+        need = q.offset_n + q.limit_n
+        s += f", then heap top {need}" if q.limit_n else ", then sort"
+    return s
+
+
+def _index_only(plan, q) -> bool:
+    p = plan.ix.pos
+    return all(t.pos == p and (t.op in _RANGE_OPS or t.op == "in") for t in q.terms)
+
+
+def execute(store, s: int, q, overlay: dict | None, mode: str):
+    """Run ``q`` at snapshot ``s``; ``overlay`` is the transaction's own writes (key -> row|None)."""
+    schema = store.schema
+    count_only = mode == "count"
+    plan = choose(store, q, count_only)
+    if mode == "explain":
+        return describe(store, plan, q, count_only)
+    skip = overlay if overlay else None
+    terms = q.terms
+    need = q.offset_n + q.limit_n if q.limit_n else 0
+
+    if count_only and not skip and plan.kind == "index" and _index_only(plan, q):
+        c = _index_only_count(store, plan, s, compile_predicate(schema, terms))
+        if c is not None:
+            return _clamp(c, q)
+    if count_only and plan.kind == "scan":
+        c = compile_scan(schema, terms, True, skip is not None)(store.rows, s, visible, skip)
+        if skip:
+            pred = compile_predicate(schema, terms)
+            c += sum(1 for r in overlay.values() if r is not None and pred(r))
+        return _clamp(c, q)
+
+    kf = sort_key_fn(schema, q.sort, q.descending) if q.sort else None
+    if plan.kind == "walk":
+        rows = _walk(store, plan, s, compile_predicate(schema, terms), skip, need, kf)
+    elif plan.kind == "scan":
+        rows = compile_scan(schema, terms, False, skip is not None)(store.rows, s, visible, skip)
+    elif plan.kind == "key":
+        pred = compile_predicate(schema, terms)
+        rows = []
+        for k in plan.keys:
+            if skip and k in skip:
+                continue
+            r = store.get(k, s)
+            if r is not None and pred(r):
+                rows.append(r)
+    elif plan.kind == "nulls":
+        rows = _null_rows(store, plan.ix, s, compile_predicate(schema, terms), skip)
+    else:
+        rows = _index_rows(store, plan, s, compile_predicate(schema, terms), skip)
+    if skip:
+        pred = compile_predicate(schema, terms)
+        rows.extend(r for r in overlay.values() if r is not None and pred(r))
+    if count_only:
+        return _clamp(len(rows), q)
+    if kf is not None:
+        if need and need * 8 < len(rows):
+            rows = heapq.nsmallest(need, rows, key=kf)
+        else:
+            rows.sort(key=kf)
+    off = q.offset_n
+    if need:
+        return rows[off:need]
+    return rows[off:] if off else rows
+
+
+def _clamp(c: int, q) -> int:
+    c -= q.offset_n
+    if c < 0:
+        return 0
+    return min(c, q.limit_n) if q.limit_n else c
+
+
+def _index_rows(store, plan, s, pred, skip) -> list:
+    """Visible rows behind the entries of ``plan.ranges`` that satisfy ``pred``."""
+    ix = plan.ix
+    out = []
+    for lo, hi in plan.ranges:
+        after = None
+        while True:
+            with store.latch:
+                ix.settle()
+                chunk = ix.chunk(lo, hi, after, _CHUNK)
+                if not chunk:
+                    break
+                _filter_entries(store, ix, chunk, s, pred, skip, out)
+            if len(chunk) < _CHUNK:
+                break
+            after = chunk[-1]
+    return out
+
+
+def _filter_entries(store, ix, chunk, s, pred, skip, out, stop=None):
+    """Append to ``out`` the rows of ``chunk`` visible at ``s`` whose value matches the entry.
+
+    A frozen slot has exactly one entry (the latch is held, pending is settled);
+    a slot with a chain may have several, so the entry's key must equal the
+    visible version's key.  Returns the entry where ``stop(count)`` first held.
+    """
+    rows = store.rows
+    p = ix.pos
+    kp = store.key_pos
+    key = ix.key
+    append = out.append
+    if ix.packed:
+        for e in chunk:
+            head = rows[e & SLOT_MASK]
+            if head.__class__ is tuple:
+                r = head
+            else:
+                r = visible(head, s)
+                if r is None or r[p] is None or key(r[p]) != e >> 32:
+                    continue
+            if skip is not None and r[kp] in skip:
+                continue
+            if pred(r):
+                append(r)
+    else:
+        for e in chunk:
+            head = rows[e[1]]
+            if head.__class__ is tuple:
+                r = head
+            else:
+                r = visible(head, s)
+                if r is None or r[p] != e[0]:
+                    continue
+            if skip is not None and r[kp] in skip:
+                continue
+            if pred(r):
+                append(r)
+
+
+def _null_rows(store, ix, s, pred, skip) -> list:
+    p = ix.pos
+    kp = store.key_pos
+    with store.latch:
+        slots = list(ix.nulls)
+        rows = store.rows
+        out = []
+        for slot in slots:
+            r = visible(rows[slot], s)
+            if r is not None and r[p] is None and (skip is None or r[kp] not in skip) and pred(r):
+                out.append(r)
+    return out
+
+
+def _walk(store, plan, s, pred, skip, need, kf) -> list:
+    """Ordered index walk: rows in index order until ``need`` rows and their tie group.
+
+    Nulls sort last ascending, first descending.  The result is sorted by ``kf``
+    (ties within the boundary group by the remaining keys, then the key).
+    """
+    ix = plan.ix
+    desc = plan.desc
+    lo, hi = plan.ranges[0]
+    out = []
+    if desc and lo is None:
+        nulls = _null_rows(store, ix, s, pred, skip)
+        nulls.sort(key=kf)
+        out.extend(nulls)
+        if len(out) >= need:
+            return out[:need]
+    entry_key = ix.entry_key
+    after = None
+    stop_key = None
+    size = max(64, min(_CHUNK, need * 2))
+    done = False
+    while not done:
+        with store.latch:
+            ix.settle()
+            chunk = ix.chunk(lo, hi, after, size, reverse=desc)
+            if not chunk:
+                break
+            if stop_key is None:
+                got = []
+                _filter_entries(store, ix, chunk, s, pred, skip, got)
+                if len(out) + len(got) >= need:
+                    # find the boundary: the key of the need-th row, then keep its whole group
+                    p = ix.pos
+                    boundary = ix.key(got[need - len(out) - 1][p])
+                    out.extend(got)
+                    stop_key = boundary
+                else:
+                    out.extend(got)
+            else:
+                p = ix.pos
+                got = []
+                _filter_entries(store, ix, chunk, s, pred, skip, got)
+                for r in got:
+                    if ix.key(r[p]) != stop_key:
+                        done = True
+                        break
+                    out.append(r)
+                if done:
+                    break
+            if stop_key is not None:
+                last = entry_key(chunk[-1])
+                if last != stop_key:
+                    break
+        if len(chunk) < size:
+            break
+        after = chunk[-1]
+        size = min(size * 4, 16384)
+    if stop_key is None and not desc and hi is None:
+        out.extend(_null_rows(store, ix, s, pred, skip))
+    if stop_key is not None:
+        p = ix.pos
+        key = ix.key
+        if desc:
+            out = [r for r in out if r[p] is None or key(r[p]) >= stop_key]
+        else:
+            out = [r for r in out if key(r[p]) <= stop_key]
+    out.sort(key=kf)
+    return out
+
+
+def _index_only_count(store, plan, s, pred):
+    """Exact count of visible rows in the plan's ranges from the index alone, or None."""
+    ix = plan.ix
+    rs = plan.ranges
+    p = ix.pos
+    with store.latch:
+        ix.settle()
+        unfrozen = store.unfrozen
+        if len(unfrozen) > 65536:
+            return None
+        c = sum(ix.count_between(a, b) for a, b in rs)
+        if not unfrozen:
+            return c
+        rows = store.rows
+        key = ix.key
+        entry = ix.entry
+        for slot in unfrozen:
+            head = rows[slot]
+            v = head
+            seen = set()
+            while v is not None:
+                val = v.values[p]
+                if val is not None and val not in seen:
+                    seen.add(val)
+                    e = entry(key(val), slot)
+                    for a, b in rs:
+                        if (a is None or e >= a) and (b is None or e < b):
+                            c -= 1
+                            break
+                v = v.prev
+            r = visible(head, s)
+            if r is not None and pred(r):
+                c += 1
+        return c

@@ -1,0 +1,388 @@
+"""Query builder and predicate compilation.
+
+A ``Query`` collects terms (AND), sort keys, limit and offset, then hands
+itself to the planner (planner.py) for execution.  Terms are normalised once,
+here: the field is resolved (aliases too) and every value is converted to the
+field's type, so a bad value fails before anything runs.
+
+Predicates and sort keys are compiled to Python source and ``exec``'d once per
+query shape (cached), with the constants bound by a factory call: one function
+call per row, no chain of lambdas (NOTES-perf: 19-28M rows/s for generated scans
+against 14.7M for a lambda per row).
+
+Semantics (SPEC section 3): a null never satisfies a comparison, range, in or
+match term; ``range f lo hi`` is lo <= x < hi; ``match`` is a Tcl glob,
+case-insensitive; in sorts null is greater than every value; ties are broken by
+the key, ascending.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .errors import UsageError
+
+__all__ = ["Query", "OPERATORS", "glob_to_regex"]
+
+# Tcl name -> (canonical op, number of values)
+OPERATORS = {
+    "=": ("eq", 1), "==": ("eq", 1), "!=": ("ne", 1), "<>": ("ne", 1),
+    "<": ("lt", 1), "<=": ("le", 1), ">": ("gt", 1), ">=": ("ge", 1),
+    "range": ("range", 2), "in": ("in", 1),
+    "match": ("match", 1), "notmatch": ("notmatch", 1),
+    "match_case": ("match_case", 1), "notmatch_case": ("notmatch_case", 1),
+    "null": ("null", 0), "notnull": ("notnull", 0), "true": ("true", 0), "false": ("false", 0),
+}
+_CANON = {"eq": 1, "ne": 1, "lt": 1, "le": 1, "gt": 1, "ge": 1}
+_OP_LIST = "=, ==, !=, <>, <, <=, >, >=, range, in, match, notmatch, match_case, notmatch_case, null, notnull, true, or false"
+_USAGE = {0: "{op} field", 1: "{op} field value", 2: "{op} field low high"}
+
+
+def glob_to_regex(pattern: str, nocase: bool):
+    """Compile a Tcl ``string match`` pattern (*, ?, [chars], [a-z], \\x) to a fullmatch function."""
+    out = []
+    i = 0
+    n = len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "*":
+            out.append(".*")
+        elif c == "?":
+            out.append(".")
+        elif c == "\\" and i + 1 < n:
+            i += 1
+            out.append(re.escape(pattern[i]))
+        elif c == "[":
+            j = pattern.find("]", i + 1)
+            if j < 0:
+                out.append(re.escape(c))
+            else:
+                body = pattern[i + 1:j]
+                parts = []
+                k = 0
+                while k < len(body):
+                    if k + 2 < len(body) and body[k + 1] == "-":
+                        a, b = body[k], body[k + 2]
+                        if a > b:
+                            a, b = b, a
+                        parts.append(re.escape(a) + "-" + re.escape(b))
+                        k += 3
+                    else:
+                        parts.append(re.escape(body[k]))
+                        k += 1
+                out.append("[" + "".join(parts) + "]" if parts else "(?!)")
+                i = j
+        else:
+            out.append(re.escape(c))
+        i += 1
+    flags = re.DOTALL | (re.IGNORECASE if nocase else 0)
+    return re.compile("".join(out), flags).fullmatch
+
+
+_TRUE_WORDS = {"1": True, "true": True, "yes": True, "on": True,
+               "0": False, "false": False, "no": False, "off": False}
+
+
+def truth(v):
+    """Tcl boolean value of a field value: True, False, or None (neither)."""
+    if v is None:
+        return None
+    if isinstance(v, str):
+        w = _TRUE_WORDS.get(v.strip().lower())
+        if w is not None:
+            return w
+        try:
+            return float(v) != 0
+        except ValueError:
+            return None
+    return bool(v)
+
+
+class Term:
+    """One normalised condition: canonical op, field position, typed values."""
+
+    __slots__ = ("op", "pos", "values")
+
+    def __init__(self, op, pos, values):
+        self.op = op
+        self.pos = pos
+        self.values = values
+
+    def __repr__(self):
+        return f"Term({self.op}, {self.pos}, {self.values!r})"
+
+
+class Query:
+    """A query on one table, built by chaining; executed by rows()/keys()/count()/delete().
+
+    Built on a Table (autocommit: runs in its own snapshot) or on a transaction's
+    table (reads through the transaction, including its own writes).
+    """
+
+    def __init__(self, view):
+        self._view = view
+        self._schema = view.schema
+        self.terms: list[Term] = []
+        self.sort: list[tuple[int, int]] = []  # (pos, sign): +1 asc, -1 desc, 0 default
+        self.descending = False
+        self.limit_n = 0
+        self.offset_n = 0
+
+    # -- building ------------------------------------------------------------------
+    def where(self, op: str, field: str, *values) -> "Query":
+        """Add a term by its Tcl operator name (see OPERATORS)."""
+        spec = OPERATORS.get(op)
+        if spec is None:
+            if op in _CANON:
+                spec = (op, 1)
+            else:
+                raise UsageError(f'bad operator "{op}": must be {_OP_LIST}', "OPERATOR", str(op))
+        canon, nvals = spec
+        if len(values) != nvals:
+            raise UsageError(f'wrong # args: should be "{_USAGE[nvals].format(op=op)}"', "TERM")
+        schema = self._schema
+        pos = schema.position(field)
+        fld = schema.fields[pos]
+        if canon in ("match", "notmatch", "match_case", "notmatch_case"):
+            vals = (glob_to_regex(str(values[0]), canon in ("match", "notmatch")),)
+        elif canon == "in":
+            seq = values[0]
+            if isinstance(seq, (str, bytes)) or not hasattr(seq, "__iter__"):
+                raise UsageError(f'bad value for "in": expected a list of values for field "{fld.name}"', "VALUE")
+            coerced = [fld.coerce(v) for v in seq]
+            vals = (frozenset(v for v in coerced if v is not None),)
+        else:
+            vals = tuple(fld.coerce(v) for v in values)
+            if canon in ("eq", "ne", "lt", "le", "gt", "ge", "range") and any(v is None for v in vals):
+                raise UsageError(f'bad value "" for field "{fld.name}": use null/notnull to test for nulls',
+                                 "VALUE", fld.name)
+        self.terms.append(Term(canon, pos, vals))
+        return self
+
+    def eq(self, f, v): return self.where("=", f, v)
+    def ne(self, f, v): return self.where("!=", f, v)
+    def lt(self, f, v): return self.where("<", f, v)
+    def le(self, f, v): return self.where("<=", f, v)
+    def gt(self, f, v): return self.where(">", f, v)
+    def ge(self, f, v): return self.where(">=", f, v)
+    def range(self, f, lo, hi): return self.where("range", f, lo, hi)
+    def in_values(self, f, values): return self.where("in", f, list(values))
+    def match(self, f, pattern): return self.where("match", f, pattern)
+    def notmatch(self, f, pattern): return self.where("notmatch", f, pattern)
+    def match_case(self, f, pattern): return self.where("match_case", f, pattern)
+    def notmatch_case(self, f, pattern): return self.where("notmatch_case", f, pattern)
+    def null(self, f): return self.where("null", f)
+    def notnull(self, f): return self.where("notnull", f)
+    def true(self, f): return self.where("true", f)
+    def false(self, f): return self.where("false", f)
+
+    def sort_by(self, *keys) -> "Query":
+        """Sort keys: "lat" (default direction), "-lat" (descending), or ("lat", "asc"|"desc")."""
+        for k in keys:
+            if isinstance(k, tuple):
+                name, d = k
+                if d not in ("asc", "desc"):
+                    raise UsageError(f'bad sort direction "{d}": must be asc or desc', "SORT")
+                sign = 1 if d == "asc" else -1
+            else:
+                k = str(k)
+                sign = 0
+                name = k
+                if k.startswith("-") and len(k) > 1:
+                    sign, name = -1, k[1:]
+            self.sort.append((self._schema.position(name), sign))
+        return self
+
+    def desc(self, flag: bool = True) -> "Query":
+        """Direction of sort keys given without a sign (default ascending)."""
+        self.descending = bool(flag)
+        return self
+
+    def limit(self, n: int) -> "Query":
+        """At most n rows; 0 means no limit."""
+        n = _count_arg(n, "limit")
+        self.limit_n = n
+        return self
+
+    def offset(self, n: int) -> "Query":
+        """Skip n rows first."""
+        self.offset_n = _count_arg(n, "offset")
+        return self
+
+    # -- running -----------------------------------------------------------------------
+    def rows(self) -> list:
+        """Matching rows (tuples in field order), sorted, after offset/limit; one snapshot."""
+        return self._view._run(self, "rows")
+
+    def keys(self) -> list:
+        kp = self._schema.key_pos
+        return [r[kp] for r in self.rows()]
+
+    def count(self) -> int:
+        """The number of rows rows() would return, computed without materialising when possible."""
+        return self._view._run(self, "count")
+
+    def explain(self) -> str:
+        """The plan the planner chooses, as one line of text."""
+        return self._view._run(self, "explain")
+
+    def delete(self) -> int:
+        """Delete the matching rows (after offset/limit) in one transaction; the number deleted."""
+        return self._view._delete_query(self)
+
+    def first(self):
+        rows = self.rows()
+        return rows[0] if rows else None
+
+    def __iter__(self):
+        return iter(self.rows())
+
+
+def _count_arg(n, what):
+    if isinstance(n, bool):
+        raise UsageError(f'bad {what} "{n}": must be an integer >= 0', what.upper())
+    try:
+        v = int(n) if isinstance(n, int) else int(str(n).strip(), 10)
+    except ValueError:
+        raise UsageError(f'expected integer but got "{n}"', what.upper()) from None
+    if v < 0:
+        raise UsageError(f'bad {what} "{n}": must be an integer >= 0', what.upper())
+    return v
+
+
+# -- compilation -----------------------------------------------------------------------
+_cache: dict = {}
+
+
+def _cond_src(terms, kinds) -> tuple[str, list]:
+    """Python expression over row ``r`` for all terms, and the constants it uses (c0, c1...)."""
+    parts = []
+    consts = []
+
+    def c(v):
+        consts.append(v)
+        return f"c{len(consts) - 1}"
+
+    for t in terms:
+        x = f"r[{t.pos}]"
+        op = t.op
+        if op == "eq":
+            parts.append(f"{x} == {c(t.values[0])}")
+        elif op in ("ne", "lt", "le", "gt", "ge"):
+            sym = {"ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}[op]
+            parts.append(f"({x} is not None and {x} {sym} {c(t.values[0])})")
+        elif op == "range":
+            parts.append(f"({x} is not None and {c(t.values[0])} <= {x} < {c(t.values[1])})")
+        elif op == "in":
+            parts.append(f"{x} in {c(t.values[0])}")
+        elif op in ("match", "match_case", "notmatch", "notmatch_case"):
+            m = c(t.values[0])
+            txt = x if kinds[t.pos] == "str" else f"_text({t.pos}, {x})"
+            neg = "is None" if op.startswith("not") else "is not None"
+            parts.append(f"({x} is not None and {m}({txt}) {neg})")
+        elif op == "null":
+            parts.append(f"{x} is None")
+        elif op == "notnull":
+            parts.append(f"{x} is not None")
+        elif op == "true":
+            parts.append(f"_truth({x}) is True")
+        elif op == "false":
+            parts.append(f"_truth({x}) is False")
+    return (" and ".join(parts) if parts else "True"), consts
+
+
+def compile_predicate(schema, terms):
+    """A function row -> bool for the AND of ``terms``."""
+    kinds = [f.kind for f in schema.fields]
+    src, consts = _cond_src(terms, kinds)
+    return _make("pred", src, consts, schema)
+
+
+def compile_scan(schema, terms, count_only: bool, skip_keys: bool):
+    """scan(rows, s, visible, skip) -> list of matching visible rows (or their count)."""
+    kinds = [f.kind for f in schema.fields]
+    src, consts = _cond_src(terms, kinds)
+    return _make("count" if count_only else "scan", src, consts, schema, skip_keys)
+
+
+def _make(kind, cond, consts, schema, skip_keys=False):
+    kp = schema.key_pos
+    ckey = (kind, cond, skip_keys, kp, len(consts), schema.name)
+    factory = _cache.get(ckey)
+    if factory is None:
+        args = ", ".join(f"c{i}" for i in range(len(consts)))
+        skip = f"\n            if r[{kp}] in skip: continue" if skip_keys else ""
+        if kind == "pred":
+            body = f"    def pred(r):\n        return {cond}\n    return pred\n"
+        else:
+            acc = "n += 1" if kind == "count" else "append(r)"
+            init = "n = 0" if kind == "count" else "out = []\n        append = out.append"
+            ret = "n" if kind == "count" else "out"
+            body = (
+                f"    def scan(rows, s, visible, skip):\n"
+                f"        {init}\n"
+                f"        for head in rows:\n"
+                f"            if head is None: continue\n"
+                f"            if head.__class__ is tuple:\n"
+                f"                r = head\n"
+                f"            else:\n"
+                f"                r = visible(head, s)\n"
+                f"                if r is None: continue{skip}\n"
+                f"            if {cond}: {acc}\n"
+                f"        return {ret}\n"
+                f"    return scan\n")
+        src = f"def factory({args}):\n{body}"
+        ns = {"_truth": truth, "_text": _text_fn(schema)}
+        exec(compile(src, f"<aerostore {kind}>", "exec"), ns)
+        factory = ns["factory"]
+        if len(_cache) > 512:
+            _cache.clear()
+        _cache[ckey] = factory
+    return factory(*consts)
+
+
+def _text_fn(schema):
+    fields = schema.fields
+    return lambda pos, v: fields[pos].to_text(v)
+
+
+class _Rev:
+    """Reverses comparisons, for descending sorts of strings."""
+
+    __slots__ = ("v",)
+
+    def __init__(self, v):
+        self.v = v
+
+    def __lt__(self, o):
+        return o.v < self.v
+
+    def __gt__(self, o):
+        return o.v > self.v
+
+    def __eq__(self, o):
+        return self.v == o.v
+
+    def __le__(self, o):
+        return o.v <= self.v
+
+    def __ge__(self, o):
+        return o.v >= self.v
+
+
+def sort_key_fn(schema, sort, descending: bool):
+    """Composite key: each sort field (nulls greatest), then the key ascending."""
+    parts = []
+    kinds = [f.kind for f in schema.fields]
+    for pos, sign in sort:
+        desc = sign < 0 or (sign == 0 and descending)
+        x = f"r[{pos}]"
+        if not desc:
+            parts.append(f"((1,) if {x} is None else (0, {x}))")
+        elif kinds[pos] == "str":
+            parts.append(f"((0,) if {x} is None else (1, _Rev({x})))")
+        else:
+            parts.append(f"((0,) if {x} is None else (1, -{x}))")
+    parts.append(f"r[{schema.key_pos}]")
+    src = f"lambda r: ({', '.join(parts)},)"
+    return eval(src, {"_Rev": _Rev})

@@ -1,0 +1,339 @@
+"""TableStore: the in-memory heap of one table, its version chains and indexes.
+
+Layout (designed for 1M+ rows):
+
+- ``slots``: key -> slot number (hash lookup, O(1));
+- ``rows[slot]``: a plain tuple (a frozen row, visible to every snapshot), the
+  newest ``Version`` of a chain (see mvcc.py), or None (a free slot);
+- ``indexes``: field position -> SortedIndex, entries ``(value, slot)``;
+- ``unfrozen``: the slots that hold a Version chain (the "visibility map":
+  every other slot is all-visible), ``n_frozen`` counts tuple slots.
+
+Writers install whole transactions (``install``) and later ``prune`` the slots
+they touched once the vacuum horizon allows, which frees dead versions and their
+index entries and freezes the surviving version back into a tuple.  Freed slots
+wait in ``limbo`` until every index has settled their removals, so a recycled
+slot never meets a stale entry.
+
+Concurrency: ``latch`` (a short-held lock) guards every structural change and
+every index read; point reads (``get``) take no lock: replacing ``rows[slot]``
+is atomic and pruning only drops versions no registered snapshot can see.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from .index import SortedIndex
+from .mvcc import INF, Version, newest, visible
+
+__all__ = ["TableStore"]
+
+
+def _chain_values(v, pos: int) -> set:
+    """Distinct values of field ``pos`` along a version chain."""
+    out = set()
+    while v is not None:
+        out.add(v.values[pos])
+        v = v.prev
+    return out
+
+
+class TableStore:
+    """Heap, key map, version chains and indexes of one table."""
+
+    def __init__(self, schema):
+        self.schema = schema
+        self.key_pos = schema.key_pos
+        self.slots: dict = {}
+        self.rows: list = []
+        self.free: list = []
+        self.limbo: list = []
+        self.indexes: dict[int, SortedIndex] = {}
+        self.unfrozen: set = set()
+        self.n_frozen = 0
+        self.latch = threading.RLock()
+
+    # -- reads -------------------------------------------------------------------
+    def get(self, key, s: int):
+        """The row of ``key`` visible to snapshot ``s``, or None.  O(1), no lock."""
+        slot = self.slots.get(key)
+        if slot is None:
+            return None
+        head = self.rows[slot]
+        if head is None:
+            return None
+        return visible(head, s)
+
+    def count(self, s: int) -> int:
+        """Rows visible to ``s``: frozen rows plus the visible ones among unfrozen slots."""
+        with self.latch:
+            rows = self.rows
+            n = self.n_frozen
+            for slot in self.unfrozen:
+                if visible(rows[slot], s) is not None:
+                    n += 1
+            return n
+
+    def settle(self) -> None:
+        """Fold every index's pending writes in, then recycle freed slots."""
+        with self.latch:
+            for ix in self.indexes.values():
+                ix.settle()
+            if self.limbo:
+                self.free.extend(self.limbo)
+                self.limbo.clear()
+
+    def iter_visible(self, s: int, start: int = 0, stop: int | None = None):
+        """Rows visible to ``s`` among slots [start, stop): for scans and checkpoints."""
+        rows = self.rows
+        for head in rows[start:stop]:
+            if head is None:
+                continue
+            if head.__class__ is tuple:
+                yield head
+            else:
+                r = visible(head, s)
+                if r is not None:
+                    yield r
+
+    # -- writes --------------------------------------------------------------------
+    def check_conflicts(self, keys, s: int):
+        """The first key whose newest version is newer than snapshot ``s``, or None.
+
+        First committer wins: a key created, updated or deleted by a commit the
+        snapshot does not see is a write-write conflict.
+        """
+        slots = self.slots
+        rows = self.rows
+        for key in keys:
+            slot = slots.get(key)
+            if slot is None:
+                continue
+            head = rows[slot]
+            if head.__class__ is tuple or head is None:
+                continue
+            if head.xmin > s or s < head.xmax < INF:
+                return key
+        return None
+
+    def install(self, ws: dict, csn: int, tname: str, changes: list, ops: list, touched: list) -> None:
+        """Install a committed write set (key -> row tuple, or None to delete) as CSN ``csn``.
+
+        Appends the WAL ops, the change records and the slots to prune later.
+        Caller holds the commit lock.
+        O(len(ws)); index work is O(1) per changed value (lazy, see index.py).
+        """
+        slots = self.slots
+        rows = self.rows
+        idx = list(self.indexes.values())
+        unfrozen = self.unfrozen
+        fresh_keys = []
+        fresh_vals = []
+        with self.latch:
+            for key, values in ws.items():
+                slot = slots.get(key)
+                if slot is None:
+                    if values is not None:
+                        fresh_keys.append(key)
+                        fresh_vals.append(values)
+                    continue
+                head = rows[slot]
+                touched.append(slot)
+                if head.__class__ is tuple:
+                    cur = head
+                    old = Version(0, csn, head, None)
+                    self.n_frozen -= 1
+                    unfrozen.add(slot)
+                    rows[slot] = old
+                else:
+                    old = head
+                    cur = head.values if head.xmax == INF else None
+                    if cur is not None:
+                        head.xmax = csn
+                if values is None:
+                    if cur is not None:
+                        changes.append((tname, "delete", key, cur, None))
+                        ops.append(("del", tname, key))
+                    continue
+                rows[slot] = Version(csn, INF, values, old)
+                for ix in idx:
+                    p = ix.pos
+                    nv = values[p]
+                    if cur is not None and cur[p] == nv:
+                        continue
+                    if nv not in _chain_values(old, p):
+                        ix.add(nv, slot)
+                changes.append((tname, "update" if cur is not None else "insert", key, cur, values))
+                ops.append(("put", tname, key, values))
+            if fresh_keys:
+                new_slots = self._alloc(len(fresh_keys))
+                for key, values, slot in zip(fresh_keys, fresh_vals, new_slots):
+                    rows[slot] = Version(csn, INF, values, None)
+                    slots[key] = slot
+                unfrozen.update(new_slots)
+                touched.extend(new_slots)
+                for ix in idx:
+                    p = ix.pos
+                    ix.add_fresh([v[p] for v in fresh_vals], new_slots)
+                changes.extend((tname, "insert", k, None, v) for k, v in zip(fresh_keys, fresh_vals))
+                ops.extend(("put", tname, k, v) for k, v in zip(fresh_keys, fresh_vals))
+
+    def _alloc(self, n: int) -> list:
+        """``n`` free slot numbers: recycled ones first (after settling), then new ones."""
+        free = self.free
+        if len(free) < n and self.limbo:
+            self.settle()
+        out = []
+        if free:
+            take = min(n, len(free))
+            out = free[-take:]
+            del free[-take:]
+        rest = n - len(out)
+        if rest:
+            base = len(self.rows)
+            self.rows.extend([None] * rest)
+            out.extend(range(base, base + rest))
+        return out
+
+    def prune(self, slot_list, h: int) -> None:
+        """Drop versions invisible to every snapshot >= ``h``; freeze what is all-visible."""
+        rows = self.rows
+        idx = list(self.indexes.values())
+        unfrozen = self.unfrozen
+        with self.latch:
+            for slot in slot_list:
+                head = rows[slot]
+                if head is None or head.__class__ is tuple:
+                    continue
+                newer = None
+                v = head
+                while v is not None and v.xmin > h:
+                    newer = v
+                    v = v.prev
+                if v is None:
+                    continue
+                if v.xmax <= h:
+                    dropped = v
+                    if newer is None:
+                        # the key is dead for everyone: free the slot
+                        for ix in idx:
+                            for val in _chain_values(v, ix.pos):
+                                ix.remove(val, slot)
+                        del self.slots[v.values[self.key_pos]]
+                        rows[slot] = None
+                        unfrozen.discard(slot)
+                        self.limbo.append(slot)
+                        continue
+                    newer.prev = None
+                else:
+                    dropped = v.prev
+                    v.prev = None
+                    if newer is None and v.xmax == INF:
+                        rows[slot] = v.values
+                        self.n_frozen += 1
+                        unfrozen.discard(slot)
+                if dropped is not None and idx:
+                    for ix in idx:
+                        p = ix.pos
+                        gone = _chain_values(dropped, p) - _chain_values(head, p)
+                        for val in gone:
+                            ix.remove(val, slot)
+
+    # -- bulk load, indexes -----------------------------------------------------------
+    def load(self, rows_iter) -> None:
+        """Replace the contents with frozen rows (recovery); indexes are rebuilt."""
+        with self.latch:
+            rows = list(rows_iter)
+            kp = self.key_pos
+            self.rows = rows
+            self.slots = {r[kp]: i for i, r in enumerate(rows)}
+            self.free = []
+            self.limbo = []
+            self.unfrozen = set()
+            self.n_frozen = len(rows)
+            for pos in list(self.indexes):
+                self._build_index(pos)
+
+    def create_index(self, pos: int) -> bool:
+        """Build an index on field ``pos``; False if it exists.  O(n log n)."""
+        with self.latch:
+            if pos in self.indexes:
+                return False
+            self.indexes[pos] = SortedIndex(pos, self.schema.fields[pos].kind)
+            self._build_index(pos)
+            return True
+
+    def drop_index(self, pos: int) -> bool:
+        with self.latch:
+            return self.indexes.pop(pos, None) is not None
+
+    def _build_index(self, pos: int) -> None:
+        ix = SortedIndex(pos, self.schema.fields[pos].kind)
+        vals = []
+        slots = []
+        chains = []
+        for slot, head in enumerate(self.rows):
+            if head is None:
+                continue
+            if head.__class__ is tuple:
+                vals.append(head[pos])
+                slots.append(slot)
+            else:
+                chains.append((slot, head))
+        ix.build(vals, slots)
+        for slot, head in chains:
+            for val in _chain_values(head, pos):
+                ix.add(val, slot)
+        ix.settle()
+        self.indexes[pos] = ix
+
+    # -- invariants ----------------------------------------------------------------------
+    def _check(self) -> None:
+        """Assert every invariant; O(n).  Tests call it after every step."""
+        with self.latch:
+            kp = self.key_pos
+            rows = self.rows
+            n_frozen = 0
+            unfrozen = set()
+            for slot, head in enumerate(rows):
+                if head is None:
+                    continue
+                if head.__class__ is tuple:
+                    n_frozen += 1
+                    key = head[kp]
+                else:
+                    unfrozen.add(slot)
+                    key = head.values[kp]
+                    v = head
+                    while v is not None:
+                        assert v.xmin < v.xmax, f"xmin >= xmax in slot {slot}"
+                        assert v.values[kp] == key, f"chain of slot {slot} mixes keys"
+                        if v is not head:
+                            assert v.xmax != INF, f"two live versions in slot {slot}"
+                        if v.prev is not None:
+                            assert v.prev.xmin < v.xmin, f"chain of slot {slot} out of order"
+                            assert v.prev.xmax <= v.xmin, f"overlapping versions in slot {slot}"
+                        v = v.prev
+                assert self.slots.get(key) == slot, f"key map disagrees for slot {slot}"
+            assert len(self.slots) == n_frozen + len(unfrozen), "key map has extra keys"
+            assert n_frozen == self.n_frozen, "n_frozen is off"
+            assert unfrozen == self.unfrozen, "unfrozen set is off"
+            for s in self.free + self.limbo:
+                assert rows[s] is None, f"free slot {s} is in use"
+            for pos, ix in self.indexes.items():
+                ix.settle()
+                ix._check()
+                want = set()
+                nulls = set()
+                for slot, head in enumerate(rows):
+                    if head is None:
+                        continue
+                    vals = {head[pos]} if head.__class__ is tuple else _chain_values(head, pos)
+                    for val in vals:
+                        if val is None:
+                            nulls.add(slot)
+                        else:
+                            want.add(ix.entry(ix.key(val), slot))
+                assert set(ix.sl) == want, f"index on field {pos} differs from the rows"
+                assert ix.nulls == nulls, f"null set of index {pos} differs from the rows"

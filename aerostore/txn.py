@@ -1,0 +1,211 @@
+"""Transactions and table handles.
+
+``Transaction``: one snapshot (taken at begin) plus a private write set per
+table (key -> row tuple, or None for a delete).  Reads look in the write set
+first, then at the snapshot, so a transaction sees its own writes and nothing
+committed after it began.  ``commit()`` hands the write set to the database
+(first committer wins); ``rollback()`` drops it.  A transaction belongs to one
+thread at a time.
+
+``TxnTable``: a table seen through a transaction.  ``Table`` (database.py's
+autocommit handle) offers the same methods, each its own transaction.
+
+Isolation is snapshot isolation: dirty reads, non-repeatable reads, phantoms and
+lost updates cannot happen; write skew can (two transactions that read
+overlapping data and write disjoint keys both commit).  Guard an invariant that
+spans keys by writing a common key in both transactions.
+"""
+
+from __future__ import annotations
+
+from .errors import ClosedError, UsageError
+from .planner import execute
+from .query import Query
+
+__all__ = ["Transaction", "TxnTable"]
+
+
+class Transaction:
+    """A snapshot-isolated transaction; use as a context manager or commit()/rollback()."""
+
+    def __init__(self, db):
+        self._db = db
+        self.snapshot = db._snaps.take()
+        self._writes: dict[str, dict] = {}
+        self._open = True
+
+    @property
+    def closed(self) -> bool:
+        return not self._open
+
+    def table(self, name) -> "TxnTable":
+        """The table ``name`` (a string or a Schema) seen through this transaction."""
+        self._check()
+        return TxnTable(self, self._db._store(name))
+
+    def commit(self) -> None:
+        """Make the writes durable and visible, or raise (WriteConflict, StorageIOError)."""
+        self._check()
+        try:
+            self._db._commit(self)
+        finally:
+            self._end()
+
+    def rollback(self) -> None:
+        """Drop the writes; safe to call twice."""
+        if self._open:
+            self._end()
+
+    def _end(self):
+        self._open = False
+        self._writes = {}
+        self._db._snaps.release(self.snapshot)
+        self._db._vacuum()
+
+    def _check(self):
+        if not self._open:
+            raise ClosedError("transaction already ended: begin a new one")
+        self._db._check_open()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, et, ev, tb):
+        if not self._open:
+            return False
+        if et is None:
+            self.commit()
+        else:
+            self.rollback()
+        return False
+
+    def __del__(self):
+        if getattr(self, "_open", False):
+            try:
+                self._open = False
+                self._db._snaps.release(self.snapshot)
+            except Exception:  # noqa: BLE001 - interpreter shutdown
+                pass
+
+
+class TxnTable:
+    """One table through a transaction: reads see the snapshot plus own writes."""
+
+    __slots__ = ("_txn", "_st", "schema", "name")
+
+    def __init__(self, txn: Transaction, st):
+        self._txn = txn
+        self._st = st
+        self.schema = st.schema
+        self.name = st.schema.name
+
+    def _ws(self) -> dict:
+        txn = self._txn
+        txn._check()
+        ws = txn._writes.get(self.name)
+        if ws is None:
+            ws = txn._writes[self.name] = {}
+        return ws
+
+    # -- reads ---------------------------------------------------------------------
+    def get(self, key):
+        """The row tuple of ``key``, or None."""
+        ws = self._ws()
+        if key in ws:
+            return ws[key]
+        if key.__class__ is not str:
+            key = self.schema.coerce_key(key)
+            if key in ws:
+                return ws[key]
+        return self._st.get(key, self._txn.snapshot)
+
+    def exists(self, key) -> bool:
+        return self.get(key) is not None
+
+    def count(self) -> int:
+        ws = self._ws()
+        s = self._txn.snapshot
+        st = self._st
+        n = st.count(s)
+        for k, r in ws.items():
+            n += (r is not None) - (st.get(k, s) is not None)
+        return n
+
+    def query(self) -> Query:
+        return Query(self)
+
+    def _run(self, q, mode):
+        ws = self._ws()
+        return execute(self._st, self._txn.snapshot, q, ws, mode)
+
+    # -- writes --------------------------------------------------------------------
+    def upsert(self, row) -> bool:
+        """Insert or replace a whole row (sequence in field order, or dict); True if inserted."""
+        schema = self.schema
+        if isinstance(row, dict):
+            row = schema.make_row(row)
+        else:
+            row = schema.check_row(row)
+        key = row[schema.key_pos]
+        inserted = self.get(key) is None
+        self._ws()[key] = row
+        return inserted
+
+    def set(self, key, values: dict) -> bool:
+        """Set some fields of ``key``'s row (insert it, others null, if absent); True if inserted."""
+        schema = self.schema
+        key = schema.coerce_key(key)
+        cur = self.get(key)
+        if cur is None:
+            base = [None] * schema.width
+            base[schema.key_pos] = key
+            row = schema.make_row(values, tuple(base))
+        else:
+            row = schema.make_row(values, cur)
+        if row[schema.key_pos] != key:
+            raise UsageError(f'cannot change the key "{key}" with set: delete and insert instead', "KEY")
+        self._ws()[key] = row
+        return cur is None
+
+    def delete(self, key) -> bool:
+        """Delete ``key``; True if it existed."""
+        if key.__class__ is not str:
+            key = self.schema.coerce_key(key)
+        existed = self.get(key) is not None
+        if existed:
+            self._ws()[key] = None
+        return existed
+
+    def upsert_many(self, rows) -> tuple[int, int]:
+        """Upsert validated row tuples (bulk path for ingest); returns (inserted, updated)."""
+        ws = self._ws()
+        st = self._st
+        s = self._txn.snapshot
+        get = st.get
+        kp = self.schema.key_pos
+        ins = 0
+        n = 0
+        for r in rows:
+            k = r[kp]
+            n += 1
+            if k in ws:
+                if ws[k] is None:
+                    ins += 1
+            elif get(k, s) is None:
+                ins += 1
+            ws[k] = r
+        return ins, n - ins
+
+    def delete_many(self, keys) -> int:
+        n = 0
+        for k in keys:
+            n += self.delete(k)
+        return n
+
+    def _delete_query(self, q) -> int:
+        kp = self.schema.key_pos
+        rows = q.rows()
+        ws = self._ws()
+        for r in rows:
+            ws[r[kp]] = None
+        return len(rows)

@@ -1,0 +1,593 @@
+"""The write-ahead log: file format, recovery scan, and the group-commit writer.
+
+File format of ``wal.log`` (all integers little-endian)
+------------------------------------------------------
+Header, 20 bytes, written once (the file is created as ``wal.log.tmp``, synced,
+then renamed, so a ``wal.log`` always has a whole header):
+
+| offset | size | field |
+|---|---|---|
+| 0 | 8 | magic ``b"AEROWAL1"`` |
+| 8 | 8 | ``base_csn``: the checkpoint CSN this log continues from (0 = none) |
+| 16 | 4 | CRC-32 of bytes 0..15 |
+
+Then frames, back to back, until end of file.  A frame is one group flush: the
+commits the writer wrote with one ``write()`` and made durable with one
+``fdatasync`` (the writer splits very large groups into several frames, all in
+the same write):
+
+| offset | size | field |
+|---|---|---|
+| 0 | 4 | ``length``: payload bytes (>= 1) |
+| 4 | 4 | ``crc``: CRC-32 of the length field, then of bytes 8..end of the frame |
+| 8 | 4 | ``count``: commits in the frame (>= 1) |
+| 12 | 8 | ``first_csn``: CSN of the first commit |
+| 20 | 8 | ``last_csn``: CSN of the last commit |
+| 28 | length | payload: a msgpack array of ``count`` commits |
+
+Each commit is the msgpack array ``[csn, ops]``; ``ops`` is an array of
+operations, each an array whose first element names it:
+``["put", table, key, [values...]]``, ``["del", table, key]``,
+``["create_table", table, schema_map]``, ``["create_index", table, field]``,
+``["drop_index", table, field]``.  Values are nil, int (to 2^64-1), float64,
+str (UTF-8; lone surrogates pass through) or bool.  CSNs strictly increase
+through the file, within and across frames.
+
+Why frames are per flush and not per commit: a crash during an unsynced write
+may persist the pages of that write in any order, so a later commit of the
+group can survive while an earlier one is lost.  Because the whole group shares
+one checksum, such a group is dropped as a unit; and because the writer never
+starts a write before the previous one is synced, a valid frame after a bad one
+proves the bad one had been synced: that is damage, not a torn write.
+
+Recovery rule (``scan``): frames are checked in order.  The first bad frame
+(short header, length past the end, bad checksum, CSNs out of order) ends the
+log.  If any valid frame starts anywhere after it, the file is damaged and
+``CorruptError`` names the file and the bad frame's offset.  Otherwise the rest
+of the file is a torn tail: a write that never completed its fdatasync, so no
+commit in it was acknowledged (with ``synchronous_commit on``).
+
+Group commit (``WalWriter``): committers encode their record in their own thread
+and enqueue it under the engine's commit lock (so queue order is CSN order).
+One writer thread takes everything pending, writes it with one ``write()``, calls
+``fdatasync`` once, then runs each commit's ``on_durable(csn)`` in CSN order and
+releases the committers' tickets.  When every pending commit was made with
+``synchronous_commit off`` nobody waits, so the writer lets the group grow for up
+to ``aerostore.wal_flush_delay_ms`` before flushing.  Any write or fdatasync
+error fails every commit of that group with ``StorageIOError`` and the log turns
+fail-stop: it never writes again, never retries the fsync (after a failed fsync
+the kernel may have dropped the dirty pages; the data is not safe), and every
+later commit gets ``ReadOnlyError``.  It does try, once, to cut the failed
+group off the file, so that commits reported as failed do not reappear on the
+next open.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import struct
+import threading
+import time
+import traceback
+import zlib
+from array import array
+from bisect import bisect_right
+from mmap import ACCESS_READ, mmap
+
+import msgpack
+
+from .errors import ClosedError, CorruptError, ReadOnlyError, StorageIOError, UsageError
+
+__all__ = ["MAGIC", "HEADER_SIZE", "FRAME_HEADER_SIZE", "Ticket", "WalScan", "WalWriter",
+           "encode_commit", "make_header", "build_frames", "scan", "iter_commits"]
+
+MAGIC = b"AEROWAL1"
+_HEADER = struct.Struct("<8sQI")
+HEADER_SIZE = _HEADER.size  # 20
+_FRAME = struct.Struct("<IIIQQ")
+FRAME_HEADER_SIZE = _FRAME.size  # 28
+_LEN = struct.Struct("<I")
+_COUNTED = struct.Struct("<IQQ")
+MAX_FRAME_PAYLOAD = 64 << 20  # the writer starts a new frame beyond this
+
+_packer_opts = {"use_bin_type": True, "unicode_errors": "surrogatepass"}
+
+
+def encode_commit(csn: int, ops) -> bytes:
+    """The msgpack record ``[csn, ops]``; called in the committer's thread."""
+    try:
+        return msgpack.packb((csn, ops), **_packer_opts)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise UsageError(f"commit {csn} holds a value the log cannot store: {e}") from None
+
+
+def make_header(base_csn: int) -> bytes:
+    head = struct.pack("<8sQ", MAGIC, base_csn)
+    return head + _LEN.pack(zlib.crc32(head))
+
+
+def _array_header(n: int) -> bytes:
+    if n < 16:
+        return bytes((0x90 | n,))
+    if n < 0x10000:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
+
+
+def _frame(records: list, first: int, last: int) -> list:
+    """Frame header plus payload parts for consecutive ``(csn, payload)`` records."""
+    parts = [_array_header(len(records))]
+    parts.extend(r[1] for r in records)
+    length = sum(map(len, parts))
+    crc = zlib.crc32(_COUNTED.pack(len(records), first, last), zlib.crc32(_LEN.pack(length)))
+    for p in parts:
+        crc = zlib.crc32(p, crc)
+    return [_FRAME.pack(length, crc, len(records), first, last)] + parts
+
+
+def build_frames(records: list) -> tuple[bytes, list]:
+    """Encode a group of ``(csn, payload)`` records as frames.
+
+    Returns the bytes to write and, per frame, ``(length_in_bytes, count, last_csn)``.
+    """
+    parts, meta = [], []
+    start, size = 0, 0
+    for i, (_, payload) in enumerate(records):
+        size += len(payload)
+        if size >= MAX_FRAME_PAYLOAD or i == len(records) - 1:
+            group = records[start:i + 1]
+            fparts = _frame(group, group[0][0], group[-1][0])
+            parts.extend(fparts)
+            meta.append((sum(map(len, fparts)), len(group), group[-1][0]))
+            start, size = i + 1, 0
+    return b"".join(parts), meta
+
+
+class WalScan:
+    """What ``scan`` found in a log file.
+
+    ``frame_ends``/``frame_last``/``frame_counts``: per valid frame, its end offset,
+    last CSN and commit count.  ``end``: where the valid log ends.  ``torn``: the
+    byte count of a torn tail after ``end`` (0 if none).  ``size``: file size.
+    """
+
+    def __init__(self, path: str, base_csn: int, size: int):
+        self.path = path
+        self.base_csn = base_csn
+        self.size = size
+        self.frame_ends = array("Q")
+        self.frame_last = array("Q")
+        self.frame_counts = array("Q")
+        self.end = HEADER_SIZE
+        self.torn = 0
+
+    @property
+    def commits(self) -> int:
+        return sum(self.frame_counts)
+
+    @property
+    def last_csn(self) -> int:
+        return self.frame_last[-1] if self.frame_last else self.base_csn
+
+
+def _valid_frame(buf, pos: int, size: int, prev_last: int) -> int:
+    """End offset of a valid frame at ``pos``, or 0."""
+    if size - pos < FRAME_HEADER_SIZE:
+        return 0
+    length, crc, count, first, last = _FRAME.unpack_from(buf, pos)
+    end = pos + FRAME_HEADER_SIZE + length
+    if length == 0 or end > size or count == 0 or count > length or first > last \
+            or first <= prev_last:
+        return 0
+    if zlib.crc32(buf[pos + 8:end], zlib.crc32(buf[pos:pos + 4])) != crc:
+        return 0
+    return end
+
+
+def scan(path: str) -> WalScan:
+    """Check every frame of the log at ``path``; see the module docstring for the rule.
+
+    Raises ``CorruptError`` for a bad header or damage before the end.  Reads only.
+    """
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size < HEADER_SIZE:
+            raise CorruptError(path, 0, f"file too short for a log header ({size} bytes)")
+        with mmap(f.fileno(), 0, access=ACCESS_READ) as mm:
+            buf = memoryview(mm)
+            try:
+                return _scan(path, buf, size)
+            finally:
+                buf.release()
+
+
+def _scan(path: str, buf, size: int) -> WalScan:
+    magic, base_csn, crc = _HEADER.unpack_from(buf, 0)
+    if magic != MAGIC:
+        raise CorruptError(path, 0, "not an aerostore write-ahead log (bad magic)")
+    if zlib.crc32(buf[:16]) != crc:
+        raise CorruptError(path, 0, "log header checksum mismatch")
+    ws = WalScan(path, base_csn, size)
+    pos, prev_last = HEADER_SIZE, 0
+    ends, lasts, counts = ws.frame_ends, ws.frame_last, ws.frame_counts
+    while pos < size:
+        end = _valid_frame(buf, pos, size, prev_last)
+        if not end:
+            break
+        count, _, last = _COUNTED.unpack_from(buf, pos + 8)
+        ends.append(end)
+        lasts.append(last)
+        counts.append(count)
+        prev_last = last
+        pos = end
+    ws.end = pos
+    if pos < size:
+        # A bad frame.  Damage if any valid frame starts after it; else a torn tail.
+        if size - pos >= FRAME_HEADER_SIZE:
+            length = _LEN.unpack_from(buf, pos)[0]
+            probe = pos + FRAME_HEADER_SIZE + length
+            if probe < size and _valid_frame(buf, probe, size, prev_last):
+                raise CorruptError(path, pos, "frame checksum mismatch before the end of the log")
+        for q in range(pos + 1, size - FRAME_HEADER_SIZE + 1):
+            if _valid_frame(buf, q, size, prev_last):
+                raise CorruptError(path, pos, f"damaged frame; a valid frame follows at offset {q}")
+        ws.torn = size - pos
+    return ws
+
+
+def _lists(d: dict) -> dict:
+    """msgpack object hook: arrays inside maps (schema dicts) come back as lists."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+def iter_commits(path: str, ws: WalScan, after_csn: int):
+    """Yield ``(csn, ops)`` for every commit with ``csn > after_csn``, in CSN order.
+
+    Ops are tuples as the engine logged them (values as tuples, schema maps as
+    dicts with lists).  Only the frames ``ws`` found valid are read.
+    """
+    i = bisect_right(ws.frame_last, after_csn)
+    if i == len(ws.frame_ends):
+        return
+    start = ws.frame_ends[i - 1] if i else HEADER_SIZE
+    with open(path, "rb") as f, mmap(f.fileno(), 0, access=ACCESS_READ) as mm:
+        buf = memoryview(mm)
+        try:
+            pos = start
+            for end in ws.frame_ends[i:]:
+                try:
+                    commits = msgpack.unpackb(buf[pos + FRAME_HEADER_SIZE:end], use_list=False,
+                                              object_hook=_lists, unicode_errors="surrogatepass",
+                                              strict_map_key=False)
+                    ok = isinstance(commits, tuple) and all(
+                        isinstance(c, tuple) and len(c) == 2 and isinstance(c[0], int)
+                        for c in commits)
+                except Exception:  # msgpack raises several unrelated types on bad input
+                    ok = False
+                if not ok:
+                    raise CorruptError(path, pos, "frame payload is not a list of commits")
+                pos = end
+                for commit in commits:
+                    if commit[0] > after_csn:
+                        yield commit
+        finally:
+            buf.release()
+
+
+class Ticket:
+    """A commit's claim on durability.  ``wait()`` returns once the record is on
+    disk, or raises ``StorageIOError`` (``ReadOnlyError`` if the log had already
+    stopped) when it never will be."""
+
+    __slots__ = ("csn", "_lock", "_error")
+
+    def __init__(self, csn: int):
+        self.csn = csn
+        self._error = None
+        self._lock = threading.Lock()
+        self._lock.acquire()
+
+    def _finish(self, error=None) -> None:
+        self._error = error
+        self._lock.release()
+
+    @property
+    def done(self) -> bool:
+        return not self._lock.locked()
+
+    def wait(self) -> None:
+        with self._lock:
+            pass
+        if self._error is not None:
+            raise self._error
+
+
+def _io_error(what: str, path: str, e: OSError, cls=StorageIOError) -> StorageIOError:
+    name = _errno_name(e)
+    return cls(f"{what} {path} failed: {e.strerror or e}; the store is now read-only, "
+               f"reopen it once the disk is healthy", name)
+
+
+def _errno_name(e: OSError) -> str:
+    return errno.errorcode.get(e.errno or 0, "EIO")
+
+
+class _CutJob:
+    """A log cut handed from the checkpoint thread to the writer (see ``WalWriter.cut``)."""
+
+    def __init__(self, fd: int, tmp: str, csn: int, cut_off: int, copied_to: int, frames: int):
+        self.fd, self.tmp, self.csn = fd, tmp, csn
+        self.cut_off, self.copied_to, self.frames = cut_off, copied_to, frames
+        self.error = None
+        self.done = threading.Event()
+
+
+class WalWriter:
+    """Appends commits to an open log with group commit; one thread does all writes.
+
+    ``fd`` is open for appending at offset ``ws.end`` of the log described by ``ws``.
+    ``settings()`` returns ``(synchronous_commit, wal_flush_delay_ms)`` and is
+    read on every group, so configuration changes apply at once.  ``last_csn``
+    is the highest CSN recovered; commits must come after it.
+    """
+
+    def __init__(self, path: str, io, fd: int, ws: WalScan, settings, last_csn: int):
+        self.path = path
+        self._dir = os.path.dirname(path) or "."
+        self._io = io
+        self._fd = fd
+        self._settings = settings
+        self._end = ws.end
+        self._frame_ends = array("Q", ws.frame_ends)
+        self._frame_last = array("Q", ws.frame_last)
+        self._frame_counts = array("Q", ws.frame_counts)
+        self._records = ws.commits
+        self.base_csn = ws.base_csn
+        self._last_logged = last_csn
+        self.durable_csn = last_csn
+        self._cond = threading.Condition(threading.Lock())
+        self._pending: list = []
+        self._pending_since = 0.0
+        self._urgent = False
+        self._stopping = False
+        self._failed: StorageIOError | None = None
+        self._cut: _CutJob | None = None
+        self.flushes = 0
+        self.commits_flushed = 0
+        self.max_batch = 0
+        self._thread = threading.Thread(target=self._run, name="aerostore-wal", daemon=True)
+        self._thread.start()
+
+    # -- committer side ---------------------------------------------------
+    def submit(self, csn: int, payload: bytes, on_durable, sync: bool) -> Ticket:
+        """Queue an encoded commit; called under the engine's commit lock."""
+        ticket = Ticket(csn)
+        with self._cond:
+            if self._failed is not None:
+                raise ReadOnlyError(f"{self.path}: the log stopped after an I/O error "
+                                    f"({self._failed.message}); reopen the store", "READONLY")
+            if self._stopping:
+                raise ClosedError("the store is closed")
+            if csn <= self._last_logged:
+                raise UsageError(f"commit {csn} logged after commit {self._last_logged}")
+            self._last_logged = csn
+            pending = self._pending
+            pending.append((csn, payload, on_durable, ticket))
+            if sync:
+                self._urgent = True
+                self._cond.notify()
+            elif len(pending) == 1:
+                self._pending_since = time.monotonic()
+                self._cond.notify()
+        return ticket
+
+    # -- writer thread -----------------------------------------------------
+    def _run(self) -> None:
+        cond = self._cond
+        while True:
+            with cond:
+                while not (self._pending or self._stopping or self._cut):
+                    cond.wait()
+                if self._pending and not (self._urgent or self._stopping or self._cut):
+                    deadline = self._pending_since + self._settings()[1] / 1000.0
+                    while not (self._urgent or self._stopping or self._cut):
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            break
+                        cond.wait(left)
+                batch, self._pending = self._pending, []
+                self._urgent = False
+                job, self._cut = self._cut, None
+                stopping = self._stopping
+            if batch:
+                self._flush(batch)
+            if job is not None:
+                self._finish_cut(job)
+            if stopping:
+                with cond:
+                    if not self._pending:
+                        return
+
+    def _flush(self, batch: list) -> None:
+        data, meta = build_frames([(b[0], b[1]) for b in batch])
+        try:
+            self._io.write(self._fd, data)
+            self._io.fdatasync(self._fd)
+        except OSError as e:
+            self._fail(e, batch)
+            return
+        with self._cond:
+            pos = self._end
+            for nbytes, count, last in meta:
+                pos += nbytes
+                self._frame_ends.append(pos)
+                self._frame_last.append(last)
+                self._frame_counts.append(count)
+            self._end = pos
+            self._records += len(batch)
+            self.durable_csn = batch[-1][0]
+            self.flushes += 1
+            self.commits_flushed += len(batch)
+            if len(batch) > self.max_batch:
+                self.max_batch = len(batch)
+        for csn, _, on_durable, _ in batch:
+            if on_durable is not None:
+                try:
+                    on_durable(csn)
+                except Exception:  # a broken callback must not stop the log
+                    traceback.print_exc()
+        for item in batch:
+            item[3]._finish()
+
+    def _fail(self, e: OSError, batch: list) -> None:
+        err = _io_error("writing", self.path, e)
+        with self._cond:
+            self._failed = err
+            rest, self._pending = self._pending, []
+        for item in batch:
+            item[3]._finish(err)
+        self._fail_pending(rest)
+        # Best effort: cut the failed group off so it cannot reappear on reopen.
+        try:
+            self._io.truncate(self._fd, self._end)
+            self._io.fdatasync(self._fd)
+        except OSError:
+            pass
+
+    def _fail_pending(self, items: list) -> None:
+        for item in items:
+            item[3]._finish(ReadOnlyError(f"{self.path}: the log stopped after an I/O error "
+                                          f"({self._failed.message}); reopen the store",
+                                          "READONLY"))
+
+    # -- cutting the log after a checkpoint ----------------------------------
+    def cut(self, csn: int) -> None:
+        """Drop the frames whose commits all have CSN <= ``csn``, while commits go on.
+
+        The bulk of the surviving frames is copied into ``wal.log.tmp`` by the
+        calling thread; the writer then copies what it appended meanwhile,
+        syncs, renames the copy over ``wal.log``, syncs the directory and
+        continues in the new file.  A crash at any point leaves either the old
+        log or the new one, both complete.  Raises ``StorageIOError`` if the copy
+        cannot be made (the old log then stays in use) and ``ReadOnlyError`` if
+        the log has stopped.
+        """
+        with self._cond:
+            if self._failed is not None:
+                raise ReadOnlyError(f"{self.path}: the log stopped after an I/O error; "
+                                    "reopen the store", "READONLY")
+            i = bisect_right(self._frame_last, csn)
+            cut_off = self._frame_ends[i - 1] if i else HEADER_SIZE
+            copied_to = self._end
+        tmp = self.path + ".tmp"
+        io = self._io
+        fd = None
+        try:
+            if os.path.exists(tmp):
+                io.unlink(tmp)
+            fd = io.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND)
+            io.write(fd, make_header(csn))
+            self._copy(fd, cut_off, copied_to)
+        except OSError as e:
+            self._discard(fd, tmp)
+            raise _io_error("checkpoint: copying the log to", tmp, e, StorageIOError) from None
+        job = _CutJob(fd, tmp, csn, cut_off, copied_to, i)
+        with self._cond:
+            if self._stopping:
+                self._discard(fd, tmp)
+                raise ClosedError("the store is closed")
+            self._cut = job
+            self._cond.notify()
+        job.done.wait()
+        if job.error is not None:
+            raise job.error
+
+    def _copy(self, fd: int, start: int, stop: int) -> None:
+        with open(self.path, "rb") as src:
+            src.seek(start)
+            left = stop - start
+            while left > 0:
+                chunk = src.read(min(left, 4 << 20))
+                if not chunk:
+                    raise OSError(5, "log shorter than expected")
+                self._io.write(fd, chunk)
+                left -= len(chunk)
+
+    def _discard(self, fd, tmp: str) -> None:
+        try:
+            if fd is not None:
+                self._io.close(fd)
+            self._io.unlink(tmp)
+        except OSError:
+            pass
+
+    def _finish_cut(self, job: _CutJob) -> None:
+        """Writer side of ``cut``: runs between groups, so nothing is in flight."""
+        io = self._io
+        if self._failed is not None:
+            self._discard(job.fd, job.tmp)
+            job.error = ReadOnlyError(f"{self.path}: the log stopped after an I/O error; "
+                                      "reopen the store", "READONLY")
+            job.done.set()
+            return
+        try:
+            self._copy(job.fd, job.copied_to, self._end)
+            io.fdatasync(job.fd)
+            io.rename(job.tmp, self.path)
+        except OSError as e:
+            self._discard(job.fd, job.tmp)
+            job.error = _io_error("checkpoint: replacing", self.path, e, StorageIOError)
+            job.done.set()
+            return
+        old, self._fd = self._fd, job.fd
+        try:
+            io.close(old)
+        except OSError:
+            pass
+        shift = job.cut_off - HEADER_SIZE
+        with self._cond:
+            n = job.frames
+            self._records -= sum(self._frame_counts[:n])
+            self._frame_ends = array("Q", (e - shift for e in self._frame_ends[n:]))
+            self._frame_last = self._frame_last[n:]
+            self._frame_counts = self._frame_counts[n:]
+            self._end -= shift
+            self.base_csn = job.csn
+        try:
+            io.fsync_dir(self._dir)
+        except OSError as e:
+            # The new name may not be durable: appending would risk acknowledged
+            # commits landing in a file a crash forgets.  Stop.
+            err = _io_error("syncing the directory of", self.path, e)
+            with self._cond:
+                self._failed = err
+                rest, self._pending = self._pending, []
+            self._fail_pending(rest)
+            job.error = err
+        job.done.set()
+
+    # -- reporting and shutdown -----------------------------------------------
+    @property
+    def failed(self) -> StorageIOError | None:
+        return self._failed
+
+    def stats(self) -> dict:
+        with self._cond:
+            return {"wal_bytes": self._end, "wal_records": self._records,
+                    "wal_frames": len(self._frame_ends), "wal_flushes": self.flushes,
+                    "wal_commits_flushed": self.commits_flushed,
+                    "wal_max_batch": self.max_batch, "wal_pending": len(self._pending),
+                    "durable_csn": self.durable_csn,
+                    "wal_failed": self._failed.message if self._failed else ""}
+
+    def close(self) -> None:
+        """Flush what is pending (unless failed), stop the thread, close the file."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        self._thread.join()
+        try:
+            self._io.close(self._fd)
+        except OSError:
+            pass
