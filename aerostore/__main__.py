@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import sys
+from bisect import bisect_right
 
 from . import wal
 from .checkpoint import FILENAME as CHECKPOINT, read_checkpoint
@@ -31,18 +32,18 @@ USAGE = """usage: python -m aerostore verify DIR
        python -m aerostore export DIR [TABLE]"""
 
 
-class Inconsistent(Exception):
-    """The log decodes but does not make sense (an op on a table never created, ...)."""
-
-
 class Image:
     """The state of a data directory: the checkpoint with the log replayed on top.
 
     ``tables``: name -> ``[schema_dict, index_fields, {key: row}]`` in creation order.
+    A log that decodes but makes no sense (an op on a table never created, a row
+    of the wrong width) is ``CorruptError`` at the frame holding the commit;
+    ``ws`` (the log's ``WalScan``) locates it.
     """
 
-    def __init__(self, checkpoint_csn: int, tables: list):
+    def __init__(self, checkpoint_csn: int, tables: list, ws: wal.WalScan | None = None):
         self.checkpoint_csn = checkpoint_csn
+        self._ws = ws
         self.last_csn = checkpoint_csn
         self.commits = 0
         self.tables: dict = {}
@@ -56,11 +57,19 @@ class Image:
         self.tables[name] = [schema, list(index_fields), {}]
         self._keypos[name] = Schema.from_dict(schema).key_pos
 
+    def _bad(self, csn: int, what: str) -> CorruptError:
+        ws = self._ws
+        if ws is None:
+            return CorruptError("(log)", 0, f"commit {csn}: {what}")
+        i = bisect_right(ws.frame_last, csn - 1)
+        offset = ws.frame_ends[i - 1] if i else wal.HEADER_SIZE
+        return CorruptError(ws.path, offset, f"commit {csn}: {what}")
+
     def _table(self, csn: int, name) -> list:
         try:
             return self.tables[name]
         except (KeyError, TypeError):
-            raise Inconsistent(f"commit {csn} uses table {name!r}, which does not exist") from None
+            raise self._bad(csn, f"table {name!r} does not exist") from None
 
     def apply(self, csn: int, ops) -> None:
         for op in ops:
@@ -68,7 +77,7 @@ class Image:
             if kind == "put" and len(op) == 4:
                 t = self._table(csn, op[1])
                 if len(op[3]) != len(t[0]["fields"]):
-                    raise Inconsistent(f"commit {csn}: row of {len(op[3])} values for table {op[1]}")
+                    raise self._bad(csn, f"a row of {len(op[3])} values for table {op[1]}")
                 t[2][op[2]] = tuple(op[3])
             elif kind == "del" and len(op) == 3:
                 self._table(csn, op[1])[2].pop(op[2], None)
@@ -84,7 +93,7 @@ class Image:
                 if op[2] in idx:
                     idx.remove(op[2])
             else:
-                raise Inconsistent(f"commit {csn}: unknown operation {op!r:.80}")
+                raise self._bad(csn, f"unknown operation {op!r:.80}")
         self.last_csn = csn
         self.commits += 1
 
@@ -104,10 +113,9 @@ def load(path: str) -> tuple:
     if os.path.exists(ckpt_path):
         csn, tables = read_checkpoint(ckpt_path)
         ckpt_bytes = os.path.getsize(ckpt_path)
-    image = Image(csn, tables)
-    ws = None
-    if os.path.exists(wal_path):
-        ws = wal.scan(wal_path)
+    ws = wal.scan(wal_path) if os.path.exists(wal_path) else None
+    image = Image(csn, tables, ws)
+    if ws is not None:
         if ws.base_csn > csn:
             raise CorruptError(ckpt_path, 0, f"{WAL} continues from checkpoint {ws.base_csn} but "
                                              f"{CHECKPOINT} holds only up to {csn}")
@@ -206,16 +214,13 @@ def main(argv: list | None = None, out=None) -> int:
             lock_fd = lock_directory(path, exclusive=False)
         cmds[cmd](path, out, *argv[2:])
         return 0
-    except (CorruptError, Inconsistent) as e:
+    except CorruptError as e:
         sys.stderr.write(f"CORRUPT: {e}\n")
         return 1
     except LockedError as e:
         sys.stderr.write(f"{e}\n")
         return 3
-    except StorageIOError as e:
-        sys.stderr.write(f"I/O error: {e}\n")
-        return 4
-    except OSError as e:
+    except (StorageIOError, OSError) as e:
         sys.stderr.write(f"I/O error: {e}\n")
         return 4
     except AerostoreError as e:

@@ -218,9 +218,8 @@ class DirectoryStorage:
         """Write the checkpoint of snapshot ``csn``, then cut the log.  Returns its row count.
 
         ``tables``: ``(schema_dict, index_fields, row_iterator)`` per table, the
-        rows visible at ``csn``.  Commits continue meanwhile.  A checkpoint at
-        the CSN already checkpointed writes nothing (and returns that row
-        count).  Raises ``StorageIOError`` if the checkpoint cannot be written
+        rows visible at ``csn``; every iterator is consumed.  Commits continue
+        meanwhile.  Raises ``StorageIOError`` if the checkpoint cannot be written
         (the store stays writable; the old checkpoint and the log are intact)
         and ``ReadOnlyError`` after a log failure.
         """
@@ -235,16 +234,15 @@ class DirectoryStorage:
             if csn < self._ckpt_csn:
                 raise UsageError(f"checkpoint at {csn} is older than the current one at "
                                  f"{self._ckpt_csn}")
-            if csn > self._ckpt_csn:
-                t0 = time.perf_counter()
-                rows, nbytes = write_checkpoint(self._io, self.path, csn, tables)
-                self._ckpt_csn, self._ckpt_rows = csn, rows
-                self._last_ckpt_bytes = nbytes
-                self._checkpoints += 1
-                self._last_ckpt_ms = (time.perf_counter() - t0) * 1000.0
+            t0 = time.perf_counter()
+            rows, nbytes = write_checkpoint(self._io, self.path, csn, tables)
+            self._ckpt_csn, self._ckpt_rows = csn, rows
+            self._last_ckpt_bytes = nbytes
+            self._checkpoints += 1
+            self._last_ckpt_ms = (time.perf_counter() - t0) * 1000.0
             if w.base_csn < csn:
                 w.cut(csn)
-            return self._ckpt_rows
+            return rows
 
     # -- reporting and shutdown ------------------------------------------------
     def stats(self) -> dict:
