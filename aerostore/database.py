@@ -30,6 +30,9 @@ from .schema import Schema
 from .storage import MemoryStorage
 from .table import TableStore
 from .txn import Transaction, TxnTable
+from . import tsv
+from .ttl import TTLSweeper
+from .watch import WatchHub
 
 __all__ = ["Database", "Table", "open"]
 
@@ -80,6 +83,9 @@ class Database:
             raise
         if storage.durable:
             self._checkpointer = _Checkpointer(self)
+        self.watch = WatchHub(self)         # change subscriptions (watch.py)
+        self.ttl = TTLSweeper(self)         # TTL sweeper (ttl.py); stops itself at close
+        self.ttl.start()
 
     # -- recovery ------------------------------------------------------------------
     def _recover(self) -> None:
@@ -282,6 +288,24 @@ class Database:
                 st.prune(slots, h)
         finally:
             self._vac_lock.release()
+
+    # -- bulk TSV and change subscriptions (tsv.py, watch.py) ----------------------------
+    def ingest_tsv(self, table, data, batch_size=1024, **kw) -> "tsv.IngestResult":
+        """Upsert TSV text/bytes in batches; see aerostore.tsv.ingest_tsv."""
+        return tsv.ingest_tsv(self, table, data, batch_size, **kw)
+
+    def ingest_file(self, table, path, batch_size=1024, **kw) -> "tsv.IngestResult":
+        """Upsert a TSV file, streamed; see aerostore.tsv.ingest_file."""
+        return tsv.ingest_file(self, table, path, batch_size, **kw)
+
+    def export_tsv(self, table, dest=None, **kw):
+        """Rows as TSV (text, or written to a path/file); see aerostore.tsv.export_tsv."""
+        return tsv.export_tsv(self, table, dest, **kw)
+
+    def subscribe(self, table, **kw):
+        """Subscribe to a table's committed changes; see aerostore.watch."""
+        self._check_open()
+        return self.watch.subscribe(table.name if isinstance(table, Schema) else table, **kw)
 
     # -- configuration, maintenance ------------------------------------------------------
     def set_config(self, key: str, value) -> None:

@@ -37,14 +37,16 @@ from __future__ import annotations
 
 import gc
 import math
+import os
 import re
+import time
 from contextlib import contextmanager
 from itertools import repeat
 from operator import itemgetter
 
-from .errors import DecodeError, UsageError
+from .errors import DecodeError, TransientError, UsageError
 
-__all__ = ["Codec", "codec"]
+__all__ = ["Codec", "codec", "IngestResult", "ingest_tsv", "ingest_file", "export_tsv"]
 
 _BOM = "\ufeff"
 _BOM_BYTES = b"\xef\xbb\xbf"
@@ -345,3 +347,225 @@ def codec(schema) -> Codec:
     if c is None or c.schema is not schema:
         c = _CODECS[schema] = Codec(schema)
     return c
+
+
+# -- ingest and export -------------------------------------------------------------
+
+class IngestResult:
+    """Counts of one ingest call; ``str()`` is the Tcl command's result."""
+
+    __slots__ = ("rows_seen", "inserted", "updated", "batches", "elapsed_ms")
+
+    def __init__(self, rows_seen=0, inserted=0, updated=0, batches=0, elapsed_ms=0.0):
+        self.rows_seen = rows_seen
+        self.inserted = inserted
+        self.updated = updated
+        self.batches = batches
+        self.elapsed_ms = elapsed_ms
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+    def __str__(self):
+        return (f"rows_seen={self.rows_seen} inserted={self.inserted} updated={self.updated} "
+                f"batches={self.batches} elapsed_ms={self.elapsed_ms:.3f}")
+
+    def __repr__(self):
+        return f"<IngestResult {self}>"
+
+
+_CONFLICT_RETRIES = 100
+
+
+def _batch_size(batch_size) -> int:
+    try:
+        if isinstance(batch_size, bool):
+            raise ValueError
+        n = batch_size if isinstance(batch_size, int) else int(str(batch_size).strip(), 10)
+    except (ValueError, TypeError):
+        n = 0
+    if n <= 0:
+        raise UsageError(f'bad batch_size "{batch_size}": must be an integer > 0', "BATCHSIZE")
+    return n
+
+
+def _handle(db, table, txn):
+    return txn.table(table) if txn is not None else db.table(table)
+
+
+def _batches(row_lists, n):
+    """Consecutive lists of ``n`` rows (the last may be shorter) across ``row_lists``."""
+    buf = []
+    for rows in row_lists:
+        i = 0
+        if buf:
+            i = n - len(buf)
+            buf.extend(rows[:i])
+            if len(buf) < n:
+                continue
+            yield buf
+            buf = []
+        stop = len(rows) - n
+        while i <= stop:
+            yield rows[i:i + n]
+            i += n
+        buf = rows[i:]
+    if buf:
+        yield buf
+
+
+class _Progress:
+    """Calls ``fn(phase, rows, elapsed_s)`` at most every ``interval`` seconds, and at phase ends."""
+
+    def __init__(self, fn, interval, t0):
+        self.fn = fn
+        self.interval = interval
+        self.t0 = t0
+        self.next = t0 + interval
+
+    def tick(self, phase, rows, final=False):
+        if self.fn is None:
+            return
+        now = time.perf_counter()
+        if final or now >= self.next:
+            self.next = now + self.interval
+            self.fn(phase, rows, now - self.t0)
+
+
+def _apply(db, name, row_lists, batch_size, txn, result, progress):
+    """Upsert the rows in batches: each batch its own transaction (or all through ``txn``)."""
+    with _gc_paused():
+        for batch in _batches(row_lists, batch_size):
+            if txn is not None:
+                ins, upd = txn.table(name).upsert_many(batch)
+            else:
+                for attempt in range(_CONFLICT_RETRIES):
+                    tx = db.begin()
+                    try:
+                        ins, upd = tx.table(name).upsert_many(batch)
+                        tx.commit()
+                        break
+                    except TransientError:
+                        if attempt == _CONFLICT_RETRIES - 1:
+                            raise
+                    finally:
+                        tx.rollback()
+            result.inserted += ins
+            result.updated += upd
+            result.batches += 1
+            progress.tick("apply", result.inserted + result.updated)
+    progress.tick("apply", result.inserted + result.updated, final=True)
+
+
+def ingest_tsv(db, table, data, batch_size=1024, *, txn=None, progress=None,
+               progress_interval: float = 1.0) -> IngestResult:
+    """Upsert TSV ``data`` (str or UTF-8 bytes) into ``table`` (a name or Schema).
+
+    The whole input is decoded and validated first (DecodeError: nothing
+    applied); then batches of ``batch_size`` rows are upserted, each batch one
+    transaction, retried on a write conflict (an upsert does not depend on what
+    it read).  Given ``txn``, every batch goes through that transaction and
+    nothing is committed here.  ``progress(phase, rows, elapsed_s)``, if given,
+    is called with phase "apply".
+    """
+    t0 = time.perf_counter()
+    n = _batch_size(batch_size)
+    schema = _handle(db, table, txn).schema
+    rows = codec(schema).decode(data)
+    result = IngestResult(rows_seen=len(rows))
+    _apply(db, schema.name, (rows,), n, txn, result, _Progress(progress, progress_interval, t0))
+    result.elapsed_ms = (time.perf_counter() - t0) * 1000.0
+    return result
+
+
+def _file_chunks(path, c: Codec):
+    """Validated row lists of a TSV file, read in blocks of whole lines."""
+    line = 1
+    first = True
+    with open(path, "rb") as f:
+        tail = b""
+        while True:
+            block = f.read(_READ_BYTES)
+            if first:
+                first = False
+                if block.startswith(_BOM_BYTES):
+                    block = block[3:]
+            if not block:
+                break
+            block = tail + block
+            cut = block.rfind(b"\n") + 1
+            if cut == 0:
+                tail = block
+                continue
+            tail = block[cut:]
+            yield c.decode_text(c.text_of(block[:cut], line), line)
+            line += block.count(b"\n", 0, cut)
+        if tail:
+            yield c.decode_text(c.text_of(tail, line), line)
+
+
+def ingest_file(db, table, path, batch_size=1024, *, txn=None, progress=None,
+                progress_interval: float = 1.0, hold_bytes: int = 64 << 20) -> IngestResult:
+    """Upsert a TSV file into ``table``, streaming it in blocks.
+
+    Pass 1 reads and validates the whole file (DecodeError: nothing applied).
+    Files up to ``hold_bytes`` keep their decoded rows from pass 1 (they become
+    the table's rows anyway); larger ones are read again in pass 2 and applied
+    block by block, so a file is never in memory twice.  ``progress(phase,
+    rows, elapsed_s)`` is called with phase "validate", then "apply", at most
+    every ``progress_interval`` seconds and at the end of each phase.
+    """
+    t0 = time.perf_counter()
+    n = _batch_size(batch_size)
+    schema = _handle(db, table, txn).schema
+    c = codec(schema)
+    prog = _Progress(progress, progress_interval, t0)
+    try:
+        hold = os.path.getsize(path) <= hold_bytes
+        held = [] if hold else None
+        seen = 0
+        for rows in _file_chunks(path, c):
+            seen += len(rows)
+            if hold:
+                held.append(rows)
+            prog.tick("validate", seen)
+        prog.tick("validate", seen, final=True)
+        result = IngestResult(rows_seen=seen)
+        _apply(db, schema.name, held if hold else _file_chunks(path, c), n, txn, result, prog)
+    except OSError as e:
+        raise UsageError(f'cannot read "{path}": {e.strerror or e}', "FILE") from None
+    result.elapsed_ms = (time.perf_counter() - t0) * 1000.0
+    return result
+
+
+def export_tsv(db, table, dest=None, *, query=None, txn=None):
+    """Write rows of ``table`` as TSV: all of them, or those ``query`` selects.
+
+    ``dest``: None (return the text), a path (written as UTF-8; returns the
+    number of rows), or an object with ``write(str)`` (returns the number of
+    rows).  Reads one snapshot (``txn``'s if given).  Ingesting the output
+    reproduces the rows exactly (floats are written with repr).
+    """
+    h = _handle(db, table, txn)
+    c = codec(h.schema)
+    if query is None:
+        query = h.query()
+    elif getattr(query, "_schema", None) is not h.schema:
+        raise UsageError(f"export_tsv: the query is not on table {h.name}")
+    rows = query.rows()
+    if dest is None:
+        return c.encode(rows)
+    if isinstance(dest, (str, bytes, os.PathLike)):
+        try:
+            with open(dest, "w", encoding="utf-8", newline="") as f:
+                _write_rows(f.write, c, rows)
+        except OSError as e:
+            raise UsageError(f'cannot write "{os.fsdecode(dest)}": {e.strerror or e}', "FILE") from None
+    else:
+        _write_rows(dest.write, c, rows)
+    return len(rows)
+
+
+def _write_rows(write, c: Codec, rows):
+    for i in range(0, len(rows), _ENCODE_ROWS):
+        write(c.encode(rows[i:i + _ENCODE_ROWS], start=i == 0))

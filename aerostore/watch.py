@@ -8,7 +8,7 @@ only ever see committed changes, each exactly once, in commit order.
 API (Python programs use ``db.subscribe``; the Tcl bridge's ``watch`` uses the
 callback mode)::
 
-    hub = WatchHub(db)                    # registers its publish hook; db.watch_hub
+    hub = WatchHub(db)        # registers its publish and close hooks; the database's is db.watch
     sub = hub.subscribe("FlightState")                       # queue mode
     sub = hub.subscribe("FlightState", key="UAL123")         # one key
     sub = hub.subscribe("FlightState", where=flights.query().gt("altitude", 10000))
@@ -229,6 +229,7 @@ class WatchHub:
         self.last_csn = 0              # the last commit published
         if db is not None:
             db.add_publish_hook(self.publish)
+            db.add_close_hook(self.close)
 
     def subscribe(self, table: str, *, key: str | None = None, where=None, callback=None,
                   maxsize: int = DEFAULT_MAXSIZE) -> Subscription:

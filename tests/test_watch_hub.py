@@ -16,6 +16,9 @@ class FakeDB:
     def add_publish_hook(self, fn):
         self.hooks.append(fn)
 
+    def add_close_hook(self, fn):
+        pass
+
     def commit(self, *changes):
         self.csn += 1
         for h in self.hooks:

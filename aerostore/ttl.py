@@ -1,0 +1,183 @@
+"""The TTL sweeper: deletes rows whose ``now - updated_at`` exceeds ``aerostore.ttl_secs``.
+
+Settings (config.py): ``aerostore.ttl_secs`` (0 = off) and
+``aerostore.ttl_sweep_interval_ms`` (0 = off).  The database creates one sweeper
+at open (``db.ttl``) and starts it; the sweeper stops itself at ``db.close()``
+(a close hook) and follows config changes by itself: its background thread
+exists only while it is started and both settings are non-zero.
+
+Which rows: in every table that has an integer field named ``updated_at``
+(epoch seconds), the rows with ``updated_at < now - ttl_secs`` (exactly
+``now - updated_at > ttl_secs`` for integer times).  A null ``updated_at`` never
+expires.
+
+How: through ordinary transactions of at most ``slice_rows`` deletes each (an
+ordered walk of the updated_at index, so each slice is cheap), so deletes are
+logged, watchers see them, open snapshots keep seeing the rows, and no caller
+waits behind a long commit.  A slice that loses a write conflict (the row was
+just updated) is simply retried with a fresh snapshot, so a row refreshed
+concurrently is never deleted.
+
+API::
+
+    sweeper = TTLSweeper(db, clock=time.time, slice_rows=500)
+    sweeper.start(); sweeper.stop()        # both idempotent
+    sweeper.sweep(now=None) -> rows deleted (one full pass, in the caller's thread)
+    sweeper.running, .sweeps, .deleted, .last_error
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+from .errors import AerostoreError, ClosedError, TransientError, UsageError
+
+__all__ = ["TTLSweeper", "TTL_FIELD"]
+
+TTL_FIELD = "updated_at"
+_KEYS = ("aerostore.ttl_secs", "aerostore.ttl_sweep_interval_ms")
+_MAX_CONFLICT_RETRIES = 16
+
+
+class TTLSweeper:
+    """Background deletion of expired rows; ``clock()`` returns epoch seconds."""
+
+    def __init__(self, db, *, clock=time.time, slice_rows: int = 500):
+        if isinstance(slice_rows, bool) or not isinstance(slice_rows, int) or slice_rows <= 0:
+            raise UsageError(f'bad slice_rows "{slice_rows}": must be an integer > 0')
+        self._db = db
+        self.clock = clock
+        self.slice_rows = slice_rows
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._started = False
+        self._thread = None
+        self.sweeps = 0             # completed passes
+        self.deleted = 0            # rows deleted over the sweeper's life
+        self.last_error = None      # the last AerostoreError a background pass hit
+        db.config.on_change(self._config_changed)
+        db.add_close_hook(self.stop)
+
+    # -- control ------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        """True while the background thread exists (started and TTL on)."""
+        return self._thread is not None
+
+    def start(self) -> None:
+        """Sweep in the background whenever the settings say so.  Idempotent."""
+        with self._lock:
+            self._started = True
+            self._reconcile()
+
+    def stop(self) -> None:
+        """Stop the background thread and wait for it (a pass ends at its next slice)."""
+        with self._lock:
+            self._started = False
+            t = self._thread
+            self._wake.notify_all()
+        if t is not None and t is not threading.current_thread():
+            t.join()
+
+    def _settings(self):
+        cfg = self._db.config
+        return cfg.get(_KEYS[0]), cfg.get(_KEYS[1])
+
+    def _wanted(self) -> bool:
+        ttl, interval = self._settings()
+        return self._started and ttl > 0 and interval > 0
+
+    def _reconcile(self) -> None:
+        """Under the lock: start the thread if wanted; wake it to re-read otherwise."""
+        if self._wanted() and self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="aerostore-ttl", daemon=True)
+            self._thread.start()
+        self._wake.notify_all()
+
+    def _config_changed(self, key, value) -> None:
+        if key in _KEYS:
+            with self._lock:
+                self._reconcile()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                if not self._wanted():
+                    self._thread = None
+                    return
+            try:
+                self.sweep()
+            except ClosedError:
+                with self._lock:
+                    self._started = False
+                    self._thread = None
+                return
+            except AerostoreError as e:     # e.g. the store went read-only: try again later
+                self.last_error = e
+            with self._lock:
+                if self._wanted():
+                    self._wake.wait(self._settings()[1] / 1000.0)
+
+    # -- the work -----------------------------------------------------------------
+    def sweep(self, now: float | None = None) -> int:
+        """Delete every expired row now, in slices; returns how many were deleted.
+
+        Uses the current ``aerostore.ttl_secs`` (nothing happens while it is 0).
+        Stops early, between slices, if a background sweeper is stopped.
+        """
+        ttl = self._db.config.get(_KEYS[0])
+        if ttl <= 0:
+            return 0
+        if now is None:
+            now = self.clock()
+        cutoff = math.ceil(now - ttl)       # u < now - ttl  <=>  u < ceil(now - ttl)
+        deleted = 0
+        if cutoff > 0:
+            for name in self._tables():
+                deleted += self._sweep_table(name, cutoff)
+        self.sweeps += 1
+        self.deleted += deleted
+        return deleted
+
+    def _tables(self) -> list:
+        db = self._db
+        out = []
+        for name in db.tables:
+            schema = db.table(name).schema
+            if TTL_FIELD in schema.names and schema.fields[schema.position(TTL_FIELD)].kind == "int":
+                out.append(name)
+        return out
+
+    def _sweep_table(self, name, cutoff) -> int:
+        db = self._db
+        n = self.slice_rows
+        deleted = 0
+        conflicts = 0
+        background = threading.current_thread() is self._thread
+        while True:
+            if background and not self._started:
+                return deleted
+            txn = db.begin()
+            try:
+                t = txn.table(name)
+                keys = t.query().lt(TTL_FIELD, cutoff).limit(n).keys()
+                if not keys:
+                    txn.rollback()
+                    return deleted
+                t.delete_many(keys)
+                txn.commit()
+            except TransientError:
+                txn.rollback()
+                conflicts += 1
+                if conflicts > _MAX_CONFLICT_RETRIES:
+                    return deleted          # busy rows: the next pass tries again
+                continue
+            except BaseException:
+                txn.rollback()
+                raise
+            deleted += len(keys)
+            if len(keys) < n:
+                return deleted
+            time.sleep(0)                   # let other threads in between slices
