@@ -43,7 +43,6 @@ import struct
 import time
 import zlib
 from itertools import islice
-from mmap import ACCESS_READ, mmap
 
 import msgpack
 
@@ -145,15 +144,10 @@ def read_checkpoint(path: str) -> tuple[int, list]:
     ``rows`` is a list of tuples.  Raises ``CorruptError`` on any damage.
     """
     with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if size < len(MAGIC):
-            raise CorruptError(path, 0, f"file too short for a checkpoint ({size} bytes)")
-        with mmap(f.fileno(), 0, access=ACCESS_READ) as mm:
-            buf = memoryview(mm)
-            try:
-                return _read(path, buf, size)
-            finally:
-                buf.release()
+        data = f.read()
+    if len(data) < len(MAGIC):
+        raise CorruptError(path, 0, f"file too short for a checkpoint ({len(data)} bytes)")
+    return _read(path, memoryview(data), len(data))
 
 
 def _read(path: str, buf, size: int) -> tuple[int, list]:
