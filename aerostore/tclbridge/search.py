@@ -1,0 +1,204 @@
+"""``FlightState search``: options (SPEC section 3) -> one query on one snapshot.
+
+``parse_search(session, args).run()`` answers the shim with either a number
+(nothing to bind or run) or the plan tuple that c_shim/search.c loops over::
+
+    (count, rows, key_pos, positions, names, mode, key_arg, bind_arg, code_arg, finish)
+
+Decisions written down in docs/tcl.md: -asc and -desc are flags (no value);
+-countOnly 1 only counts (no binding, no -code); without -code the bound
+variables hold the last row; -delete 1 deletes the rows the search visits (all
+of them, or up to the row where -code said break), in one transaction, after
+the visit -- an error in -code deletes nothing.  Inside
+``aerostore::transaction`` everything goes through that transaction.
+"""
+
+from __future__ import annotations
+
+from ..errors import UsageError
+from . import state
+from .tclstyle import choose, split_list, to_bool, to_int
+
+__all__ = ["parse_search", "term_query", "OPERATORS"]
+
+# operator -> number of values after the field
+OPERATORS = {
+    "=": 1, "==": 1, "!=": 1, "<>": 1, "<": 1, "<=": 1, ">": 1, ">=": 1,
+    "range": 2, "in": 1,
+    "match": 1, "notmatch": 1, "match_case": 1, "notmatch_case": 1,
+    "null": 0, "notnull": 0, "true": 0, "false": 0,
+}
+_TERM_USAGE = {0: "field", 1: "field value", 2: "field lo hi"}
+_OP_NAMES = tuple(OPERATORS)
+
+OPTIONS = ("-array", "-array_get", "-array_get_with_nulls", "-asc", "-code", "-compare",
+           "-countOnly", "-delete", "-desc", "-fields", "-get", "-key", "-limit", "-offset",
+           "-sort")
+_FLAGS = ("-asc", "-desc")
+_BIND = {"-get": 1, "-array_get": 2, "-array_get_with_nulls": 3, "-array": 4}
+
+
+def term_query(table, compare):
+    """A query on ``table`` (a Table or a transaction's table) with the
+    ``-compare`` terms ``{{op field ?value ...?} ...}`` applied (AND)."""
+    q = table.query()
+    for term in split_list(compare, "-compare list"):
+        words = split_list(term, "-compare term")
+        if not words:
+            raise UsageError('bad -compare term "": must be {op field ?value ...?}', "TERM")
+        op = choose(words[0], _OP_NAMES, "operator", exact=True)
+        nvalues = OPERATORS[op]
+        if len(words) != 2 + nvalues:
+            raise UsageError(f'wrong # args: should be "{op} {_TERM_USAGE[nvalues]}"',
+                             "TERM", op)
+        values = words[2:]
+        if op == "in":
+            values = [split_list(values[0], "in list")]
+        q.where(op, words[1], *values)
+    return q
+
+
+class _Search:
+    """The parsed options of one search."""
+
+    def __init__(self, session):
+        self.session = session
+        self.compare = None
+        self.sort = None
+        self.desc = False
+        self.limit = 0
+        self.offset = 0
+        self.fields = None
+        self.key_arg = -1
+        self.bind_arg = -1
+        self.mode = 0
+        self.code_arg = -1
+        self.count_only = False
+        self.delete = False
+
+    # -- building the query ----------------------------------------------------
+    def _query(self, table):
+        q = term_query(table, self.compare) if self.compare is not None else table.query()
+        if self.sort is not None:
+            keys = []
+            for word in split_list(self.sort, "-sort list"):
+                if word.startswith("-") and len(word) > 1:
+                    keys.append((word[1:], "desc"))
+                else:
+                    keys.append((word, "desc" if self.desc else "asc"))
+            if keys:
+                q.sort_by(*keys)
+        if self.offset:
+            q.offset(self.offset)
+        if self.limit:
+            q.limit(self.limit)
+        return q
+
+    def _binding(self):
+        schema = state.flights().schema
+        if self.fields is None:
+            positions = tuple(range(len(schema.names)))
+        else:
+            positions = tuple(schema.position(f) for f in split_list(self.fields, "-fields list"))
+        return schema.key_pos, positions, tuple(schema.names[p] for p in positions)
+
+    def _plan(self, count, rows, finish=None):
+        key_pos, positions, names = self._binding()
+        return (count, rows, key_pos, positions, names, self.mode,
+                self.key_arg, self.bind_arg, self.code_arg, finish)
+
+    # -- running -----------------------------------------------------------------
+    def run(self):
+        binds = self.key_arg >= 0 or self.mode or self.code_arg >= 0
+        if self.delete:
+            return self._run_delete(binds)
+        q = self._query(self.session._table())
+        if self.count_only or not binds:
+            self._binding()                  # -fields is checked even when unused
+            return q.count()
+        rows = q.rows()
+        if self.code_arg < 0:
+            return self._plan(len(rows), rows[-1:])
+        return self._plan(len(rows), rows)
+
+    def _run_delete(self, binds):
+        session = self.session
+        own = session._txn is None
+        txn = state.database().begin() if own else session._txn
+        try:
+            table = txn.table(state.TABLE)
+            q = self._query(table)
+            rows = q.rows()
+            key_pos = state.flights().schema.key_pos
+        except BaseException:
+            if own:
+                txn.rollback()
+            raise
+
+        def finish(visited, completed):
+            if not completed:
+                if own:
+                    txn.rollback()
+                return 0
+            try:
+                for row in rows[:visited]:
+                    table.delete(row[key_pos])
+                if own:
+                    txn.commit()
+            except BaseException:
+                if own:
+                    txn.rollback()
+                raise
+            return visited
+
+        if not binds:
+            return finish(len(rows), True)
+        if self.code_arg < 0:
+            # Nothing to run per row: bind the last row, delete them all.
+            return self._plan(len(rows), rows[-1:], lambda visited, ok: finish(len(rows), ok))
+        return self._plan(len(rows), rows, finish)
+
+
+def parse_search(session, args) -> _Search:
+    """Parse ``FlightState search`` arguments (everything after "search")."""
+    s = _Search(session)
+    i, n = 0, len(args)
+    while i < n:
+        opt = choose(args[i], OPTIONS, "option")
+        if opt in _FLAGS:
+            s.desc = opt == "-desc"
+            i += 1
+            continue
+        if i + 1 >= n:
+            raise UsageError(f'"{opt}" option requires an additional argument', "OPTION", opt)
+        value = args[i + 1]
+        if opt == "-compare":
+            s.compare = value
+        elif opt == "-sort":
+            s.sort = value
+        elif opt == "-limit":
+            s.limit = to_int(value, "-limit", 0, "an integer >= 0 (0 = no limit)")
+        elif opt == "-offset":
+            s.offset = to_int(value, "-offset", 0)
+        elif opt == "-fields":
+            s.fields = value
+        elif opt == "-key":
+            s.key_arg = i + 1
+        elif opt in _BIND:
+            if s.mode and s.mode != _BIND[opt]:
+                raise UsageError("only one of -get, -array_get, -array_get_with_nulls and "
+                                 "-array may be given", "OPTION", opt)
+            s.mode = _BIND[opt]
+            s.bind_arg = i + 1
+        elif opt == "-code":
+            s.code_arg = i + 1
+        elif opt == "-countOnly":
+            s.count_only = to_bool(value, "-countOnly")
+        elif opt == "-delete":
+            s.delete = to_bool(value, "-delete")
+        i += 2
+    if s.delete and session.safe:
+        raise UsageError("search -delete is not allowed in a safe interpreter", "SAFE")
+    if s.delete and s.count_only:
+        raise UsageError("-countOnly and -delete cannot be combined", "OPTION", "-delete")
+    return s

@@ -1,0 +1,247 @@
+"""The Python side of the Tcl commands: one ``Session`` per Tcl interpreter.
+
+The C shim checks subcommands and argument counts, converts the arguments in C
+(strings, or numbers for pure Tcl numbers) and calls one method here:
+``FlightState get k f`` -> ``session.t_get(k, f)``, ``aerostore::init d`` ->
+``session.a_init(d)``.  A method's return value becomes the Tcl result (None
+is the empty string, tuples and lists are Tcl lists, dicts flat key/value
+lists).  Errors are raised as ``AerostoreError``s; ``tcl_error`` turns any
+exception into (message, errorCode, errorInfo) for the shim.
+
+A Session holds what belongs to its interpreter: the open
+``aerostore::transaction`` (FlightState commands read and write through it)
+and its watches.  The engine itself is process-wide (``state``).
+"""
+
+from __future__ import annotations
+
+import traceback
+
+from .. import tsv
+from ..errors import AerostoreError, UsageError
+from . import state
+from .search import parse_search, term_query
+from .tclstyle import choose, install_split_list, split_list
+
+__all__ = ["Session", "install_shim", "tcl_error", "shutdown"]
+
+_post_event = None
+
+
+def install_shim(split_list_fn, post_event_fn) -> None:
+    """Called once by the shim with its C helpers."""
+    global _post_event
+    install_split_list(split_list_fn)
+    _post_event = post_event_fn
+
+
+def tcl_error(exc: BaseException) -> tuple:
+    """(message, errorCode words, extra errorInfo or None) for an exception."""
+    if isinstance(exc, AerostoreError):
+        return str(exc), exc.tcl_errorcode, None
+    name = type(exc).__name__
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return (f"aerostore: internal error: {name}: {exc}", ["AEROSTORE", "INTERNAL", name],
+            "\n    (Python traceback)\n" + tb.rstrip())
+
+
+def shutdown() -> None:
+    """Tcl's exit handler: close the store, idempotently."""
+    state.shutdown()
+
+
+def _pairs(names, row, with_nulls: bool) -> list:
+    out = []
+    for name, v in zip(names, row):
+        if v is not None or with_nulls:
+            out.append(name)
+            out.append(v)
+    return out
+
+
+class Session:
+    """The commands of one Tcl interpreter.  ``safe``: a safe interpreter
+    (the shim then offers only read-only subcommands)."""
+
+    def __init__(self, safe: bool, capsule):
+        self.safe = bool(safe)
+        self._capsule = capsule      # the interp, for post_event
+        self._txn = None             # the aerostore::transaction in progress
+        self._txn_table = None
+        self._watches: dict = {}     # id -> Subscription
+
+    def close(self) -> None:
+        """The interpreter is being deleted: end its transaction and watches."""
+        for sub in list(self._watches.values()):
+            sub.close()
+        self._watches.clear()
+        txn, self._txn, self._txn_table = self._txn, None, None
+        if txn is not None:
+            txn.rollback()
+        self._capsule = None
+
+    # -- where reads and writes go -------------------------------------------
+    def _table(self):
+        """The FlightState table, or the same through the open transaction."""
+        t = self._txn_table
+        return t if t is not None else state.flights()
+
+    @staticmethod
+    def _schema():
+        return state.flights().schema
+
+    def _positions(self, fields) -> list:
+        schema = self._schema()
+        return [schema.position(f) for f in fields]
+
+    # -- aerostore:: ---------------------------------------------------------
+    def a_init(self, data_dir=state.DEFAULT_DIR):
+        return f"aerostore ready (dir={state.open_store(str(data_dir))})"
+
+    def a_set_config(self, key, value):
+        state.set_config(str(key), value)
+        return "ok"
+
+    def a_get_config(self, key):
+        return state.get_config(str(key))
+
+    def a_checkpoint_now(self):
+        return f"checkpoint rows={state.database().checkpoint()}"
+
+    def a_stats(self):
+        return state.database().stats()
+
+    def a_close(self):
+        if self._txn is not None:
+            raise UsageError("aerostore::close: not inside aerostore::transaction", "TRANSACTION")
+        state.close()
+        return ""
+
+    def txn_begin(self):
+        if self._txn is not None:
+            raise UsageError("aerostore::transaction: a transaction is already open in this "
+                             "interpreter (they do not nest)", "NESTED")
+        txn = state.database().begin()
+        self._txn = txn
+        self._txn_table = txn.table(state.TABLE)
+
+    def txn_commit(self):
+        txn, self._txn, self._txn_table = self._txn, None, None
+        if txn is not None:
+            txn.commit()
+
+    def txn_rollback(self):
+        txn, self._txn, self._txn_table = self._txn, None, None
+        if txn is not None:
+            txn.rollback()
+
+    # -- FlightState ---------------------------------------------------------
+    def t_get(self, key, *fields):
+        row = self._table().get(key)
+        if row is None:
+            return None
+        if not fields:
+            return row
+        return [row[p] for p in self._positions(fields)]
+
+    def _named(self, key, fields, with_nulls):
+        row = self._table().get(key)
+        if row is None:
+            return None
+        schema = self._schema()
+        if fields:
+            pos = self._positions(fields)
+            return _pairs([schema.names[p] for p in pos], [row[p] for p in pos], with_nulls)
+        return _pairs(schema.names, row, with_nulls)
+
+    def t_array_get(self, key, *fields):
+        return self._named(key, fields, False)
+
+    def t_array_get_with_nulls(self, key, *fields):
+        return self._named(key, fields, True)
+
+    def t_exists(self, key):
+        return self._table().exists(key)
+
+    def t_delete(self, key):
+        return self._table().delete(key)
+
+    def t_count(self):
+        return self._table().count()
+
+    def t_fields(self):
+        return self._schema().names
+
+    def t_set(self, key, *pairs):
+        schema = self._schema()
+        values = {}
+        for i in range(0, len(pairs), 2):
+            p = schema.position(pairs[i])
+            if p == schema.key_pos:
+                raise UsageError(f'field "{schema.key_name}" is the key: it cannot be set',
+                                 "FIELD", schema.key_name)
+            values[schema.names[p]] = pairs[i + 1]
+        self._table().set(schema.coerce_key(key), values)
+        return None
+
+    def t_index_indexed(self):
+        return state.flights().indexed()
+
+    def t_index_create(self, field):
+        state.flights().create_index(str(field))
+        return None
+
+    def t_index_drop(self, field):
+        state.flights().drop_index(str(field))
+        return None
+
+    def t_search(self, *args):
+        return parse_search(self, args).run()
+
+    def t_ingest_tsv(self, data, batch_size=1024):
+        return str(tsv.ingest_tsv(state.database(), state.TABLE, str(data), batch_size,
+                                  txn=self._txn))
+
+    def t_ingest_file(self, path, batch_size=1024):
+        return str(tsv.ingest_file(state.database(), state.TABLE, str(path), batch_size,
+                                   txn=self._txn))
+
+    def t_write_tsv(self, *args):
+        query, path = None, None
+        for i in range(0, len(args), 2):
+            opt = choose(args[i], ("-compare", "-file"), "option")
+            if opt == "-compare":
+                query = term_query(self._table(), args[i + 1])
+            else:
+                path = str(args[i + 1])
+        out = tsv.export_tsv(state.database(), state.TABLE, dest=path, query=query, txn=self._txn)
+        return out
+
+    def t_watch(self, *args):
+        callback = args[-1]
+        key = where = None
+        for i in range(0, len(args) - 1, 2):
+            opt = choose(args[i], ("-compare", "-key"), "option")
+            if opt == "-key":
+                key = state.flights().schema.coerce_key(args[i + 1])
+            else:
+                where = term_query(state.flights(), args[i + 1])
+        split_list(callback, "callback")
+        names = self._schema().names
+        capsule = self._capsule
+        post = _post_event
+
+        def deliver(ev, callback=str(callback)):
+            post(capsule, (callback, [ev.op, ev.key, _pairs(names, ev.row, False)]))
+
+        sub = state.database().subscribe(state.TABLE, key=key, where=where, callback=deliver)
+        self._watches[sub.id] = sub
+        return sub.id
+
+    def t_unwatch(self, wid):
+        try:
+            sub = self._watches.pop(int(wid))
+        except (KeyError, ValueError):
+            raise UsageError(f'no watch "{wid}" in this interpreter', "WATCH", str(wid)) from None
+        sub.close()
+        return None

@@ -1,0 +1,136 @@
+"""The one engine of the process, shared by every Tcl interpreter.
+
+``aerostore::init`` opens it (once; the same directory again is fine, another
+one is an error while it is open); every interpreter of every thread, and the
+host Python (``state.database()``), then use the same ``Database``.  It lives
+in this plain module -- not in the cffi module, which a host that imports it
+itself would get twice.
+
+Settings given before ``init`` are kept and applied when the store opens.
+Shutdown (Tcl's exit handler, Python's atexit, ``aerostore::close``) closes the
+store once: it flushes the WAL and stops background threads; later calls do
+nothing.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+
+from ..config import Config
+from ..errors import UsageError
+
+__all__ = ["open_store", "database", "flights", "use", "close", "shutdown",
+           "set_config", "get_config", "DEFAULT_DIR", "TABLE"]
+
+DEFAULT_DIR = "./aerostore_tcl_data"
+TABLE = "FlightState"
+MEMORY = ":memory:"
+
+_lock = threading.RLock()
+_db = None               # the Database, or None
+_dir = None              # its absolute directory, or ":memory:"
+_flights = None          # _db.table(TABLE)
+_pending = Config()      # settings made before init
+_changed: dict = {}      # key -> text, the settings made before init
+
+
+def _where(data_dir: str) -> str:
+    return MEMORY if data_dir == MEMORY else os.path.abspath(data_dir)
+
+
+def open_store(data_dir: str) -> str:
+    """Open the process's store at ``data_dir`` (or find it open); its directory."""
+    global _db, _dir, _flights
+    import aerostore
+    from ..flightstate import FlightState
+
+    where = _where(data_dir)
+    with _lock:
+        if _db is not None:
+            if where != _dir:
+                raise UsageError(f'aerostore is already open on "{_dir}": one store per process '
+                                 f'(close it first with aerostore::close)', "OPEN", _dir)
+            return _dir
+        if where != MEMORY:
+            os.makedirs(where, exist_ok=True)
+        config = {k.split(".", 1)[1]: v for k, v in _changed.items()}
+        db = aerostore.open(where, **config)
+        try:
+            _flights = db.create_table(FlightState)
+        except BaseException:
+            db.close()
+            raise
+        _db, _dir = db, where
+        return _dir
+
+
+def use(db, where: str = MEMORY) -> None:
+    """Make ``db`` (opened by the host Python) the store the Tcl commands use."""
+    global _db, _dir, _flights
+    from ..flightstate import FlightState
+    with _lock:
+        if _db is not None and _db is not db:
+            raise UsageError(f'aerostore is already open on "{_dir}"', "OPEN", _dir)
+        _flights = db.create_table(FlightState)
+        _db, _dir = db, _where(where)
+
+
+def database():
+    """The open Database; UsageError if ``aerostore::init`` has not run."""
+    db = _db
+    if db is None:
+        raise UsageError("aerostore is not initialised: call aerostore::init first", "NOTOPEN")
+    return db
+
+
+def flights():
+    """The FlightState table of the open store."""
+    t = _flights
+    if t is None:
+        database()
+    return t
+
+
+def directory() -> str | None:
+    return _dir
+
+
+def set_config(key: str, value) -> None:
+    with _lock:
+        if _db is not None:
+            _db.set_config(key, value)
+        else:
+            _pending.set(key, value)
+            _changed[key] = _pending.get_text(key)
+
+
+def get_config(key: str) -> str:
+    with _lock:
+        if _db is not None:
+            return _db.get_config_text(key)
+        return _pending.get_text(key)
+
+
+def close() -> None:
+    """Close the store (idempotent); settings made before init are forgotten too."""
+    global _db, _dir, _flights, _pending
+    with _lock:
+        db, _db, _dir, _flights = _db, None, None, None
+        _pending = Config()
+        _changed.clear()
+    if db is not None:
+        db.close()
+
+
+def shutdown() -> None:
+    """Process exit: close the store; never raises (exit must not hang or fail)."""
+    try:
+        close()
+    except Exception as e:       # reported, not raised: nothing can handle it at exit
+        import sys
+        print(f"aerostore: error while closing the store at exit: {e}", file=sys.stderr)
+
+
+atexit.register(shutdown)

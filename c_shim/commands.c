@@ -1,0 +1,417 @@
+/*
+ * Aerostore_Init / Aerostore_SafeInit and the Tcl commands.
+ *
+ * Every interpreter that loads the package gets a ShimInterp and a Python
+ * Session (aerostore.tclbridge.session); the engine behind them is one per
+ * process.  Commands check subcommands, options and argument counts here, in
+ * Tcl's own words (Tcl_GetIndexFromObjStruct, Tcl_WrongNumArgs), then convert
+ * the arguments in C and call one Session method: `FlightState get k` calls
+ * session.t_get(k), `aerostore::init d` calls session.a_init(d).
+ *
+ * Safe interpreters get FlightState with a read-only subset of subcommands
+ * and none of the aerostore:: commands (no files, no configuration).
+ */
+#include "shim.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PACKAGE_VERSION "0.1"
+#define TABLE_COMMAND "FlightState"
+
+typedef enum { CALL, SEARCH, INDEX, TRANSACTION } Kind;
+
+/* One subcommand or command.  `name` first: Tcl_GetIndexFromObjStruct reads it.
+ * Arguments after the command words: at least min, at most max (-1: any), and
+ * beyond min they come in groups of `step` (0: no extra). */
+typedef struct Spec {
+    const char *name;
+    const char *method;
+    Kind kind;
+    int min, max, step;
+    const char *usage;
+} Spec;
+
+static const Spec table_subs[] = {
+    {"array_get", "t_array_get", CALL, 1, -1, 1, "key ?field ...?"},
+    {"array_get_with_nulls", "t_array_get_with_nulls", CALL, 1, -1, 1, "key ?field ...?"},
+    {"count", "t_count", CALL, 0, 0, 0, ""},
+    {"delete", "t_delete", CALL, 1, 1, 0, "key"},
+    {"exists", "t_exists", CALL, 1, 1, 0, "key"},
+    {"fields", "t_fields", CALL, 0, 0, 0, ""},
+    {"get", "t_get", CALL, 1, -1, 1, "key ?field ...?"},
+    {"index", NULL, INDEX, 1, 2, 0, "indexed|create field|drop field"},
+    {"ingest_file", "t_ingest_file", CALL, 1, 2, 0, "path ?batch_size?"},
+    {"ingest_tsv", "t_ingest_tsv", CALL, 1, 2, 0, "tsv ?batch_size?"},
+    {"search", "t_search", SEARCH, 0, -1, 0, "?-option value ...?"},
+    {"set", "t_set", CALL, 3, -1, 2, "key field value ?field value ...?"},
+    {"unwatch", "t_unwatch", CALL, 1, 1, 0, "id"},
+    {"watch", "t_watch", CALL, 1, -1, 2, "?-key key? ?-compare list? callback"},
+    {"write_tsv", "t_write_tsv", CALL, 0, -1, 2, "?-option value ...?"},
+    {NULL, NULL, CALL, 0, 0, 0, NULL}
+};
+
+static const Spec safe_table_subs[] = {
+    {"count", "t_count", CALL, 0, 0, 0, ""},
+    {"exists", "t_exists", CALL, 1, 1, 0, "key"},
+    {"fields", "t_fields", CALL, 0, 0, 0, ""},
+    {"get", "t_get", CALL, 1, -1, 1, "key ?field ...?"},
+    {"search", "t_search", SEARCH, 0, -1, 0, "?-option value ...?"},
+    {NULL, NULL, CALL, 0, 0, 0, NULL}
+};
+
+static const Spec index_subs[] = {
+    {"create", "t_index_create", CALL, 1, 1, 0, "field"},
+    {"drop", "t_index_drop", CALL, 1, 1, 0, "field"},
+    {"indexed", "t_index_indexed", CALL, 0, 0, 0, ""},
+    {NULL, NULL, CALL, 0, 0, 0, NULL}
+};
+
+static const Spec ns_commands[] = {
+    {"::aerostore::init", "a_init", CALL, 0, 1, 0, "?data_dir?"},
+    {"::aerostore::set_config", "a_set_config", CALL, 2, 2, 0, "key value"},
+    {"::aerostore::get_config", "a_get_config", CALL, 1, 1, 0, "key"},
+    {"::aerostore::checkpoint_now", "a_checkpoint_now", CALL, 0, 0, 0, ""},
+    {"::aerostore::transaction", NULL, TRANSACTION, 1, 1, 0, "script"},
+    {"::aerostore::stats", "a_stats", CALL, 0, 0, 0, ""},
+    {"::aerostore::close", "a_close", CALL, 0, 0, 0, ""},
+    {NULL, NULL, CALL, 0, 0, 0, NULL}
+};
+
+typedef struct NsCommand {      /* clientData of one aerostore:: command */
+    ShimInterp *si;
+    const Spec *spec;
+} NsCommand;
+
+/* ---- ShimInterp lifetime ------------------------------------------------ */
+
+static pthread_mutex_t refs_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void shim_interp_ref(ShimInterp *si)
+{
+    pthread_mutex_lock(&refs_lock);
+    si->refs++;
+    pthread_mutex_unlock(&refs_lock);
+}
+
+void shim_interp_unref(ShimInterp *si)
+{
+    int last;
+
+    pthread_mutex_lock(&refs_lock);
+    last = --si->refs == 0;
+    pthread_mutex_unlock(&refs_lock);
+    if (last) {
+        free(si);
+    }
+}
+
+/* ---- calling the Session ------------------------------------------------ */
+
+static PyObject *method_name(const char *method)
+{
+    /* Interned names, made once per distinct string (under the GIL). */
+    static struct { const char *c; PyObject *py; } cache[48];
+    int i;
+
+    for (i = 0; i < 48 && cache[i].c; i++) {
+        if (cache[i].c == method) {
+            return cache[i].py;
+        }
+    }
+    if (i == 48) {
+        return PyUnicode_InternFromString(method);   /* not reached: the tables are smaller */
+    }
+    cache[i].py = PyUnicode_InternFromString(method);
+    if (cache[i].py) {
+        cache[i].c = method;
+    }
+    return cache[i].py;
+}
+
+/* session.<method>(*objv converted); new reference or NULL (Python error). */
+PyObject *shim_call(ShimInterp *si, const char *method, int n, Tcl_Obj *const objv[])
+{
+    PyObject *small[9], **base = small, *name, *r = NULL;
+
+    if (!si->session) {
+        PyErr_SetString(PyExc_RuntimeError, "the interpreter is being deleted");
+        return NULL;
+    }
+    name = method_name(method);
+    if (!name) {
+        return NULL;
+    }
+    if (n + 2 > 9) {
+        base = PyMem_Malloc(sizeof(PyObject *) * (n + 2));
+        if (!base) {
+            return PyErr_NoMemory();
+        }
+    }
+    base[1] = si->session;
+    if (shim_args_to_py(n, objv, base + 2) == 0) {
+        r = PyObject_VectorcallMethod(name, base + 1, (n + 1) | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        shim_decref_args(n, base + 2);
+    }
+    if (base != small) {
+        PyMem_Free(base);
+    }
+    return r;
+}
+
+static int call_and_set_result(ShimInterp *si, Tcl_Interp *interp, const char *method,
+                               int n, Tcl_Obj *const objv[])
+{
+    PyGILState_STATE g = shim_gil_enter();
+    PyObject *r = shim_call(si, method, n, objv);
+    Tcl_Obj *res = r ? shim_py_to_tcl(r) : NULL;
+    int code = TCL_OK;
+
+    Py_XDECREF(r);
+    if (res) {
+        Tcl_SetObjResult(interp, res);
+    } else {
+        code = shim_python_error(interp);
+    }
+    shim_gil_leave(g);
+    return code;
+}
+
+static int check_arity(Tcl_Interp *interp, const Spec *spec, int words, int objc, Tcl_Obj *const objv[])
+{
+    int n = objc - words;
+
+    if (n < spec->min || (spec->max >= 0 && n > spec->max)
+            || (spec->step > 1 && (n - spec->min) % spec->step != 0)) {
+        Tcl_WrongNumArgs(interp, words, objv, spec->usage);
+        return shim_usage_error(interp, "WRONGARGS");
+    }
+    return TCL_OK;
+}
+
+static int lookup(Tcl_Interp *interp, Tcl_Obj *word, const Spec *table, const char *what,
+                  const char *code_word, int *idx)
+{
+    if (Tcl_GetIndexFromObjStruct(interp, word, table, sizeof(Spec), what, 0, idx) != TCL_OK) {
+        Tcl_Obj *code = Tcl_NewStringObj("AEROSTORE USAGE", -1);
+        Tcl_ListObjAppendElement(NULL, code, Tcl_NewStringObj(code_word, -1));
+        Tcl_ListObjAppendElement(NULL, code, word);
+        Tcl_SetObjErrorCode(interp, code);
+        return TCL_ERROR;
+    }
+    return TCL_OK;
+}
+
+/* ---- FlightState -------------------------------------------------------- */
+
+static int table_cmd(ClientData cd, Tcl_Interp *interp, int objc, Tcl_Obj *const objv[])
+{
+    ShimInterp *si = cd;
+    const Spec *spec;
+    int idx;
+
+    if (objc < 2) {
+        Tcl_WrongNumArgs(interp, 1, objv, "subcommand ?arg ...?");
+        return shim_usage_error(interp, "WRONGARGS");
+    }
+    if (lookup(interp, objv[1], si->safe ? safe_table_subs : table_subs, "subcommand", "SUBCOMMAND", &idx) != TCL_OK) {
+        return TCL_ERROR;
+    }
+    spec = &(si->safe ? safe_table_subs : table_subs)[idx];
+    if (check_arity(interp, spec, 2, objc, objv) != TCL_OK) {
+        return TCL_ERROR;
+    }
+    switch (spec->kind) {
+    case SEARCH:
+        return shim_search(si, interp, objc, objv);
+    case INDEX:
+        if (lookup(interp, objv[2], index_subs, "option", "OPTION", &idx) != TCL_OK) {
+            return TCL_ERROR;
+        }
+        spec = &index_subs[idx];
+        if (check_arity(interp, spec, 3, objc, objv) != TCL_OK) {
+            return TCL_ERROR;
+        }
+        return call_and_set_result(si, interp, spec->method, objc - 3, objv + 3);
+    default:
+        return call_and_set_result(si, interp, spec->method, objc - 2, objv + 2);
+    }
+}
+
+/* ---- aerostore:: -------------------------------------------------------- */
+
+static int transaction_cmd(ShimInterp *si, Tcl_Interp *interp, Tcl_Obj *const objv[])
+{
+    PyGILState_STATE g = shim_gil_enter();
+    PyObject *r = shim_call(si, "txn_begin", 0, NULL);
+    int code;
+
+    if (!r) {
+        code = shim_python_error(interp);
+        shim_gil_leave(g);
+        return code;
+    }
+    Py_DECREF(r);
+    shim_gil_leave(g);
+
+    code = Tcl_EvalObjEx(interp, objv[1], 0);
+
+    g = shim_gil_enter();
+    if (code == TCL_OK) {
+        r = shim_call(si, "txn_commit", 0, NULL);
+        if (!r) {
+            code = shim_python_error(interp);
+        }
+    } else {
+        if (code == TCL_ERROR) {
+            Tcl_AppendObjToErrorInfo(interp, Tcl_ObjPrintf("\n    (\"%s\" body line %d)",
+                                     Tcl_GetString(objv[0]), Tcl_GetErrorLine(interp)));
+        }
+        r = shim_call(si, "txn_rollback", 0, NULL);
+        if (!r) {
+            PyErr_Clear();     /* the script's own outcome is what the caller must see */
+        }
+    }
+    Py_XDECREF(r);
+    shim_gil_leave(g);
+    return code;
+}
+
+static int ns_cmd(ClientData cd, Tcl_Interp *interp, int objc, Tcl_Obj *const objv[])
+{
+    NsCommand *c = cd;
+
+    if (check_arity(interp, c->spec, 1, objc, objv) != TCL_OK) {
+        return TCL_ERROR;
+    }
+    if (c->spec->kind == TRANSACTION) {
+        return transaction_cmd(c->si, interp, objv);
+    }
+    return call_and_set_result(c->si, interp, c->spec->method, objc - 1, objv + 1);
+}
+
+/* ---- set-up and tear-down ----------------------------------------------- */
+
+static void interp_deleted(ClientData cd, Tcl_Interp *interp)
+{
+    ShimInterp *si = cd;
+
+    (void)interp;
+    si->alive = 0;
+    if (shim_python_alive()) {
+        PyGILState_STATE g = shim_gil_enter();
+        PyObject *r = PyObject_CallMethod(si->session, "close", NULL);
+        if (!r) {
+            PyErr_WriteUnraisable(si->session);
+        }
+        Py_XDECREF(r);
+        Py_CLEAR(si->session);
+        shim_gil_leave(g);
+    }
+    shim_interp_unref(si);
+}
+
+static void table_command_deleted(ClientData cd)
+{
+    shim_interp_unref(cd);
+}
+
+static void ns_command_deleted(ClientData cd)
+{
+    NsCommand *c = cd;
+    shim_interp_unref(c->si);
+    free(c);
+}
+
+static void process_exit(ClientData unused)
+{
+    /* Tcl's exit: close the store (flush, stop background threads).  Python's
+     * atexit does the same where Python finalises (tkinter); both are idempotent. */
+    (void)unused;
+    if (shim_python_alive() && shim_session_module) {
+        PyGILState_STATE g = shim_gil_enter();
+        PyObject *r = PyObject_CallMethod(shim_session_module, "shutdown", NULL);
+        if (!r) {
+            PyErr_WriteUnraisable(shim_session_module);
+        }
+        Py_XDECREF(r);
+        shim_gil_leave(g);
+    }
+}
+
+static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
+
+static void register_exit_handler(void)
+{
+    Tcl_CreateExitHandler(process_exit, NULL);
+}
+
+static int init_interp(Tcl_Interp *interp, int safe)
+{
+    ShimInterp *si;
+    PyGILState_STATE g;
+    PyObject *capsule;
+    const Spec *spec;
+
+    if (Tcl_InitStubs(interp, "8.6", 0) == NULL) {
+        return TCL_ERROR;
+    }
+    if (shim_start(interp) != TCL_OK) {
+        return TCL_ERROR;
+    }
+    si = calloc(1, sizeof *si);
+    if (!si) {
+        Tcl_SetObjResult(interp, Tcl_NewStringObj("aerostore: out of memory", -1));
+        return TCL_ERROR;
+    }
+    si->interp = interp;
+    si->thread = Tcl_GetCurrentThread();
+    si->safe = safe;
+    si->alive = 1;
+    si->refs = 1;                     /* released by interp_deleted */
+
+    g = shim_gil_enter();
+    capsule = shim_interp_capsule(si);
+    if (capsule) {
+        si->session = PyObject_CallMethod(shim_session_module, "Session", "OO",
+                                          safe ? Py_True : Py_False, capsule);
+        Py_DECREF(capsule);
+    }
+    if (!si->session) {
+        int code = shim_python_error(interp);
+        shim_gil_leave(g);
+        shim_interp_unref(si);
+        return code;
+    }
+    shim_gil_leave(g);
+
+    Tcl_CallWhenDeleted(interp, interp_deleted, si);
+    shim_interp_ref(si);
+    Tcl_CreateObjCommand(interp, "::" TABLE_COMMAND, table_cmd, si, table_command_deleted);
+    if (!safe) {
+        for (spec = ns_commands; spec->name; spec++) {
+            NsCommand *c = malloc(sizeof *c);
+            if (!c) {
+                Tcl_SetObjResult(interp, Tcl_NewStringObj("aerostore: out of memory", -1));
+                return TCL_ERROR;
+            }
+            c->si = si;
+            c->spec = spec;
+            shim_interp_ref(si);
+            Tcl_CreateObjCommand(interp, spec->name, ns_cmd, c, ns_command_deleted);
+        }
+    }
+    pthread_once(&exit_once, register_exit_handler);
+    return Tcl_PkgProvide(interp, "aerostore", PACKAGE_VERSION);
+}
+
+SHIM_EXPORT int Aerostore_Init(Tcl_Interp *interp)
+{
+    return init_interp(interp, 0);
+}
+
+SHIM_EXPORT int Aerostore_SafeInit(Tcl_Interp *interp)
+{
+    return init_interp(interp, 1);
+}

@@ -1,0 +1,116 @@
+/*
+ * Watch callbacks, delivered on the thread of the interpreter that asked.
+ *
+ * The engine calls a subscription's callback on the committing (publishing)
+ * thread, in commit order.  The Session's callback calls post_event(capsule,
+ * payload) -- defined here -- which queues a Tcl event on the interp's thread
+ * (Tcl_ThreadQueueEvent + Tcl_ThreadAlert) and returns at once.  That thread's
+ * event loop (vwait, update) then runs `{*}callback op key {field value ...}`
+ * at global level; an error in it is a background error.  Events that arrive
+ * after the interp was deleted are dropped.
+ */
+#include "shim.h"
+
+#define CAPSULE_NAME "aerostore.ShimInterp"
+
+typedef struct WatchEvent {
+    Tcl_Event header;           /* must be first */
+    ShimInterp *si;             /* a reference */
+    PyObject *payload;          /* (callback, [op, key, pairs]) */
+} WatchEvent;
+
+static void capsule_destroyed(PyObject *capsule)
+{
+    shim_interp_unref(PyCapsule_GetPointer(capsule, CAPSULE_NAME));
+}
+
+PyObject *shim_interp_capsule(ShimInterp *si)
+{
+    PyObject *c = PyCapsule_New(si, CAPSULE_NAME, capsule_destroyed);
+    if (c) {
+        shim_interp_ref(si);
+    }
+    return c;
+}
+
+static int deliver(Tcl_Event *ev, int flags)
+{
+    WatchEvent *we = (WatchEvent *)ev;
+    ShimInterp *si = we->si;
+    Tcl_Obj *cmd = NULL, *tail = NULL;
+
+    if (!(flags & TCL_FILE_EVENTS)) {
+        return 0;               /* not now: stays queued */
+    }
+    if (shim_python_alive()) {
+        PyGILState_STATE g = shim_gil_enter();
+        if (si->alive) {
+            cmd = shim_py_to_tcl(PyTuple_GET_ITEM(we->payload, 0));
+            tail = cmd ? shim_py_to_tcl(PyTuple_GET_ITEM(we->payload, 1)) : NULL;
+            if (!tail) {
+                PyErr_WriteUnraisable(we->payload);
+            }
+        }
+        Py_DECREF(we->payload);
+        shim_gil_leave(g);
+    }
+    if (cmd) {
+        Tcl_IncrRefCount(cmd);
+    }
+    if (cmd && tail) {
+        Tcl_Interp *interp = si->interp;
+        Tcl_Preserve(interp);
+        if (Tcl_ListObjAppendList(interp, cmd, tail) != TCL_OK
+                || Tcl_EvalObjEx(interp, cmd, TCL_EVAL_GLOBAL) != TCL_OK) {
+            Tcl_AddErrorInfo(interp, "\n    (aerostore watch callback)");
+            Tcl_BackgroundException(interp, TCL_ERROR);
+        }
+        Tcl_Release(interp);
+    } else if (tail) {
+        Tcl_IncrRefCount(tail);
+        Tcl_DecrRefCount(tail);
+    }
+    if (cmd) {
+        Tcl_DecrRefCount(cmd);
+    }
+    shim_interp_unref(si);
+    return 1;
+}
+
+static PyObject *post_event(PyObject *self, PyObject *args)
+{
+    PyObject *capsule, *payload;
+    ShimInterp *si;
+    WatchEvent *we;
+
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OO!", &capsule, &PyTuple_Type, &payload)) {
+        return NULL;
+    }
+    if (PyTuple_GET_SIZE(payload) != 2) {
+        PyErr_SetString(PyExc_ValueError, "post_event: payload must be (callback, words)");
+        return NULL;
+    }
+    si = PyCapsule_GetPointer(capsule, CAPSULE_NAME);
+    if (!si) {
+        return NULL;
+    }
+    if (!si->alive) {
+        Py_RETURN_FALSE;
+    }
+    we = (WatchEvent *)ckalloc(sizeof *we);
+    we->header.proc = deliver;
+    we->header.nextPtr = NULL;
+    we->si = si;
+    we->payload = payload;
+    Py_INCREF(payload);
+    shim_interp_ref(si);
+    Tcl_ThreadQueueEvent(si->thread, &we->header, TCL_QUEUE_TAIL);
+    Tcl_ThreadAlert(si->thread);
+    Py_RETURN_TRUE;
+}
+
+PyMethodDef shim_post_event_def = {
+    "post_event", post_event, METH_VARARGS,
+    "post_event(capsule, (callback, [op, key, pairs])): run the callback on the interp's thread."
+};

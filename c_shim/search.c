@@ -1,0 +1,300 @@
+/*
+ * FlightState search: the row loop.
+ *
+ * session.t_search(*args) parses the options, runs the query on one snapshot
+ * and answers either a number (nothing to bind or run: -countOnly, or no
+ * -key/-get/-array.../-code) or a plan tuple:
+ *
+ *   (count, rows, key_pos, positions, names, mode, key_arg, bind_arg, code_arg, finish)
+ *
+ * rows are row tuples; positions/names the fields to bind, in order; mode
+ * 0 none, 1 -get, 2 -array_get, 3 -array_get_with_nulls, 4 -array; *_arg the
+ * index among the arguments after "search" of the -key variable, the bind
+ * variable and the -code body (-1: absent); finish None, or a callable
+ * finish(visited, completed) -> result for -delete (it deletes the visited rows,
+ * or nothing when completed is false).
+ *
+ * Here, rows are converted to Tcl values in chunks while holding the GIL, then
+ * bound and the body run with the GIL released.  The body is the caller's
+ * Tcl_Obj, so its bytecode is compiled once and kept; variables are set from
+ * values, never by parsing a script.  Body results follow foreach: continue
+ * goes on, break ends the search (that row counts), error and return end it.
+ */
+#include "shim.h"
+
+#include <stdlib.h>
+
+#define CHUNK 64
+
+enum { BIND_NONE, BIND_GET, BIND_ARRAY_GET, BIND_ARRAY_GET_NULLS, BIND_ARRAY };
+
+typedef struct Plan {
+    Py_ssize_t count;
+    PyObject *rows;            /* list of tuples (borrowed from the plan tuple) */
+    int key_pos;
+    int nf;                    /* number of bound fields */
+    int *positions;
+    Tcl_Obj **names;           /* field names, one Tcl_Obj each (refcounted) */
+    int mode;
+    Tcl_Obj *key_var, *bind_var, *body;
+    PyObject *finish;          /* borrowed, or NULL */
+} Plan;
+
+static int var_error(Tcl_Interp *interp)
+{
+    return shim_usage_error(interp, "VARIABLE");
+}
+
+static int plan_from_tuple(Plan *p, PyObject *t, int nargs, Tcl_Obj *const args[])
+{
+    PyObject *positions, *names;
+    long key_arg, bind_arg, code_arg;
+    int i;
+
+    if (!PyArg_ParseTuple(t, "nO!iO!O!illlO", &p->count, &PyList_Type, &p->rows, &p->key_pos,
+                          &PyTuple_Type, &positions, &PyTuple_Type, &names, &p->mode,
+                          &key_arg, &bind_arg, &code_arg, &p->finish)) {
+        return -1;
+    }
+    if (key_arg >= nargs || bind_arg >= nargs || code_arg >= nargs
+            || PyTuple_GET_SIZE(positions) != PyTuple_GET_SIZE(names)) {
+        PyErr_SetString(PyExc_ValueError, "bad search plan");
+        return -1;
+    }
+    p->key_var = key_arg >= 0 ? args[key_arg] : NULL;
+    p->bind_var = bind_arg >= 0 ? args[bind_arg] : NULL;
+    p->body = code_arg >= 0 ? args[code_arg] : NULL;
+    if (p->finish == Py_None) {
+        p->finish = NULL;
+    }
+    p->nf = (int)PyTuple_GET_SIZE(positions);
+    p->positions = malloc(sizeof(int) * (p->nf + 1));
+    p->names = malloc(sizeof(Tcl_Obj *) * (p->nf + 1));
+    if (!p->positions || !p->names) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (i = 0; i < p->nf; i++) {
+        p->positions[i] = (int)PyLong_AsLong(PyTuple_GET_ITEM(positions, i));
+        p->names[i] = shim_py_to_tcl(PyTuple_GET_ITEM(names, i));
+        if (!p->names[i] || (p->positions[i] == -1 && PyErr_Occurred())) {
+            p->nf = i;
+            return -1;
+        }
+        Tcl_IncrRefCount(p->names[i]);
+    }
+    return 0;
+}
+
+static void plan_free(Plan *p)
+{
+    int i;
+
+    if (p->names) {
+        for (i = 0; i < p->nf; i++) {
+            Tcl_DecrRefCount(p->names[i]);
+        }
+    }
+    free(p->names);
+    free(p->positions);
+}
+
+/* Convert rows[start, start+n) into vals: per row, the key then the bound
+ * fields; NULL for a null.  GIL held.  0 or -1 (Python error). */
+static int convert_chunk(Plan *p, Py_ssize_t start, int n, Tcl_Obj **vals)
+{
+    int width = p->nf + 1, r, j;
+
+    for (r = 0; r < n; r++) {
+        PyObject *row = PyList_GET_ITEM(p->rows, start + r);
+        Tcl_Obj **out = vals + r * width;
+        if (!PyTuple_Check(row)) {
+            PyErr_SetString(PyExc_TypeError, "search row is not a tuple");
+            goto fail;
+        }
+        for (j = 0; j < width; j++) {
+            int pos = j == 0 ? p->key_pos : p->positions[j - 1];
+            PyObject *v;
+            out[j] = NULL;
+            if ((j == 0 && !p->key_var) || pos < 0 || pos >= PyTuple_GET_SIZE(row)) {
+                continue;
+            }
+            v = PyTuple_GET_ITEM(row, pos);
+            if (v == Py_None) {
+                continue;
+            }
+            out[j] = shim_py_to_tcl(v);
+            if (!out[j]) {
+                goto fail;
+            }
+            Tcl_IncrRefCount(out[j]);
+        }
+    }
+    return 0;
+fail:
+    for (j = 0; j < r * width + width; j++) {
+        if (vals[j]) {
+            Tcl_DecrRefCount(vals[j]);
+            vals[j] = NULL;
+        }
+    }
+    return -1;
+}
+
+static void release_chunk(Tcl_Obj **vals, int count)
+{
+    int i;
+
+    for (i = 0; i < count; i++) {
+        if (vals[i]) {
+            Tcl_DecrRefCount(vals[i]);
+            vals[i] = NULL;
+        }
+    }
+}
+
+/* Bind one row's values (no GIL needed). */
+static int bind_row(Tcl_Interp *interp, Plan *p, Tcl_Obj **v)
+{
+    Tcl_Obj *value;
+    int j;
+
+    if (p->key_var && !Tcl_ObjSetVar2(interp, p->key_var, NULL, v[0] ? v[0] : Tcl_NewObj(),
+                                      TCL_LEAVE_ERR_MSG)) {
+        return var_error(interp);
+    }
+    if (p->mode == BIND_NONE) {
+        return TCL_OK;
+    }
+    if (p->mode == BIND_ARRAY) {
+        for (j = 0; j < p->nf; j++) {
+            if (v[j + 1]) {
+                if (!Tcl_ObjSetVar2(interp, p->bind_var, p->names[j], v[j + 1], TCL_LEAVE_ERR_MSG)) {
+                    return var_error(interp);
+                }
+            } else {
+                Tcl_UnsetVar2(interp, Tcl_GetString(p->bind_var), Tcl_GetString(p->names[j]), 0);
+            }
+        }
+        return TCL_OK;
+    }
+    value = Tcl_NewListObj(0, NULL);
+    for (j = 0; j < p->nf; j++) {
+        Tcl_Obj *x = v[j + 1];
+        if (p->mode == BIND_GET) {
+            Tcl_ListObjAppendElement(NULL, value, x ? x : Tcl_NewObj());
+        } else if (x || p->mode == BIND_ARRAY_GET_NULLS) {
+            Tcl_ListObjAppendElement(NULL, value, p->names[j]);
+            Tcl_ListObjAppendElement(NULL, value, x ? x : Tcl_NewObj());
+        }
+    }
+    if (!Tcl_ObjSetVar2(interp, p->bind_var, NULL, value, TCL_LEAVE_ERR_MSG)) {
+        return var_error(interp);
+    }
+    return TCL_OK;
+}
+
+/* Run the loop with the GIL held on entry and exit; returns a Tcl code and
+ * sets *visited / *completed. */
+static int run_rows(Tcl_Interp *interp, Plan *p, Tcl_Obj *cmd, Py_ssize_t *visited, int *completed)
+{
+    Py_ssize_t total = PyList_GET_SIZE(p->rows), start;
+    int width = p->nf + 1;
+    Tcl_Obj **vals = calloc((size_t)CHUNK * width, sizeof(Tcl_Obj *));
+    int code = TCL_OK;
+
+    *visited = 0;
+    *completed = 0;
+    if (!vals) {
+        PyErr_NoMemory();
+        return shim_python_error(interp);
+    }
+    for (start = 0; start < total && code == TCL_OK; start += CHUNK) {
+        int n = total - start < CHUNK ? (int)(total - start) : CHUNK, r;
+        PyThreadState *ts;
+        if (convert_chunk(p, start, n, vals) != 0) {
+            code = shim_python_error(interp);
+            break;
+        }
+        ts = PyEval_SaveThread();
+        for (r = 0; r < n; r++) {
+            code = bind_row(interp, p, vals + r * width);
+            if (code != TCL_OK || !p->body) {
+                if (code == TCL_OK) {
+                    (*visited)++;
+                }
+                if (code != TCL_OK) {
+                    break;
+                }
+                continue;
+            }
+            code = Tcl_EvalObjEx(interp, p->body, 0);
+            if (code == TCL_OK || code == TCL_CONTINUE) {
+                code = TCL_OK;
+                (*visited)++;
+            } else if (code == TCL_BREAK) {
+                (*visited)++;
+                break;
+            } else {
+                if (code == TCL_ERROR) {
+                    Tcl_AppendObjToErrorInfo(interp, Tcl_ObjPrintf("\n    (\"%s search\" body line %d)",
+                                             Tcl_GetString(cmd), Tcl_GetErrorLine(interp)));
+                }
+                break;
+            }
+        }
+        release_chunk(vals, n * width);
+        PyEval_RestoreThread(ts);
+    }
+    free(vals);
+    if (code == TCL_BREAK) {
+        code = TCL_OK;
+    } else if (code == TCL_OK) {
+        *completed = 1;
+    }
+    return code;
+}
+
+int shim_search(ShimInterp *si, Tcl_Interp *interp, int objc, Tcl_Obj *const objv[])
+{
+    PyGILState_STATE g = shim_gil_enter();
+    PyObject *r = shim_call(si, "t_search", objc - 2, objv + 2);
+    Plan p = {0};
+    Py_ssize_t visited, result;
+    int code, completed;
+
+    if (!r) {
+        code = shim_python_error(interp);
+        goto out;
+    }
+    if (PyLong_Check(r)) {
+        Tcl_SetObjResult(interp, Tcl_NewWideIntObj((Tcl_WideInt)PyLong_AsLongLong(r)));
+        code = TCL_OK;
+        goto out;
+    }
+    if (plan_from_tuple(&p, r, objc - 2, objv + 2) != 0) {
+        code = shim_python_error(interp);
+        goto out;
+    }
+    code = run_rows(interp, &p, objv[0], &visited, &completed);
+    result = completed ? p.count : visited;
+    if (p.finish) {
+        PyObject *f = PyObject_CallFunction(p.finish, "nO", visited,
+                                            code == TCL_OK ? Py_True : Py_False);
+        if (!f && code == TCL_OK) {
+            code = shim_python_error(interp);
+        } else if (f && code == TCL_OK) {
+            result = PyLong_AsSsize_t(f);
+        }
+        PyErr_Clear();
+        Py_XDECREF(f);
+    }
+    if (code == TCL_OK) {
+        Tcl_SetObjResult(interp, Tcl_NewWideIntObj((Tcl_WideInt)result));
+    }
+out:
+    plan_free(&p);
+    Py_XDECREF(r);
+    shim_gil_leave(g);
+    return code;
+}

@@ -1,0 +1,97 @@
+/*
+ * Declarations shared by the C files of the Aerostore Tcl shim.
+ *
+ * The shim is one shared library, built by aerostore/tclbridge/build.py with
+ * cffi in embedding mode.  Tcl loads it (`load $so Aerostore`); it starts Python
+ * if the process has none, imports aerostore.tclbridge.session, and registers
+ * the aerostore::* commands and the FlightState object command.  Each command
+ * converts its Tcl arguments to Python values here, in C (CPython C API), calls
+ * one method of the interp's Session object, and converts the answer back.
+ *
+ * Files: pystart.c (Python start-up, one thread state per Tcl thread),
+ * convert.c (values and errors), commands.c (Aerostore_Init and the commands),
+ * search.c (the row loop of FlightState search), events.c (watch callbacks
+ * delivered through Tcl's thread event queue).
+ */
+#ifndef AEROSTORE_SHIM_H
+#define AEROSTORE_SHIM_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <tcl.h>
+
+#define SHIM_EXPORT __attribute__((visibility("default")))
+
+/* cffi entry points (declared in build.py's cdef / embedding_api). */
+int aerostore_py_boot(void);
+const char *aerostore_shim_path(void);
+void aerostore_boot_failed(const char *message);
+
+/* ---- pystart.c ---------------------------------------------------------- */
+
+/* Start Python and import the bridge once per process; TCL_ERROR with a
+ * message in interp if that is impossible (the reason is kept for later calls). */
+int shim_start(Tcl_Interp *interp);
+/* Take / give back the GIL from any Tcl thread; the thread keeps one Python
+ * thread state for its whole life (made on first use). */
+PyGILState_STATE shim_gil_enter(void);
+void shim_gil_leave(PyGILState_STATE state);
+/* True while Python can still be called (not finalised or finalising). */
+int shim_python_alive(void);
+/* aerostore.tclbridge.session, imported by shim_start. */
+extern PyObject *shim_session_module;
+
+/* ---- convert.c ---------------------------------------------------------- */
+
+void shim_convert_init(void);
+/* Tcl's modified UTF-8 (NUL as c0 80, non-BMP as surrogate pairs) -> str. */
+PyObject *shim_str_from_utf(const char *s, Py_ssize_t n);
+/* A Tcl argument: a pure number stays a number, anything else is a str. */
+PyObject *shim_arg_to_py(Tcl_Obj *obj);
+/* A Python value -> a new Tcl_Obj (refcount 0), or NULL with a Python error.
+ * None is the empty string; tuples/lists are lists; dicts are flat key/value lists. */
+Tcl_Obj *shim_py_to_tcl(PyObject *value);
+/* Turn the pending Python exception into the Tcl error (result, errorCode
+ * starting with AEROSTORE, errorInfo); clears it; returns TCL_ERROR. */
+int shim_python_error(Tcl_Interp *interp);
+/* A Tcl error raised by the shim itself: message and errorCode words. */
+int shim_usage_error(Tcl_Interp *interp, const char *detail);
+/* Convert n Tcl arguments to Python values in stack; 0 or -1 (Python error). */
+int shim_args_to_py(int n, Tcl_Obj *const objv[], PyObject **stack);
+void shim_decref_args(int n, PyObject **stack);
+/* The Python callable `split_list(str) -> list of str` (Tcl list syntax). */
+extern PyMethodDef shim_split_list_def;
+
+/* ---- commands.c --------------------------------------------------------- */
+
+/* Per-interpreter state.  Freed when the last reference goes (the interp's
+ * deletion and pending watch events each hold one). */
+typedef struct ShimInterp {
+    Tcl_Interp *interp;
+    Tcl_ThreadId thread;
+    int safe;
+    int alive;                 /* 0 once the interp is being deleted */
+    int refs;                  /* guarded by shim_refs_lock() */
+    PyObject *session;         /* the Session object (NULL once closed) */
+} ShimInterp;
+
+void shim_interp_ref(ShimInterp *si);
+/* session.<method>(*objv converted to Python); new reference, or NULL with a
+ * Python error.  GIL held. */
+PyObject *shim_call(ShimInterp *si, const char *method, int n, Tcl_Obj *const objv[]);
+void shim_interp_unref(ShimInterp *si);
+
+/* ---- search.c ----------------------------------------------------------- */
+
+/* `FlightState search ...`: objv[0] is the command word, objv[1] "search". */
+int shim_search(ShimInterp *si, Tcl_Interp *interp, int objc, Tcl_Obj *const objv[]);
+
+/* ---- events.c ----------------------------------------------------------- */
+
+/* The Python callable `post_event(capsule, payload)`: queue payload
+ * (callback, op, key, pairs) to the interp's thread. */
+extern PyMethodDef shim_post_event_def;
+/* A capsule holding a reference to si, for Session.post_event. */
+PyObject *shim_interp_capsule(ShimInterp *si);
+
+#endif
