@@ -182,10 +182,11 @@ def _index_only(plan, q) -> bool:
 def execute(store, s: int, q, overlay: dict | None, mode: str):
     """Run ``q`` at snapshot ``s``; ``overlay`` is the transaction's own writes (key -> row|None)."""
     schema = store.schema
-    count_only = mode == "count"
+    count_only = mode in ("count", "explain_count")
     plan = choose(store, q, count_only)
-    if mode == "explain":
-        return describe(store, plan, q, count_only)
+    if mode.startswith("explain"):
+        # own writes (an overlay) rule out index-only counting: say what really runs
+        return describe(store, plan, q, count_only and not overlay)
     skip = overlay if overlay else None
     terms = q.terms
     need = q.offset_n + q.limit_n if q.limit_n else 0

@@ -222,9 +222,9 @@ class Query:
         """The number of rows rows() would return, computed without materialising when possible."""
         return self._view._run(self, "count")
 
-    def explain(self) -> str:
-        """The plan the planner chooses, as one line of text."""
-        return self._view._run(self, "explain")
+    def explain(self, count: bool = False) -> str:
+        """The plan the planner chooses, as one line of text; ``count=True``: the plan of count()."""
+        return self._view._run(self, "explain_count" if count else "explain")
 
     def delete(self) -> int:
         """Delete the matching rows (after offset/limit) in one transaction; the number deleted."""
