@@ -28,7 +28,8 @@ from .planner import execute
 from .query import Query
 from .schema import Schema
 from .storage import MemoryStorage
-from .table import TableStore
+from .gcpause import paused
+from .heap import TableStore
 from .txn import Transaction, TxnTable
 from . import tsv
 from .ttl import TTLSweeper
@@ -77,7 +78,8 @@ class Database:
         self._closed = False
         self._checkpointer = None
         try:
-            self._recover()
+            with paused():
+                self._recover()
         except BaseException:
             storage.close()
             raise
@@ -214,6 +216,10 @@ class Database:
         if not any(writes.values()):
             return
         stores = self._stores
+        with paused(sum(len(ws) for ws in writes.values())):
+            self._commit_locked(txn, writes, stores)
+
+    def _commit_locked(self, txn, writes, stores) -> None:
         with self._commit_lock:
             self._check_writable()
             s = txn.snapshot
@@ -285,7 +291,8 @@ class Database:
             h = self._snaps.horizon()
             while q and q[0][0] <= h:
                 _csn, st, slots = q.popleft()
-                st.prune(slots, h)
+                with paused(len(slots)):
+                    st.prune(slots, h)
         finally:
             self._vac_lock.release()
 

@@ -121,8 +121,8 @@ class TableStore:
         """Install a committed write set (key -> row tuple, or None to delete) as CSN ``csn``.
 
         Appends the WAL ops, the change records and the slots to prune later.
-        Caller holds the commit lock.
-        O(len(ws)); index work is O(1) per changed value (lazy, see index.py).
+        Caller holds the commit lock.  O(len(ws)); index work is batched per
+        index and lazy (see index.py).
         """
         slots = self.slots
         rows = self.rows
@@ -130,6 +130,14 @@ class TableStore:
         unfrozen = self.unfrozen
         fresh_keys = []
         fresh_vals = []
+        add_vals = {ix.pos: [] for ix in idx}
+        add_slots = {ix.pos: [] for ix in idx}
+        cappend = changes.append
+        oappend = ops.append
+        tappend = touched.append
+        simple = []
+        simple_append = simple.append
+        n_thawed = 0
         with self.latch:
             for key, values in ws.items():
                 slot = slots.get(key)
@@ -139,11 +147,11 @@ class TableStore:
                         fresh_vals.append(values)
                     continue
                 head = rows[slot]
-                touched.append(slot)
+                tappend(slot)
                 if head.__class__ is tuple:
                     cur = head
                     old = Version(0, csn, head, None)
-                    self.n_frozen -= 1
+                    n_thawed += 1
                     unfrozen.add(slot)
                     rows[slot] = old
                 else:
@@ -153,31 +161,45 @@ class TableStore:
                         head.xmax = csn
                 if values is None:
                     if cur is not None:
-                        changes.append((tname, "delete", key, cur, None))
-                        ops.append(("del", tname, key))
+                        cappend((tname, "delete", key, cur, None))
+                        oappend(("del", tname, key))
                     continue
                 rows[slot] = Version(csn, INF, values, old)
-                for ix in idx:
-                    p = ix.pos
-                    nv = values[p]
-                    if cur is not None and cur[p] == nv:
-                        continue
-                    if nv not in _chain_values(old, p):
-                        ix.add(nv, slot)
-                changes.append((tname, "update" if cur is not None else "insert", key, cur, values))
-                ops.append(("put", tname, key, values))
+                if old.prev is None and cur is not None:
+                    # the common case: one old version, whose values are ``cur``
+                    simple_append((slot, cur, values))
+                else:
+                    for ix in idx:
+                        p = ix.pos
+                        nv = values[p]
+                        if nv not in _chain_values(old, p):
+                            add_vals[p].append(nv)
+                            add_slots[p].append(slot)
+                cappend((tname, "update" if cur is not None else "insert", key, cur, values))
+                oappend(("put", tname, key, values))
+            self.n_frozen -= n_thawed
             if fresh_keys:
                 new_slots = self._alloc(len(fresh_keys))
                 for key, values, slot in zip(fresh_keys, fresh_vals, new_slots):
                     rows[slot] = Version(csn, INF, values, None)
-                    slots[key] = slot
+                slots.update(zip(fresh_keys, new_slots))
                 unfrozen.update(new_slots)
                 touched.extend(new_slots)
                 for ix in idx:
                     p = ix.pos
-                    ix.add_fresh([v[p] for v in fresh_vals], new_slots)
-                changes.extend((tname, "insert", k, None, v) for k, v in zip(fresh_keys, fresh_vals))
-                ops.extend(("put", tname, k, v) for k, v in zip(fresh_keys, fresh_vals))
+                    add_vals[p].extend([v[p] for v in fresh_vals])
+                    add_slots[p].extend(new_slots)
+                changes.extend([(tname, "insert", k, None, v) for k, v in zip(fresh_keys, fresh_vals)])
+                ops.extend([("put", tname, k, v) for k, v in zip(fresh_keys, fresh_vals)])
+            for ix in idx:
+                p = ix.pos
+                if simple:
+                    ch = [(v[p], sl) for sl, c, v in simple if c[p] != v[p]]
+                    if ch:
+                        add_vals[p].extend([x[0] for x in ch])
+                        add_slots[p].extend([x[1] for x in ch])
+                if add_vals[p]:
+                    ix.add_many(add_vals[p], add_slots[p])
 
     def _alloc(self, n: int) -> list:
         """``n`` free slot numbers: recycled ones first (after settling), then new ones."""
@@ -197,10 +219,18 @@ class TableStore:
         return out
 
     def prune(self, slot_list, h: int) -> None:
-        """Drop versions invisible to every snapshot >= ``h``; freeze what is all-visible."""
+        """Drop versions invisible to every snapshot >= ``h``; freeze what is all-visible.
+
+        Index entries of dropped versions are removed in one batch per index.
+        """
         rows = self.rows
         idx = list(self.indexes.values())
         unfrozen = self.unfrozen
+        rm_vals = {ix.pos: [] for ix in idx}
+        rm_slots = {ix.pos: [] for ix in idx}
+        simple = []
+        simple_append = simple.append
+        n_frozen = 0
         with self.latch:
             for slot in slot_list:
                 head = rows[slot]
@@ -218,8 +248,10 @@ class TableStore:
                     if newer is None:
                         # the key is dead for everyone: free the slot
                         for ix in idx:
-                            for val in _chain_values(v, ix.pos):
-                                ix.remove(val, slot)
+                            p = ix.pos
+                            for val in _chain_values(v, p):
+                                rm_vals[p].append(val)
+                                rm_slots[p].append(slot)
                         del self.slots[v.values[self.key_pos]]
                         rows[slot] = None
                         unfrozen.discard(slot)
@@ -231,14 +263,29 @@ class TableStore:
                     v.prev = None
                     if newer is None and v.xmax == INF:
                         rows[slot] = v.values
-                        self.n_frozen += 1
+                        n_frozen += 1
                         unfrozen.discard(slot)
-                if dropped is not None and idx:
-                    for ix in idx:
-                        p = ix.pos
-                        gone = _chain_values(dropped, p) - _chain_values(head, p)
-                        for val in gone:
-                            ix.remove(val, slot)
+                if dropped is None or not idx:
+                    continue
+                if head is v and dropped.prev is None:
+                    # the common case: one dropped version under a single survivor
+                    simple_append((slot, dropped.values, v.values))
+                    continue
+                for ix in idx:
+                    p = ix.pos
+                    for val in _chain_values(dropped, p) - _chain_values(head, p):
+                        rm_vals[p].append(val)
+                        rm_slots[p].append(slot)
+            self.n_frozen += n_frozen
+            for ix in idx:
+                p = ix.pos
+                if simple:
+                    ch = [(g[p], sl) for sl, g, k in simple if g[p] != k[p]]
+                    if ch:
+                        rm_vals[p].extend([x[0] for x in ch])
+                        rm_slots[p].extend([x[1] for x in ch])
+                if rm_vals[p]:
+                    ix.remove_many(rm_vals[p], rm_slots[p])
 
     # -- bulk load, indexes -----------------------------------------------------------
     def load(self, rows_iter) -> None:

@@ -12,9 +12,9 @@ Index semantics are a set per slot: a slot has one entry for each distinct value
 among the versions its chain retains, so readers recheck every candidate against
 the version their snapshot sees (the entry's key must equal that version's key).
 
-Writes are lazy: ``add``/``remove`` record a net +1/-1 per entry in ``pending``
-(O(1), no per-row sorted-list work); ``settle()`` folds pending into the
-SortedList before any read, per item when pending is small, otherwise by one
+Writes are lazy: ``add``/``remove`` append the entry to a log (O(1), no
+per-row sorted-list work, no hashing); ``settle()`` folds the logs into the
+SortedList before any read, per item when they are small, otherwise by one
 C-speed merge sort of the whole index (amortised O(1) per write).  This is how
 bulk ingest and updates avoid the per-row SortedList floors (150k adds/s,
 56k remove+add/s).
@@ -25,6 +25,7 @@ Not thread-safe by itself: the owning TableStore's latch guards every call.
 from __future__ import annotations
 
 from array import array
+from collections import Counter
 from itertools import chain
 from struct import Struct
 
@@ -61,7 +62,8 @@ class SortedIndex:
         self.kind = kind
         self.packed = kind != "str"
         self.sl = SortedList()
-        self.pending: dict = {}
+        self.adds: list = []   # logged writes, folded in by settle()
+        self.rms: list = []
         self.nulls: set = set()
 
     # -- keys and entries ----------------------------------------------------
@@ -103,68 +105,100 @@ class SortedIndex:
         """Record that ``slot`` has a version with ``value``.  O(1)."""
         if value is None:
             self.nulls.add(slot)
-            return
-        e = self.entry(self.key(value), slot)
-        p = self.pending
-        if p.get(e) == -1:
-            del p[e]
         else:
-            p[e] = 1
+            self.adds.append(self.entry(self.key(value), slot))
 
     def remove(self, value, slot: int) -> None:
         """Record that no retained version of ``slot`` has ``value`` any more.  O(1)."""
         if value is None:
             self.nulls.discard(slot)
-            return
-        e = self.entry(self.key(value), slot)
-        p = self.pending
-        if p.get(e) == 1:
-            del p[e]
         else:
-            p[e] = -1
+            self.rms.append(self.entry(self.key(value), slot))
 
-    def add_fresh(self, values: list, slots: list) -> None:
-        """Bulk add for slots that have no entries yet (new or recycled-after-settle slots)."""
-        nn_vals = []
-        nn_slots = []
-        nulls = self.nulls
+    def _entries(self, values: list, slots: list) -> list:
+        """Entries for (value, slot) pairs of non-null values."""
+        ks = self.keys(values)
+        if self.packed:
+            return [(k << SLOT_BITS) | s for k, s in zip(ks, slots)]
+        return list(zip(ks, slots))
+
+    def _split_nulls(self, values: list, slots: list):
+        """(non-null values, their slots, slots with null)."""
+        if None not in values:
+            return values, slots, ()
+        nv = []
+        ns = []
+        nulls = []
         for v, s in zip(values, slots):
             if v is None:
-                nulls.add(s)
+                nulls.append(s)
             else:
-                nn_vals.append(v)
-                nn_slots.append(s)
-        if not nn_vals:
-            return
-        ks = self.keys(nn_vals)
-        if self.packed:
-            ents = [(k << SLOT_BITS) | s for k, s in zip(ks, nn_slots)]
-        else:
-            ents = list(zip(ks, nn_slots))
-        self.pending.update(dict.fromkeys(ents, 1))
+                nv.append(v)
+                ns.append(s)
+        return nv, ns, nulls
+
+    def add_many(self, values: list, slots: list) -> None:
+        """``add`` for many pairs; keys computed in bulk.  O(n), no hashing."""
+        values, slots, nulls = self._split_nulls(values, slots)
+        if nulls:
+            self.nulls.update(nulls)
+        if values:
+            self.adds.extend(self._entries(values, slots))
+
+    def remove_many(self, values: list, slots: list) -> None:
+        """``remove`` for many pairs."""
+        values, slots, nulls = self._split_nulls(values, slots)
+        if nulls:
+            self.nulls.difference_update(nulls)
+        if values:
+            self.rms.extend(self._entries(values, slots))
+
+    @property
+    def pending(self) -> int:
+        """Number of logged writes not yet in the sorted list."""
+        return len(self.adds) + len(self.rms)
 
     def settle(self) -> None:
-        """Fold pending writes into the sorted list.  Amortised O(1) per write."""
-        p = self.pending
-        if not p:
+        """Fold the logged writes into the sorted list.  Amortised O(1) per write.
+
+        The callers keep set semantics (an entry is added only when absent and
+        removed only when present), so the writes of one entry alternate and
+        their net effect is (#adds - #removes) in {-1, 0, +1}.
+        """
+        adds = self.adds
+        rms = self.rms
+        if not adds and not rms:
             return
-        self.pending = {}
+        self.adds = []
+        self.rms = []
+        if rms:
+            A = set(adds)
+            R = set(rms)
+            if len(A) == len(adds) and len(R) == len(rms):
+                both = A & R
+                if both:
+                    A -= both
+                    R -= both
+                adds = list(A)
+            else:
+                net = Counter(adds)
+                net.subtract(rms)
+                adds = [e for e, d in net.items() if d > 0]
+                R = {e for e, d in net.items() if d < 0}
+        else:
+            R = ()
         sl = self.sl
-        n = len(sl)
-        if len(p) * 16 < n:
-            for e, d in p.items():
-                if d > 0:
-                    sl.add(e)
-                else:
-                    sl.remove(e)
+        if (len(adds) + len(R)) * 16 < len(sl):
+            for e in R:
+                sl.remove(e)
+            for e in adds:
+                sl.add(e)
             return
-        rm = [e for e, d in p.items() if d < 0]
-        if rm:
-            rms = set(rm)
-            vals = [e for e in chain.from_iterable(sl._lists) if e not in rms]
+        if R:
+            vals = [e for e in chain.from_iterable(sl._lists) if e not in R]
         else:
             vals = list(chain.from_iterable(sl._lists))
-        vals.extend(e for e, d in p.items() if d > 0)
+        vals.extend(adds)
         vals.sort()
         self._reload(vals)
 
@@ -181,11 +215,11 @@ class SortedIndex:
     def build(self, values: list, slots: list) -> None:
         """Replace everything with entries for (values[i], slots[i]).  O(n log n) at C speed."""
         self.sl.clear()
-        self.pending = {}
-        self.nulls = set()
-        self.add_fresh(values, slots)
-        vals = list(self.pending)
-        self.pending = {}
+        self.adds = []
+        self.rms = []
+        values, slots, nulls = self._split_nulls(values, slots)
+        self.nulls = set(nulls)
+        vals = self._entries(values, slots)
         vals.sort()
         self._reload(vals)
 

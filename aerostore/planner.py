@@ -19,7 +19,7 @@ alone (index-only count), corrected for the slots that hold version chains
 (the visibility map: every other slot is all-visible).
 
 Index reads happen in chunks under the table latch (microseconds each);
-scans and point reads take no lock (see table.py).
+scans and point reads take no lock (see heap.py).
 """
 
 from __future__ import annotations

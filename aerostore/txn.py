@@ -19,6 +19,7 @@ spans keys by writing a common key in both transactions.
 from __future__ import annotations
 
 from .errors import ClosedError, UsageError
+from .gcpause import BULK, paused
 from .planner import execute
 from .query import Query
 
@@ -178,6 +179,10 @@ class TxnTable:
 
     def upsert_many(self, rows) -> tuple[int, int]:
         """Upsert validated row tuples (bulk path for ingest); returns (inserted, updated)."""
+        with paused(len(rows) if hasattr(rows, "__len__") else BULK):
+            return self._upsert_many(rows)
+
+    def _upsert_many(self, rows) -> tuple[int, int]:
         ws = self._ws()
         st = self._st
         s = self._txn.snapshot

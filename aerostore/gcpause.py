@@ -1,0 +1,69 @@
+"""Pausing Python's cyclic garbage collector around bulk work.
+
+Why: a table keeps its rows in a few huge containers (the heap list, index
+sublists) that every full collection traverses: about 140 ms at 1M rows.  A
+bulk commit allocates tens of thousands of short-lived tracked objects (write
+sets, versions, WAL records); with the collector on they survive a few young
+collections, get promoted, and trigger a full collection almost every batch.
+Measured on 200k-row updates: 35 full collections, 2.0 s of a 3.7 s run.
+
+Aerostore's own structures hold no reference cycles, so nothing leaks while the
+collector pauses; reference counting still frees everything at once.  The
+pause is process-wide but short (one bulk call) and nests across threads: the
+collector is re-enabled when the last pauser leaves, and only if it was enabled
+when the first one arrived.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+
+__all__ = ["paused", "BULK"]
+
+BULK = 512  # rows from which a call pauses the collector
+
+_lock = threading.Lock()
+_depth = 0
+_was_enabled = False
+
+
+class _Paused:
+    __slots__ = ()
+
+    def __enter__(self):
+        global _depth, _was_enabled
+        with _lock:
+            if _depth == 0:
+                _was_enabled = gc.isenabled()
+                gc.disable()
+            _depth += 1
+
+    def __exit__(self, *exc):
+        global _depth
+        with _lock:
+            _depth -= 1
+            if _depth == 0 and _was_enabled:
+                gc.enable()
+        return False
+
+
+_PAUSED = _Paused()
+
+
+class _Nothing:
+    __slots__ = ()
+
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+_NOTHING = _Nothing()
+
+
+def paused(n: int = BULK):
+    """Context manager: pause the collector if ``n`` (rows of work) reaches BULK."""
+    return _PAUSED if n >= BULK else _NOTHING
