@@ -44,7 +44,7 @@ from contextlib import contextmanager
 from itertools import repeat
 from operator import itemgetter
 
-from .errors import DecodeError, TransientError, UsageError
+from .errors import AerostoreError, DecodeError, TransientError, UsageError
 
 __all__ = ["Codec", "codec", "IngestResult", "ingest_tsv", "ingest_file", "export_tsv"]
 
@@ -433,7 +433,20 @@ class _Progress:
 
 
 def _apply(db, name, row_lists, batch_size, txn, result, progress):
-    """Upsert the rows in batches: each batch its own transaction (or all through ``txn``)."""
+    """Upsert the rows in batches: each batch its own transaction (or all through ``txn``).
+
+    If a batch fails (an I/O error, the store turned read-only, endless
+    conflicts), the batches before it stay committed; the error carries their
+    counts as ``err.ingested`` (an IngestResult).
+    """
+    try:
+        _apply_batches(db, name, row_lists, batch_size, txn, result, progress)
+    except AerostoreError as e:
+        e.ingested = result
+        raise
+
+
+def _apply_batches(db, name, row_lists, batch_size, txn, result, progress):
     with _gc_paused():
         for batch in _batches(row_lists, batch_size):
             if txn is not None:

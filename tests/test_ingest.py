@@ -234,3 +234,23 @@ def test_roundtrip_through_the_database(rows, batch):
     finally:
         src.close()
         dst.close()
+
+
+def test_failure_mid_ingest_reports_what_was_committed(db, monkeypatch):
+    from aerostore.errors import StorageIOError
+    from aerostore.txn import Transaction
+    real = Transaction.commit
+    calls = []
+
+    def commit(self):
+        calls.append(1)
+        if len(calls) == 3:
+            raise StorageIOError("disk full")
+        return real(self)
+
+    monkeypatch.setattr(Transaction, "commit", commit)
+    with pytest.raises(StorageIOError) as ei:
+        db.ingest_tsv("FlightState", "".join(f"P{i}\t1\t2\t3\t4\t5\n" for i in range(10)), 3)
+    r = ei.value.ingested
+    assert (r.inserted, r.updated, r.batches) == (6, 0, 2)
+    assert db.table("FlightState").query().match("flight_id", "P*").count() == 6
