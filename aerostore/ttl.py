@@ -11,8 +11,9 @@ Which rows: in every table that has an integer field named ``updated_at``
 ``now - updated_at > ttl_secs`` for integer times).  A null ``updated_at`` never
 expires.
 
-How: through ordinary transactions of at most ``slice_rows`` deletes each (an
-ordered walk of the updated_at index, so each slice is cheap), so deletes are
+How: through ordinary transactions of at most ``slice_rows`` deletes each, the
+oldest rows first (an ordered walk of the updated_at index that stops after
+``slice_rows`` rows, so each slice is cheap), so deletes are
 logged, watchers see them, open snapshots keep seeing the rows, and no caller
 waits behind a long commit.  A slice that loses a write conflict (the row was
 just updated) is simply retried with a fresh snapshot, so a row refreshed
@@ -162,7 +163,8 @@ class TTLSweeper:
             txn = db.begin()
             try:
                 t = txn.table(name)
-                keys = t.query().lt(TTL_FIELD, cutoff).limit(n).keys()
+                # oldest first: an ordered walk of the index that stops at n rows
+                keys = t.query().lt(TTL_FIELD, cutoff).sort_by(TTL_FIELD).limit(n).keys()
                 if not keys:
                     txn.rollback()
                     return deleted
