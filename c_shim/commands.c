@@ -184,7 +184,7 @@ static int check_arity(Tcl_Interp *interp, const Spec *spec, int words, int objc
 
     if (n < spec->min || (spec->max >= 0 && n > spec->max)
             || (spec->step > 1 && (n - spec->min) % spec->step != 0)) {
-        Tcl_WrongNumArgs(interp, words, objv, spec->usage);
+        Tcl_WrongNumArgs(interp, words, objv, *spec->usage ? spec->usage : NULL);
         return shim_usage_error(interp, "WRONGARGS");
     }
     return TCL_OK;

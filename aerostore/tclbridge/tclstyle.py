@@ -31,7 +31,7 @@ def split_list(text, what: str) -> list:
         return _split(text)
     except ValueError:
         raise UsageError(f'bad {what} "{_short(text)}": not a well-formed Tcl list',
-                         "LIST", what) from None
+                         "LIST", what.split()[0]) from None
 
 
 def fmt_choices(choices) -> str:

@@ -1,0 +1,628 @@
+"""Every Tcl command, option, operator and error, through tkinter.Tcl()."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from test_tcl_support import ROWS, Interp, reset_store, shim, tcl, tsv_of  # noqa: F401
+
+FIELDS = ["flight_id", "lat", "lon", "altitude", "gs", "updated_at"]
+
+
+@pytest.fixture
+def loaded(tcl):
+    tcl.call("FlightState", "ingest_tsv", tsv_of(ROWS))
+    return tcl
+
+
+def keys_of(t, *opts):
+    t.eval("set ::_keys {}")
+    t.call("FlightState", "search", *opts, "-key", "::_k", "-code", "lappend ::_keys $::_k")
+    return [str(x) for x in t.tk.splitlist(t.eval("set ::_keys"))]
+
+
+# -- aerostore:: -----------------------------------------------------------------
+
+def test_package_version(shim):
+    t = Interp()
+    assert t.eval("package present aerostore") == "0.1"
+
+
+def test_init_same_dir_and_other_dir(shim, tmp_path):
+    reset_store()
+    t = Interp()
+    d = tmp_path / "store"
+    answer = t.call("aerostore::init", str(d))
+    assert answer == f"aerostore ready (dir={d})"
+    assert d.is_dir()
+    assert t.call("aerostore::init", str(d)) == answer
+    e = t.error("aerostore::init", str(tmp_path / "other"))
+    assert e.code.split()[:3] == ["AEROSTORE", "USAGE", "OPEN"]
+    assert "already open" in e.message
+    reset_store()
+
+
+def test_init_default_dir_is_relative_to_cwd(shim, tmp_path, monkeypatch):
+    reset_store()
+    monkeypatch.chdir(tmp_path)
+    t = Interp()
+    assert t.call("aerostore::init") == f"aerostore ready (dir={tmp_path}/aerostore_tcl_data)"
+    assert (tmp_path / "aerostore_tcl_data").is_dir()
+    reset_store()
+
+
+def test_init_memory(tcl):
+    assert tcl.call("aerostore::init", ":memory:") == "aerostore ready (dir=:memory:)"
+
+
+def test_not_initialised(shim):
+    reset_store()
+    t = Interp()
+    e = t.error("FlightState", "count")
+    assert e.code == "AEROSTORE USAGE NOTOPEN"
+    assert e.message == "aerostore is not initialised: call aerostore::init first"
+
+
+def test_config(tcl):
+    assert tcl.call("aerostore::get_config", "aerostore.synchronous_commit") == "on"
+    assert tcl.call("aerostore::set_config", "aerostore.synchronous_commit", "off") == "ok"
+    assert tcl.call("aerostore::get_config", "aerostore.synchronous_commit") == "off"
+    assert tcl.call("aerostore::get_config", "aerostore.checkpoint_interval_secs") == "300"
+    assert tcl.call("aerostore::get_config", "aerostore.ttl_secs") == "0"
+    assert tcl.call("aerostore::get_config", "aerostore.ttl_sweep_interval_ms") == "1000"
+    tcl.call("aerostore::set_config", "aerostore.ttl_secs", "60")
+    assert tcl.call("aerostore::get_config", "aerostore.ttl_secs") == "60"
+    e = tcl.error("aerostore::set_config", "aerostore.ttl_secs", "-1")
+    assert e.code.startswith("AEROSTORE USAGE CONFIG")
+    e = tcl.error("aerostore::get_config", "nope")
+    assert e.code == "AEROSTORE USAGE CONFIG nope"
+    assert e.message.startswith('bad config key "nope": must be aerostore.synchronous_commit, ')
+
+
+def test_config_before_init_applies_at_open(shim):
+    reset_store()
+    t = Interp()
+    t.call("aerostore::set_config", "aerostore.ttl_secs", "77")
+    assert t.call("aerostore::get_config", "aerostore.ttl_secs") == "77"
+    t.call("aerostore::init", ":memory:")
+    assert t.call("aerostore::get_config", "aerostore.ttl_secs") == "77"
+    reset_store()
+
+
+def test_checkpoint_and_stats(loaded, tmp_path):
+    stats = dict(zip(*[iter(loaded.list("aerostore::stats"))] * 2))
+    assert stats["rows"] == str(len(ROWS))
+    for k in ("versions", "commits"):
+        assert k in stats
+    reset_store()
+    t = Interp()
+    t.call("aerostore::init", str(tmp_path / "d"))
+    t.call("FlightState", "ingest_tsv", tsv_of(ROWS))
+    assert t.call("aerostore::checkpoint_now") == f"checkpoint rows={len(ROWS)}"
+    stats = dict(zip(*[iter(t.list("aerostore::stats"))] * 2))
+    assert "wal_bytes" in stats
+    reset_store()
+
+
+def test_close_then_reopen_recovers(shim, tmp_path):
+    reset_store()
+    t = Interp()
+    d = str(tmp_path / "d")
+    t.call("aerostore::init", d)
+    t.call("FlightState", "set", "K1", "alt", "10")
+    assert t.call("aerostore::close") == ""
+    assert t.error("FlightState", "count").code == "AEROSTORE USAGE NOTOPEN"
+    t.call("aerostore::init", d)
+    assert t.list("FlightState", "get", "K1", "alt") == ["10"]
+    reset_store()
+
+
+# -- FlightState: rows ----------------------------------------------------------------
+
+def test_fields(tcl):
+    assert tcl.list("FlightState", "fields") == FIELDS
+
+
+def test_set_get_exists_delete_count(tcl):
+    assert tcl.call("FlightState", "count") == "0"
+    assert tcl.call("FlightState", "set", "UAL1", "lat", "40.5", "lon", "-73.5", "alt", "35000",
+                    "groundspeed", "450", "ts", "1700000000") == ""
+    assert tcl.list("FlightState", "get", "UAL1") == ["UAL1", "40.5", "-73.5", "35000", "450",
+                                                       "1700000000"]
+    assert tcl.list("FlightState", "get", "UAL1", "gs", "flight", "latitude") == ["450", "UAL1", "40.5"]
+    assert tcl.call("FlightState", "exists", "UAL1") == "1"
+    assert tcl.call("FlightState", "exists", "nope") == "0"
+    assert tcl.call("FlightState", "get", "nope") == ""
+    assert tcl.call("FlightState", "count") == "1"
+    # merge into the row; {} makes a field null
+    tcl.call("FlightState", "set", "UAL1", "gs", "", "alt", "36000")
+    assert tcl.list("FlightState", "get", "UAL1") == ["UAL1", "40.5", "-73.5", "36000", "",
+                                                       "1700000000"]
+    assert tcl.call("FlightState", "delete", "UAL1") == "1"
+    assert tcl.call("FlightState", "delete", "UAL1") == "0"
+    assert tcl.call("FlightState", "count") == "0"
+
+
+def test_set_later_pair_wins_and_new_row_has_nulls(tcl):
+    tcl.call("FlightState", "set", "K", "alt", "1", "alt", "2")
+    assert tcl.list("FlightState", "get", "K") == ["K", "", "", "2", "", ""]
+
+
+def test_numbers_from_expr(tcl):
+    tcl.eval("FlightState set [expr {40+2}] lat [expr {1.5*2}] alt [expr {10*10}]")
+    assert tcl.list("FlightState", "get", "42") == ["42", "3.0", "", "100", "", ""]
+    assert tcl.eval("FlightState exists [expr {41+1}]") == "1"
+
+
+def test_array_get(loaded):
+    assert loaded.list("FlightState", "array_get", "JBU6") == [
+        "flight_id", "JBU6", "lat", "42.4", "lon", "-71.0", "altitude", "30000",
+        "updated_at", "1700000400"]
+    assert loaded.list("FlightState", "array_get", "JBU6", "gs", "alt") == ["altitude", "30000"]
+    assert loaded.list("FlightState", "array_get_with_nulls", "JBU6", "gs", "alt") == [
+        "gs", "", "altitude", "30000"]
+    assert loaded.list("FlightState", "array_get_with_nulls", "NUL5") == [
+        "flight_id", "NUL5", "lat", "", "lon", "", "altitude", "", "gs", "", "updated_at", ""]
+    assert loaded.call("FlightState", "array_get", "nope") == ""
+
+
+def test_set_errors(tcl):
+    e = tcl.error("FlightState", "set", "K", "bogus", "1")
+    assert e.code == "AEROSTORE USAGE FIELD bogus"
+    assert e.message == ('bad field "bogus": must be flight_id, lat, lon, altitude, gs, or '
+                         'updated_at')
+    e = tcl.error("FlightState", "set", "K", "alt", "high")
+    assert e.code == "AEROSTORE USAGE VALUE altitude"
+    assert 'bad value "high" for field "altitude"' in e.message
+    for field, value in (("gs", "65536"), ("gs", "-1"), ("alt", "2147483648"),
+                         ("updated_at", "-1"), ("lat", "nan"), ("lat", "inf")):
+        assert tcl.error("FlightState", "set", "K", field, value).code.startswith(
+            "AEROSTORE USAGE VALUE")
+    assert tcl.error("FlightState", "set", "", "alt", "1").code.startswith("AEROSTORE USAGE VALUE")
+    assert tcl.error("FlightState", "set", "a\tb", "alt", "1").code.startswith("AEROSTORE USAGE VALUE")
+    e = tcl.error("FlightState", "set", "K", "flight_id", "J")
+    assert e.code == "AEROSTORE USAGE FIELD flight_id"
+    assert tcl.call("FlightState", "count") == "0"
+
+
+def test_big_unsigned_updated_at(tcl):
+    top = str(2 ** 64 - 1)
+    tcl.call("FlightState", "set", "K", "updated_at", top)
+    assert tcl.list("FlightState", "get", "K", "ts") == [top]
+    assert tcl.call("FlightState", "search", "-compare", f"{{= ts {top}}}") == "1"
+
+
+# -- subcommand / argument errors in Tcl's style ------------------------------------
+
+@pytest.mark.parametrize("words,message", [
+    (("FlightState",), 'wrong # args: should be "FlightState subcommand ?arg ...?"'),
+    (("FlightState", "get"), 'wrong # args: should be "FlightState get key ?field ...?"'),
+    (("FlightState", "set", "k", "alt"),
+     'wrong # args: should be "FlightState set key field value ?field value ...?"'),
+    (("FlightState", "set", "k", "alt", "1", "gs"),
+     'wrong # args: should be "FlightState set key field value ?field value ...?"'),
+    (("FlightState", "exists"), 'wrong # args: should be "FlightState exists key"'),
+    (("FlightState", "delete", "a", "b"), 'wrong # args: should be "FlightState delete key"'),
+    (("FlightState", "count", "x"), 'wrong # args: should be "FlightState count"'),
+    (("FlightState", "fields", "x"), 'wrong # args: should be "FlightState fields"'),
+    (("FlightState", "ingest_tsv"), 'wrong # args: should be "FlightState ingest_tsv tsv ?batch_size?"'),
+    (("FlightState", "index"),
+     'wrong # args: should be "FlightState index indexed|create field|drop field"'),
+    (("FlightState", "index", "create"), 'wrong # args: should be "FlightState index create field"'),
+    (("FlightState", "index", "indexed", "x"), 'wrong # args: should be "FlightState index indexed"'),
+    (("FlightState", "unwatch"), 'wrong # args: should be "FlightState unwatch id"'),
+    (("aerostore::init", "a", "b"), 'wrong # args: should be "aerostore::init ?data_dir?"'),
+    (("aerostore::set_config", "k"), 'wrong # args: should be "aerostore::set_config key value"'),
+    (("aerostore::get_config",), 'wrong # args: should be "aerostore::get_config key"'),
+    (("aerostore::checkpoint_now", "x"), 'wrong # args: should be "aerostore::checkpoint_now"'),
+    (("aerostore::stats", "x"), 'wrong # args: should be "aerostore::stats"'),
+    (("aerostore::transaction",), 'wrong # args: should be "aerostore::transaction script"'),
+])
+def test_wrong_args(tcl, words, message):
+    e = tcl.error(*words)
+    assert e.message == message
+    assert e.code == "AEROSTORE USAGE WRONGARGS"
+
+
+def test_bad_and_ambiguous_subcommands(tcl):
+    e = tcl.error("FlightState", "frob")
+    assert e.message == ('bad subcommand "frob": must be array_get, array_get_with_nulls, count, '
+                         'delete, exists, fields, get, index, ingest_file, ingest_tsv, search, set, '
+                         'unwatch, watch, or write_tsv')
+    assert e.code == "AEROSTORE USAGE SUBCOMMAND frob"
+    e = tcl.error("FlightState", "s")
+    assert e.message.startswith('ambiguous subcommand "s": must be array_get, ')
+    e = tcl.error("FlightState", "index", "x")
+    assert e.message == 'bad option "x": must be create, drop, or indexed'
+    assert e.code == "AEROSTORE USAGE OPTION x"
+
+
+def test_unique_prefixes(loaded):
+    assert loaded.call("FlightState", "cou") == str(len(ROWS))
+    assert loaded.call("FlightState", "ex", "UAL1") == "1"
+    assert loaded.call("FlightState", "sea", "-lim", "2") == "2"
+    assert loaded.call("FlightState", "sea", "-comp", "{> alt 10000}", "-countO", "yes") == "4"
+    assert "altitude" in loaded.list("FlightState", "index", "indexed")
+    assert loaded.list("FlightState", "index", "indexe") == loaded.list("FlightState", "index", "indexed")
+
+
+# -- index ------------------------------------------------------------------------------
+
+def test_index(loaded):
+    assert loaded.list("FlightState", "index", "indexed") == ["lat", "lon", "altitude", "gs",
+                                                              "updated_at"]
+    assert loaded.call("FlightState", "index", "drop", "gs") == ""
+    assert loaded.list("FlightState", "index", "indexed") == ["lat", "lon", "altitude", "updated_at"]
+    assert loaded.call("FlightState", "search", "-compare", "{> gs 400}") == "2"
+    loaded.call("FlightState", "index", "create", "groundspeed")
+    assert "gs" in loaded.list("FlightState", "index", "indexed")
+    assert loaded.call("FlightState", "search", "-compare", "{> gs 400}") == "2"
+    assert loaded.error("FlightState", "index", "create", "nope").code == "AEROSTORE USAGE FIELD nope"
+
+
+# -- ingest -------------------------------------------------------------------------------
+
+def test_ingest_tsv_result_and_batches(tcl):
+    r = tcl.call("FlightState", "ingest_tsv", tsv_of(ROWS), "3")
+    words = dict(w.split("=") for w in r.split())
+    assert list(words) == ["rows_seen", "inserted", "updated", "batches", "elapsed_ms"]
+    assert (words["rows_seen"], words["inserted"], words["updated"], words["batches"]) == (
+        "7", "7", "0", "3")
+    float(words["elapsed_ms"])
+    r = tcl.call("FlightState", "ingest_tsv", tsv_of(ROWS[:2]))
+    assert r.startswith("rows_seen=2 inserted=0 updated=2 batches=1 ")
+
+
+def test_ingest_tsv_errors(loaded):
+    e = loaded.error("FlightState", "ingest_tsv", "X\t1\t2\t3\t4\n", "10")
+    assert e.code == "AEROSTORE DECODE 1 6"
+    assert e.message.startswith("decode error at line 1 column 6: ")
+    e = loaded.error("FlightState", "ingest_tsv", "X\t1\t2\t3\t4\t5\nY\tx\t2\t3\t4\t5\n")
+    assert e.code == "AEROSTORE DECODE 2 2"
+    assert loaded.call("FlightState", "exists", "X") == "0"
+    for bad in ("0", "-1", "x"):
+        e = loaded.error("FlightState", "ingest_tsv", "X\t1\t2\t3\t4\t5\n", bad)
+        assert e.code.startswith("AEROSTORE USAGE")
+        assert "batch_size" in e.message
+
+
+def test_ingest_file_and_write_tsv(loaded, tmp_path):
+    text = loaded.call("FlightState", "write_tsv")
+    assert sorted(text.splitlines()) == sorted(tsv_of(ROWS).splitlines())
+    part = loaded.call("FlightState", "write_tsv", "-compare", "{> alt 20000}")
+    assert sorted(line.split("\t")[0] for line in part.splitlines()) == ["JBU6", "SWA4", "UAL1"]
+    path = tmp_path / "out.tsv"
+    assert loaded.call("FlightState", "write_tsv", "-file", str(path)) == str(len(ROWS))
+    loaded.call("FlightState", "search", "-delete", "1")
+    assert loaded.call("FlightState", "count") == "0"
+    r = loaded.call("FlightState", "ingest_file", str(path), "2")
+    assert r.startswith("rows_seen=7 inserted=7 updated=0 batches=4 ")
+    assert loaded.call("FlightState", "write_tsv") == text or sorted(
+        loaded.call("FlightState", "write_tsv").splitlines()) == sorted(text.splitlines())
+    e = loaded.error("FlightState", "ingest_file", str(tmp_path / "missing.tsv"))
+    assert e.code.startswith("AEROSTORE USAGE")
+    e = loaded.error("FlightState", "write_tsv", "-bogus", "1")
+    assert e.message == 'bad option "-bogus": must be -compare or -file'
+
+
+# -- search ---------------------------------------------------------------------------------
+
+def test_search_count_and_result(loaded):
+    assert loaded.call("FlightState", "search") == str(len(ROWS))
+    assert loaded.call("FlightState", "search", "-compare", "{> altitude 10000}") == "4"
+    assert loaded.call("FlightState", "search", "-sort", "lat", "-limit", "2") == "2"
+    assert loaded.call("FlightState", "search", "-sort", "lat", "-offset", "5") == "2"
+    assert loaded.call("FlightState", "search", "-limit", "0") == str(len(ROWS))
+    assert loaded.call("FlightState", "search", "-compare", "{> alt 10000}", "-countOnly", "1",
+                       "-limit", "3") == "3"
+
+
+@pytest.mark.parametrize("term,expected", [
+    ("{= alt 500}", ["AAL3"]),
+    ("{== alt 500}", ["AAL3"]),
+    ("{!= alt 500}", ["ASA7", "DAL2", "JBU6", "SWA4", "UAL1"]),
+    ("{<> alt 500}", ["ASA7", "DAL2", "JBU6", "SWA4", "UAL1"]),
+    ("{< alt 500}", ["ASA7"]),
+    ("{<= alt 500}", ["AAL3", "ASA7"]),
+    ("{> alt 22000}", ["JBU6", "UAL1"]),
+    ("{>= alt 22000}", ["JBU6", "SWA4", "UAL1"]),
+    ("{range alt 500 22000}", ["AAL3", "DAL2"]),
+    ("{in flight_id {UAL1 NUL5 nope}}", ["NUL5", "UAL1"]),
+    ("{in gs {0 450}}", ["ASA7", "UAL1"]),
+    ("{match flight_id *al*}", ["AAL3", "DAL2", "UAL1"]),
+    ("{notmatch flight_id *al*}", ["ASA7", "JBU6", "NUL5", "SWA4"]),
+    ("{match_case flight_id A*}", ["AAL3", "ASA7"]),
+    ("{notmatch_case flight_id A*}", ["DAL2", "JBU6", "NUL5", "SWA4", "UAL1"]),
+    ("{null gs}", ["JBU6", "NUL5"]),
+    ("{notnull gs}", ["AAL3", "ASA7", "DAL2", "SWA4", "UAL1"]),
+    ("{true gs}", ["AAL3", "DAL2", "SWA4", "UAL1"]),
+    ("{false gs}", ["ASA7"]),
+    ("{= lat 40.5}", ["UAL1"]),
+    ("{< lon -95.3}", ["AAL3", "ASA7"]),
+    ("{> alt 0} {< gs 400}", ["AAL3", "DAL2"]),
+    ("{match flight_id {[AD]AL?}}", ["AAL3", "DAL2"]),
+])
+def test_operators(loaded, term, expected):
+    assert keys_of(loaded, "-compare", term, "-sort", "flight_id") == expected
+
+
+def test_sort_directions_nulls_and_ties(loaded):
+    assert keys_of(loaded, "-sort", "alt") == ["ASA7", "AAL3", "DAL2", "SWA4", "JBU6", "UAL1", "NUL5"]
+    assert keys_of(loaded, "-sort", "-alt") == ["NUL5", "UAL1", "JBU6", "SWA4", "DAL2", "AAL3", "ASA7"]
+    assert keys_of(loaded, "-sort", "alt", "-desc") == keys_of(loaded, "-sort", "-alt")
+    assert keys_of(loaded, "-desc", "-asc", "-sort", "alt") == keys_of(loaded, "-sort", "alt")
+    # nulls last ascending; ties by key ascending
+    loaded.call("FlightState", "set", "ZZZ9", "gs", "300")
+    loaded.call("FlightState", "set", "BBB0", "gs", "300")
+    assert keys_of(loaded, "-sort", "gs", "-compare", "{>= gs 300}") == [
+        "BBB0", "DAL2", "ZZZ9", "SWA4", "UAL1"]
+    assert keys_of(loaded, "-sort", "-gs", "-compare", "{>= gs 300}") == [
+        "UAL1", "SWA4", "BBB0", "DAL2", "ZZZ9"]
+    assert keys_of(loaded, "-sort", "gs -lat", "-compare", "{range gs 300 301}") == [
+        "BBB0", "ZZZ9", "DAL2"]     # descending: null (greatest) first
+
+
+def test_limit_offset(loaded):
+    full = keys_of(loaded, "-sort", "lat")
+    assert keys_of(loaded, "-sort", "lat", "-limit", "3") == full[:3]
+    assert keys_of(loaded, "-sort", "lat", "-offset", "2", "-limit", "3") == full[2:5]
+    assert keys_of(loaded, "-sort", "lat", "-offset", "100") == []
+    assert loaded.call("FlightState", "search", "-sort", "lat", "-offset", "100") == "0"
+
+
+def test_bindings(loaded):
+    t = loaded
+    t.eval("set ::out {}")
+    n = t.call("FlightState", "search", "-compare", "{= flight_id JBU6}", "-get", "::g",
+               "-code", "lappend ::out $::g")
+    assert n == "1"
+    assert t.list("set", "::out") == ["JBU6 42.4 -71.0 30000 {} 1700000400"]
+    t.call("FlightState", "search", "-compare", "{= flight_id JBU6}", "-fields", "gs alt",
+           "-get", "::g")
+    assert t.list("set", "::g") == ["", "30000"]
+    t.call("FlightState", "search", "-compare", "{= flight_id JBU6}", "-array_get", "::a")
+    assert t.list("set", "::a") == ["flight_id", "JBU6", "lat", "42.4", "lon", "-71.0",
+                                    "altitude", "30000", "updated_at", "1700000400"]
+    t.call("FlightState", "search", "-compare", "{= flight_id JBU6}", "-fields", "gs alt",
+           "-array_get_with_nulls", "::a")
+    assert t.list("set", "::a") == ["gs", "", "altitude", "30000"]
+    t.eval("array set ::arr {gs stale}")
+    t.call("FlightState", "search", "-compare", "{= flight_id JBU6}", "-array", "::arr")
+    assert dict(zip(*[iter(t.list("array", "get", "::arr"))] * 2)) == {
+        "flight_id": "JBU6", "lat": "42.4", "lon": "-71.0", "altitude": "30000",
+        "updated_at": "1700000400"}
+    # without -code the variables hold the last row
+    t.call("FlightState", "search", "-sort", "lat", "-key", "::k", "-get", "::g")
+    assert t.call("set", "::k") == "NUL5"
+    e = t.error("FlightState", "search", "-get", "::g", "-array", "::x")
+    assert e.code == "AEROSTORE USAGE OPTION -array"
+    e = t.error("FlightState", "search", "-array", "::k")
+    assert e.code == "AEROSTORE USAGE VARIABLE"
+
+
+def test_code_flow_like_foreach(loaded):
+    t = loaded
+    t.eval("set ::seen {}")
+    assert t.call("FlightState", "search", "-sort", "lat", "-key", "::k", "-code",
+                  "if {$::k eq {AAL3}} continue; lappend ::seen $::k") == str(len(ROWS))
+    assert "AAL3" not in t.list("set", "::seen")
+    t.eval("set ::seen {}")
+    assert t.call("FlightState", "search", "-sort", "lat", "-key", "::k", "-code",
+                  "lappend ::seen $::k; if {[llength $::seen] == 3} break") == "3"
+    assert len(t.list("set", "::seen")) == 3
+    e = t.error("FlightState", "search", "-sort", "lat", "-code", "error boom {} {MY CODE}")
+    assert e.message == "boom"
+    assert e.code == "MY CODE"
+    assert '("FlightState search" body line 1)' in e.info
+    t.eval("proc firstkey {} { FlightState search -sort lat -key k -code { return $k }; "
+           "return none }")
+    assert t.eval("firstkey") == "SWA4"
+    # local variables of a proc
+    t.eval("proc collect {} { set l {}; FlightState search -sort lat -limit 2 -key k "
+           "-code { lappend l $k }; return $l }")
+    assert t.eval("collect") == "SWA4 AAL3"
+
+
+def test_search_sees_one_snapshot(loaded):
+    t = loaded
+    n = t.call("FlightState", "search", "-sort", "lat", "-key", "::k", "-code",
+               "FlightState delete $::k; FlightState set NEW$::k alt 1")
+    assert n == str(len(ROWS))
+    assert t.call("FlightState", "count") == str(len(ROWS))
+    assert all(k.startswith("NEW") for k in keys_of(t))
+
+
+def test_search_delete(loaded):
+    t = loaded
+    assert t.call("FlightState", "search", "-compare", "{> alt 10000}", "-delete", "1") == "4"
+    assert t.call("FlightState", "count") == str(len(ROWS) - 4)
+    assert t.call("FlightState", "search", "-sort", "flight_id", "-limit", "1", "-delete",
+                  "true") == "1"
+    assert t.call("FlightState", "exists", "AAL3") == "0"
+    # -delete with -code: an error deletes nothing, break deletes the rows visited
+    with pytest.raises(Exception):
+        t.call("FlightState", "search", "-key", "::k", "-delete", "1", "-code", "error no")
+    assert t.call("FlightState", "count") == str(len(ROWS) - 5)
+    assert t.call("FlightState", "search", "-sort", "flight_id", "-key", "::k", "-delete", "1",
+                  "-code", "break") == "1"
+    assert t.call("FlightState", "count") == str(len(ROWS) - 6)
+    assert t.call("FlightState", "search", "-delete", "0") == str(len(ROWS) - 6)
+    e = t.error("FlightState", "search", "-delete", "1", "-countOnly", "1")
+    assert e.code == "AEROSTORE USAGE OPTION -delete"
+
+
+@pytest.mark.parametrize("words,code,message", [
+    (("-bogus", "1"), "AEROSTORE USAGE OPTION -bogus",
+     'bad option "-bogus": must be -array, -array_get, -array_get_with_nulls, -asc, -code, '
+     '-compare, -countOnly, -delete, -desc, -fields, -get, -key, -limit, -offset, or -sort'),
+    (("-a", "x"), "AEROSTORE USAGE OPTION -a", None),
+    (("-limit",), "AEROSTORE USAGE OPTION -limit", '"-limit" option requires an additional argument'),
+    (("-limit", "-1"), "AEROSTORE USAGE VALUE -limit",
+     'bad -limit "-1": must be an integer >= 0 (0 = no limit)'),
+    (("-limit", "x"), "AEROSTORE USAGE VALUE -limit", 'expected integer but got "x" for -limit'),
+    (("-offset", "-2"), "AEROSTORE USAGE VALUE -offset", 'bad -offset "-2": must be an integer >= 0'),
+    (("-countOnly", "maybe"), "AEROSTORE USAGE VALUE -countOnly",
+     'expected boolean value but got "maybe" for -countOnly'),
+    (("-compare", "{frob alt 1}"), "AEROSTORE USAGE OPERATOR frob",
+     'bad operator "frob": must be =, ==, !=, <>, <, <=, >, >=, range, in, match, notmatch, '
+     'match_case, notmatch_case, null, notnull, true, or false'),
+    (("-compare", "{> alt}"), "AEROSTORE USAGE TERM >", 'wrong # args: should be "> field value"'),
+    (("-compare", "{range alt 1}"), "AEROSTORE USAGE TERM range",
+     'wrong # args: should be "range field lo hi"'),
+    (("-compare", "{null}"), "AEROSTORE USAGE TERM null", 'wrong # args: should be "null field"'),
+    (("-compare", "{> nope 1}"), "AEROSTORE USAGE FIELD nope", None),
+    (("-compare", "{> alt high}"), "AEROSTORE USAGE VALUE altitude", None),
+    (("-compare", "{= alt {}}"), "AEROSTORE USAGE VALUE altitude", None),
+    (("-compare", "{}"), "AEROSTORE USAGE TERM", None),
+    (("-compare", "{> alt 1"), "AEROSTORE USAGE LIST -compare", None),
+    (("-sort", "nope"), "AEROSTORE USAGE FIELD nope", None),
+    (("-fields", "alt nope", "-get", "g"), "AEROSTORE USAGE FIELD nope", None),
+])
+def test_search_errors(loaded, words, code, message):
+    e = loaded.error("FlightState", "search", *words)
+    assert e.code == code
+    if message is not None:
+        assert e.message == message
+
+
+def test_aliases_everywhere(loaded):
+    assert keys_of(loaded, "-compare", "{> altitude 20000}", "-sort", "latitude") == keys_of(
+        loaded, "-compare", "{> alt 20000}", "-sort", "lat")
+    assert loaded.list("FlightState", "get", "UAL1", "ident", "long", "groundspeed", "updated") == [
+        "UAL1", "-73.5", "450", "1700000000"]
+
+
+# -- transactions --------------------------------------------------------------------------
+
+def test_transaction_commit_and_result(loaded):
+    t = loaded
+    assert t.eval("aerostore::transaction { FlightState set T1 alt 1; FlightState set T2 alt 2; "
+                  "FlightState count }") == str(len(ROWS) + 2)
+    assert t.call("FlightState", "count") == str(len(ROWS) + 2)
+
+
+def test_transaction_rollback_on_error_break_return(loaded):
+    t = loaded
+    e = t.error("aerostore::transaction", "FlightState set T1 alt 1; error oops")
+    assert e.message == "oops"
+    assert '("aerostore::transaction" body line 1)' in e.info
+    assert t.call("FlightState", "exists", "T1") == "0"
+    t.eval("foreach i {1 2} { aerostore::transaction { FlightState set B$i alt 1; break } }")
+    assert t.call("FlightState", "exists", "B1") == "0"
+    t.eval("proc p {} { aerostore::transaction { FlightState set R1 alt 1; return early }; "
+           "return late }")
+    assert t.eval("p") == "early"
+    assert t.call("FlightState", "exists", "R1") == "0"
+
+
+def test_transaction_reads_own_writes_and_search(loaded):
+    t = loaded
+    out = t.eval("aerostore::transaction { FlightState delete UAL1; FlightState set X alt 99999; "
+                 "list [FlightState exists UAL1] [FlightState get X alt] "
+                 "[FlightState search -compare {{> alt 90000}}] [FlightState count] }")
+    assert out == f"0 99999 1 {len(ROWS)}"
+
+
+def test_transaction_nested_is_an_error(loaded):
+    e = loaded.error("aerostore::transaction", "aerostore::transaction { FlightState count }")
+    assert e.code == "AEROSTORE USAGE NESTED"
+    # the outer one rolled back and ended: a new one works
+    assert loaded.eval("aerostore::transaction { FlightState count }") == str(len(ROWS))
+
+
+def test_transaction_conflict(loaded):
+    t = loaded
+    from aerostore.tclbridge import state
+    e = t.error("aerostore::transaction",
+                "FlightState set UAL1 alt 1; "
+                "after 0; set ::dummy 1; " + "FlightState get UAL1; "
+                "py_conflict")
+    # py_conflict is not a command: plain Tcl error, rolled back
+    assert e.message.startswith('invalid command name "py_conflict"')
+    # a real write-write conflict: another writer commits the same key first
+    t.tk.createcommand("py_conflict", lambda: state.flights().set("UAL1", {"gs": 1}) and "")
+    e = t.error("aerostore::transaction", "FlightState set UAL1 alt 1; py_conflict")
+    assert e.code == "AEROSTORE CONFLICT"
+    assert t.list("FlightState", "get", "UAL1", "alt", "gs") == ["35000", "1"]
+
+
+def test_transaction_ingest_and_search_delete_go_through_it(loaded):
+    t = loaded
+    t.eval("catch { aerostore::transaction { FlightState ingest_tsv \"Q1\\t1\\t2\\t3\\t4\\t5\\n\"; "
+           "FlightState search -delete 1 -compare {{= flight_id UAL1}}; error undo } }")
+    assert t.call("FlightState", "exists", "Q1") == "0"
+    assert t.call("FlightState", "exists", "UAL1") == "1"
+    t.eval("aerostore::transaction { FlightState ingest_tsv \"Q1\\t1\\t2\\t3\\t4\\t5\\n\"; "
+           "FlightState search -delete 1 -compare {{= flight_id UAL1}} }")
+    assert t.call("FlightState", "exists", "Q1") == "1"
+    assert t.call("FlightState", "exists", "UAL1") == "0"
+
+
+def test_interps_share_the_store_and_transactions_are_private(loaded):
+    a = loaded
+    b = Interp()
+    assert b.call("FlightState", "count") == str(len(ROWS))
+    a.eval("set ::seen_by_b {}")
+    a.tk.createcommand("peek", lambda: b.call("FlightState", "exists", "TX"))
+    out = a.eval("aerostore::transaction { FlightState set TX alt 1; peek }")
+    assert out == "0"
+    assert b.call("FlightState", "exists", "TX") == "1"
+    from aerostore.tclbridge import state
+    assert state.flights().get("TX") == ("TX", None, None, 1, None, None)
+
+
+# -- errors from Python that are not AerostoreErrors ---------------------------------------
+
+def test_internal_errors_become_tcl_errors(loaded, monkeypatch):
+    from aerostore.tclbridge import session
+
+    def broken(self):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(session.Session, "t_count", broken)
+    e = loaded.error("FlightState", "count")
+    assert e.code == "AEROSTORE INTERNAL ZeroDivisionError"
+    assert e.message == "aerostore: internal error: ZeroDivisionError: division by zero"
+    assert "Traceback" in e.info
+
+
+# -- safe interpreters ------------------------------------------------------------------------
+
+def test_safe_interp_read_only_subset(loaded):
+    t = loaded
+    t.eval("interp create -safe s")
+    t.eval("load [lindex [lsearch -inline -index 1 [info loaded] Aerostore] 0] Aerostore s")
+    assert t.eval("s eval {FlightState count}") == str(len(ROWS))
+    assert t.eval("s eval {FlightState get UAL1 alt}") == "35000"
+    assert t.eval("s eval {FlightState exists UAL1}") == "1"
+    assert t.eval("s eval {FlightState fields}") == " ".join(FIELDS)
+    assert t.eval("s eval {FlightState search -compare {{> alt 10000}} -key k -code {lappend l $k}; "
+                  "llength $l}") == "4"
+    msg = t.eval("catch {s eval {FlightState set a alt 1}} m; set m")
+    assert msg == 'bad subcommand "set": must be count, exists, fields, get, or search'
+    assert t.eval("catch {s eval {FlightState search -delete 1}} m; set m") == \
+        "search -delete is not allowed in a safe interpreter"
+    assert t.eval("s eval {info commands aerostore::*}") == ""
+    t.eval("interp delete s")
+    assert t.call("FlightState", "count") == str(len(ROWS))
+
+
+def test_interp_deletion_rolls_back_its_transaction(loaded):
+    a = loaded
+    a.eval("interp create child")
+    a.eval("child eval [list lappend auto_path {*}$auto_path]")
+    a.eval("child eval {package require aerostore}")
+    # the child deletes itself from inside a transaction: its writes never commit
+    a.eval("catch {child eval {aerostore::transaction { FlightState set GONE alt 1; "
+           "interp delete {} }}}")
+    assert a.call("FlightState", "exists", "GONE") == "0"
+    assert a.call("FlightState", "count") == str(len(ROWS))
+
+
+def test_host_python_sees_the_same_engine(loaded):
+    from aerostore.tclbridge import state
+    state.flights().set("FROMPY", {"alt": 5})
+    assert loaded.list("FlightState", "get", "FROMPY", "alt") == ["5"]
+    assert os.path.basename(state.directory()) == ":memory:"
