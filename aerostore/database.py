@@ -492,7 +492,13 @@ class Table:
         return self._write(lambda t: t.delete(key))
 
     def upsert_many(self, rows) -> tuple[int, int]:
-        rows = list(rows)
+        """Upsert many rows (sequences in field order) in one transaction -> (inserted, updated).
+
+        Rows are validated like ``upsert`` (a bad value raises UsageError, nothing applied);
+        only ``TxnTable.upsert_many`` takes pre-validated tuples (the ingest path).
+        """
+        check = self.schema.check_row
+        rows = [check(r) for r in rows]
         return self._write(lambda t: t.upsert_many(rows))
 
     def _delete_query(self, q) -> int:
