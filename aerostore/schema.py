@@ -219,6 +219,7 @@ class Schema:
             indexes = [f.name for f in fields if f.index]
         self.default_indexes = tuple(self.names[self.position(n)] for n in indexes)
         self.width = len(fields)
+        self._required = tuple(i for i, f in enumerate(fields) if not f.nullable and not f.is_key)
 
     def position(self, name: str) -> int:
         """Field position of a name or alias; UsageError in Tcl's style otherwise."""
@@ -246,6 +247,10 @@ class Schema:
                 row[p] = self.fields[p].coerce(v)
         if row[self.key_pos] is None:
             raise UsageError(f'field "{self.key_name}" (the key) is required', "VALUE", self.key_name)
+        for p in self._required:
+            if row[p] is None:
+                name = self.names[p]
+                raise UsageError(f'field "{name}" may not be null', "VALUE", name)
         return tuple(row)
 
     def check_row(self, row: Any) -> tuple:
