@@ -13,9 +13,11 @@ runs each scenario in its own child process so that its peak RSS is its own:
   ttl           worst get/set latency of a client thread while the TTL sweeper
                 deletes N/10 expired rows out of N/5 (durable)
 
-Figures: rows/s of the ingest call itself, and with the deferred index work
-folded in ("settled": the first query after the ingest would pay it); peak RSS
-of the child, and its RSS before the ingest (interpreter + the store so far).
+Figures: rows/s of the ingest call itself (wall clock, and per CPU second of
+the process: on a shared, loaded machine the latter is the steadier one), and
+with the deferred index work folded in ("settled": the first query after the
+ingest would pay it); peak RSS of the child, and its RSS before the ingest
+(interpreter + the store so far).
 """
 
 from __future__ import annotations
@@ -78,16 +80,17 @@ def ingest_phase(db, label, path, batch, text=False):
     if text:
         with open(path, encoding="utf-8") as f:
             data = f.read()
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         r = db.ingest_tsv("FlightState", data, batch)
         del data
     else:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         r = db.ingest_file("FlightState", path, batch)
-    dt = time.perf_counter() - t
+    dt, dc = time.perf_counter() - t, time.process_time() - c
     st = settle(db)
     return {"phase": label, "rows": r.rows_seen, "inserted": r.inserted, "updated": r.updated,
             "batches": r.batches, "secs": round(dt, 3), "rows_per_s": round(r.rows_seen / dt),
+            "cpu_secs": round(dc, 3), "rows_per_cpu_s": round(r.rows_seen / dc),
             "settled_rows_per_s": round(r.rows_seen / (dt + st)), "rss_before_mb": round(before),
             "peak_rss_mb": round(peak_mb())}
 

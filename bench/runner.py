@@ -4,7 +4,9 @@ Every process gets its own scratch directory under the cache (on the same disk
 as the repository, never tmpfs, so fsync costs what it costs), holding either an
 empty place for a new store (ingest) or a copy of the engine's prepared template
 (everything else), and the directory is deleted afterwards.  Templates are built
-once per (engine kind, rows, seed) by the untimed ``prepare`` workload.
+once per (engine kind, kind of template, rows, seed, batch) by the untimed
+``prepare`` (clean shutdown) or ``prepare_crashed`` (kill -9 after the ingest)
+workload of the engine's Tcl file.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ class Outcome:
     figures: dict = field(default_factory=dict)
     error: str = ""
     seconds: float = 0.0
+    returncode: int = 0
 
 
 def _params(engine: Engine, ds, store: str, batch: int, commits: int, max_secs: float):
@@ -50,7 +53,7 @@ def run_tcl(engine: Engine, workload: str, params: list, timeout: float) -> Outc
                            timeout=timeout, cwd=BENCH)
     except subprocess.TimeoutExpired:
         return Outcome(error=f"timed out after {timeout:.0f} s", seconds=timeout)
-    out = Outcome(seconds=time.monotonic() - t0)
+    out = Outcome(seconds=time.monotonic() - t0, returncode=p.returncode)
     for line in p.stdout.splitlines():
         line = line.strip()
         if not line.startswith("{"):
@@ -77,25 +80,30 @@ class Scratch:
         self.templates = {}          # kind -> path, or Outcome with the error
         os.makedirs(os.path.join(cache, "run"), exist_ok=True)
 
-    def template(self, engine: Engine):
-        """Path of the prepared store for engine.kind (built on first use), or an error text."""
-        kind = engine.kind
-        if kind not in self.templates:
-            name = f"{kind}-{self.ds.rows}-s{self.ds.seed}-b{self.batch}"
+    def template(self, engine: Engine, which: str):
+        """Path of the prepared store (built on first use), or an error text."""
+        tkey = (engine.kind, which)
+        if tkey not in self.templates:
+            name = f"{engine.kind}-{which}-{self.ds.rows}-s{self.ds.seed}-b{self.batch}"
             path = os.path.join(self.cache, "templates", name + ("" if engine.is_aerostore else ".db"))
             if not os.path.exists(path + ".ok"):
-                _remove(path)
+                for p in (path, path + "-wal", path + "-shm"):
+                    _remove(p)
                 os.makedirs(os.path.dirname(path), exist_ok=True)
-                prep = Engine(engine.name, kind, (("sync", "off"),) if engine.is_aerostore
+                prep = Engine(engine.name, engine.kind, (("sync", "on"),) if engine.is_aerostore
                               else (("mode", "wal"),), "prepare")
-                res = run_tcl(prep, "prepare", _params(prep, self.ds, path, self.batch, 0, 0),
+                wl = "prepare" if which == "checkpointed" else "prepare_" + which
+                res = run_tcl(prep, wl, _params(prep, self.ds, path, self.batch, 0, 0),
                               self.timeout)
-                if res.error:
-                    self.templates[kind] = "preparing the template failed: " + res.error
-                    return self.templates[kind]
+                # prepare_crashed ends with kill -9 on purpose
+                killed = which == "crashed" and res.returncode == -9
+                if (res.error and not killed) or wl not in res.figures:
+                    self.templates[tkey] = f"preparing the {which} template failed: " + (
+                        res.error or "no result")
+                    return self.templates[tkey]
                 open(path + ".ok", "w").close()
-            self.templates[kind] = path
-        return self.templates[kind]
+            self.templates[tkey] = path
+        return self.templates[tkey]
 
     def run(self, engine: Engine, workload, rep: int, commits: int, max_secs: float) -> Outcome:
         store_parent = os.path.join(self.cache, "run", f"{engine.name}-{workload.name}-{rep}")
@@ -103,14 +111,16 @@ class Scratch:
         os.makedirs(store_parent)
         store = os.path.join(store_parent, "store" if engine.is_aerostore else "db.sqlite")
         try:
-            if workload.needs_template:
-                tpl = self.template(engine)
+            if workload.template:
+                tpl = self.template(engine, workload.template)
                 if not os.path.exists(tpl):
                     return Outcome(error=tpl)
                 if engine.is_aerostore:
                     shutil.copytree(tpl, store)
                 elif dict(engine.params).get("mode") == "wal":
                     shutil.copyfile(tpl, store)
+                    if os.path.exists(tpl + "-wal"):       # a crashed template's log
+                        shutil.copyfile(tpl + "-wal", store + "-wal")
                 else:
                     store = tpl      # :memory: restores from the template, read-only
             params = _params(engine, self.ds, store, self.batch, commits, max_secs)

@@ -12,7 +12,7 @@ proc open_store {} {
     aerostore::set_config aerostore.synchronous_commit [param sync]
 }
 
-proc load {} {
+proc load_aerostore {} {
     set t0 [now]
     package require aerostore
     return [expr {([now] - $t0) / 1e6}]
@@ -21,7 +21,7 @@ proc load {} {
 # Untimed: build the template the read workloads start from, and checkpoint it
 # so that opening it is a checkpoint load (the reopen workload measures that).
 proc wl_prepare {} {
-    load
+    load_aerostore
     aerostore::init [param dir]
     aerostore::set_config aerostore.synchronous_commit off
     FlightState ingest_tsv [read_file [param flights]] [param batch]
@@ -30,8 +30,20 @@ proc wl_prepare {} {
     emit prepare $n rows
 }
 
+# Untimed: ingest with synchronous_commit on and checkpoints disabled, then
+# kill -9: every row is acknowledged, durable, and only in the WAL.
+proc wl_prepare_crashed {} {
+    load_aerostore
+    aerostore::init [param dir]
+    aerostore::set_config aerostore.synchronous_commit on
+    aerostore::set_config aerostore.checkpoint_interval_secs 0
+    FlightState ingest_tsv [read_file [param flights]] [param batch]
+    emit prepare_crashed [FlightState count] rows
+    exec kill -9 [pid]
+}
+
 proc wl_ingest {} {
-    load
+    load_aerostore
     open_store
     set rss0 [rss_kb]
     set t0 [now]
@@ -46,7 +58,7 @@ proc wl_ingest {} {
 }
 
 proc wl_update {} {
-    load
+    load_aerostore
     open_store
     set t0 [now]
     set data [read_file [param updates]]
@@ -57,7 +69,7 @@ proc wl_update {} {
 }
 
 proc wl_count_range {} {
-    load
+    load_aerostore
     open_store
     lassign [time_per_call {
         FlightState search -compare {{> altitude 30000}} -countOnly 1
@@ -66,7 +78,7 @@ proc wl_count_range {} {
 }
 
 proc wl_top50 {} {
-    load
+    load_aerostore
     open_store
     lassign [time_per_call {
         set n 0
@@ -81,7 +93,7 @@ proc wl_top50 {} {
 }
 
 proc wl_range_offset {} {
-    load
+    load_aerostore
     open_store
     lassign [time_per_call {
         set n 0
@@ -96,7 +108,7 @@ proc wl_range_offset {} {
 }
 
 proc wl_scan {} {
-    load
+    load_aerostore
     open_store
     FlightState index drop gs
     lassign [time_per_call {
@@ -106,7 +118,7 @@ proc wl_scan {} {
 }
 
 proc wl_get {} {
-    load
+    load_aerostore
     open_store
     set keys [read_keys [param keys]]
     foreach k [lrange $keys 0 999] { FlightState get $k }
@@ -120,7 +132,7 @@ proc wl_get {} {
 
 # Single-row commits: one autocommit [FlightState set] per call.
 proc wl_commit1 {} {
-    load
+    load_aerostore
     open_store
     set keys [read_keys [param keys] [param commits]]
     set deadline [expr {[now] + [param max_secs] * 1000000}]
@@ -137,7 +149,7 @@ proc wl_commit1 {} {
 
 # The same from 8 Tcl threads sharing the process's one engine, disjoint keys.
 proc wl_commit8 {} {
-    load
+    load_aerostore
     open_store
     package require Thread
     set nthreads [param threads 8]
@@ -184,12 +196,17 @@ proc wl_commit8 {} {
 
 # Reopen: time from aerostore::init on the checkpointed template to the answer
 # of a first point get (package loading, i.e. starting Python, reported apart).
-proc wl_reopen {} {
+proc wl_reopen {} { reopen reopen }
+
+# Recovery: the same on the crashed template (WAL replay of every row).
+proc wl_recover {} { reopen recover }
+
+proc reopen {figure} {
     set k [lindex [read_keys [param keys] 1] 0]
-    set load_s [load]
+    set load_s [load_aerostore]
     set t0 [now]
     open_store
     set row [FlightState get $k]
     set dt [expr {([now] - $t0) / 1e6}]
-    emit reopen $dt s check [llength $row] rows [FlightState count] package_require_s $load_s
+    emit $figure $dt s check [llength $row] rows [FlightState count] package_require_s $load_s
 }

@@ -88,6 +88,19 @@ proc wl_prepare {} {
     emit prepare $n rows
 }
 
+# Untimed: the same, then kill -9 before any checkpoint, so every row is still
+# in the -wal file (what a crash right after the load leaves behind).
+proc wl_prepare_crashed {} {
+    sqlite3 db [param db]
+    db eval {PRAGMA journal_mode = WAL}
+    db eval {PRAGMA synchronous = OFF}
+    db eval {PRAGMA wal_autocheckpoint = 0}
+    db eval $::SCHEMA
+    set n [load_tsv [param flights]]
+    emit prepare_crashed $n rows
+    exec kill -9 [pid]
+}
+
 proc wl_ingest {} {
     set rss0 [rss_kb]
     open_db 1
@@ -239,9 +252,15 @@ proc wl_commit8 {} {
 }
 
 # Reopen: time from opening the file to the answer of a first point get.
-proc wl_reopen {} {
+proc wl_reopen {} { reopen reopen "in-memory SQLite does not persist" }
+
+# Recovery: the same on the crashed template (SQLite rebuilds its WAL index
+# from the whole -wal file on first access).
+proc wl_recover {} { reopen recover "in-memory SQLite does not persist" }
+
+proc reopen {figure why_na} {
     if {[param mode] eq "mem"} {
-        emit reopen null "" na "in-memory SQLite does not persist"
+        emit $figure null "" na $why_na
         return
     }
     set k [lindex [read_keys [param keys] 1] 0]
@@ -249,7 +268,7 @@ proc wl_reopen {} {
     open_db
     set row [db eval {SELECT * FROM flights WHERE flight_id = $k}]
     set dt [expr {([now] - $t0) / 1e6}]
-    emit reopen $dt s check [llength $row] rows [db onecolumn {SELECT count(*) FROM flights}]
+    emit $figure $dt s check [llength $row] rows [db onecolumn {SELECT count(*) FROM flights}]
 }
 
 # Called by harness.tcl after the workload (outside any timing): close cleanly
