@@ -49,11 +49,15 @@ commit in it was acknowledged (with ``synchronous_commit on``).
 
 Group commit (``WalWriter``): committers encode their record in their own thread
 and enqueue it under the engine's commit lock (so queue order is CSN order).
-One writer thread takes everything pending, writes it with one ``write()``, calls
-``fdatasync`` once, then runs each commit's ``on_durable(csn)`` in CSN order and
-releases the committers' tickets.  When every pending commit was made with
-``synchronous_commit off`` nobody waits, so the writer lets the group grow for up
-to ``aerostore.wal_flush_delay_ms`` before flushing.  Any write or fdatasync
+One flusher at a time takes everything pending, writes it with one ``write()``,
+calls ``fdatasync`` once, then runs each commit's ``on_durable(csn)`` in CSN
+order and releases the committers' tickets.  The flusher is whoever gets there
+first (leader/follower): a committer waiting in ``Ticket.wait()`` while no flush
+runs leads the flush itself, so a lone committer pays the disk and no thread
+hand-offs; commits that arrive during a flush wait, and the writer thread
+flushes them as one group when it ends.  When every pending commit was made
+with ``synchronous_commit off`` nobody waits: the writer thread lets the group
+grow for up to ``aerostore.wal_flush_delay_ms`` before flushing it.  Any write or fdatasync
 error fails every commit of that group with ``StorageIOError`` and the log turns
 fail-stop: it never writes again, never retries the fsync (after a failed fsync
 the kernel may have dropped the dirty pages; the data is not safe), and every
@@ -90,6 +94,9 @@ FRAME_HEADER_SIZE = _FRAME.size  # 28
 _LEN = struct.Struct("<I")
 _COUNTED = struct.Struct("<IQQ")
 MAX_FRAME_PAYLOAD = 64 << 20  # the writer starts a new frame beyond this
+# The idle writer thread looks for pending commits this often even unnotified: a
+# synchronous commit whose committer never waits is still flushed.
+_BACKSTOP_SECS = 0.2
 
 _packer_opts = {"use_bin_type": True, "unicode_errors": "surrogatepass"}
 
@@ -280,11 +287,12 @@ class Ticket:
     disk, or raises ``StorageIOError`` (``ReadOnlyError`` if the log had already
     stopped) when it never will be."""
 
-    __slots__ = ("csn", "_lock", "_error")
+    __slots__ = ("csn", "_lock", "_error", "_writer")
 
-    def __init__(self, csn: int):
+    def __init__(self, csn: int, writer=None):
         self.csn = csn
         self._error = None
+        self._writer = writer
         self._lock = threading.Lock()
         self._lock.acquire()
 
@@ -297,6 +305,11 @@ class Ticket:
         return not self._lock.locked()
 
     def wait(self) -> None:
+        """Block until durable.  If no flush is running, the caller does the flush
+        itself (a leader, as in leader/follower group commit): a lone committer then
+        pays no thread hand-offs, only the disk."""
+        if self._lock.locked() and self._writer is not None:
+            self._writer.lead()
         with self._lock:
             pass
         if self._error is not None:
@@ -349,7 +362,9 @@ class WalWriter:
         self._cond = threading.Condition(threading.Lock())
         self._pending: list = []
         self._pending_since = 0.0
-        self._urgent = False
+        self._urgent = False     # a synchronous commit is pending
+        self._scheduled = False  # the writer thread was told about the pending group
+        self._flushing = False   # one flusher at a time: the writer thread or a leader
         self._stopping = False
         self._failed: StorageIOError | None = None
         self._cut: _CutJob | None = None
@@ -362,7 +377,7 @@ class WalWriter:
     # -- committer side ---------------------------------------------------
     def submit(self, csn: int, payload: bytes, on_durable, sync: bool) -> Ticket:
         """Queue an encoded commit; called under the engine's commit lock."""
-        ticket = Ticket(csn)
+        ticket = Ticket(csn, self)
         with self._cond:
             if self._failed is not None:
                 raise ReadOnlyError(f"{self.path}: the log stopped after an I/O error "
@@ -374,21 +389,39 @@ class WalWriter:
             self._last_logged = csn
             pending = self._pending
             pending.append((csn, payload, on_durable, ticket))
-            if sync:
-                self._urgent = True
-                self._cond.notify()
-            elif len(pending) == 1:
+            if len(pending) == 1:
                 self._pending_since = time.monotonic()
+            if sync:
+                self._urgent = True  # its committer will lead the flush in Ticket.wait()
+            elif not self._scheduled:
+                self._scheduled = True
                 self._cond.notify()
         return ticket
+
+    def lead(self) -> None:
+        """Flush everything pending in the calling thread, unless a flush is running
+        (then the running flusher, or the writer thread after it, takes it)."""
+        with self._cond:
+            if self._flushing or not self._pending or self._cut or self._stopping:
+                return
+            batch, self._pending = self._pending, []
+            self._urgent = self._scheduled = False
+            self._flushing = True
+        try:
+            self._flush(batch)
+        finally:
+            with self._cond:
+                self._flushing = False
+                if self._pending or self._cut or self._stopping:
+                    self._cond.notify()
 
     # -- writer thread -----------------------------------------------------
     def _run(self) -> None:
         cond = self._cond
         while True:
             with cond:
-                while not (self._pending or self._stopping or self._cut):
-                    cond.wait()
+                while self._flushing or not (self._pending or self._stopping or self._cut):
+                    cond.wait(_BACKSTOP_SECS)
                 if self._pending and not (self._urgent or self._stopping or self._cut):
                     deadline = self._pending_since + self._settings()[1] / 1000.0
                     while not (self._urgent or self._stopping or self._cut):
@@ -396,17 +429,22 @@ class WalWriter:
                         if left <= 0:
                             break
                         cond.wait(left)
+                    while self._flushing:  # a leader took the group meanwhile
+                        cond.wait()
                 batch, self._pending = self._pending, []
-                self._urgent = False
+                self._urgent = self._scheduled = False
                 job, self._cut = self._cut, None
                 stopping = self._stopping
-            if batch:
-                self._flush(batch)
-            if job is not None:
-                self._finish_cut(job)
-            if stopping:
+                self._flushing = True
+            try:
+                if batch:
+                    self._flush(batch)
+                if job is not None:
+                    self._finish_cut(job)
+            finally:
                 with cond:
-                    if not self._pending:
+                    self._flushing = False
+                    if stopping and not self._pending:
                         return
 
     def _flush(self, batch: list) -> None:
