@@ -1,0 +1,194 @@
+"""Durability benchmark: commit rates, group commit, WAL overhead, checkpoint and recovery.
+
+    .venv/bin/python bench/durability_bench.py [--rows 1000000] [--dir DIR] [--seconds 3]
+
+Figures (printed as a table; nothing is asserted):
+- the disk's floor: 64-byte append + fdatasync per second, measured in the same run;
+- single-thread durable commits/s (``synchronous_commit on``, one upsert per commit);
+- 8 threads committing at once (group commit): commits/s, fdatasyncs/s, commits per flush;
+- bulk ingest of ``--rows`` rows in 10k-row transactions, in memory vs durable (WAL overhead);
+- checkpoint time of ``--rows`` rows, then recovery time (open = load + replay + indexes);
+- the worst latency of a key lookup from another thread while a checkpoint runs.
+
+The machine is shared and noisy: compare figures measured in one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import aerostore  # noqa: E402
+from aerostore import FlightState  # noqa: E402
+
+
+def rows(n: int, seed: int = 42) -> list:
+    rng = random.Random(seed)
+    return [(f"F{i:07d}", rng.uniform(-90, 90), rng.uniform(-180, 180), rng.randrange(0, 45000),
+             rng.randrange(0, 700), 1700000000 + rng.randrange(0, 86400)) for i in range(n)]
+
+
+def disk_floor(folder: str, seconds: float) -> float:
+    path = os.path.join(folder, "floor.bin")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        os.write(fd, b"x" * 64)
+        os.fdatasync(fd)
+        n += 1
+    dt = time.perf_counter() - t0
+    os.close(fd)
+    os.unlink(path)
+    return n / dt
+
+
+def single_thread(folder: str, seconds: float) -> float:
+    db = aerostore.open(os.path.join(folder, "single"))
+    t = db.create_table(FlightState)
+    row = list(rows(1)[0])
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        row[3] = n
+        t.upsert(tuple(row))
+        n += 1
+    dt = time.perf_counter() - t0
+    db.close()
+    return n / dt
+
+
+def threaded(folder: str, seconds: float, nthreads: int = 8) -> dict:
+    db = aerostore.open(os.path.join(folder, "threads"))
+    t = db.create_table(FlightState)
+    base = db.stats()
+    counts = [0] * nthreads
+    stop = threading.Event()
+
+    def worker(i):
+        row = list(rows(1, seed=i)[0])
+        row[0] = f"T{i}"
+        n = 0
+        while not stop.is_set():
+            row[3] = n
+            t.upsert(tuple(row))
+            n += 1
+        counts[i] = n
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(nthreads)]
+    t0 = time.perf_counter()
+    for th in threads:
+        th.start()
+    time.sleep(seconds)
+    stop.set()
+    for th in threads:
+        th.join()
+    dt = time.perf_counter() - t0
+    st = db.stats()
+    db.close()
+    flushes = st["wal_flushes"] - base["wal_flushes"]
+    commits = sum(counts)
+    return {"commits_per_s": commits / dt, "flushes_per_s": flushes / dt,
+            "avg_batch": commits / max(flushes, 1), "max_batch": st["wal_max_batch"]}
+
+
+def ingest(path: str, data: list, **cfg) -> tuple:
+    db = aerostore.open(path, **cfg)
+    t = db.create_table(FlightState)
+    t0 = time.perf_counter()
+    for i in range(0, len(data), 10000):
+        t.upsert_many(data[i:i + 10000])
+    return db, time.perf_counter() - t0
+
+
+def checkpoint_latency(db, keys: list) -> dict:
+    """Run a checkpoint in a thread; measure every key lookup from this thread meanwhile."""
+    t = db.table("FlightState")
+    lat: list = []
+    done = threading.Event()
+    out = {}
+
+    def run():
+        t0 = time.perf_counter()
+        db.checkpoint()
+        out["ms"] = (time.perf_counter() - t0) * 1000
+        done.set()
+
+    th = threading.Thread(target=run)
+    th.start()
+    rng = random.Random(1)
+    while not done.is_set():
+        k = rng.choice(keys)
+        t0 = time.perf_counter()
+        t.get(k)
+        lat.append(time.perf_counter() - t0)
+        time.sleep(0.0005)  # a caller that does other work between calls
+    th.join()
+    lat.sort()
+    out["calls"] = len(lat)
+    out["max_ms"] = lat[-1] * 1000 if lat else 0.0
+    out["p99_ms"] = lat[int(len(lat) * 0.99)] * 1000 if lat else 0.0
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--dir", default=None, help="where to put the stores (default: a temp dir "
+                    "under the repository, i.e. on the same disk as the data would be)")
+    args = ap.parse_args()
+    folder = tempfile.mkdtemp(prefix="durability-bench-", dir=args.dir or os.getcwd())
+    try:
+        res = []
+        floor = disk_floor(folder, args.seconds)
+        res.append(("disk floor: 64 B append + fdatasync", f"{floor:,.0f}/s"))
+        st = single_thread(folder, args.seconds)
+        res.append(("single-thread durable commits", f"{st:,.0f}/s ({st / floor:.0%} of the floor)"))
+        mt = threaded(folder, args.seconds)
+        res.append(("8 threads, group commit", f"{mt['commits_per_s']:,.0f} commits/s, "
+                    f"{mt['flushes_per_s']:,.0f} fdatasync/s, {mt['avg_batch']:.1f} commits per "
+                    f"flush (max {mt['max_batch']})"))
+        data = rows(args.rows)
+        mem, t_mem = ingest(":memory:", data)
+        mem.close()
+        path = os.path.join(folder, "bulk")
+        db, t_dur = ingest(path, data)
+        res.append((f"bulk ingest {args.rows:,} rows, 10k/txn: memory", f"{t_mem:.2f} s "
+                    f"({args.rows / t_mem:,.0f} rows/s)"))
+        res.append(("  same, durable (WAL, sync on)", f"{t_dur:.2f} s ({args.rows / t_dur:,.0f} rows/s), "
+                    f"WAL overhead {(t_dur - t_mem) / t_mem:+.1%}, "
+                    f"WAL {db.stats()['wal_bytes'] / 2**20:.0f} MiB"))
+        lat = checkpoint_latency(db, [r[0] for r in data])
+        st = db.stats()
+        res.append((f"checkpoint of {args.rows:,} rows", f"{lat['ms']:.0f} ms "
+                    f"({st['last_checkpoint_bytes'] / 2**20:.0f} MiB)"))
+        res.append(("lookup latency during that checkpoint",
+                    f"max {lat['max_ms']:.2f} ms, p99 {lat['p99_ms']:.3f} ms over {lat['calls']} calls"))
+        db.table("FlightState").upsert_many(data[:50000])  # some log to replay
+        db.close()
+        t0 = time.perf_counter()
+        db = aerostore.open(path)
+        t_open = time.perf_counter() - t0
+        st = db.stats()
+        n = db.table("FlightState").count()
+        db.close()
+        res.append((f"recovery: open with {n:,} rows (+50k-row log)",
+                    f"{t_open:.2f} s total; storage part (read checkpoint, scan log) "
+                    f"{st['recovery_ms'] / 1000:.2f} s"))
+        width = max(len(k) for k, _ in res)
+        print(f"| {'figure':<{width}} | value |\n|{'-' * (width + 2)}|---|")
+        for k, v in res:
+            print(f"| {k:<{width}} | {v} |")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
