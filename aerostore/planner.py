@@ -225,7 +225,7 @@ def execute(store, s: int, q, overlay: dict | None, mode: str):
         rows.extend(r for r in overlay.values() if r is not None and pred(r))
     if count_only:
         return _clamp(len(rows), q)
-    if kf is not None:
+    if kf is not None and plan.kind != "walk":
         if need and need * 8 < len(rows):
             rows = heapq.nsmallest(need, rows, key=kf)
         else:
@@ -262,18 +262,20 @@ def _index_rows(store, plan, s, pred, skip) -> list:
     return out
 
 
-def _filter_entries(store, ix, chunk, s, pred, skip, out, stop=None):
+def _filter_entries(store, ix, chunk, s, pred, skip, out, keys_out=None):
     """Append to ``out`` the rows of ``chunk`` visible at ``s`` whose value matches the entry.
 
     A frozen slot has exactly one entry (the latch is held, pending is settled);
     a slot with a chain may have several, so the entry's key must equal the
-    visible version's key.  Returns the entry where ``stop(count)`` first held.
+    visible version's key.  With ``keys_out``, the entry key of each row kept is
+    appended there (the ordered walk uses it to find tie groups).
     """
     rows = store.rows
     p = ix.pos
     kp = store.key_pos
     key = ix.key
     append = out.append
+    kappend = keys_out.append if keys_out is not None else None
     if ix.packed:
         for e in chunk:
             head = rows[e & SLOT_MASK]
@@ -287,6 +289,8 @@ def _filter_entries(store, ix, chunk, s, pred, skip, out, stop=None):
                 continue
             if pred(r):
                 append(r)
+                if kappend is not None:
+                    kappend(e >> 32)
     else:
         for e in chunk:
             head = rows[e[1]]
@@ -300,6 +304,8 @@ def _filter_entries(store, ix, chunk, s, pred, skip, out, stop=None):
                 continue
             if pred(r):
                 append(r)
+                if kappend is not None:
+                    kappend(e[0])
 
 
 def _null_rows(store, ix, s, pred, skip) -> list:
@@ -321,6 +327,7 @@ def _walk(store, plan, s, pred, skip, need, kf) -> list:
 
     Nulls sort last ascending, first descending.  The result is sorted by ``kf``
     (ties within the boundary group by the remaining keys, then the key).
+    O(entries walked), not O(matches).
     """
     ix = plan.ix
     desc = plan.desc
@@ -332,56 +339,35 @@ def _walk(store, plan, s, pred, skip, need, kf) -> list:
         out.extend(nulls)
         if len(out) >= need:
             return out[:need]
+    nnull = len(out)
+    ekeys = []              # entry key of each non-null row in out, in walk order
     entry_key = ix.entry_key
     after = None
-    stop_key = None
     size = max(64, min(_CHUNK, need * 2))
-    done = False
-    while not done:
+    stop = None             # index in out where the rows past the boundary group start
+    while stop is None:
         with store.latch:
             ix.settle()
             chunk = ix.chunk(lo, hi, after, size, reverse=desc)
-            if not chunk:
+            if chunk:
+                _filter_entries(store, ix, chunk, s, pred, skip, out, ekeys)
+        if len(out) >= need:
+            boundary = ekeys[need - 1 - nnull]
+            j = need - nnull
+            m = len(ekeys)
+            while j < m and ekeys[j] == boundary:
+                j += 1
+            if j < m or not chunk or entry_key(chunk[-1]) != boundary:
+                stop = nnull + j
                 break
-            if stop_key is None:
-                got = []
-                _filter_entries(store, ix, chunk, s, pred, skip, got)
-                if len(out) + len(got) >= need:
-                    # find the boundary: the key of the need-th row, then keep its whole group
-                    p = ix.pos
-                    boundary = ix.key(got[need - len(out) - 1][p])
-                    out.extend(got)
-                    stop_key = boundary
-                else:
-                    out.extend(got)
-            else:
-                p = ix.pos
-                got = []
-                _filter_entries(store, ix, chunk, s, pred, skip, got)
-                for r in got:
-                    if ix.key(r[p]) != stop_key:
-                        done = True
-                        break
-                    out.append(r)
-                if done:
-                    break
-            if stop_key is not None:
-                last = entry_key(chunk[-1])
-                if last != stop_key:
-                    break
         if len(chunk) < size:
             break
         after = chunk[-1]
         size = min(size * 4, 16384)
-    if stop_key is None and not desc and hi is None:
+    if stop is not None:
+        del out[stop:]
+    elif not desc and hi is None:
         out.extend(_null_rows(store, ix, s, pred, skip))
-    if stop_key is not None:
-        p = ix.pos
-        key = ix.key
-        if desc:
-            out = [r for r in out if r[p] is None or key(r[p]) >= stop_key]
-        else:
-            out = [r for r in out if key(r[p]) <= stop_key]
     out.sort(key=kf)
     return out
 

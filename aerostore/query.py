@@ -370,8 +370,21 @@ class _Rev:
         return o.v >= self.v
 
 
+_sort_cache: dict = {}
+
+
 def sort_key_fn(schema, sort, descending: bool):
-    """Composite key: each sort field (nulls greatest), then the key ascending."""
+    """Composite key: each sort field (nulls greatest), then the key ascending.  Cached."""
+    ck = (schema.name, schema.key_pos, tuple(f.kind for f in schema.fields), tuple(sort), descending)
+    fn = _sort_cache.get(ck)
+    if fn is None:
+        if len(_sort_cache) > 512:
+            _sort_cache.clear()
+        fn = _sort_cache[ck] = _sort_key_fn(schema, sort, descending)
+    return fn
+
+
+def _sort_key_fn(schema, sort, descending: bool):
     parts = []
     kinds = [f.kind for f in schema.fields]
     for pos, sign in sort:
