@@ -28,7 +28,7 @@ import heapq
 
 from .index import SLOT_MASK
 from .mvcc import visible
-from .query import compile_predicate, compile_scan, sort_key_fn
+from .query import compile_entry_filter, compile_predicate, compile_scan, sort_key_fn
 
 __all__ = ["execute"]
 
@@ -204,7 +204,8 @@ def execute(store, s: int, q, overlay: dict | None, mode: str):
 
     kf = sort_key_fn(schema, q.sort, q.descending) if q.sort else None
     if plan.kind == "walk":
-        rows = _walk(store, plan, s, compile_predicate(schema, terms), skip, need, kf)
+        rows = _walk(store, plan, s, compile_predicate(schema, terms),
+                     _entry_filter(schema, terms, plan.ix, skip), skip, need, kf)
     elif plan.kind == "scan":
         rows = compile_scan(schema, terms, False, skip is not None)(store.rows, s, visible, skip)
     elif plan.kind == "key":
@@ -219,13 +220,13 @@ def execute(store, s: int, q, overlay: dict | None, mode: str):
     elif plan.kind == "nulls":
         rows = _null_rows(store, plan.ix, s, compile_predicate(schema, terms), skip)
     else:
-        rows = _index_rows(store, plan, s, compile_predicate(schema, terms), skip)
+        rows = _index_rows(store, plan, s, _entry_filter(schema, terms, plan.ix, skip), skip)
     if skip:
         pred = compile_predicate(schema, terms)
         rows.extend(r for r in overlay.values() if r is not None and pred(r))
     if count_only:
         return _clamp(len(rows), q)
-    if kf is not None and plan.kind != "walk":
+    if kf is not None and (plan.kind != "walk" or skip):
         if need and need * 8 < len(rows):
             rows = heapq.nsmallest(need, rows, key=kf)
         else:
@@ -243,8 +244,8 @@ def _clamp(c: int, q) -> int:
     return min(c, q.limit_n) if q.limit_n else c
 
 
-def _index_rows(store, plan, s, pred, skip) -> list:
-    """Visible rows behind the entries of ``plan.ranges`` that satisfy ``pred``."""
+def _index_rows(store, plan, s, filt, skip) -> list:
+    """Visible rows behind the entries of ``plan.ranges`` that pass ``filt``."""
     ix = plan.ix
     out = []
     for lo, hi in plan.ranges:
@@ -255,57 +256,21 @@ def _index_rows(store, plan, s, pred, skip) -> list:
                 chunk = ix.chunk(lo, hi, after, _CHUNK)
                 if not chunk:
                     break
-                _filter_entries(store, ix, chunk, s, pred, skip, out)
+                _filter_entries(store, ix, chunk, s, filt, skip, out)
             if len(chunk) < _CHUNK:
                 break
             after = chunk[-1]
     return out
 
 
-def _filter_entries(store, ix, chunk, s, pred, skip, out, keys_out=None):
-    """Append to ``out`` the rows of ``chunk`` visible at ``s`` whose value matches the entry.
+def _filter_entries(store, ix, chunk, s, filt, skip, out, keys_out=None):
+    """Append to ``out`` the rows of ``chunk`` visible at ``s`` that match (see compile_entry_filter).
 
-    A frozen slot has exactly one entry (the latch is held, pending is settled);
-    a slot with a chain may have several, so the entry's key must equal the
-    visible version's key.  With ``keys_out``, the entry key of each row kept is
-    appended there (the ordered walk uses it to find tie groups).
+    A frozen slot has exactly one entry (the latch is held, the index is
+    settled); a chained slot may have several, so the generated filter checks
+    that the entry's key equals the visible version's key.
     """
-    rows = store.rows
-    p = ix.pos
-    kp = store.key_pos
-    key = ix.key
-    append = out.append
-    kappend = keys_out.append if keys_out is not None else None
-    if ix.packed:
-        for e in chunk:
-            head = rows[e & SLOT_MASK]
-            if head.__class__ is tuple:
-                r = head
-            else:
-                r = visible(head, s)
-                if r is None or r[p] is None or key(r[p]) != e >> 32:
-                    continue
-            if skip is not None and r[kp] in skip:
-                continue
-            if pred(r):
-                append(r)
-                if kappend is not None:
-                    kappend(e >> 32)
-    else:
-        for e in chunk:
-            head = rows[e[1]]
-            if head.__class__ is tuple:
-                r = head
-            else:
-                r = visible(head, s)
-                if r is None or r[p] != e[0]:
-                    continue
-            if skip is not None and r[kp] in skip:
-                continue
-            if pred(r):
-                append(r)
-                if kappend is not None:
-                    kappend(e[0])
+    filt(chunk, store.rows, s, visible, ix.key, skip, out, keys_out if keys_out is not None else [])
 
 
 def _null_rows(store, ix, s, pred, skip) -> list:
@@ -322,7 +287,11 @@ def _null_rows(store, ix, s, pred, skip) -> list:
     return out
 
 
-def _walk(store, plan, s, pred, skip, need, kf) -> list:
+def _entry_filter(schema, terms, ix, skip):
+    return compile_entry_filter(schema, terms, ix.pos, ix.packed, skip is not None)
+
+
+def _walk(store, plan, s, pred, filt, skip, need, kf) -> list:
     """Ordered index walk: rows in index order until ``need`` rows and their tie group.
 
     Nulls sort last ascending, first descending.  The result is sorted by ``kf``
@@ -350,7 +319,7 @@ def _walk(store, plan, s, pred, skip, need, kf) -> list:
             ix.settle()
             chunk = ix.chunk(lo, hi, after, size, reverse=desc)
             if chunk:
-                _filter_entries(store, ix, chunk, s, pred, skip, out, ekeys)
+                _filter_entries(store, ix, chunk, s, filt, skip, out, ekeys)
         if len(out) >= need:
             boundary = ekeys[need - 1 - nnull]
             j = need - nnull

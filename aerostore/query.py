@@ -305,15 +305,48 @@ def compile_scan(schema, terms, count_only: bool, skip_keys: bool):
     return _make("count" if count_only else "scan", src, consts, schema, skip_keys)
 
 
-def _make(kind, cond, consts, schema, skip_keys=False):
+def compile_entry_filter(schema, terms, pos: int, packed: bool, skip_keys: bool):
+    """filt(chunk, rows, s, visible, key, skip, out, keys_out) for index entries of field ``pos``.
+
+    For each entry: the row its slot shows snapshot ``s``; a chained slot's row
+    must carry the entry's key (else the entry belongs to another version);
+    rows satisfying every term go to ``out`` and their entry keys to
+    ``keys_out``.  One generated loop, no call per entry.
+    """
+    kinds = [f.kind for f in schema.fields]
+    src, consts = _cond_src(terms, kinds)
+    return _make("packed" if packed else "tuple", src, consts, schema, skip_keys, pos)
+
+
+def _make(kind, cond, consts, schema, skip_keys=False, pos=0):
     kp = schema.key_pos
-    ckey = (kind, cond, skip_keys, kp, len(consts), schema.name)
+    ckey = (kind, cond, skip_keys, kp, len(consts), schema.name, pos)
     factory = _cache.get(ckey)
     if factory is None:
         args = ", ".join(f"c{i}" for i in range(len(consts)))
         skip = f"\n            if r[{kp}] in skip: continue" if skip_keys else ""
         if kind == "pred":
             body = f"    def pred(r):\n        return {cond}\n    return pred\n"
+        elif kind in ("packed", "tuple"):
+            if kind == "packed":
+                slot, ek, check = "e & 0xFFFFFFFF", "e >> 32", f"r[{pos}] is None or key(r[{pos}]) != e >> 32"
+            else:
+                slot, ek, check = "e[1]", "e[0]", f"r[{pos}] != e[0]"
+            body = (
+                f"    def filt(chunk, rows, s, visible, key, skip, out, keys_out):\n"
+                f"        append = out.append\n"
+                f"        kappend = keys_out.append\n"
+                f"        for e in chunk:\n"
+                f"            head = rows[{slot}]\n"
+                f"            if head.__class__ is tuple:\n"
+                f"                r = head\n"
+                f"            else:\n"
+                f"                r = visible(head, s)\n"
+                f"                if r is None or {check}: continue{skip}\n"
+                f"            if {cond}:\n"
+                f"                append(r)\n"
+                f"                kappend({ek})\n"
+                f"    return filt\n")
         else:
             acc = "n += 1" if kind == "count" else "append(r)"
             init = "n = 0" if kind == "count" else "out = []\n        append = out.append"
