@@ -371,6 +371,7 @@ class WalWriter:
         self.flushes = 0
         self.commits_flushed = 0
         self.max_batch = 0
+        self._last_batch = 1
         self._thread = threading.Thread(target=self._run, name="aerostore-wal", daemon=True)
         self._thread.start()
 
@@ -400,14 +401,26 @@ class WalWriter:
 
     def lead(self) -> None:
         """Flush everything pending in the calling thread, unless a flush is running
-        (then the running flusher, or the writer thread after it, takes it)."""
+        (then the running flusher, or the writer thread after it, takes it).
+
+        When the previous group was larger than what is pending now, other
+        committers are probably about to enqueue: the leader claims the flush,
+        then yields the GIL a few times so they can join its group instead of
+        waiting for the next flush.
+        """
         with self._cond:
             if self._flushing or not self._pending or self._cut or self._stopping:
                 return
-            batch, self._pending = self._pending, []
-            self._urgent = self._scheduled = False
             self._flushing = True
+            expect = self._last_batch
         try:
+            for _ in range(expect):
+                if len(self._pending) >= expect:
+                    break
+                time.sleep(0)
+            with self._cond:
+                batch, self._pending = self._pending, []
+                self._urgent = self._scheduled = False
             self._flush(batch)
         finally:
             with self._cond:
@@ -467,6 +480,7 @@ class WalWriter:
             self.durable_csn = batch[-1][0]
             self.flushes += 1
             self.commits_flushed += len(batch)
+            self._last_batch = len(batch)
             if len(batch) > self.max_batch:
                 self.max_batch = len(batch)
         for csn, _, on_durable, _ in batch:
