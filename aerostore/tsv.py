@@ -240,18 +240,20 @@ class Codec:
             lines = [ln for ln in lines if ln]
         if not lines:
             return []
-        cells = list(map(str.split, lines, repeat("\t")))
-        width = self.width
-        if min(map(len, cells)) != width or max(map(len, cells)) != width:
-            return None
+        # the conversion's tuple unpacking checks the column count (ValueError)
+        cells = map(str.split, lines, repeat("\t"))
         if not clean:
-            for i in self._numeric:
-                col = "\t".join(map(itemgetter(i), cells))
-                if not col.isascii():
-                    return None
-                for ch in _LENIENT_CHARS:
-                    if ch in col:
+            cells = list(cells)
+            try:
+                for i in self._numeric:
+                    col = "\t".join(map(itemgetter(i), cells))
+                    if not col.isascii():
                         return None
+                    for ch in _LENIENT_CHARS:
+                        if ch in col:
+                            return None
+            except IndexError:      # a short line
+                return None
         try:
             rows = self._convert(cells)
         except (ValueError, KeyError):
