@@ -224,14 +224,15 @@ class TableStore:
         Index entries of dropped versions are removed in one batch per index.
         """
         rows = self.rows
-        idx = list(self.indexes.values())
         unfrozen = self.unfrozen
-        rm_vals = {ix.pos: [] for ix in idx}
-        rm_slots = {ix.pos: [] for ix in idx}
         simple = []
         simple_append = simple.append
         n_frozen = 0
         with self.latch:
+            # the index list under the latch: create_index may run while we wait for it
+            idx = list(self.indexes.values())
+            rm_vals = {ix.pos: [] for ix in idx}
+            rm_slots = {ix.pos: [] for ix in idx}
             for slot in slot_list:
                 head = rows[slot]
                 if head is None or head.__class__ is tuple:
