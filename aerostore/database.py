@@ -345,18 +345,21 @@ class Database:
     def stats(self) -> dict:
         """Counters: rows, versions, commits, csn, wal_bytes, ... (values are ints or strs)."""
         self._check_open()
-        s = self._snaps.watermark
+        s = self._snaps.take()      # registered: a vacuum may not prune under the count
         rows = 0
         versions = 0
-        for st in self._stores.values():
-            with st.latch:
-                rows += st.count(s)
-                versions += st.n_frozen
-                for slot in st.unfrozen:
-                    v = st.rows[slot]
-                    while v is not None:
-                        versions += 1
-                        v = v.prev
+        try:
+            for st in self._stores.values():
+                with st.latch:
+                    rows += st.count(s)
+                    versions += st.n_frozen
+                    for slot in st.unfrozen:
+                        v = st.rows[slot]
+                        while v is not None:
+                            versions += 1
+                            v = v.prev
+        finally:
+            self._snaps.release(s)
         out = {"rows": rows, "versions": versions, "commits": self._commits, "csn": self._csn,
                "tables": len(self._stores), "snapshots": self._snaps.active(),
                "pending_prune": len(self._prune_q),
@@ -443,17 +446,39 @@ class Table:
         return self._db._snaps.watermark
 
     def get(self, key):
-        """The row tuple of ``key`` (latest committed), or None.  O(1)."""
+        """The row tuple of ``key`` (latest committed), or None.  O(1).
+
+        Lock-free: the watermark is not registered, so a vacuum running meanwhile
+        may drop the version this read was walking to, or recycle the slot.  That
+        needs a horizon above ``s``, i.e. the watermark moved: then (only when the
+        answer is None or names another key) read again under a registered snapshot.
+        """
         s = self._latest()
         if key.__class__ is not str:
             key = self.schema.coerce_key(key)
-        return self._st.get(key, s)
+        st = self._st
+        r = st.get(key, s)
+        if (r is None or r[st.key_pos] != key) and self._db._snaps.watermark != s:
+            snaps = self._db._snaps
+            s = snaps.take()
+            try:
+                r = st.get(key, s)
+            finally:
+                snaps.release(s)
+        return r
 
     def exists(self, key) -> bool:
         return self.get(key) is not None
 
     def count(self) -> int:
-        return self._st.count(self._latest())
+        """Visible rows at the latest snapshot (registered: a vacuum may not prune under it)."""
+        db = self._db
+        db._check_open()
+        s = db._snaps.take()
+        try:
+            return self._st.count(s)
+        finally:
+            db._snaps.release(s)
 
     def query(self) -> Query:
         return Query(self)
