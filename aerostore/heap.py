@@ -79,7 +79,8 @@ class TableStore:
         """Fold every index's pending writes in, then recycle freed slots."""
         with self.latch:
             for ix in self.indexes.values():
-                ix.settle()
+                if ix.ready:
+                    ix.settle()
             if self.limbo:
                 self.free.extend(self.limbo)
                 self.limbo.clear()
@@ -290,7 +291,12 @@ class TableStore:
 
     # -- bulk load, indexes -----------------------------------------------------------
     def load(self, rows_iter) -> None:
-        """Replace the contents with frozen rows (recovery); indexes are rebuilt."""
+        """Replace the contents with frozen rows (recovery).
+
+        Indexes are emptied and rebuilt lazily, each on its first read
+        (``ready_index``): recovery is ready for key access at once, and an
+        index nobody queries costs nothing.
+        """
         with self.latch:
             rows = list(rows_iter)
             kp = self.key_pos
@@ -300,41 +306,45 @@ class TableStore:
             self.limbo = []
             self.unfrozen = set()
             self.n_frozen = len(rows)
-            for pos in list(self.indexes):
-                self._build_index(pos)
+            for ix in self.indexes.values():
+                ix.retire()
+
+    def ready_index(self, ix: SortedIndex) -> SortedIndex:
+        """``ix`` built and settled, for reading.  Caller holds the latch."""
+        if not ix.ready:
+            self._fill(ix)
+        ix.settle()
+        return ix
 
     def create_index(self, pos: int) -> bool:
         """Build an index on field ``pos``; False if it exists.  O(n log n)."""
         with self.latch:
             if pos in self.indexes:
                 return False
-            self.indexes[pos] = SortedIndex(pos, self.schema.fields[pos].kind)
-            self._build_index(pos)
+            ix = SortedIndex(pos, self.schema.fields[pos].kind)
+            self._fill(ix)
+            self.indexes[pos] = ix
             return True
 
     def drop_index(self, pos: int) -> bool:
         with self.latch:
             return self.indexes.pop(pos, None) is not None
 
-    def _build_index(self, pos: int) -> None:
-        ix = SortedIndex(pos, self.schema.fields[pos].kind)
-        vals = []
-        slots = []
-        chains = []
-        for slot, head in enumerate(self.rows):
-            if head is None:
-                continue
-            if head.__class__ is tuple:
-                vals.append(head[pos])
-                slots.append(slot)
-            else:
-                chains.append((slot, head))
+    def _fill(self, ix: SortedIndex) -> None:
+        """Build ``ix`` from every retained version in the heap.  O(n log n), C-speed sort."""
+        pos = ix.pos
+        rows = self.rows
+        if self.n_frozen == len(rows):
+            slots = list(range(len(rows)))
+            vals = [r[pos] for r in rows]
+        else:
+            slots = [i for i, h in enumerate(rows) if h.__class__ is tuple]
+            vals = [rows[i][pos] for i in slots]
         ix.build(vals, slots)
-        for slot, head in chains:
-            for val in _chain_values(head, pos):
+        for slot in self.unfrozen:
+            for val in _chain_values(rows[slot], pos):
                 ix.add(val, slot)
         ix.settle()
-        self.indexes[pos] = ix
 
     # -- invariants ----------------------------------------------------------------------
     def _check(self) -> None:
@@ -370,7 +380,7 @@ class TableStore:
             for s in self.free + self.limbo:
                 assert rows[s] is None, f"free slot {s} is in use"
             for pos, ix in self.indexes.items():
-                ix.settle()
+                self.ready_index(ix)
                 ix._check()
                 want = set()
                 nulls = set()

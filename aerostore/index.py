@@ -65,6 +65,7 @@ class SortedIndex:
         self.adds: list = []   # logged writes, folded in by settle()
         self.rms: list = []
         self.nulls: set = set()
+        self.ready = True      # False: not built yet (after recovery); writes are not logged
 
     # -- keys and entries ----------------------------------------------------
     def key(self, value):
@@ -103,6 +104,8 @@ class SortedIndex:
     # -- writes (lazy) ---------------------------------------------------------
     def add(self, value, slot: int) -> None:
         """Record that ``slot`` has a version with ``value``.  O(1)."""
+        if not self.ready:
+            return
         if value is None:
             self.nulls.add(slot)
         else:
@@ -110,6 +113,8 @@ class SortedIndex:
 
     def remove(self, value, slot: int) -> None:
         """Record that no retained version of ``slot`` has ``value`` any more.  O(1)."""
+        if not self.ready:
+            return
         if value is None:
             self.nulls.discard(slot)
         else:
@@ -126,19 +131,14 @@ class SortedIndex:
         """(non-null values, their slots, slots with null)."""
         if None not in values:
             return values, slots, ()
-        nv = []
-        ns = []
-        nulls = []
-        for v, s in zip(values, slots):
-            if v is None:
-                nulls.append(s)
-            else:
-                nv.append(v)
-                ns.append(s)
-        return nv, ns, nulls
+        nulls = [s for v, s in zip(values, slots) if v is None]
+        pairs = [(v, s) for v, s in zip(values, slots) if v is not None]
+        return [p[0] for p in pairs], [p[1] for p in pairs], nulls
 
     def add_many(self, values: list, slots: list) -> None:
         """``add`` for many pairs; keys computed in bulk.  O(n), no hashing."""
+        if not self.ready:
+            return
         values, slots, nulls = self._split_nulls(values, slots)
         if nulls:
             self.nulls.update(nulls)
@@ -147,6 +147,8 @@ class SortedIndex:
 
     def remove_many(self, values: list, slots: list) -> None:
         """``remove`` for many pairs."""
+        if not self.ready:
+            return
         values, slots, nulls = self._split_nulls(values, slots)
         if nulls:
             self.nulls.difference_update(nulls)
@@ -212,6 +214,14 @@ class SortedIndex:
         sl._maxes.extend(sub[-1] for sub in lists)
         sl._len = len(vals)
 
+    def retire(self) -> None:
+        """Forget every entry; the owner rebuilds from the heap before the next read."""
+        self.sl.clear()
+        self.adds = []
+        self.rms = []
+        self.nulls = set()
+        self.ready = False
+
     def build(self, values: list, slots: list) -> None:
         """Replace everything with entries for (values[i], slots[i]).  O(n log n) at C speed."""
         self.sl.clear()
@@ -222,6 +232,7 @@ class SortedIndex:
         vals = self._entries(values, slots)
         vals.sort()
         self._reload(vals)
+        self.ready = True
 
     # -- reads (call settle() first) ---------------------------------------------
     def __len__(self):

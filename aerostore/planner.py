@@ -124,11 +124,11 @@ def choose(store, q, count_only: bool) -> Plan:
             rs = _field_ranges(ix, terms)
             if rs is None:
                 if any(t.pos == pos and t.op == "null" for t in terms):
-                    est = len(ix.nulls)
+                    est = len(store.ready_index(ix).nulls)
                     if best is None or est < best.est:
                         best = Plan("nulls", est, ix=ix)
                 continue
-            ix.settle()
+            store.ready_index(ix)
             est = sum(ix.count_between(a, b) for a, b in rs)
             if best is None or est < best.est:
                 best = Plan("index", est, ix=ix, ranges=rs)
@@ -252,7 +252,7 @@ def _index_rows(store, plan, s, filt, skip) -> list:
         after = None
         while True:
             with store.latch:
-                ix.settle()
+                store.ready_index(ix)
                 chunk = ix.chunk(lo, hi, after, _CHUNK)
                 if not chunk:
                     break
@@ -277,7 +277,7 @@ def _null_rows(store, ix, s, pred, skip) -> list:
     p = ix.pos
     kp = store.key_pos
     with store.latch:
-        slots = list(ix.nulls)
+        slots = list(store.ready_index(ix).nulls)
         rows = store.rows
         out = []
         for slot in slots:
@@ -316,7 +316,7 @@ def _walk(store, plan, s, pred, filt, skip, need, kf) -> list:
     stop = None             # index in out where the rows past the boundary group start
     while stop is None:
         with store.latch:
-            ix.settle()
+            store.ready_index(ix)
             chunk = ix.chunk(lo, hi, after, size, reverse=desc)
             if chunk:
                 _filter_entries(store, ix, chunk, s, filt, skip, out, ekeys)
@@ -347,7 +347,7 @@ def _index_only_count(store, plan, s, pred):
     rs = plan.ranges
     p = ix.pos
     with store.latch:
-        ix.settle()
+        store.ready_index(ix)
         unfrozen = store.unfrozen
         if len(unfrozen) > 65536:
             return None
