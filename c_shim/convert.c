@@ -200,16 +200,34 @@ static Tcl_Obj *seq_to_tcl(PyObject *v)
 {
     Py_ssize_t n = PySequence_Fast_GET_SIZE(v), i;
     PyObject **items = PySequence_Fast_ITEMS(v);
-    Tcl_Obj *list = Tcl_NewListObj(0, NULL);
+    Tcl_Obj *small[16], **objs = small, *list = NULL;
 
-    for (i = 0; i < n; i++) {
-        Tcl_Obj *e = shim_py_to_tcl(items[i]);
-        if (!e) {
-            Tcl_IncrRefCount(list);
-            Tcl_DecrRefCount(list);
+    if (n > INT_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "list is too long for Tcl");
+        return NULL;
+    }
+    if (n > 16) {
+        objs = PyMem_Malloc(sizeof(Tcl_Obj *) * n);
+        if (!objs) {
+            PyErr_NoMemory();
             return NULL;
         }
-        Tcl_ListObjAppendElement(NULL, list, e);
+    }
+    for (i = 0; i < n; i++) {
+        objs[i] = shim_py_to_tcl(items[i]);
+        if (!objs[i]) {
+            break;
+        }
+        Tcl_IncrRefCount(objs[i]);
+    }
+    if (i == n) {
+        list = Tcl_NewListObj((int)n, objs);   /* takes its own references */
+    }
+    while (i-- > 0) {
+        Tcl_DecrRefCount(objs[i]);
+    }
+    if (objs != small) {
+        PyMem_Free(objs);
     }
     return list;
 }

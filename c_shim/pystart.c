@@ -187,13 +187,16 @@ static void drop_thread_state(ClientData unused)
 
 PyGILState_STATE shim_gil_enter(void)
 {
-    if (PyGILState_GetThisThreadState() == NULL) {
+    static __thread int has_state;     /* this thread has a Python thread state */
+
+    if (!has_state && PyGILState_GetThisThreadState() == NULL) {
         /* First call from this thread: make its thread state and keep it
          * (the gilstate counter stays at 1 until drop_thread_state). */
         (void)PyGILState_Ensure();
         (void)PyEval_SaveThread();
         Tcl_CreateThreadExitHandler(drop_thread_state, NULL);
     }
+    has_state = 1;
     return PyGILState_Ensure();
 }
 

@@ -83,8 +83,7 @@ class Session:
     # -- where reads and writes go -------------------------------------------
     def _table(self):
         """The FlightState table, or the same through the open transaction."""
-        t = self._txn_table
-        return t if t is not None else state.flights()
+        return self._txn_table or state.current or state.flights()
 
     @staticmethod
     def _schema():
@@ -137,7 +136,8 @@ class Session:
 
     # -- FlightState ---------------------------------------------------------
     def t_get(self, key, *fields):
-        row = self._table().get(key)
+        # The hottest command: no helper calls on the way to Table.get.
+        row = (self._txn_table or state.current or state.flights()).get(key)
         if row is None:
             return None
         if not fields:

@@ -21,8 +21,8 @@ import threading
 from ..config import Config
 from ..errors import UsageError
 
-__all__ = ["open_store", "database", "flights", "use", "close", "shutdown",
-           "set_config", "get_config", "DEFAULT_DIR", "TABLE"]
+__all__ = ["open_store", "database", "flights", "current", "directory", "use", "close",
+           "shutdown", "set_config", "get_config", "DEFAULT_DIR", "TABLE"]
 
 DEFAULT_DIR = "./aerostore_tcl_data"
 TABLE = "FlightState"
@@ -32,6 +32,7 @@ _lock = threading.RLock()
 _db = None               # the Database, or None
 _dir = None              # its absolute directory, or ":memory:"
 _flights = None          # _db.table(TABLE)
+current = None           # the same, public: None when no store is open (read on hot paths)
 _pending = Config()      # settings made before init
 _changed: dict = {}      # key -> text, the settings made before init
 
@@ -42,7 +43,7 @@ def _where(data_dir: str) -> str:
 
 def open_store(data_dir: str) -> str:
     """Open the process's store at ``data_dir`` (or find it open); its directory."""
-    global _db, _dir, _flights
+    global _db, _dir, _flights, current
     import aerostore
     from ..flightstate import FlightState
 
@@ -62,18 +63,18 @@ def open_store(data_dir: str) -> str:
         except BaseException:
             db.close()
             raise
-        _db, _dir = db, where
+        _db, _dir, current = db, where, _flights
         return _dir
 
 
 def use(db, where: str = MEMORY) -> None:
     """Make ``db`` (opened by the host Python) the store the Tcl commands use."""
-    global _db, _dir, _flights
+    global _db, _dir, _flights, current
     from ..flightstate import FlightState
     with _lock:
         if _db is not None and _db is not db:
             raise UsageError(f'aerostore is already open on "{_dir}"', "OPEN", _dir)
-        _flights = db.create_table(FlightState)
+        _flights = current = db.create_table(FlightState)
         _db, _dir = db, _where(where)
 
 
@@ -115,9 +116,9 @@ def get_config(key: str) -> str:
 
 def close() -> None:
     """Close the store (idempotent); settings made before init are forgotten too."""
-    global _db, _dir, _flights, _pending
+    global _db, _dir, _flights, _pending, current
     with _lock:
-        db, _db, _dir, _flights = _db, None, None, None
+        db, _db, _dir, _flights, current = _db, None, None, None, None
         _pending = Config()
         _changed.clear()
     if db is not None:
