@@ -71,8 +71,10 @@ def write_checkpoint(io, dirpath: str, csn: int, tables) -> tuple[int, int]:
     """Write ``tables`` (``(schema_dict, index_fields, row_iterable)`` each) as the
     checkpoint at ``csn``, atomically.  Returns ``(rows, bytes)``.
 
-    Raises ``StorageIOError`` if any step fails; the previous checkpoint then
-    stays in force and the temp file is removed.
+    Raises ``StorageIOError`` if any step fails; the temp file is removed and
+    the previous checkpoint stays in force (unless only the final directory
+    fsync failed: then either may be).  An error from a row iterator propagates
+    after the same clean-up.
     """
     tmp = os.path.join(dirpath, TEMP_FILENAME)
     final = os.path.join(dirpath, FILENAME)
@@ -113,19 +115,22 @@ def write_checkpoint(io, dirpath: str, csn: int, tables) -> tuple[int, int]:
         io.rename(tmp, final)
         step = "syncing the directory of"
         io.fsync_dir(dirpath)
-    except OSError as e:
+    except BaseException as e:  # an I/O error, or the row iterator failing: clean up
         if fd is not None:
             try:
                 io.close(fd)
             except OSError:
                 pass
-        try:
-            if os.path.exists(tmp):
-                io.unlink(tmp)
-        except OSError:
-            pass
+        if step != "syncing the directory of":
+            try:
+                if os.path.exists(tmp):
+                    io.unlink(tmp)
+            except OSError:
+                pass
+        if not isinstance(e, OSError):
+            raise
         raise StorageIOError(f"checkpoint: {step} {tmp} failed: {e.strerror or e}; "
-                             "the previous checkpoint and the log are intact",
+                             "the log is intact, so every commit is still recoverable",
                              _errno_name(e)) from None
     return sum(counts), written
 

@@ -100,10 +100,14 @@ class DirectoryStorage:
         self._io = io if io is not None else fileio.DEFAULT
         if os.path.exists(self.path) and not os.path.isdir(self.path):
             raise UsageError(f"{self.path} is not a directory")
-        if not os.path.exists(self.path):
-            os.makedirs(self.path, 0o700)
-            os.chmod(self.path, 0o700)
-        self._lock_fd = lock_directory(self.path)
+        try:
+            if not os.path.exists(self.path):
+                os.makedirs(self.path, 0o700)
+                os.chmod(self.path, 0o700)
+            self._lock_fd = lock_directory(self.path)
+        except OSError as e:
+            raise StorageIOError(f"cannot open data directory {self.path}: {e.strerror or e}",
+                                 errno.errorcode.get(e.errno or 0, "EIO")) from None
         self._wal_path = os.path.join(self.path, WAL)
         self._ckpt_path = os.path.join(self.path, CHECKPOINT)
         self._writer: wal.WalWriter | None = None

@@ -268,3 +268,19 @@ def test_crash_at_every_step_of_a_checkpoint_recovers_the_same_state(tmp_path):
         s.close()
         shutil.rmtree(d)
     assert outcomes == {5, 12}
+
+
+def test_a_failing_row_iterator_leaves_no_temp_file(tmp_path):
+    d = str(tmp_path / "db")
+    s, _ = open_storage(d)
+    s.log(1, []).wait()
+
+    def rows():
+        yield ("a", 1)
+        raise KeyError("engine bug")
+
+    with pytest.raises(KeyError):
+        s.checkpoint(1, [(SCHEMA, [], rows())])
+    assert sorted(os.listdir(d)) == ["lock", "wal.log"]
+    s.log(2, []).wait()
+    s.close()

@@ -98,6 +98,13 @@ def test_a_cut_log_without_its_checkpoint_is_corrupt(tmp_path):
     assert "checkpoint" in ei.value.what
 
 
+def test_a_directory_that_cannot_be_created_is_an_io_error(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(aerostore.StorageIOError) as ei:
+        DirectoryStorage(str(tmp_path / "file" / "db"))
+    assert ei.value.code == ("AEROSTORE", "IO", "ENOTDIR")
+
+
 def test_not_a_directory(tmp_path):
     p = tmp_path / "file"
     p.write_text("x")
