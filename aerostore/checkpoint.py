@@ -26,9 +26,8 @@ artefact, and the store refuses to open.
 
 Writing (``write_checkpoint``): rows are pulled from the engine's snapshot
 iterators in slices, packed and appended to ``checkpoint.dat.tmp``; between
-slices the thread sleeps for zero seconds, which hands the GIL to any waiting
-thread so that Tcl and Python callers are not stalled behind a long
-checkpoint.  Then the temp file is fdatasync'ed, renamed over
+slices the thread sleeps for 0.1 ms, which hands the GIL to any waiting thread
+so that Tcl and Python callers are not stalled behind a long checkpoint.  Then the temp file is fdatasync'ed, renamed over
 ``checkpoint.dat`` and the directory fsync'ed.  A crash before the rename
 leaves the previous checkpoint in force (the temp file is removed on the next
 open); a crash after it leaves the new one, and the log still holds every
@@ -56,6 +55,10 @@ FILENAME = "checkpoint.dat"
 TEMP_FILENAME = "checkpoint.dat.tmp"
 SLICE_ROWS = 2048
 _FLUSH_BYTES = 1 << 20
+# Pause between slices.  sleep(0) releases the GIL but takes it straight back
+# before a waiting thread wakes (CPython hands it over only after the 5 ms switch
+# interval), so the pause must be long enough for a waiter to get it.
+_YIELD_SECS = 0.0001
 _LEN = struct.Struct("<I")
 _HEAD = struct.Struct("<II")
 _pack_opts = {"use_bin_type": True, "unicode_errors": "surrogatepass"}
@@ -102,7 +105,7 @@ def write_checkpoint(io, dirpath: str, csn: int, tables) -> tuple[int, int]:
                     io.write(fd, buf)
                     written += len(buf)
                     buf = bytearray()
-                time.sleep(0)  # let waiting threads run between slices
+                time.sleep(_YIELD_SECS)  # let waiting threads run between slices
             counts.append(n)
         buf += _frame(("end", counts))
         io.write(fd, buf)
