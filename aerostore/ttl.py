@@ -11,13 +11,13 @@ Which rows: in every table that has an integer field named ``updated_at``
 ``now - updated_at > ttl_secs`` for integer times).  A null ``updated_at`` never
 expires.
 
-How: through ordinary transactions of at most ``slice_rows`` deletes each, the
-oldest rows first (an ordered walk of the updated_at index that stops after
-``slice_rows`` rows, so each slice is cheap), so deletes are
-logged, watchers see them, open snapshots keep seeing the rows, and no caller
-waits behind a long commit.  A slice that loses a write conflict (the row was
-just updated) is simply retried with a fresh snapshot, so a row refreshed
-concurrently is never deleted.
+How: a pass finds the expired keys of a table in one snapshot (one range of
+the updated_at index), then deletes them through ordinary transactions of at
+most ``slice_rows`` rows each, so deletes are logged, watchers see them, open
+snapshots keep seeing the rows, and no caller waits behind a long commit.
+Each slice re-reads its rows in its own snapshot and skips any refreshed since;
+a slice that loses a write conflict (a row refreshed meanwhile) is retried with
+a fresh snapshot, so a row refreshed concurrently is never deleted.
 
 API::
 
@@ -152,34 +152,45 @@ class TTLSweeper:
         return out
 
     def _sweep_table(self, name, cutoff) -> int:
+        """Find the expired keys in one snapshot (one index range), then delete
+        them in slices, each slice a transaction that re-checks its rows."""
         db = self._db
         n = self.slice_rows
+        pos = db.table(name).schema.position(TTL_FIELD)
+        keys = db.table(name).query().lt(TTL_FIELD, cutoff).keys()
         deleted = 0
-        conflicts = 0
         background = threading.current_thread() is self._thread
-        while True:
+        for i in range(0, len(keys), n):
             if background and not self._started:
-                return deleted
-            txn = db.begin()
+                break
+            deleted += self._delete_slice(name, keys[i:i + n], pos, cutoff)
+            time.sleep(0)                   # let other threads in between slices
+        return deleted
+
+    def _delete_slice(self, name, keys, pos, cutoff) -> int:
+        """Delete those of ``keys`` still expired, in one transaction.
+
+        A row refreshed since the keys were found is skipped; one refreshed
+        after this transaction's snapshot makes it conflict, and the retry
+        (with a fresh snapshot) skips it.
+        """
+        for _ in range(_MAX_CONFLICT_RETRIES):
+            txn = self._db.begin()
             try:
                 t = txn.table(name)
-                # oldest first: an ordered walk of the index that stops at n rows
-                keys = t.query().lt(TTL_FIELD, cutoff).sort_by(TTL_FIELD).limit(n).keys()
-                if not keys:
-                    txn.rollback()
-                    return deleted
-                t.delete_many(keys)
+                get = t.get
+                doomed = []
+                for k in keys:
+                    r = get(k)
+                    if r is not None and r[pos] is not None and r[pos] < cutoff:
+                        doomed.append(k)
+                if not doomed:
+                    return 0
+                t.delete_many(doomed)
                 txn.commit()
+                return len(doomed)
             except TransientError:
-                txn.rollback()
-                conflicts += 1
-                if conflicts > _MAX_CONFLICT_RETRIES:
-                    return deleted          # busy rows: the next pass tries again
                 continue
-            except BaseException:
+            finally:
                 txn.rollback()
-                raise
-            deleted += len(keys)
-            if len(keys) < n:
-                return deleted
-            time.sleep(0)                   # let other threads in between slices
+        return 0                            # busy rows: the next pass tries again
