@@ -16,14 +16,18 @@ API used by Python programs and by the Tcl bridge (``FlightState ingest_tsv``,
     codec(schema)                         -> Codec (cached per schema)
     Codec.decode(data, first_line=1)      -> list of validated row tuples (str or bytes)
     Codec.encode(rows)                    -> str, one line per row (floats via repr)
-    ingest_tsv(db, table, data, batch_size=1024, txn=None)         -> IngestResult
-    ingest_file(db, table, path, batch_size=1024, progress=None, txn=None) -> IngestResult
-    export_tsv(db, table, dest=None, query=None, txn=None)         -> str, or rows written
+    ingest_tsv(db, table, data, batch_size=1024, *, txn=None, progress=None)  -> IngestResult
+    ingest_file(db, table, path, batch_size=1024, *, txn=None, progress=None,
+                hold_bytes=64 MiB)                                  -> IngestResult
+    export_tsv(db, table, dest=None, *, query=None, txn=None)       -> str, or rows written
     str(IngestResult) == "rows_seen=N inserted=N updated=N batches=N elapsed_ms=F"
+    progress(phase, rows, elapsed_s)      phase "validate" (files) or "apply"
 
 Ingest is an upsert by key in batches of ``batch_size`` rows, each batch one
 transaction (or, given ``txn``, all through that transaction, uncommitted).
-The whole input is validated before the first batch commits.
+The whole input is validated before the first batch commits; if a later batch
+fails (I/O error), the error's ``ingested`` attribute counts what committed.
+docs/ingest.md has the full rules.
 
 Speed: decoding works on chunks of whole lines with C-speed builtins
 (``str.split`` mapped over lines, one generated comprehension converting a
