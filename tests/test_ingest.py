@@ -254,3 +254,11 @@ def test_failure_mid_ingest_reports_what_was_committed(db, monkeypatch):
     r = ei.value.ingested
     assert (r.inserted, r.updated, r.batches) == (6, 0, 2)
     assert db.table("FlightState").query().match("flight_id", "P*").count() == 6
+
+
+def test_ingest_tsv_progress(db):
+    calls = []
+    db.ingest_tsv("FlightState", "".join(f"G{i}\t1\t2\t3\t4\t5\n" for i in range(10)), 4,
+                  progress=lambda *a: calls.append(a), progress_interval=0.0)
+    assert [c[:2] for c in calls] == [("apply", 4), ("apply", 8), ("apply", 10), ("apply", 10)]
+    assert all(c[2] >= 0 for c in calls)
