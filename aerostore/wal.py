@@ -122,33 +122,30 @@ def _array_header(n: int) -> bytes:
     return b"\xdd" + n.to_bytes(4, "big")
 
 
-def _frame(records: list, first: int, last: int) -> list:
-    """Frame header plus payload parts for consecutive ``(csn, payload)`` records."""
-    parts = [_array_header(len(records))]
-    parts.extend(r[1] for r in records)
-    length = sum(map(len, parts))
-    crc = zlib.crc32(_COUNTED.pack(len(records), first, last), zlib.crc32(_LEN.pack(length)))
-    for p in parts:
-        crc = zlib.crc32(p, crc)
-    return [_FRAME.pack(length, crc, len(records), first, last)] + parts
+def _frame(records: list) -> bytes:
+    """One frame holding consecutive records (``(csn, payload, ...)`` tuples)."""
+    n = len(records)
+    body = b"".join([_COUNTED.pack(n, records[0][0], records[-1][0]), _array_header(n),
+                     *[r[1] for r in records]])
+    length = _LEN.pack(len(body) - 20)
+    return b"".join((length, _LEN.pack(zlib.crc32(body, zlib.crc32(length))), body))
 
 
-def build_frames(records: list) -> tuple[bytes, list]:
-    """Encode a group of ``(csn, payload)`` records as frames.
+def build_frames(records: list) -> list:
+    """Encode a group of records (``(csn, payload, ...)`` tuples) as frames.
 
-    Returns the bytes to write and, per frame, ``(length_in_bytes, count, last_csn)``.
+    Returns the frames; a group whose payloads pass ``MAX_FRAME_PAYLOAD`` is split.
     """
-    parts, meta = [], []
+    if len(records) == 1:
+        return [_frame(records)]
+    frames = []
     start, size = 0, 0
-    for i, (_, payload) in enumerate(records):
-        size += len(payload)
+    for i, r in enumerate(records):
+        size += len(r[1])
         if size >= MAX_FRAME_PAYLOAD or i == len(records) - 1:
-            group = records[start:i + 1]
-            fparts = _frame(group, group[0][0], group[-1][0])
-            parts.extend(fparts)
-            meta.append((sum(map(len, fparts)), len(group), group[-1][0]))
+            frames.append(_frame(records[start:i + 1]))
             start, size = i + 1, 0
-    return b"".join(parts), meta
+    return frames
 
 
 class WalScan:
@@ -461,17 +458,18 @@ class WalWriter:
                         return
 
     def _flush(self, batch: list) -> None:
-        data, meta = build_frames([(b[0], b[1]) for b in batch])
+        frames = build_frames(batch)
         try:
-            self._io.write(self._fd, data)
+            self._io.write(self._fd, frames[0] if len(frames) == 1 else b"".join(frames))
             self._io.fdatasync(self._fd)
         except OSError as e:
             self._fail(e, batch)
             return
         with self._cond:
             pos = self._end
-            for nbytes, count, last in meta:
-                pos += nbytes
+            for f in frames:
+                pos += len(f)
+                count, _, last = _COUNTED.unpack_from(f, 8)
                 self._frame_ends.append(pos)
                 self._frame_last.append(last)
                 self._frame_counts.append(count)
