@@ -222,3 +222,16 @@ def test_strings_round_trip_tcl_python_disk(shim, tmp_path):
     # Tcl counts a non-BMP character as two (UTF-16) units
     expected = [len(k.encode("utf-16-le")) // 2 for k in STRINGS]
     assert [int(x) for x in p.stdout.split()] == expected
+
+
+def test_demo_script_runs(shim, tmp_path):
+    p = tclsh(f"set argv {{}}; set argc 0; source {{{TCL_DIR}/test.tcl}}\n",
+              env_extra={"TMPDIR": str(tmp_path)})
+    out = p.stdout
+    for expected in ("aerostore ready (dir=", "rows_seen=8 inserted=8 updated=0 batches=2",
+                     "  BAW404  alt=38000", "watch: update DAL456",
+                     "above 30000 now: BAW404 DAL456 JBU202 UAL123",
+                     "after commit: 7 rows, ASA303 exists: 0", "UAL123 exists: 1",
+                     "checkpoint rows=7"):
+        assert expected in out, out
+    assert list(tmp_path.iterdir()) == []       # the demo removed its store
