@@ -42,7 +42,7 @@ static const Spec table_subs[] = {
     {"fields", "t_fields", CALL, 0, 0, 0, ""},
     {"get", "t_get", CALL, 1, -1, 1, "key ?field ...?"},
     {"index", NULL, INDEX, 1, 2, 0, "indexed|create field|drop field"},
-    {"ingest_file", "t_ingest_file", CALL, 1, 2, 0, "path ?batch_size?"},
+    {"ingest_file", "t_ingest_file", CALL, 1, 4, 0, "path ?batch_size? ?-progress command?"},
     {"ingest_tsv", "t_ingest_tsv", CALL, 1, 2, 0, "tsv ?batch_size?"},
     {"search", "t_search", SEARCH, 0, -1, 0, "?-option value ...?"},
     {"set", "t_set", CALL, 3, -1, 2, "key field value ?field value ...?"},

@@ -8,6 +8,11 @@
  * event loop (vwait, update) then runs `{*}callback op key {field value ...}`
  * at global level; an error in it is a background error.  Events that arrive
  * after the interp was deleted are dropped.
+ *
+ * call_tcl(capsule, words) is the synchronous counterpart, for callbacks that
+ * run inside a command on the interp's own thread (ingest_file -progress): it
+ * runs the command at global level with the GIL released; an error in it is a
+ * background error too, so the command that called it goes on.
  */
 #include "shim.h"
 
@@ -109,6 +114,45 @@ static PyObject *post_event(PyObject *self, PyObject *args)
     Tcl_ThreadAlert(si->thread);
     Py_RETURN_TRUE;
 }
+
+static PyObject *call_tcl(PyObject *self, PyObject *args)
+{
+    PyObject *capsule, *words;
+    ShimInterp *si;
+    Tcl_Obj *cmd;
+    PyThreadState *ts;
+
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OO", &capsule, &words)) {
+        return NULL;
+    }
+    si = PyCapsule_GetPointer(capsule, CAPSULE_NAME);
+    if (!si) {
+        return NULL;
+    }
+    if (!si->alive || Tcl_GetCurrentThread() != si->thread) {
+        PyErr_SetString(PyExc_RuntimeError, "call_tcl: not on the interpreter's thread");
+        return NULL;
+    }
+    cmd = shim_py_to_tcl(words);
+    if (!cmd) {
+        return NULL;
+    }
+    Tcl_IncrRefCount(cmd);
+    ts = PyEval_SaveThread();
+    if (Tcl_EvalObjEx(si->interp, cmd, TCL_EVAL_GLOBAL) != TCL_OK) {
+        Tcl_BackgroundException(si->interp, TCL_ERROR);
+    }
+    Tcl_ResetResult(si->interp);
+    PyEval_RestoreThread(ts);
+    Tcl_DecrRefCount(cmd);
+    Py_RETURN_NONE;
+}
+
+PyMethodDef shim_call_tcl_def = {
+    "call_tcl", call_tcl, METH_VARARGS,
+    "call_tcl(capsule, words): run a command now, on the interp's thread (errors are background errors)."
+};
 
 PyMethodDef shim_post_event_def = {
     "post_event", post_event, METH_VARARGS,

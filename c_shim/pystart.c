@@ -121,15 +121,16 @@ static int start_interpreter(void)
 static void import_bridge(void)
 {
     PyGILState_STATE g = shim_gil_enter();
-    PyObject *split = NULL, *post = NULL, *r = NULL;
+    PyObject *split = NULL, *post = NULL, *call = NULL, *r = NULL;
 
     shim_convert_init();
     shim_session_module = PyImport_ImportModule("aerostore.tclbridge.session");
     if (shim_session_module) {
         split = PyCFunction_New(&shim_split_list_def, NULL);
         post = PyCFunction_New(&shim_post_event_def, NULL);
-        if (split && post) {
-            r = PyObject_CallMethod(shim_session_module, "install_shim", "OO", split, post);
+        call = PyCFunction_New(&shim_call_tcl_def, NULL);
+        if (split && post && call) {
+            r = PyObject_CallMethod(shim_session_module, "install_shim", "OOO", split, post, call);
         }
     }
     if (!r) {
@@ -139,6 +140,7 @@ static void import_bridge(void)
     Py_XDECREF(r);
     Py_XDECREF(split);
     Py_XDECREF(post);
+    Py_XDECREF(call);
     shim_gil_leave(g);
 }
 

@@ -91,6 +91,9 @@ int shim_search(ShimInterp *si, Tcl_Interp *interp, int objc, Tcl_Obj *const obj
 /* The Python callable `post_event(capsule, payload)`: queue payload
  * (callback, op, key, pairs) to the interp's thread. */
 extern PyMethodDef shim_post_event_def;
+/* The Python callable `call_tcl(capsule, words)`: run a command in the interp
+ * now (only from its own thread, inside one of its commands). */
+extern PyMethodDef shim_call_tcl_def;
 /* A capsule holding a reference to si, for Session.post_event. */
 PyObject *shim_interp_capsule(ShimInterp *si);
 

@@ -307,6 +307,23 @@ def test_ingest_file_and_write_tsv(loaded, tmp_path):
     assert e.message == 'bad option "-bogus": must be -compare or -file'
 
 
+def test_ingest_file_progress(loaded, tmp_path):
+    path = tmp_path / "in.tsv"
+    path.write_text(tsv_of(ROWS))
+    loaded.eval("proc prog {args} { lappend ::progress $args }")
+    r = loaded.call("FlightState", "ingest_file", str(path), "-progress", "prog")
+    assert r.startswith("rows_seen=7 inserted=0 updated=7 batches=1 ")
+    calls = [loaded.tk.splitlist(c) for c in loaded.tk.splitlist(loaded.eval("set ::progress"))]
+    assert [(c[0], c[1]) for c in calls] == [("validate", "7"), ("apply", "7")]
+    float(calls[-1][2])
+    r = loaded.call("FlightState", "ingest_file", str(path), "3", "-progress", "prog")
+    assert " batches=3 " in r
+    e = loaded.error("FlightState", "ingest_file", str(path), "-progress")
+    assert e.message == '"-progress" option requires an additional argument'
+    e = loaded.error("FlightState", "ingest_file", str(path), "1", "-x", "y")
+    assert e.message == 'bad option "-x": must be -progress'
+
+
 # -- search ---------------------------------------------------------------------------------
 
 def test_search_count_and_result(loaded):

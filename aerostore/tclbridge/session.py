@@ -25,14 +25,16 @@ from .tclstyle import choose, install_split_list, split_list
 
 __all__ = ["Session", "install_shim", "tcl_error", "shutdown"]
 
-_post_event = None
+_post_event = None        # post_event(capsule, (callback, words)): queue to the interp's thread
+_call_tcl = None          # call_tcl(capsule, words): run now, on the interp's thread
 
 
-def install_shim(split_list_fn, post_event_fn) -> None:
+def install_shim(split_list_fn, post_event_fn, call_tcl_fn) -> None:
     """Called once by the shim with its C helpers."""
-    global _post_event
+    global _post_event, _call_tcl
     install_split_list(split_list_fn)
     _post_event = post_event_fn
+    _call_tcl = call_tcl_fn
 
 
 def tcl_error(exc: BaseException) -> tuple:
@@ -202,9 +204,25 @@ class Session:
         return str(tsv.ingest_tsv(state.database(), state.TABLE, str(data), batch_size,
                                   txn=self._txn))
 
-    def t_ingest_file(self, path, batch_size=1024):
+    def t_ingest_file(self, path, *args):
+        """``path ?batch_size? ?-progress command?``: the command is called as
+        ``{*}command phase rows elapsed_s`` about once a second (phase validate,
+        then apply)."""
+        batch_size, progress = 1024, None
+        if args and not str(args[0]).startswith("-"):
+            batch_size, args = args[0], args[1:]
+        for i in range(0, len(args), 2):
+            choose(args[i], ("-progress",), "option")
+            if i + 1 == len(args):
+                raise UsageError('"-progress" option requires an additional argument',
+                                 "OPTION", "-progress")
+            words = split_list(args[i + 1], "-progress command")
+            capsule, call = self._capsule, _call_tcl
+
+            def progress(phase, rows, elapsed_s, words=words):
+                call(capsule, words + [phase, rows, round(elapsed_s, 3)])
         return str(tsv.ingest_file(state.database(), state.TABLE, str(path), batch_size,
-                                   txn=self._txn))
+                                   txn=self._txn, progress=progress))
 
     def t_write_tsv(self, *args):
         query, path = None, None
