@@ -93,7 +93,7 @@ _FRAME = struct.Struct("<IIIQQ")
 FRAME_HEADER_SIZE = _FRAME.size  # 28
 _LEN = struct.Struct("<I")
 _COUNTED = struct.Struct("<IQQ")
-MAX_FRAME_PAYLOAD = 64 << 20  # the writer starts a new frame beyond this
+MAX_FRAME_PAYLOAD = 32 << 20  # the writer starts a new frame beyond this (see _candidates)
 # The idle writer thread looks for pending commits this often even unnotified: a
 # synchronous commit whose committer never waits is still flushed.
 _BACKSTOP_SECS = 0.2
@@ -189,6 +189,37 @@ def _valid_frame(buf, pos: int, size: int, prev_last: int) -> int:
     return end
 
 
+_ZERO_TO_ONE = bytes([1] + [0] * 255)  # bytes.translate table: 1 where the byte is 0
+
+
+def _candidates(buf, start: int, size: int):
+    """Offsets in ``[start, size)`` where a frame header could begin, cheaply.
+
+    A header has a commit count of 1 .. 2^24-1 (a 32 MiB frame holds fewer) and
+    CSNs below 2^56, so its bytes 8..10 are not all zero and bytes 11, 19 and 27
+    are.  Bitwise operations on big integers (one byte per offset) test that for
+    a whole chunk of offsets at C speed; only the survivors get the exact check.
+    Without this, searching a torn tail of many megabytes would take seconds.
+    """
+    chunk = 1 << 22
+    q0 = start
+    while q0 <= size - FRAME_HEADER_SIZE:
+        n = min(chunk, size - FRAME_HEADER_SIZE + 1 - q0)
+        z = bytes(buf[q0:q0 + n + 27]).translate(_ZERO_TO_ONE)
+
+        def col(k):
+            return int.from_bytes(z[k:k + n], "little")
+
+        hits = col(11) & col(19) & col(27) & ~(col(8) & col(9) & col(10))
+        if hits:
+            m = hits.to_bytes(n, "little")
+            i = m.find(1)
+            while i >= 0:
+                yield q0 + i
+                i = m.find(1, i + 1)
+        q0 += n
+
+
 def scan(path: str) -> WalScan:
     """Check every frame of the log at ``path``; see the module docstring for the rule.
 
@@ -233,7 +264,7 @@ def _scan(path: str, buf, size: int) -> WalScan:
             probe = pos + FRAME_HEADER_SIZE + length
             if probe < size and _valid_frame(buf, probe, size, prev_last):
                 raise CorruptError(path, pos, "frame checksum mismatch before the end of the log")
-        for q in range(pos + 1, size - FRAME_HEADER_SIZE + 1):
+        for q in _candidates(buf, pos + 1, size):
             if _valid_frame(buf, q, size, prev_last):
                 raise CorruptError(path, pos, f"damaged frame; a valid frame follows at offset {q}")
         ws.torn = size - pos

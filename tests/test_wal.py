@@ -1,6 +1,7 @@
 """The write-ahead log: format, group commit, torn tails, bit flips (storage level)."""
 
 import os
+import random
 import shutil
 import struct
 import threading
@@ -285,3 +286,25 @@ def test_wal_shorter_than_its_header_is_corrupt(tmp_path):
         f.truncate(10)
     with pytest.raises(CorruptError):
         reopen(d)
+
+
+def test_a_valid_frame_far_after_a_bad_one_is_found(tmp_path):
+    """The search for valid frames after a bad one covers megabytes of garbage."""
+    d = str(tmp_path / "db")
+    fill(d, 3)
+    path = os.path.join(d, "wal.log")
+    data = open(path, "rb").read()
+    o = frame_offsets(d)
+    bad = bytearray(data[o[1]:o[2]])
+    bad[0] ^= 0x40  # a length that points nowhere useful
+    garbage = random.Random(7).randbytes(4 * 2 ** 20 + 12345)
+    with open(path, "wb") as f:
+        f.write(data[:o[1]] + bytes(bad) + garbage + data[o[2]:])
+    with pytest.raises(CorruptError) as ei:
+        reopen(d)
+    assert ei.value.offset == o[1] and "valid frame follows" in ei.value.what
+    with open(path, "wb") as f:  # without the later frame it is a torn tail
+        f.write(data[:o[1]] + bytes(bad) + garbage)
+    s, rec = reopen(d)
+    assert replay(rec)[1] == [1] and rec.torn_bytes == len(bad) + len(garbage)
+    s.close()
