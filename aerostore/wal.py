@@ -496,6 +496,9 @@ class WalWriter:
         except OSError as e:
             self._fail(e, batch)
             return
+        except BaseException:  # e.g. KeyboardInterrupt in a leading thread: state unknown
+            self._fail(OSError(errno.EINTR, "interrupted while writing"), batch)
+            raise
         with self._cond:
             pos = self._end
             for f in frames:
@@ -512,14 +515,16 @@ class WalWriter:
             self._last_batch = len(batch)
             if len(batch) > self.max_batch:
                 self.max_batch = len(batch)
-        for csn, _, on_durable, _ in batch:
-            if on_durable is not None:
-                try:
-                    on_durable(csn)
-                except Exception:  # a broken callback must not stop the log
-                    traceback.print_exc()
-        for item in batch:
-            item[3]._finish()
+        try:
+            for csn, _, on_durable, _ in batch:
+                if on_durable is not None:
+                    try:
+                        on_durable(csn)
+                    except Exception:  # a broken callback must not stop the log
+                        traceback.print_exc()
+        finally:  # the commits are durable: release every committer, come what may
+            for item in batch:
+                item[3]._finish()
 
     def _fail(self, e: OSError, batch: list) -> None:
         err = _io_error("writing", self.path, e)

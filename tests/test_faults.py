@@ -190,3 +190,32 @@ def test_engine_reports_io_errors_and_turns_read_only(tmp_path, monkeypatch):
     t = db.table("FlightState")
     assert t.get("A") == ("A", 1.0, 2.0, 3, 4, 5) and t.get("B") is None and t.count() == 1
     db.close()
+
+
+class InterruptingIO(fileio.FileIO):
+    """An fdatasync interrupted by KeyboardInterrupt in the thread doing it."""
+
+    armed = False
+
+    def fdatasync(self, fd):
+        if self.armed:
+            self.armed = False
+            raise KeyboardInterrupt
+        super().fdatasync(fd)
+
+
+def test_interrupted_flush_fails_its_commits_and_stops_the_log(tmp_path):
+    d = str(tmp_path / "db")
+    io = InterruptingIO()
+    s, _ = open_storage(d, io)
+    s.log(1, []).wait()
+    io.armed = True
+    t = s.log(2, [])
+    with pytest.raises(KeyboardInterrupt):
+        t.wait()  # this thread led the flush and was interrupted in it
+    with pytest.raises(StorageIOError):
+        t.wait()
+    with pytest.raises(ReadOnlyError):
+        s.log(3, [])
+    s.close()
+    assert committed(d) == [1]
