@@ -102,11 +102,14 @@ class Codec:
         self._numeric = [i for i, f in enumerate(fields) if f.kind in ("int", "float")]
         # str fields (the key among them) whose empty cell is an error, not null
         self._nonempty = [i for i, f in enumerate(fields) if f.kind == "str" and not f.nullable]
-        self._convert = self._compile_convert()
+        # -0.0 must become 0.0 ("+ 0.0" does it); chunks without a float zero,
+        # most of them, skip that per-value addition
+        self._convert_zero = self._compile_convert(fix_zero=True)
+        self._convert = self._compile_convert(fix_zero=False) if self._floats else self._convert_zero
         self._encode_fast, self._encode_slow = self._compile_encode()
 
     # -- code generation ---------------------------------------------------
-    def _compile_convert(self):
+    def _compile_convert(self, fix_zero: bool):
         bool_fast = {}
         for word, val in _BOOL_WORDS.items():
             for w in (word, word.upper(), word.title()):
@@ -123,7 +126,7 @@ class Codec:
             if f.kind == "int":
                 exprs.append(f"_int({v}){null}")
             elif f.kind == "float":
-                exprs.append(f"_float({v}) + 0.0{null}")
+                exprs.append(f"_float({v}){' + 0.0' if fix_zero else ''}{null}")
             elif f.kind == "bool":
                 exprs.append(f"_bool[{v}]" if f.nullable else f"_bool_nonnull[{v}]")
             else:
@@ -273,12 +276,16 @@ class Codec:
                     continue
             if min(col) < lo or max(col) > hi:
                 return None
+        zero = False
         for i in self._floats:
             col = list(map(itemgetter(i), rows))
             if None in col:
                 col = [v for v in col if v is not None]
             if not math.isfinite(sum(col)):
                 return None
+            zero = zero or 0.0 in col
+        if zero and self._convert is not self._convert_zero:
+            rows = self._convert_zero(map(str.split, lines, repeat("\t")))
         return rows
 
     def _slow(self, text: str, first_line: int) -> list:
