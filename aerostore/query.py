@@ -39,42 +39,60 @@ _USAGE = {0: "{op} field", 1: "{op} field value", 2: "{op} field low high"}
 
 
 def glob_to_regex(pattern: str, nocase: bool):
-    """Compile a Tcl ``string match`` pattern (*, ?, [chars], [a-z], \\x) to a fullmatch function."""
+    """Compile a Tcl ``string match`` pattern to a fullmatch function (Tcl 8.6 semantics).
+
+    ``*`` any run, ``?`` one character, ``[chars]`` one of the characters or
+    ranges ``a-z`` (either order), ``\\x`` the character x.  As in Tcl: a ``[``
+    set without its ``]`` runs to the end of the pattern; an empty set, a
+    dangling range (``[a-``) matches nothing, a trailing backslash never
+    matches; ``nocase`` compares the lower-cased pattern with the lower-cased text.
+    One quirk is not reproduced: a range whose end is ``]`` (``[a-]``), after
+    which Tcl resumes at a different ``]`` depending on which item matched.
+    """
+    if nocase:
+        pattern = pattern.lower()
     out = []
+    ranges = False
     i = 0
     n = len(pattern)
     while i < n:
         c = pattern[i]
         if c == "*":
-            out.append(".*")
+            if not out or out[-1] != ".*":
+                out.append(".*")
         elif c == "?":
             out.append(".")
-        elif c == "\\" and i + 1 < n:
+        elif c == "\\":
             i += 1
+            if i >= n:
+                out.append("(?!)")
+                break
             out.append(re.escape(pattern[i]))
         elif c == "[":
-            j = pattern.find("]", i + 1)
-            if j < 0:
-                out.append(re.escape(c))
-            else:
-                body = pattern[i + 1:j]
-                parts = []
-                k = 0
-                while k < len(body):
-                    if k + 2 < len(body) and body[k + 1] == "-":
-                        a, b = body[k], body[k + 2]
-                        if a > b:
-                            a, b = b, a
-                        parts.append(re.escape(a) + "-" + re.escape(b))
-                        k += 3
-                    else:
-                        parts.append(re.escape(body[k]))
-                        k += 1
-                out.append("[" + "".join(parts) + "]" if parts else "(?!)")
-                i = j
+            j = i + 1
+            parts = []
+            while j < n and pattern[j] != "]":
+                a = pattern[j]
+                j += 1
+                if j < n and pattern[j] == "-":
+                    j += 1
+                    if j >= n:
+                        break  # a dangling range matches nothing
+                    a, b = sorted((a, pattern[j]))
+                    j += 1
+                    parts.append(re.escape(a) + "-" + re.escape(b))
+                    ranges = True
+                else:
+                    parts.append(re.escape(a))
+            out.append("[" + "".join(parts) + "]" if parts else "(?!)")
+            i = j  # at the closing ] (skipped below) or at the end
         else:
             out.append(re.escape(c))
         i += 1
+    if nocase and ranges:
+        # Tcl lower-cases the text, then compares with the range: [!-[] holds A, not a
+        fm = re.compile("".join(out), re.DOTALL).fullmatch
+        return lambda text: fm(text.lower())
     flags = re.DOTALL | (re.IGNORECASE if nocase else 0)
     return re.compile("".join(out), flags).fullmatch
 
