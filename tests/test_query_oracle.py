@@ -575,3 +575,43 @@ def test_bad_queries_are_usage_errors(flights):
         q().sort_by(("lat", "up"))
     with pytest.raises(aerostore.UsageError):
         q().sort_by("-nosuch")
+
+
+# -- match is Tcl's string match ------------------------------------------------------------------
+
+@pytest.mark.parametrize("pattern,text,nocase,want", [
+    ("a\\", "a\\", False, False),        # a trailing backslash never matches
+    ("a[bc", "ab", False, True),         # an unclosed set runs to the end of the pattern
+    ("a[bc", "a[bc", False, False),
+    ("-[", "-[", True, False),           # an empty unclosed set never matches
+    ("[a-", "a", False, False),          # a dangling range matches nothing
+    ("[xa-", "x", False, True),
+    ("[!-[]", "A", True, False),         # nocase lower-cases the text: a is not in !-[
+    ("[!-[]", "A", False, True),
+    ("[Z-a]", "z", True, True),          # z-a after lower-casing: a..z
+    ("*[?B[", "ab[", False, True),
+])
+def test_glob_edge_cases_follow_tcl(pattern, text, nocase, want):
+    from aerostore.query import glob_to_regex
+    assert (glob_to_regex(pattern, nocase)(text) is not None) is want
+
+
+def test_match_agrees_with_tcl_string_match():
+    """Differential test against the real ``string match`` of the Tcl that tkinter embeds."""
+    tkinter = pytest.importorskip("tkinter")
+    try:
+        tcl = tkinter.Tcl()
+    except tkinter.TclError:
+        pytest.skip("no Tcl")
+    from aerostore.query import glob_to_regex
+    rng = random.Random(1)
+    for alpha, salpha in [("aAbB-]\\[*?xZ^!", "aAbB-]\\[xZ^!*?"), ("ab[]-*?\\", "ab[]-*?\\"),
+                          ("aZ_[]-*", "azAZ_[]-*`^"), ("ÄäßK[-]*?k", "äÄßkK\u212a")]:
+        for _ in range(3000):
+            p = "".join(rng.choice(alpha) for _ in range(rng.randrange(0, 7)))
+            s = "".join(rng.choice(salpha) for _ in range(rng.randrange(0, 5)))
+            if "-]" in p:
+                continue        # a range ending in ]: the one documented exception
+            for nocase in (True, False):
+                want = bool(int(tcl.call("string", "match", *(["-nocase"] if nocase else []), p, s)))
+                assert (glob_to_regex(p, nocase)(s) is not None) is want, (p, s, nocase)
