@@ -68,7 +68,7 @@ def test_unknown_table(db):
         db.ingest_tsv("Nope", "A\t1\t2\t3\t4\t5\n")
 
 
-GOOD = "".join(f"N{i}\t1\t2\t3\t4\t5\n" for i in range(50))
+GOOD = "".join("\n" if i == 24 else f"N{i}\t1\t2\t3\t4\t5\n" for i in range(50))   # line 25 blank
 BAD_CASES = [
     # (data, line, column, message tail)  -- each after 50 good lines (lines 1..50)
     ("A\t1\t2\t3\t4", 51, 6, "expected 6 columns (flight_id lat lon altitude gs updated_at), got 5"),
