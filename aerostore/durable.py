@@ -104,6 +104,7 @@ class DirectoryStorage:
             if not os.path.exists(self.path):
                 os.makedirs(self.path, 0o700)
                 os.chmod(self.path, 0o700)
+                self._io.fsync_dir(os.path.dirname(self.path))  # the new name is durable too
             self._lock_fd = lock_directory(self.path)
         except OSError as e:
             raise StorageIOError(f"cannot open data directory {self.path}: {e.strerror or e}",
