@@ -118,6 +118,8 @@ class Subscription:
         cb = self.callback
         if cb is not None:
             for ev in events:
+                if self.closed:         # a callback ended it meanwhile
+                    return
                 try:
                     cb(ev)
                 except Exception as e:  # a subscriber's bug must not stop commits

@@ -124,10 +124,18 @@ def test_callback_may_unsubscribe_itself(db, hub):
         hub.unsubscribe(sub)
 
     sub = hub.subscribe("T", callback=once)
-    db.commit(ins("a"))
+    db.commit(ins("a"), ins("a2"))
     db.commit(ins("b"))
     assert got == ["a"]
     assert hub.subscriptions() == []
+
+    # one callback ends another subscription: that one gets nothing more,
+    # not even the rest of the commit being delivered
+    victim_got = []
+    hub.subscribe("T", callback=lambda ev: hub.unsubscribe(victim))
+    victim = hub.subscribe("T", callback=lambda ev: victim_got.append(ev.key))
+    db.commit(ins("c"), ins("d"))
+    assert victim_got == []
 
 
 def test_close_wakes_a_blocked_reader_and_iteration_ends(db, hub):
