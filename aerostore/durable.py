@@ -19,11 +19,13 @@ torn tail aside and starts the log writer; ``log()``, ``checkpoint()``,
 
 from __future__ import annotations
 
+import atexit
 import errno
 import fcntl
 import os
 import threading
 import time
+import weakref
 
 from . import fileio, wal
 from .checkpoint import FILENAME as CHECKPOINT, TEMP_FILENAME as CHECKPOINT_TMP
@@ -35,6 +37,16 @@ __all__ = ["DirectoryStorage", "Recovered", "WAL", "LOCK"]
 
 WAL = "wal.log"
 LOCK = "lock"
+
+# Stores still open at interpreter exit are closed then, so commits made with
+# synchronous_commit off reach the disk even if the program never closed them.
+_open_stores: "weakref.WeakSet[DirectoryStorage]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_stores() -> None:
+    for storage in list(_open_stores):
+        storage.close()
 
 
 class Recovered:
@@ -164,6 +176,7 @@ class DirectoryStorage:
         fd = self._io.open(self._wal_path, os.O_WRONLY | os.O_APPEND)
         last = max(ckpt_csn, ws.last_csn)
         self._writer = wal.WalWriter(self._wal_path, self._io, fd, ws, self._settings, last)
+        _open_stores.add(self)
         self._recovery_ms = (time.perf_counter() - t0) * 1000.0
         return Recovered(ckpt_csn, tables, wal.iter_commits(self._wal_path, ws, ckpt_csn), last, torn)
 
@@ -266,6 +279,7 @@ class DirectoryStorage:
         if self._closed:
             return
         self._closed = True
+        _open_stores.discard(self)
         with self._ckpt_lock:
             w, self._writer = self._writer, None
             if w is not None:

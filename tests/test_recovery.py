@@ -215,3 +215,16 @@ def test_random_workload_replay_equals_model(tmp_path, seed):
     db = aerostore.open(d)
     check(db, model, indexes)
     db.close()
+
+
+def test_async_commits_reach_the_disk_at_exit_without_close(tmp_path):
+    d = str(tmp_path / "db")
+    code = ("import sys, aerostore\n"
+            "db = aerostore.open(sys.argv[1], synchronous_commit=False, wal_flush_delay_ms=60000)\n"
+            "t = db.create_table(aerostore.FlightState)\n"
+            "for i in range(100):\n t.upsert((f'K{i}', 1.0, 2.0, i, 0, 0))\n")
+    r = subprocess.run([sys.executable, "-c", code, d], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    db = aerostore.open(d)
+    assert db.table("FlightState").count() == 100
+    db.close()
