@@ -202,3 +202,13 @@ def test_bad_slice_rows(db):
     for bad in (0, -1, True, "5"):
         with pytest.raises(UsageError):
             TTLSweeper(db, slice_rows=bad)
+
+
+def test_settings_at_open_start_the_sweeper(tmp_path):
+    with aerostore.open(str(tmp_path / "d"), ttl_secs=60, ttl_sweep_interval_ms=10) as db:
+        assert db.ttl.running
+        db.create_table(FlightState)
+        load(db, [0])                               # NOW is long ago: expired
+        assert wait_for(lambda: db.table("FlightState").count() == 0)
+    with aerostore.open(str(tmp_path / "d")) as db:  # the deletes were durable
+        assert db.table("FlightState").count() == 0
