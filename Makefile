@@ -23,8 +23,12 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-# The cffi-embedding shim that `package require aerostore` loads.
-shim: venv
+# The cffi-embedding shim that `package require aerostore` loads; rebuilt when
+# its C sources, its build script or the virtual environment change.
+SHIM := aerostore/tclbridge/libaerostore_tcl.so
+shim: venv $(SHIM)
+
+$(SHIM): $(wildcard c_shim/*.c c_shim/*.h) aerostore/tclbridge/build.py $(VENV)/.installed
 	$(PY) -m aerostore.tclbridge.build
 
 demo: setup
