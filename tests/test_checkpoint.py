@@ -284,3 +284,60 @@ def test_a_failing_row_iterator_leaves_no_temp_file(tmp_path):
     assert sorted(os.listdir(d)) == ["lock", "wal.log"]
     s.log(2, []).wait()
     s.close()
+
+
+@pytest.mark.parametrize("sync", ["on", "off"])
+def test_repeated_checkpoints_while_committing_keep_the_log_index_right(tmp_path, sync):
+    """Many cuts while commits flow: the writer's frame index must match the file."""
+    from aerostore import wal
+    d = str(tmp_path / "db")
+    cfg = Config()
+    cfg.set("aerostore.synchronous_commit", sync)
+    cfg.set("aerostore.wal_flush_delay_ms", 2)
+    s = DirectoryStorage(d, cfg)
+    s.recover()
+    lock = threading.Lock()
+    csn = [0]
+    model: dict = {}
+    stop = threading.Event()
+
+    def committer(k):
+        while not stop.is_set():
+            with lock:
+                csn[0] += 1
+                c = csn[0]
+                key = f"k{c % 50}"
+                model[key] = (key, c % 100)
+                t = s.log(c, [("put", "T", key, (key, c % 100))])
+            if sync == "on":
+                t.wait()
+
+    threads = [threading.Thread(target=committer, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for _ in range(8):
+        threading.Event().wait(0.02)
+        with lock:  # a consistent snapshot of the model at a CSN
+            at, snap = csn[0], dict(model)
+        s.checkpoint(at, [(SCHEMA, ["v"], iter(snap.values()))])
+        st = s.stats()
+        ws = wal.scan(os.path.join(d, "wal.log"))
+        assert ws.base_csn == at and ws.torn == 0
+        assert st["wal_bytes"] <= ws.size and st["wal_frames"] <= len(ws.frame_ends)
+    stop.set()
+    for t in threads:
+        t.join()
+    s.log(csn[0] + 1, []).wait()  # flushes anything still pending
+    csn[0] += 1
+    st = s.stats()
+    ws = wal.scan(os.path.join(d, "wal.log"))
+    assert ws.torn == 0 and st["durable_csn"] == csn[0]
+    assert (st["wal_bytes"], st["wal_records"], st["wal_frames"]) == (ws.end, ws.commits, len(ws.frame_ends))
+    assert list(ws.frame_last) == list(s._writer._frame_last)
+    assert list(ws.frame_ends) == list(s._writer._frame_ends)
+    s.close()
+    s, rec = open_storage(d)
+    assert state_of(rec)["T"] == model and rec.last_csn == csn[0]
+    st = s.stats()
+    assert (st["wal_bytes"], st["wal_records"], st["wal_frames"]) == (ws.end, ws.commits, len(ws.frame_ends))
+    s.close()
