@@ -7,6 +7,7 @@ runs each scenario in its own child process so that its peak RSS is its own:
 
   memory        :memory:, ingest_file of the new rows, then of the updates
   memory-text   :memory:, ingest_tsv of the whole text (already in memory)
+  memory-stream :memory:, ingest_file with hold_bytes=0 (validate, then read again)
   durable       a data directory, synchronous_commit on, new rows then updates
   durable-async the same with synchronous_commit off
   durable-1024  durable, batch size 1024 (the Tcl default)
@@ -38,7 +39,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import aerostore  # noqa: E402
 from aerostore.flightstate import FlightState  # noqa: E402
 
-SCENARIOS = ("memory", "memory-text", "durable", "durable-async", "durable-1024", "ttl")
+SCENARIOS = ("memory", "memory-text", "memory-stream", "durable", "durable-async", "durable-1024", "ttl")
 
 
 def write_files(n, folder):
@@ -75,7 +76,7 @@ def settle(db):
     return time.perf_counter() - t
 
 
-def ingest_phase(db, label, path, batch, text=False):
+def ingest_phase(db, label, path, batch, text=False, hold_bytes=64 << 20):
     before = rss_mb()
     if text:
         with open(path, encoding="utf-8") as f:
@@ -85,7 +86,7 @@ def ingest_phase(db, label, path, batch, text=False):
         del data
     else:
         t, c = time.perf_counter(), time.process_time()
-        r = db.ingest_file("FlightState", path, batch)
+        r = db.ingest_file("FlightState", path, batch, hold_bytes=hold_bytes)
     dt, dc = time.perf_counter() - t, time.process_time() - c
     st = settle(db)
     return {"phase": label, "rows": r.rows_seen, "inserted": r.inserted, "updated": r.updated,
@@ -110,8 +111,9 @@ def child(name, new, upd, batch, folder):
     db = aerostore.open(path, **cfg)
     db.create_table(FlightState)
     text = name == "memory-text"
-    out.append(ingest_phase(db, "new rows", new, batch, text))
-    out.append(ingest_phase(db, "updates", upd, batch, text))
+    hold = 0 if name == "memory-stream" else 64 << 20
+    out.append(ingest_phase(db, "new rows", new, batch, text, hold))
+    out.append(ingest_phase(db, "updates", upd, batch, text, hold))
     db.close()
     return out
 
