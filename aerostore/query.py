@@ -97,22 +97,37 @@ def glob_to_regex(pattern: str, nocase: bool):
     return re.compile("".join(out), flags).fullmatch
 
 
-_TRUE_WORDS = {"1": True, "true": True, "yes": True, "on": True,
-               "0": False, "false": False, "no": False, "off": False}
+def _bool_words() -> dict:
+    """Tcl's boolean words and their unique prefixes (case-insensitive): t, of, ye, ..."""
+    words = {"true": True, "false": False, "yes": True, "no": False, "on": True, "off": False}
+    seen: dict = {}
+    for w, v in words.items():
+        for i in range(1, len(w) + 1):
+            seen.setdefault(w[:i], set()).add(w)
+    return {p: words[ws.pop()] for p, ws in seen.items() if len(ws) == 1}
+
+
+_BOOL_WORDS = _bool_words()
+# Tcl 8.6 numbers: 0x/0b/0o integers, a leading 0 is octal, decimals, floats, Inf (not NaN)
+_TCL_NUMBER = re.compile(
+    r"\s*[+-]?(?:0x[0-9a-f]+|0b[01]+|0o[0-7]+|0[0-7]*|[1-9][0-9]*"
+    r"|(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:e[+-]?[0-9]+)?|[0-9]+e[+-]?[0-9]+|inf(?:inity)?)\s*", re.IGNORECASE)
 
 
 def truth(v):
-    """Tcl boolean value of a field value: True, False, or None (neither)."""
+    """Tcl boolean value of a field value (as ``expr {$v ? 1 : 0}``): True, False, or None (neither)."""
     if v is None:
         return None
     if isinstance(v, str):
-        w = _TRUE_WORDS.get(v.strip().lower())
+        w = _BOOL_WORDS.get(v.lower())
         if w is not None:
             return w
-        try:
-            return float(v) != 0
-        except ValueError:
+        if not _TCL_NUMBER.fullmatch(v):
             return None
+        t = v.strip().lower().lstrip("+-")
+        if t[:2] in ("0x", "0b", "0o"):
+            return int(t[2:], {"x": 16, "b": 2, "o": 8}[t[1]]) != 0
+        return float(t) != 0
     return bool(v)
 
 
