@@ -615,3 +615,48 @@ def test_match_agrees_with_tcl_string_match():
             for nocase in (True, False):
                 want = bool(int(tcl.call("string", "match", *(["-nocase"] if nocase else []), p, s)))
                 assert (glob_to_regex(p, nocase)(s) is not None) is want, (p, s, nocase)
+
+
+# -- true / false on text fields are Tcl booleans -------------------------------------------------
+
+@aerostore.table
+class Flags:
+    k = aerostore.Key()
+    s = aerostore.Str()
+
+
+TRUTH_CASES = {
+    "1": True, "2": True, "-1": True, "0": False, "00": False, "0.0": False, "-0": False,
+    "1e3": True, " 1": True, "inf": True, "0x10": True, "0b0": False, "0o7": True,
+    "true": True, "TrUe": True, "t": True, "tr": True, "y": True, "ye": True, "on": True,
+    "false": False, "F": False, "n": False, "No": False, "of": False, "off": False,
+    "o": None, "08": None, "nan": None, "1_0": None, "yes ": None, "truex": None, "": None, "x": None,
+}
+
+
+def test_true_false_on_text_use_tcl_booleans(mem_db):
+    t = mem_db.create_table(Flags)
+    cases = {f"k{i:02d}": v for i, v in enumerate(TRUTH_CASES)}
+    t.upsert_many([(k, v if v else "x") for k, v in cases.items()])
+    t.set("k_null", {"s": None})
+    want_true = sorted(k for k, v in cases.items() if TRUTH_CASES[v] is True)
+    want_false = sorted(k for k, v in cases.items() if TRUTH_CASES[v] is False)
+    assert sorted(t.query().true("s").keys()) == want_true
+    assert sorted(t.query().false("s").keys()) == want_false
+
+
+def test_truth_agrees_with_tcl_expr():
+    tkinter = pytest.importorskip("tkinter")
+    try:
+        tcl = tkinter.Tcl()
+    except tkinter.TclError:
+        pytest.skip("no Tcl")
+    from aerostore.query import truth
+    rng = random.Random(3)
+    cases = list(TRUTH_CASES)
+    cases += ["".join(rng.choice("01289xXbBoOeE.+- tfyn") for _ in range(rng.randrange(1, 5)))
+              for _ in range(3000)]
+    for v in cases:
+        tcl.setvar("v", v)
+        got = tcl.eval("if {[catch {expr {$v ? 1 : 0}} r]} {list none} else {set r}")
+        assert truth(v) is {"1": True, "0": False, "none": None}[got], repr(v)
