@@ -55,6 +55,7 @@ class TTLSweeper:
         self._wake = threading.Condition(self._lock)
         self._started = False
         self._thread = None
+        self._gen = 0               # bumped by stop(): a thread of an older generation ends
         self.sweeps = 0             # completed passes
         self.deleted = 0            # rows deleted over the sweeper's life
         self.last_error = None      # the last AerostoreError a background pass hit
@@ -77,7 +78,8 @@ class TTLSweeper:
         """Stop the background thread and wait for it (a pass ends at its next slice)."""
         with self._lock:
             self._started = False
-            t = self._thread
+            self._gen += 1
+            t, self._thread = self._thread, None
             self._wake.notify_all()
         if t is not None and t is not threading.current_thread():
             t.join()
@@ -93,7 +95,8 @@ class TTLSweeper:
     def _reconcile(self) -> None:
         """Under the lock: start the thread if wanted; wake it to re-read otherwise."""
         if self._wanted() and self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="aerostore-ttl", daemon=True)
+            self._thread = threading.Thread(target=self._run, args=(self._gen,),
+                                            name="aerostore-ttl", daemon=True)
             self._thread.start()
         self._wake.notify_all()
 
@@ -102,23 +105,25 @@ class TTLSweeper:
             with self._lock:
                 self._reconcile()
 
-    def _run(self) -> None:
+    def _run(self, gen) -> None:
+        me = threading.current_thread()
         while True:
             with self._lock:
-                if not self._wanted():
-                    self._thread = None
+                if gen != self._gen or not self._wanted():
+                    if self._thread is me:
+                        self._thread = None
                     return
             try:
-                self.sweep()
+                self._sweep(None, gen)
             except ClosedError:
                 with self._lock:
-                    self._started = False
-                    self._thread = None
+                    if self._thread is me:
+                        self._thread = None
                 return
             except AerostoreError as e:     # e.g. the store went read-only: try again later
                 self.last_error = e
             with self._lock:
-                if self._wanted():
+                if gen == self._gen and self._wanted():
                     self._wake.wait(self._settings()[1] / 1000.0)
 
     # -- the work -----------------------------------------------------------------
@@ -126,8 +131,12 @@ class TTLSweeper:
         """Delete every expired row now, in slices; returns how many were deleted.
 
         Uses the current ``aerostore.ttl_secs`` (nothing happens while it is 0).
-        Stops early, between slices, if a background sweeper is stopped.
         """
+        return self._sweep(now, None)
+
+    def _sweep(self, now, gen) -> int:
+        """A pass; ``gen``: the background thread's generation (it stops between
+        slices once stop() bumps it), None in the caller's thread."""
         ttl = self._db.config.get(_KEYS[0])
         if ttl <= 0:
             return 0
@@ -137,7 +146,7 @@ class TTLSweeper:
         deleted = 0
         if cutoff > 0:
             for name in self._tables():
-                deleted += self._sweep_table(name, cutoff)
+                deleted += self._sweep_table(name, cutoff, gen)
         self.sweeps += 1
         self.deleted += deleted
         return deleted
@@ -151,7 +160,7 @@ class TTLSweeper:
                 out.append(name)
         return out
 
-    def _sweep_table(self, name, cutoff) -> int:
+    def _sweep_table(self, name, cutoff, gen) -> int:
         """Find the expired keys in one snapshot (one index range), then delete
         them in slices, each slice a transaction that re-checks its rows."""
         db = self._db
@@ -159,9 +168,8 @@ class TTLSweeper:
         pos = db.table(name).schema.position(TTL_FIELD)
         keys = db.table(name).query().lt(TTL_FIELD, cutoff).keys()
         deleted = 0
-        background = threading.current_thread() is self._thread
         for i in range(0, len(keys), n):
-            if background and not self._started:
+            if gen is not None and gen != self._gen:
                 break
             deleted += self._delete_slice(name, keys[i:i + n], pos, cutoff)
             time.sleep(0)                   # let other threads in between slices

@@ -212,3 +212,23 @@ def test_settings_at_open_start_the_sweeper(tmp_path):
         assert wait_for(lambda: db.table("FlightState").count() == 0)
     with aerostore.open(str(tmp_path / "d")) as db:  # the deletes were durable
         assert db.table("FlightState").count() == 0
+
+
+def test_start_stop_from_many_threads_never_hangs(db):
+    db.set_config("aerostore.ttl_sweep_interval_ms", 1)
+    db.set_config("aerostore.ttl_secs", 60)
+    load(db, range(1000, 1200))
+    sw = db.ttl
+
+    def flip(i):
+        for j in range(30):
+            (sw.start if (i + j) % 2 else sw.stop)()
+
+    threads = [threading.Thread(target=flip, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert not any(t.is_alive() for t in threads)
+    sw.stop()
+    assert not sw.running
