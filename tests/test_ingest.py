@@ -262,3 +262,9 @@ def test_ingest_tsv_progress(db):
                   progress=lambda *a: calls.append(a), progress_interval=0.0)
     assert [c[:2] for c in calls] == [("apply", 4), ("apply", 8), ("apply", 10), ("apply", 10)]
     assert all(c[2] >= 0 for c in calls)
+
+
+def test_export_to_an_unwritable_path(db, tmp_path):
+    with pytest.raises(UsageError, match="cannot write") as ei:
+        db.export_tsv("FlightState", tmp_path)                  # a directory
+    assert ei.value.tcl_errorcode == ["AEROSTORE", "USAGE", "FILE"]
