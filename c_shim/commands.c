@@ -286,7 +286,13 @@ static int ns_cmd(ClientData cd, Tcl_Interp *interp, int objc, Tcl_Obj *const ob
         return TCL_ERROR;
     }
     if (c->spec->kind == TRANSACTION) {
-        return transaction_cmd(c->si, interp, objv);
+        /* The script may delete this command (or the interp): keep si. */
+        ShimInterp *si = c->si;
+        int code;
+        shim_interp_ref(si);
+        code = transaction_cmd(si, interp, objv);
+        shim_interp_unref(si);
+        return code;
     }
     return call_and_set_result(c->si, interp, c->spec->method, objc - 1, objv + 1);
 }
