@@ -643,3 +643,55 @@ def test_host_python_sees_the_same_engine(loaded):
     state.flights().set("FROMPY", {"alt": 5})
     assert loaded.list("FlightState", "get", "FROMPY", "alt") == ["5"]
     assert os.path.basename(state.directory()) == ":memory:"
+
+
+# -- watch ---------------------------------------------------------------------------------------
+
+def _pump(t, var, n, timeout_ms=3000):
+    """Run the event loop until list ``var`` has ``n`` elements (or the timeout)."""
+    t.eval(f"set ::_late 0; set ::_timer [after {timeout_ms} {{set ::_late 1; set {var} ${var}}}]")
+    while t.eval(f"llength ${var}") != str(n) and t.eval("set ::_late") == "0":
+        t.eval(f"vwait {var}")
+    t.eval("after cancel $::_timer")
+
+
+def test_watch_in_tkinter_with_vwait(loaded):
+    t = loaded
+    t.eval("set ::ev {}; proc rec {args} { lappend ::ev $args }")
+    wid = t.call("FlightState", "watch", "-compare", "{> alt 30000}", "rec")
+    t.call("FlightState", "set", "UAL1", "gs", "451")          # matches (alt 35000)
+    t.call("FlightState", "set", "AAL3", "gs", "121")          # does not match
+    t.call("FlightState", "set", "DAL2", "alt", "31000")       # enters the set
+    t.call("FlightState", "delete", "UAL1")                    # was in the set
+    _pump(t, "::ev", 3)
+    events = [t.tk.splitlist(e) for e in t.tk.splitlist(t.eval("set ::ev"))]
+    assert [(str(e[0]), str(e[1])) for e in events] == [
+        ("update", "UAL1"), ("update", "DAL2"), ("delete", "UAL1")]
+    assert dict(zip(*[iter(t.tk.splitlist(events[0][2]))] * 2))["gs"] == "451"
+    t.call("FlightState", "unwatch", wid)
+    e = t.error("FlightState", "unwatch", wid)
+    assert e.code == f"AEROSTORE USAGE WATCH {wid}"
+
+
+def test_watch_errors(loaded):
+    e = loaded.error("FlightState", "watch", "-bogus", "x", "cb")
+    assert e.message == 'bad option "-bogus": must be -compare or -key'
+    e = loaded.error("FlightState", "watch", "-compare", "{> nope 1}", "cb")
+    assert e.code == "AEROSTORE USAGE FIELD nope"
+    e = loaded.error("FlightState", "watch", "-key", "a", "cb", "extra")
+    assert e.code == "AEROSTORE USAGE WRONGARGS"
+
+
+def test_deleting_an_interp_removes_its_watches(loaded):
+    from aerostore.tclbridge import state
+    t = loaded
+    before = len(state.database().watch.subscriptions())
+    t.eval("interp create wchild")
+    t.eval("wchild eval [list set auto_path $auto_path]")
+    t.eval("wchild eval {package require aerostore; FlightState watch {lappend ::x}; "
+           "FlightState watch -key UAL1 {lappend ::y}}")
+    assert len(state.database().watch.subscriptions()) == before + 2
+    t.eval("interp delete wchild")
+    assert len(state.database().watch.subscriptions()) == before
+    t.call("FlightState", "set", "UAL1", "gs", "1")      # nothing delivered anywhere
+    t.eval("update")
