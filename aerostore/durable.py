@@ -248,7 +248,7 @@ class DirectoryStorage:
                     UsageError("recover() must run before checkpoint()")
             if w.failed is not None:
                 raise ReadOnlyError(f"{self.path}: the log stopped after an I/O error; "
-                                    "reopen the store", "READONLY")
+                                    "reopen the store")
             if csn < self._ckpt_csn:
                 raise UsageError(f"checkpoint at {csn} is older than the current one at "
                                  f"{self._ckpt_csn}")

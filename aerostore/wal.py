@@ -415,7 +415,7 @@ class WalWriter:
         with self._cond:
             if self._failed is not None:
                 raise ReadOnlyError(f"{self.path}: the log stopped after an I/O error "
-                                    f"({self._failed.message}); reopen the store", "READONLY")
+                                    f"({self._failed.message}); reopen the store")
             if self._stopping:
                 raise ClosedError("the store is closed")
             if csn <= self._last_logged:
@@ -549,8 +549,7 @@ class WalWriter:
     def _fail_pending(self, items: list) -> None:
         for item in items:
             item[3]._finish(ReadOnlyError(f"{self.path}: the log stopped after an I/O error "
-                                          f"({self._failed.message}); reopen the store",
-                                          "READONLY"))
+                                          f"({self._failed.message}); reopen the store"))
 
     # -- cutting the log after a checkpoint ----------------------------------
     def cut(self, csn: int) -> None:
@@ -567,7 +566,7 @@ class WalWriter:
         with self._cond:
             if self._failed is not None:
                 raise ReadOnlyError(f"{self.path}: the log stopped after an I/O error; "
-                                    "reopen the store", "READONLY")
+                                    "reopen the store")
             i = bisect_right(self._frame_last, csn)
             cut_off = self._frame_ends[i - 1] if i else HEADER_SIZE
             copied_to = self._end
@@ -619,7 +618,7 @@ class WalWriter:
         if self._failed is not None:
             self._discard(job.fd, job.tmp)
             job.error = ReadOnlyError(f"{self.path}: the log stopped after an I/O error; "
-                                      "reopen the store", "READONLY")
+                                      "reopen the store")
             job.done.set()
             return
         try:

@@ -4,6 +4,7 @@ acknowledged after a failure, and the store turns read-only (fail-stop)."""
 import errno
 import os
 import threading
+import time
 
 import pytest
 
@@ -49,8 +50,9 @@ def test_failure_fails_the_commit_and_stops_the_log(tmp_path, op, err, partial, 
         s.log(4, [("del", "T", "4")], acked.append).wait()
     assert not isinstance(ei.value, ReadOnlyError)
     assert ei.value.code == ("AEROSTORE", "IO", errno.errorcode[err])
-    with pytest.raises(ReadOnlyError):  # fail-stop, even when the fault was transient
+    with pytest.raises(ReadOnlyError) as ro:  # fail-stop, even when the fault was transient
         s.log(5, [])
+    assert ro.value.code == ("AEROSTORE", "IO", "READONLY")
     with pytest.raises(ReadOnlyError):
         s.checkpoint(3, [])
     assert "errno" not in s.stats()["wal_failed"] and s.stats()["wal_failed"]
@@ -219,3 +221,29 @@ def test_interrupted_flush_fails_its_commits_and_stops_the_log(tmp_path):
         s.log(3, [])
     s.close()
     assert committed(d) == [1]
+
+
+def test_engine_with_synchronous_commit_off_stops_after_a_failed_flush(tmp_path, monkeypatch):
+    """Nobody waits, so the failure shows on the next commit; nothing acknowledged
+    before the failed flush is lost."""
+    io = fileio.FaultyIO()
+    monkeypatch.setattr(fileio, "DEFAULT", io)
+    d = str(tmp_path / "db")
+    db = aerostore.open(d, synchronous_commit=False, wal_flush_delay_ms=1)
+    t = db.create_table(FlightState)
+    t.upsert(("A", 1.0, 2.0, 3, 4, 5))
+    db.close()
+    db = aerostore.open(d, synchronous_commit=False, wal_flush_delay_ms=1)
+    t = db.table("FlightState")
+    io.fail("fdatasync", err=errno.EIO)
+    t.upsert(("B", 1.0, 2.0, 3, 4, 5))  # acknowledged at once; its flush fails
+    deadline = time.monotonic() + 5
+    while not db.stats()["wal_failed"] and time.monotonic() < deadline:
+        time.sleep(0.005)
+    with pytest.raises(ReadOnlyError):
+        t.upsert(("C", 1.0, 2.0, 3, 4, 5))
+    db.close()
+    monkeypatch.setattr(fileio, "DEFAULT", fileio.FileIO())
+    db = aerostore.open(d)
+    assert db.table("FlightState").query().keys() == ["A"]
+    db.close()
