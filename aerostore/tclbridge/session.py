@@ -140,11 +140,10 @@ class Session:
     def t_get(self, key, *fields):
         # The hottest command: no helper calls on the way to Table.get.
         row = (self._txn_table or state.current or state.flights()).get(key)
-        if row is None:
-            return None
-        if not fields:
+        if row is None or not fields:
             return row
-        return [row[p] for p in self._positions(fields)]
+        position = state.current.schema.position
+        return [row[position(f)] for f in fields]
 
     def _named(self, key, fields, with_nulls):
         row = self._table().get(key)
