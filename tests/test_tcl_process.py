@@ -235,3 +235,29 @@ def test_demo_script_runs(shim, tmp_path):
                      "checkpoint rows=7"):
         assert expected in out, out
     assert list(tmp_path.iterdir()) == []       # the demo removed its store
+
+
+def test_two_interps_share_the_store_and_a_transaction_is_private(shim, tmp_path):
+    script = f"""
+package require aerostore
+aerostore::init {tmp_path / 'store'}
+interp create other
+other eval [list set auto_path $auto_path]
+other eval {{package require aerostore; aerostore::init {tmp_path / 'store'}}}
+FlightState set SHARED alt 1
+puts "other sees shared: [other eval {{FlightState get SHARED alt}}]"
+proc peek {{}} {{ other eval {{FlightState exists PRIVATE}} }}
+puts "inside: [aerostore::transaction {{
+    FlightState set PRIVATE alt 2
+    list [FlightState exists PRIVATE] [peek]
+}}]"
+puts "after commit: [peek]"
+puts "other's own transaction: [other eval {{aerostore::transaction {{ FlightState delete SHARED; FlightState count }}}}] [FlightState exists SHARED]"
+"""
+    p = tclsh(script)
+    assert p.stdout.splitlines() == [
+        "other sees shared: 1",
+        "inside: 1 0",
+        "after commit: 1",
+        "other's own transaction: 1 0",
+    ]
