@@ -695,3 +695,17 @@ def test_deleting_an_interp_removes_its_watches(loaded):
     assert len(state.database().watch.subscriptions()) == before
     t.call("FlightState", "set", "UAL1", "gs", "1")      # nothing delivered anywhere
     t.eval("update")
+
+
+def test_host_database_handed_to_tcl(shim):
+    import aerostore
+    from aerostore.tclbridge import state
+    reset_store()
+    db = aerostore.open(":memory:")
+    state.use(db)
+    t = Interp()
+    t.call("FlightState", "set", "HOST", "alt", "3")
+    assert db.table("FlightState").get("HOST")[3] == 3
+    assert t.call("aerostore::init", ":memory:") == "aerostore ready (dir=:memory:)"
+    reset_store()
+    assert db.closed
