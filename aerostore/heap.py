@@ -63,7 +63,9 @@ class TableStore:
         head = self.rows[slot]
         if head is None:
             return None
-        return visible(head, s)
+        r = visible(head, s)
+        # the slot may have been freed and reused between the two lookups
+        return r if r is not None and r[self.key_pos] == key else None
 
     def count(self, s: int) -> int:
         """Rows visible to ``s``: frozen rows plus the visible ones among unfrozen slots."""
