@@ -242,6 +242,6 @@ class MVCCMachine(RuleBasedStateMachine):
 
 
 MVCCMachine.TestCase.settings = settings(
-    max_examples=120, stateful_step_count=40, deadline=None,
+    max_examples=200, stateful_step_count=45, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 TestMVCCModel = MVCCMachine.TestCase
