@@ -261,3 +261,19 @@ puts "other's own transaction: [other eval {{aerostore::transaction {{ FlightSta
         "after commit: 1",
         "other's own transaction: 1 0",
     ]
+
+
+def test_python_exit_under_tkinter_flushes(shim, tmp_path):
+    d = tmp_path / "store"
+    code = (
+        "import tkinter\n"
+        "t = tkinter.Tcl()\n"
+        f"t.eval('lappend auto_path {{{TCL_DIR}}}; package require aerostore')\n"
+        f"t.eval('aerostore::init {{{d}}}')\n"
+        "t.eval('aerostore::set_config aerostore.synchronous_commit off')\n"
+        "t.eval('for {set i 0} {$i < 100} {incr i} { FlightState set P$i alt $i }')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    p = tclsh(f"package require aerostore\naerostore::init {d}\nputs [FlightState count]\n")
+    assert p.stdout.strip() == "100"
