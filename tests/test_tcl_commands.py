@@ -709,3 +709,33 @@ def test_host_database_handed_to_tcl(shim):
     assert t.call("aerostore::init", ":memory:") == "aerostore ready (dir=:memory:)"
     reset_store()
     assert db.closed
+
+
+def test_python_writer_thread_while_tcl_reads_and_writes(tcl):
+    import threading
+    from aerostore.tclbridge import state
+    flights = state.flights()
+    stop = threading.Event()
+    written = []
+
+    def writer():
+        i = 0
+        while not stop.is_set() and i < 3000:
+            flights.set(f"PY{i}", {"alt": i})
+            written.append(i)
+            i += 1
+
+    th = threading.Thread(target=writer)
+    th.start()
+    try:
+        for j in range(300):
+            tcl.call("FlightState", "set", f"TCL{j}", "alt", str(j))
+            n = int(tcl.call("FlightState", "search", "-compare", "{match flight_id PY*}",
+                             "-countOnly", "1"))
+            assert n >= 0
+            assert tcl.list("FlightState", "get", f"TCL{j}", "alt") == [str(j)]
+    finally:
+        stop.set()
+        th.join(30)
+    assert not th.is_alive()
+    assert int(tcl.call("FlightState", "count")) == 300 + len(written)
