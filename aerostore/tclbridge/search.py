@@ -38,10 +38,17 @@ _FLAGS = ("-asc", "-desc")
 _BIND = {"-get": 1, "-array_get": 2, "-array_get_with_nulls": 3, "-array": 4}
 
 
-def term_query(table, compare):
-    """A query on ``table`` (a Table or a transaction's table) with the
-    ``-compare`` terms ``{{op field ?value ...?} ...}`` applied (AND)."""
-    q = table.query()
+_PARSED: dict = {}          # -compare text -> its terms as (op, field, values); bounded
+_PARSED_MAX = 512
+
+
+def _parse_terms(compare) -> tuple:
+    """The terms of a ``-compare`` list, checked for shape (not yet for fields
+    and values, which the query checks); repeated searches reuse the parse."""
+    terms = _PARSED.get(compare) if isinstance(compare, str) else None
+    if terms is not None:
+        return terms
+    out = []
     for term in split_list(compare, "-compare list"):
         words = split_list(term, "-compare term")
         if not words:
@@ -51,10 +58,24 @@ def term_query(table, compare):
         if len(words) != 2 + nvalues:
             raise UsageError(f'wrong # args: should be "{op} {_TERM_USAGE[nvalues]}"',
                              "TERM", op)
-        values = words[2:]
+        values = tuple(words[2:])
         if op == "in":
-            values = [split_list(values[0], "in list")]
-        q.where(op, words[1], *values)
+            values = (tuple(split_list(values[0], "in list")),)
+        out.append((op, words[1], values))
+    terms = tuple(out)
+    if isinstance(compare, str):
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[compare] = terms
+    return terms
+
+
+def term_query(table, compare):
+    """A query on ``table`` (a Table or a transaction's table) with the
+    ``-compare`` terms ``{{op field ?value ...?} ...}`` applied (AND)."""
+    q = table.query()
+    for op, field, values in _parse_terms(compare):
+        q.where(op, field, *values)
     return q
 
 
@@ -114,7 +135,8 @@ class _Search:
             return self._run_delete(binds)
         q = self._query(self.session._table())
         if self.count_only or not binds:
-            self._binding()                  # -fields is checked even when unused
+            if self.fields is not None:
+                self._binding()              # -fields is checked even when unused
             return q.count()
         rows = q.rows()
         if self.code_arg < 0:
