@@ -53,6 +53,17 @@ def test_init_default_dir_is_relative_to_cwd(shim, tmp_path, monkeypatch):
     reset_store()
 
 
+def test_init_unusable_directory(shim, tmp_path):
+    reset_store()
+    t = Interp()
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    e = t.error("aerostore::init", str(afile / "sub"))
+    assert e.code == f"AEROSTORE USAGE DIR {afile / 'sub'}"
+    assert e.message == f'cannot open data directory "{afile / "sub"}": Not a directory'
+    reset_store()
+
+
 def test_init_memory(tcl):
     assert tcl.call("aerostore::init", ":memory:") == "aerostore ready (dir=:memory:)"
 

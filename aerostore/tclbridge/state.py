@@ -54,10 +54,14 @@ def open_store(data_dir: str) -> str:
                 raise UsageError(f'aerostore is already open on "{_dir}": one store per process '
                                  f'(close it first with aerostore::close)', "OPEN", _dir)
             return _dir
-        if where != MEMORY:
-            os.makedirs(where, exist_ok=True)
         config = {k.split(".", 1)[1]: v for k, v in _changed.items()}
-        db = aerostore.open(where, **config)
+        try:
+            if where != MEMORY:
+                os.makedirs(where, exist_ok=True)
+            db = aerostore.open(where, **config)
+        except OSError as e:
+            raise UsageError(f'cannot open data directory "{where}": {e.strerror or e}',
+                             "DIR", where) from None
         try:
             _flights = db.create_table(FlightState)
         except BaseException:
