@@ -1,0 +1,68 @@
+"""Tcl's argument conventions in Python (aerostore.tclbridge.tclstyle)."""
+
+from __future__ import annotations
+
+import pytest
+
+from aerostore.errors import UsageError
+from aerostore.tclbridge.tclstyle import choose, fmt_choices, to_bool, to_int
+
+
+def test_fmt_choices():
+    assert fmt_choices(["a"]) == "a"
+    assert fmt_choices(["a", "b"]) == "a or b"
+    assert fmt_choices(["a", "b", "c"]) == "a, b, or c"
+
+
+def test_choose_exact_prefix_ambiguous_bad():
+    opts = ("-limit", "-list", "-offset")
+    assert choose("-limit", opts, "option") == "-limit"
+    assert choose("-o", opts, "option") == "-offset"
+    assert choose("-lim", opts, "option") == "-limit"
+    with pytest.raises(UsageError) as ei:
+        choose("-li", opts, "option")
+    assert str(ei.value) == 'ambiguous option "-li": must be -limit, -list, or -offset'
+    assert ei.value.tcl_errorcode == ["AEROSTORE", "USAGE", "OPTION", "-li"]
+    with pytest.raises(UsageError) as ei:
+        choose("-x", opts, "option")
+    assert str(ei.value) == 'bad option "-x": must be -limit, -list, or -offset'
+    with pytest.raises(UsageError):
+        choose("", opts, "option")
+    with pytest.raises(UsageError):
+        choose("-o", opts, "option", exact=True)
+
+
+@pytest.mark.parametrize("text,value", [
+    ("1", True), ("0", False), ("5", True), ("-1", True), ("0x0", False), ("true", True),
+    ("FALSE", False), ("t", True), ("f", False), ("yes", True), ("n", False), ("on", True),
+    ("off", False), (" 1 ", True), (1, True), (0, False), (True, True), (0.0, False)])
+def test_to_bool(text, value):
+    assert to_bool(text, "-x") is value
+
+
+@pytest.mark.parametrize("text", ["", "o", "maybe", "2.5x", "nope"])
+def test_to_bool_rejects(text):
+    with pytest.raises(UsageError) as ei:
+        to_bool(text, "-countOnly")
+    assert ei.value.tcl_errorcode[:3] == ["AEROSTORE", "USAGE", "VALUE"]
+
+
+@pytest.mark.parametrize("text,value", [
+    ("10", 10), (" 7 ", 7), ("0x10", 16), ("0o17", 15), ("0b101", 5), ("-3", -3),
+    (12, 12), (True, 1), ("123456789012345678901234567890", 123456789012345678901234567890)])
+def test_to_int(text, value):
+    assert to_int(text, "-limit") == value
+
+
+@pytest.mark.parametrize("text", ["", "x", "1.5", "1_000", "1e3", 2.0, "0x"])
+def test_to_int_rejects(text):
+    with pytest.raises(UsageError) as ei:
+        to_int(text, "-limit")
+    assert str(ei.value).startswith('expected integer but got "')
+
+
+def test_to_int_minimum():
+    assert to_int("0", "-offset", 0) == 0
+    with pytest.raises(UsageError) as ei:
+        to_int("-1", "-offset", 0)
+    assert str(ei.value) == 'bad -offset "-1": must be an integer >= 0'
