@@ -18,7 +18,7 @@ API used by Python programs and by the Tcl bridge (``FlightState ingest_tsv``,
     Codec.encode(rows)                    -> str, one line per row (floats via repr)
     ingest_tsv(db, table, data, batch_size=1024, *, txn=None, progress=None)  -> IngestResult
     ingest_file(db, table, path, batch_size=1024, *, txn=None, progress=None,
-                hold_bytes=64 MiB)                                  -> IngestResult
+                hold_bytes=128 MiB)                                 -> IngestResult
     export_tsv(db, table, dest=None, *, query=None, txn=None)       -> str, or rows written
     str(IngestResult) == "rows_seen=N inserted=N updated=N batches=N elapsed_ms=F"
     progress(phase, rows, elapsed_s)      phase "validate" (files) or "apply"
@@ -531,7 +531,7 @@ def _file_chunks(path, c: Codec):
 
 
 def ingest_file(db, table, path, batch_size=1024, *, txn=None, progress=None,
-                progress_interval: float = 1.0, hold_bytes: int = 64 << 20) -> IngestResult:
+                progress_interval: float = 1.0, hold_bytes: int = 128 << 20) -> IngestResult:
     """Upsert a TSV file into ``table``, streaming it in blocks.
 
     Pass 1 reads and validates the whole file (DecodeError: nothing applied).
