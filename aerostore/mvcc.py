@@ -70,10 +70,30 @@ class SnapshotRegistry:
     def __init__(self):
         self._lock = threading.Lock()
         self._counts: dict[int, int] = {}
+        self._orphans: list = []    # released by finalizers, applied under the lock
         self.watermark = 0
+
+    def _drain(self) -> None:
+        """Apply ``release_later`` calls.  Caller holds the lock."""
+        o = self._orphans
+        c = self._counts
+        while o:
+            s = o.pop()
+            n = c[s] - 1
+            if n:
+                c[s] = n
+            else:
+                del c[s]
+
+    def release_later(self, s: int) -> None:
+        """``release`` for finalizers: never takes the lock (a GC pass may run the
+        finalizer in a thread that holds it); the next registry call applies it."""
+        self._orphans.append(s)
 
     def take(self) -> int:
         with self._lock:
+            if self._orphans:
+                self._drain()
             s = self.watermark
             c = self._counts
             c[s] = c.get(s, 0) + 1
@@ -81,6 +101,8 @@ class SnapshotRegistry:
 
     def release(self, s: int) -> None:
         with self._lock:
+            if self._orphans:
+                self._drain()
             c = self._counts
             n = c[s] - 1
             if n:
@@ -91,6 +113,8 @@ class SnapshotRegistry:
     def horizon(self) -> int:
         """The oldest snapshot any reader may still use (<= watermark)."""
         with self._lock:
+            if self._orphans:
+                self._drain()
             c = self._counts
             return min(c) if c else self.watermark
 
@@ -104,4 +128,6 @@ class SnapshotRegistry:
 
     def active(self) -> int:
         with self._lock:
+            if self._orphans:
+                self._drain()
             return sum(self._counts.values())

@@ -84,7 +84,7 @@ class Transaction:
         if getattr(self, "_open", False):
             try:
                 self._open = False
-                self._db._snaps.release(self.snapshot)
+                self._db._snaps.release_later(self.snapshot)
             except Exception:  # noqa: BLE001 - interpreter shutdown
                 pass
 
