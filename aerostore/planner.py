@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import heapq
 
-from .index import SLOT_MASK
+from .index import SLOT_MASK, SortedIndex
 from .mvcc import visible
 from .query import compile_entry_filter, compile_predicate, compile_scan, sort_key_fn
 
@@ -179,8 +179,34 @@ def _index_only(plan, q) -> bool:
     return all(t.pos == p and (t.op in _RANGE_OPS or t.op == "in") for t in q.terms)
 
 
+class _Stale(Exception):
+    """The plan's index was dropped (or dropped and re-created) since planning."""
+
+
+def _live(store, ix) -> SortedIndex:
+    """``ix`` ready for reading, if it is still the table's index; caller holds the latch.
+
+    A dropped index no longer follows prunes, so it keeps entries of versions
+    that are gone (a frozen row would show up under an old value): plan again.
+    """
+    if store.indexes.get(ix.pos) is not ix:
+        raise _Stale
+    return store.ready_index(ix)
+
+
 def execute(store, s: int, q, overlay: dict | None, mode: str):
-    """Run ``q`` at snapshot ``s``; ``overlay`` is the transaction's own writes (key -> row|None)."""
+    """Run ``q`` at snapshot ``s``; ``overlay`` is the transaction's own writes (key -> row|None).
+
+    The result depends only on ``s``, so a run whose index went away is simply repeated.
+    """
+    while True:
+        try:
+            return _execute(store, s, q, overlay, mode)
+        except _Stale:
+            continue
+
+
+def _execute(store, s: int, q, overlay: dict | None, mode: str):
     schema = store.schema
     count_only = mode in ("count", "explain_count")
     plan = choose(store, q, count_only)
@@ -252,7 +278,7 @@ def _index_rows(store, plan, s, filt, skip) -> list:
         after = None
         while True:
             with store.latch:
-                store.ready_index(ix)
+                _live(store, ix)
                 chunk = ix.chunk(lo, hi, after, _CHUNK)
                 if not chunk:
                     break
@@ -277,7 +303,7 @@ def _null_rows(store, ix, s, pred, skip) -> list:
     p = ix.pos
     kp = store.key_pos
     with store.latch:
-        slots = list(store.ready_index(ix).nulls)
+        slots = list(_live(store, ix).nulls)
         rows = store.rows
         out = []
         for slot in slots:
@@ -316,7 +342,7 @@ def _walk(store, plan, s, pred, filt, skip, need, kf) -> list:
     stop = None             # index in out where the rows past the boundary group start
     while stop is None:
         with store.latch:
-            store.ready_index(ix)
+            _live(store, ix)
             chunk = ix.chunk(lo, hi, after, size, reverse=desc)
             if chunk:
                 _filter_entries(store, ix, chunk, s, filt, skip, out, ekeys)
@@ -347,7 +373,7 @@ def _index_only_count(store, plan, s, pred):
     rs = plan.ranges
     p = ix.pos
     with store.latch:
-        store.ready_index(ix)
+        _live(store, ix)
         unfrozen = store.unfrozen
         if len(unfrozen) > 65536:
             return None
