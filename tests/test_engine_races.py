@@ -188,3 +188,94 @@ def test_drop_index_while_vacuum_waits_for_the_latch(mem_db, t):
     mem_db._vacuum()
     t._check()
     assert t.query().eq("gs", 100).keys() == ["K1"]
+
+
+def test_transaction_finalizer_inside_the_registry_lock(mem_db, flights):
+    """A garbage-collected open transaction releases its snapshot from __del__; a GC
+    pass can run that finalizer in a thread that already holds the snapshot
+    registry's (non-reentrant) lock, e.g. inside horizon(): that must not deadlock."""
+    txn = mem_db.begin()
+    snaps = mem_db._snaps
+    assert snaps.active() == 1
+    done = threading.Event()
+
+    def run():
+        with snaps._lock:
+            txn.__del__()
+        done.set()
+
+    th = threading.Thread(target=run, daemon=True)
+    th.start()
+    assert done.wait(10), "Transaction.__del__ deadlocked on the snapshot registry lock"
+    assert txn.closed
+    assert snaps.active() == 0
+    flights.upsert(("A", 1, 1, 1, 1, 1))
+    assert mem_db.stats()["versions"] == 1
+
+
+class HookLatch:
+    """The table latch; runs ``hook`` (once) when the ``at``-th acquisition starts."""
+
+    def __init__(self, inner, at, hook):
+        self.inner = inner
+        self.at = at
+        self.hook = hook
+        self.n = 0
+        self.busy = False
+
+    def __enter__(self):
+        if not self.busy and self.hook is not None:
+            self.n += 1
+            if self.n == self.at:
+                self.busy = True
+                try:
+                    self.hook()
+                finally:
+                    self.busy = False
+                    self.hook = None
+        self.inner.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self.inner.release()
+        return False
+
+    def acquire(self, *a, **kw):
+        return self.inner.acquire(*a, **kw)
+
+    def release(self):
+        self.inner.release()
+
+
+@pytest.mark.parametrize("mode", ["rows", "count", "walk"])
+def test_index_dropped_and_recreated_between_plan_and_read(mem_db, flights, mode):
+    """A query planned on an index that is dropped (and re-created) before it reads
+    it: the dropped index no longer sees prunes, so it keeps entries of versions
+    that are gone.  Reading it returned a row under a value it no longer has
+    (and counted it)."""
+    flights.upsert_many([(f"Z{i:03d}", 1.0, 1.0, 1, 20000 + i, 1) for i in range(400)])
+    flights.upsert(("X", 1.0, 1.0, 1, 100, 1))
+    holder = mem_db.begin()
+    flights.set("X", {"gs": 120})             # chain 120 -> 100, both indexed
+    txn = mem_db.begin()
+    tt = txn.table("FlightState")
+    st = flights._st
+
+    def ddl_and_vacuum():
+        flights.drop_index("gs")
+        flights.create_index("gs")
+        holder.rollback()                     # prunes X to a frozen 120
+
+    st.latch = HookLatch(st.latch, 2, ddl_and_vacuum)   # 1st: planning, 2nd: reading
+    try:
+        if mode == "rows":
+            assert tt.query().range("gs", 50, 130).keys() == ["X"]
+        elif mode == "count":
+            assert tt.query().range("gs", 50, 110).count() == 0
+        else:
+            got = tt.query().lt("gs", 20003).sort_by("gs").limit(3).keys()
+            assert got == ["X", "Z000", "Z001"]
+    finally:
+        st.latch = st.latch.inner
+        txn.rollback()
+    flights._check()
