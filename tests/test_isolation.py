@@ -243,7 +243,7 @@ def test_disjoint_writers_both_commit(db):
 # -- write skew: allowed -------------------------------------------------------------------
 
 def test_write_skew_is_allowed(db):
-    """Documented behaviour (docs: txn.py, docs/python.md): snapshot isolation, not serializable.
+    """Documented behaviour (aerostore/txn.py module docstring): snapshot isolation, not serializable.
 
     Invariant "at least one of F10/F11 has gs 0" is kept by each transaction on its
     own snapshot, yet both commit (they write disjoint keys), and it breaks.  Users
