@@ -177,31 +177,33 @@ class Codec:
         """Validated row tuples of a whole TSV input (str, or UTF-8 bytes).
 
         A leading BOM is dropped.  Raises DecodeError for the first bad line.
+        Works chunk by chunk, so bytes are never decoded into one big str.
         """
         if isinstance(data, (bytes, bytearray, memoryview)):
             data = bytes(data)
-            if data.startswith(_BOM_BYTES):
-                data = data[3:]
-            text = self.text_of(data, first_line)
+            chunks = self.decode_chunks(data, first_line, 3 if data.startswith(_BOM_BYTES) else 0)
         elif isinstance(data, str):
-            text = data[1:] if data.startswith(_BOM) else data
+            chunks = self.decode_chunks(data, first_line, 1 if data.startswith(_BOM) else 0)
         else:
             raise UsageError(f"TSV data must be str or bytes, not {type(data).__name__}")
         out = []
-        for rows in self.decode_chunks(text, first_line):
+        for rows in chunks:
             out.extend(rows)
         return out
 
-    def decode_chunks(self, text: str, first_line: int = 1):
-        """Yield lists of validated rows, one per chunk of whole lines of ``text``."""
-        pos, n, line = 0, len(text), first_line
-        find = text.find
+    def decode_chunks(self, data, first_line: int = 1, start: int = 0):
+        """Yield lists of validated rows, one per chunk of whole lines of ``data``
+        (str, or UTF-8 bytes) from offset ``start``."""
+        is_bytes = isinstance(data, bytes)
+        nl = b"\n" if is_bytes else "\n"
+        pos, n, line = start, len(data), first_line
+        find = data.find
         while pos < n:
-            end = find("\n", pos + _CHUNK_CHARS)
+            end = find(nl, pos + _CHUNK_CHARS)
             end = n if end < 0 else end + 1
-            chunk = text[pos:end]
-            yield self.decode_text(chunk, line)
-            line += chunk.count("\n")
+            chunk = data[pos:end]
+            yield self.decode_text(self.text_of(chunk, line) if is_bytes else chunk, line)
+            line += chunk.count(nl)
             pos = end
 
     @staticmethod
