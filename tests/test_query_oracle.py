@@ -15,6 +15,7 @@ left after offset and limit.
 
 import functools
 import random
+import re
 
 import pytest
 
@@ -91,18 +92,25 @@ def glob_match(pattern, text, nocase):
 
 
 def text_of(v):
+    if isinstance(v, bool):
+        return "1" if v else "0"    # as Tcl shows a boolean field
     return str(v)  # ints as digits, floats in their shortest round-trip form
 
 
+TCL_WORDS = {"true": True, "false": False, "yes": True, "no": False, "on": True, "off": False}
+
+
 def truth(v):
+    """Tcl's boolean of a value: words or their unique prefixes, or a (decimal) number."""
     if v is None:
         return None
     if isinstance(v, str):
-        w = v.strip().lower()
-        if w in ("1", "true", "yes", "on"):
-            return True
-        if w in ("0", "false", "no", "off"):
-            return False
+        w = v.lower()
+        words = [word for word in TCL_WORDS if w and word.startswith(w)]
+        if len(words) == 1:
+            return TCL_WORDS[words[0]]
+        if re.fullmatch(r"\s*[+-]?(0|[1-9][0-9]*)(\.[0-9]*)?\s*", v):
+            return float(v) != 0
         return None
     return v != 0
 
