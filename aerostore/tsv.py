@@ -378,9 +378,6 @@ class IngestResult:
         self.batches = batches
         self.elapsed_ms = elapsed_ms
 
-    def as_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.__slots__}
-
     def __str__(self):
         return (f"rows_seen={self.rows_seen} inserted={self.inserted} updated={self.updated} "
                 f"batches={self.batches} elapsed_ms={self.elapsed_ms:.3f}")
