@@ -52,6 +52,22 @@ def shutdown() -> None:
     state.shutdown()
 
 
+_positions_cache: tuple = (None, {})
+
+
+def _field_positions(schema) -> dict:
+    """name or alias -> position, for the current FlightState schema (cached)."""
+    global _positions_cache
+    cached, positions = _positions_cache
+    if cached is not schema:
+        positions = {}
+        for i, f in enumerate(schema.fields):
+            for name in (f.name,) + f.aliases:
+                positions[name] = i
+        _positions_cache = (schema, positions)
+    return positions
+
+
 def _pairs(names, row, with_nulls: bool) -> list:
     out = []
     for name, v in zip(names, row):
@@ -142,8 +158,15 @@ class Session:
         row = (self._txn_table or state.current or state.flights()).get(key)
         if row is None or not fields:
             return row
-        position = state.current.schema.position
-        return [row[position(f)] for f in fields]
+        pos = _field_positions(state.current.schema)
+        try:
+            if len(fields) == 1:
+                return (row[pos[fields[0]]],)
+            return tuple([row[pos[f]] for f in fields])
+        except (KeyError, TypeError):
+            for f in fields:
+                state.current.schema.position(f)    # raises the Tcl-style error
+            raise
 
     def _named(self, key, fields, with_nulls):
         row = self._table().get(key)
