@@ -237,8 +237,8 @@ class DirectoryStorage:
 
         ``tables``: ``(schema_dict, index_fields, row_iterator)`` per table, the
         rows visible at ``csn``; every iterator is consumed.  Commits continue
-        meanwhile.  A checkpoint older than the current one (two racing) is
-        counted but not written: the newer one covers it.  Raises ``StorageIOError`` if the checkpoint cannot be written
+        meanwhile.  A checkpoint at or before the one on disk (nothing new, or
+        two racing) is counted but not written.  Raises ``StorageIOError`` if the checkpoint cannot be written
         (the store stays writable; the old checkpoint and the log are intact)
         and ``ReadOnlyError`` after a log failure.
         """
@@ -250,9 +250,12 @@ class DirectoryStorage:
             if w.failed is not None:
                 raise ReadOnlyError(f"{self.path}: the log stopped after an I/O error; "
                                     "reopen the store")
-            if csn < self._ckpt_csn:
-                # Two checkpoints raced and the newer one finished first; it covers
-                # this one, and writing this one now would lose the commits between.
+            if csn <= self._ckpt_csn:
+                # Nothing committed since the checkpoint on disk, or two checkpoints
+                # raced and the newer one finished first: that one covers this one
+                # (and writing an older one now would lose the commits between).
+                if csn == self._ckpt_csn and w.base_csn < csn:
+                    w.cut(csn)  # a crash came between the last checkpoint and its cut
                 return sum(sum(1 for _ in rows) for _, _, rows in tables)
             t0 = time.perf_counter()
             rows, nbytes = write_checkpoint(self._io, self.path, csn, tables)
