@@ -277,3 +277,24 @@ def test_python_exit_under_tkinter_flushes(shim, tmp_path):
     assert out.returncode == 0, out.stderr
     p = tclsh(f"package require aerostore\naerostore::init {d}\nputs [FlightState count]\n")
     assert p.stdout.strip() == "100"
+
+
+def test_safe_base_interp_gets_the_read_only_subset(shim):
+    script = f"""
+package require aerostore
+aerostore::init :memory:
+FlightState set A alt 1
+set s [safe::interpCreate -accessPath [list $tcl_library {TCL_DIR}]]
+puts [$s eval {{package require aerostore}}]
+puts [$s eval {{FlightState get A alt}}]
+puts [catch {{$s eval {{FlightState set A alt 2}}}} m]
+puts $m
+puts [$s eval {{info commands aerostore::*}}]
+puts [catch {{$s eval {{FlightState search -delete 1}}}} m]
+puts [FlightState count]
+safe::interpDelete $s
+"""
+    p = tclsh(script)
+    assert p.stdout.splitlines() == [
+        "0.1", "1", "1", 'bad subcommand "set": must be count, exists, fields, get, or search',
+        "", "1", "1"]
