@@ -27,7 +27,7 @@ import threading
 import time
 import weakref
 
-from . import fileio, wal
+from . import fileio, storage, wal
 from .checkpoint import FILENAME as CHECKPOINT, TEMP_FILENAME as CHECKPOINT_TMP
 from .checkpoint import read_checkpoint, write_checkpoint
 from .config import Config
@@ -49,7 +49,7 @@ def _close_open_stores() -> None:
         storage.close()
 
 
-class Recovered:
+class Recovered(storage.Recovered):
     """What ``recover()`` found.
 
     ``checkpoint_csn``: the CSN the checkpoint holds (0 if none).  ``tables``:
@@ -60,12 +60,8 @@ class Recovered:
     ``torn_bytes``: size of a torn tail that was set aside (0 if none).
     """
 
-    __slots__ = ("checkpoint_csn", "tables", "records", "last_csn", "torn_bytes")
-
     def __init__(self, checkpoint_csn, tables, records, last_csn, torn_bytes):
-        self.checkpoint_csn = checkpoint_csn
-        self.tables = tables
-        self.records = records
+        super().__init__(checkpoint_csn, tables, records)
         self.last_csn = last_csn
         self.torn_bytes = torn_bytes
 
@@ -96,7 +92,7 @@ def lock_directory(path: str, exclusive: bool = True) -> int:
     return fd
 
 
-class DirectoryStorage:
+class DirectoryStorage(storage.Storage):
     """The durable storage of one data directory (see the module docstring).
 
     ``config`` is the database's ``Config``; ``aerostore.synchronous_commit`` and

@@ -86,6 +86,7 @@ from mmap import ACCESS_READ, mmap
 
 import msgpack
 
+from . import storage
 from .errors import ClosedError, CorruptError, ReadOnlyError, StorageIOError, UsageError
 
 __all__ = ["MAGIC", "HEADER_SIZE", "FRAME_HEADER_SIZE", "Ticket", "WalScan", "WalWriter",
@@ -315,7 +316,7 @@ def iter_commits(path: str, ws: WalScan, after_csn: int):
             buf.release()
 
 
-class Ticket:
+class Ticket(storage.Ticket):
     """A commit's claim on durability.  ``wait()`` returns once the record is on
     disk, or raises ``StorageIOError`` (``ReadOnlyError`` if the log had already
     stopped) when it never will be."""
