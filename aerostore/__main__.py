@@ -83,7 +83,10 @@ class Image:
                 self._table(csn, op[1])[2].pop(op[2], None)
             elif kind == "create_table" and len(op) == 3:
                 if op[1] not in self.tables:
-                    self._create(op[1], op[2], op[2].get("indexes", ()))
+                    try:
+                        self._create(op[1], op[2], op[2].get("indexes", ()))
+                    except (AttributeError, KeyError, TypeError, ValueError, UsageError):
+                        raise self._bad(csn, f"table {op[1]!r} has an unreadable schema") from None
             elif kind == "create_index" and len(op) == 3:
                 idx = self._table(csn, op[1])[1]
                 if op[2] not in idx:
