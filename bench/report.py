@@ -169,7 +169,7 @@ def markdown(doc: dict) -> str:
         row.append(ENGINES[f["best_peer"]].label if f["best_peer"] else "-")
         for n in aeros:
             r = f["ratios"].get(n)
-            row.append(f"**{r:.3g}**" if r is not None else "-")
+            row.append(f"**{fmt(r)}**" if r is not None else "-")
         t = f["target"]
         first = f["engines"].get(aeros[0], {}).get("median") if aeros else None
         if t and t["value"] is not None:
