@@ -10,6 +10,7 @@ workload of the engine's Tcl file.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -17,7 +18,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
-from engines import BENCH, Engine, tcl_env
+from engines import BENCH, REPO, Engine, tcl_env
 
 HARNESS = os.path.join(BENCH, "tcl", "harness.tcl")
 
@@ -72,6 +73,26 @@ def run_tcl(engine: Engine, workload: str, params: list, timeout: float) -> Outc
     return out
 
 
+def engine_fingerprint(kind: str) -> str:
+    """A short hash of the engine's code, so a template is rebuilt when the
+    engine (and maybe its file format) changes: Aerostore's Python package and
+    shim sources, or the SQLite Tcl file."""
+    if kind == "aerostore":
+        roots = [os.path.join(REPO, "aerostore"), os.path.join(REPO, "c_shim")]
+    else:
+        roots = [os.path.join(BENCH, "tcl", kind + ".tcl")]
+    h = hashlib.sha1()
+    for root in roots:
+        paths = [root] if os.path.isfile(root) else sorted(
+            os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs
+            if f.endswith((".py", ".c", ".h", ".tcl")))
+        for path in paths:
+            h.update(path.encode())
+            with open(path, "rb") as f:
+                h.update(f.read())
+    return h.hexdigest()[:10]
+
+
 class Scratch:
     """Templates and per-process scratch space under <cache>/."""
 
@@ -84,9 +105,15 @@ class Scratch:
         """Path of the prepared store (built on first use), or an error text."""
         tkey = (engine.kind, which)
         if tkey not in self.templates:
-            name = f"{engine.kind}-{which}-{self.ds.rows}-s{self.ds.seed}-b{self.batch}"
-            path = os.path.join(self.cache, "templates", name + ("" if engine.is_aerostore else ".db"))
+            stem = f"{engine.kind}-{which}-{self.ds.rows}-s{self.ds.seed}-b{self.batch}-"
+            name = stem + engine_fingerprint(engine.kind)
+            tdir = os.path.join(self.cache, "templates")
+            path = os.path.join(tdir, name + ("" if engine.is_aerostore else ".db"))
             if not os.path.exists(path + ".ok"):
+                # templates of older engine code are of no further use
+                for old in os.listdir(tdir) if os.path.isdir(tdir) else ():
+                    if old.startswith(stem):
+                        _remove(os.path.join(tdir, old))
                 for p in (path, path + "-wal", path + "-shm"):
                     _remove(p)
                 os.makedirs(os.path.dirname(path), exist_ok=True)
