@@ -453,10 +453,17 @@ class Table:
         needs a horizon above ``s``, i.e. the watermark moved: then (only when the
         answer is None or names another key) read again under a registered snapshot.
         """
-        s = self._latest()
+        db = self._db
         if key.__class__ is not str:
             key = self.schema.coerce_key(key)
         st = self._st
+        slot = st.slots.get(key)
+        if slot is not None and not db._closed:
+            # fast path: a frozen row is the latest version and visible to every snapshot
+            head = st.rows[slot]
+            if head.__class__ is tuple and head[st.key_pos] == key:
+                return head
+        s = self._latest()
         r = st.get(key, s)
         if (r is None or r[st.key_pos] != key) and self._db._snaps.watermark != s:
             snaps = self._db._snaps
