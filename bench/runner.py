@@ -46,9 +46,11 @@ def _params(engine: Engine, ds, store: str, batch: int, commits: int, max_secs: 
     return out
 
 
-def run_tcl(engine: Engine, workload: str, params: list, timeout: float) -> Outcome:
+def run_tcl(engine: Engine, workload: str, params: list, timeout: float,
+            wrap: tuple = ()) -> Outcome:
+    """Run harness.tcl; ``wrap`` prefixes the command (a profiler, for bench/profile.py)."""
     t0 = time.monotonic()
-    cmd = ["tclsh", HARNESS, engine.tcl_file, workload] + params
+    cmd = list(wrap) + ["tclsh", HARNESS, engine.tcl_file, workload] + params
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, env=tcl_env(),
                            timeout=timeout, cwd=BENCH)
@@ -132,7 +134,8 @@ class Scratch:
             self.templates[tkey] = path
         return self.templates[tkey]
 
-    def run(self, engine: Engine, workload, rep: int, commits: int, max_secs: float) -> Outcome:
+    def run(self, engine: Engine, workload, rep: int, commits: int, max_secs: float,
+            wrap: tuple = ()) -> Outcome:
         store_parent = os.path.join(self.cache, "run", f"{engine.name}-{workload.name}-{rep}")
         _remove(store_parent)
         os.makedirs(store_parent)
@@ -151,7 +154,7 @@ class Scratch:
                 else:
                     store = tpl      # :memory: restores from the template, read-only
             params = _params(engine, self.ds, store, self.batch, commits, max_secs)
-            return run_tcl(engine, workload.name, params, self.timeout)
+            return run_tcl(engine, workload.name, params, self.timeout, wrap)
         finally:
             _remove(store_parent)
 
