@@ -33,8 +33,8 @@ how many events it lost, and where.
 Callback mode: ``callback(event)`` is called on the publishing thread, in
 commit order, while commits wait; it must be quick (enqueue and return; the Tcl
 bridge queues a Tcl event for the interp's thread) and must not commit to the
-database (with synchronous_commit on it runs on the WAL writer thread, which
-that commit would wait for).  An exception from it is
+database: it runs inside the commit pipeline (holding its locks, or on the WAL
+writer thread), which that commit would wait for.  An exception from it is
 counted in ``sub.errors`` (the last kept in ``sub.last_error``) and does not
 stop delivery; so is one from a ``where`` function (the event then does not match).
 
