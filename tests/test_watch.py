@@ -165,3 +165,15 @@ def test_subscription_starts_after_subscribe_and_close_ends_it(tmp_path):
     assert sub.closed and sub.get() is None
     with pytest.raises(ClosedError):
         db.subscribe("FlightState")
+
+
+@pytest.mark.parametrize("sync", [False, True])
+def test_a_callback_may_read_the_database(sync):
+    with aerostore.open(":memory:", synchronous_commit=sync) as db:
+        t = db.create_table(FlightState)
+        seen = []
+        db.subscribe("FlightState", callback=lambda ev: seen.append(
+            (t.get(ev.key), t.count(), t.query().gt("gs", 0).count())))
+        t.upsert(("A", 1.0, 2.0, 3, 4, 5))
+        db.ingest_tsv("FlightState", "B\t1\t2\t3\t4\t5\n")
+        assert seen == [(("A", 1.0, 2.0, 3, 4, 5), 1, 1), (("B", 1.0, 2.0, 3, 4, 5), 2, 2)]
