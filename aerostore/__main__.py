@@ -155,7 +155,7 @@ def cmd_stats(path: str, out) -> None:
     image, ws, ckpt_bytes = load(path)
     pairs = [("data_dir", os.path.abspath(path)), ("checkpoint_csn", image.checkpoint_csn),
              ("checkpoint_bytes", ckpt_bytes),
-             ("wal_base_csn", ws.base_csn if ws else 0), ("wal_bytes", ws.size if ws else 0),
+             ("wal_base_csn", ws.base_csn if ws else 0), ("wal_bytes", ws.end if ws else 0),
              ("wal_frames", len(ws.frame_ends) if ws else 0),
              ("wal_records", ws.commits if ws else 0), ("wal_torn_bytes", ws.torn if ws else 0),
              ("replayed_records", image.commits), ("last_csn", image.last_csn),

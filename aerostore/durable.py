@@ -169,7 +169,7 @@ class DirectoryStorage(storage.Storage):
         torn = ws.torn
         if torn:
             self._set_torn_tail_aside(ws)
-        fd = self._io.open(self._wal_path, os.O_WRONLY | os.O_APPEND)
+        fd = self._io.open(self._wal_path, os.O_WRONLY)
         last = max(ckpt_csn, ws.last_csn)
         self._writer = wal.WalWriter(self._wal_path, self._io, fd, ws, self._settings, last)
         _open_stores.add(self)
@@ -197,6 +197,10 @@ class DirectoryStorage(storage.Storage):
         with open(self._wal_path, "rb") as f:
             f.seek(ws.end)
             tail = f.read(ws.torn)
+        # Keep it up to the 4 KiB block of its last non-zero byte: the zeros after
+        # that are preallocated space, not evidence.
+        last = len(tail.rstrip(b"\0"))
+        tail = tail[:min(len(tail), -(-(ws.end + last) // 4096) * 4096 - ws.end)]
         fd = io.open(f"{self._wal_path}.torn-{n}", os.O_WRONLY | os.O_CREAT | os.O_EXCL)
         try:
             io.write(fd, tail)

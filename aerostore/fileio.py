@@ -1,7 +1,7 @@
 """The thin file layer under the WAL and checkpoints, and its fault-injecting twin.
 
-Every call that changes the data directory (open, write, fdatasync, truncate,
-rename, unlink, directory fsync) goes through a ``FileIO`` object, so tests can
+Every call that changes the data directory (open, write/pwrite, fdatasync,
+truncate, rename, unlink, directory fsync) goes through a ``FileIO`` object, so tests can
 swap in ``FaultyIO`` and make the N-th write fail with ENOSPC, an fdatasync fail
 with EIO, once or for good, or end the process at an exact step (a crash).
 Reads are not routed through here: recovery reads with plain ``os``/``mmap``,
@@ -31,6 +31,14 @@ class FileIO:
         while view:
             n = os.write(fd, view)
             view = view[n:]
+
+    def pwrite(self, fd: int, data, offset: int) -> None:
+        """Write all of ``data`` at ``offset`` (the file position does not move)."""
+        view = memoryview(data)
+        while view:
+            n = os.pwrite(fd, view, offset)
+            view = view[n:]
+            offset += n
 
     def fdatasync(self, fd: int) -> None:
         os.fdatasync(fd)
@@ -63,7 +71,7 @@ class FaultyIO(FileIO):
     """A ``FileIO`` that fails or crashes on chosen calls (for tests).
 
     ``fail(op, nth, err, persistent)``: the ``nth`` call of ``op`` (counted from
-    now, 1-based) raises ``OSError(err)``; with ``persistent`` every later call of
+    now, 1-based; ``pwrite`` counts as ``write``) raises ``OSError(err)``; with ``persistent`` every later call of
     that op fails too.  A failing write may first write part of its data
     (``partial`` bytes), as a full disk does.  ``crash_at(n)`` ends the process
     with ``os._exit(exit_code)`` just before the n-th mutating call of any kind,
@@ -115,6 +123,15 @@ class FaultyIO(FileIO):
                 super().write(fd, memoryview(data)[:partial])
             self._raise(err)
         super().write(fd, data)
+
+    def pwrite(self, fd, data, offset):
+        fault = self._step("write", len(data))
+        if fault:
+            err, partial = fault
+            if partial:
+                super().pwrite(fd, memoryview(data)[:partial], offset)
+            self._raise(err)
+        super().pwrite(fd, data, offset)
 
     def fdatasync(self, fd):
         fault = self._step("fdatasync", fd)

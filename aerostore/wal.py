@@ -11,10 +11,11 @@ then renamed, so a ``wal.log`` always has a whole header):
 | 8 | 8 | ``base_csn``: the checkpoint CSN this log continues from (0 = none) |
 | 16 | 4 | CRC-32 of bytes 0..15 |
 
-Then frames, back to back, until end of file.  A frame is one group flush: the
-commits the writer wrote with one ``write()`` and made durable with one
-``fdatasync`` (the writer splits very large groups into several frames, all in
-the same write):
+Then frames, back to back, then zero bytes to the end of the file: the log is
+preallocated in steps (see ``PREALLOC_MIN``), and a group overwrites zeros.  A
+frame is one group flush: the commits the writer wrote with one ``write()`` and
+made durable with one ``fdatasync`` (the writer splits very large groups into
+several frames, all in the same write):
 
 | offset | size | field |
 |---|---|---|
@@ -40,9 +41,9 @@ one checksum, such a group is dropped as a unit; and because the writer never
 starts a write before the previous one is synced, a valid frame after a bad one
 proves the bad one had been synced: that is damage, not a torn write.
 
-Recovery rule (``scan``): frames are checked in order.  The first bad frame
-(short header, length past the end, bad checksum, CSNs out of order) ends the
-log.  If any valid frame starts anywhere after it, the file is damaged and
+Recovery rule (``scan``): frames are checked in order.  Where only zero bytes
+remain, the log ends cleanly.  Otherwise the first bad frame (short header,
+length past the end, bad checksum, CSNs out of order) ends the log.  If any valid frame starts anywhere after it, the file is damaged and
 ``CorruptError`` names the file and the bad frame's offset.  Otherwise the rest
 of the file is a torn tail: a write that never completed its fdatasync, so no
 commit in it was acknowledged (with ``synchronous_commit on``).
@@ -100,6 +101,11 @@ FRAME_HEADER_SIZE = _FRAME.size  # 28
 _LEN = struct.Struct("<I")
 _COUNTED = struct.Struct("<IQQ")
 MAX_FRAME_PAYLOAD = 32 << 20  # the writer starts a new frame beyond this (see _candidates)
+# The log grows in steps of zero bytes, written and synced with a group, so that
+# later groups overwrite allocated space: their fdatasync then has no file size
+# to journal (about 1.5x the commits per second of appending).  A step is the
+# log's size, between these bounds, so small stores stay small.
+PREALLOC_MIN, PREALLOC_MAX = 64 << 10, 16 << 20
 # The idle writer thread looks for pending commits this often even unnotified: a
 # synchronous commit whose committer never waits is still flushed.
 _BACKSTOP_SECS = 0.2
@@ -263,6 +269,8 @@ def _scan(path: str, buf, size: int) -> WalScan:
         prev_last = last
         pos = end
     ws.end = pos
+    if pos < size and bytes(buf[pos:size]).count(0) == size - pos:
+        return ws  # the rest is preallocated space, never written
     if pos < size:
         # A bad frame.  Damage if any valid frame starts after it; else a torn tail.
         if size - pos >= FRAME_HEADER_SIZE:
@@ -386,6 +394,7 @@ class WalWriter:
         self._fd = fd
         self._settings = settings
         self._end = ws.end
+        self._allocated = ws.size  # the file's size: zeros after _end are preallocated
         self._frame_ends = array("Q", ws.frame_ends)
         self._frame_last = array("Q", ws.frame_last)
         self._frame_counts = array("Q", ws.frame_counts)
@@ -496,8 +505,14 @@ class WalWriter:
 
     def _flush(self, batch: list) -> None:
         frames = build_frames(batch)
+        data = frames[0] if len(frames) == 1 else b"".join(frames)
+        need = self._end + len(data)
+        allocated = self._allocated
+        if need > allocated:  # extend the file with zeros in the same write
+            allocated = need + min(PREALLOC_MAX, max(PREALLOC_MIN, need))
+            data += bytes(allocated - need)
         try:
-            self._io.write(self._fd, frames[0] if len(frames) == 1 else b"".join(frames))
+            self._io.pwrite(self._fd, data, self._end)
             self._io.fdatasync(self._fd)
         except OSError as e:
             self._fail(e, batch)
@@ -514,6 +529,7 @@ class WalWriter:
                 self._frame_last.append(last)
                 self._frame_counts.append(count)
             self._end = pos
+            self._allocated = allocated
             self._records += len(batch)
             self.durable_csn = batch[-1][0]
             self.flushes += 1
@@ -577,7 +593,7 @@ class WalWriter:
         try:
             if os.path.exists(tmp):
                 io.unlink(tmp)
-            fd = io.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND)
+            fd = io.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
             io.write(fd, make_header(csn))
             self._copy(fd, cut_off, copied_to)
         except OSError as e:
@@ -644,6 +660,7 @@ class WalWriter:
             self._frame_last = self._frame_last[n:]
             self._frame_counts = self._frame_counts[n:]
             self._end -= shift
+            self._allocated = self._end
             self.base_csn = job.csn
         try:
             io.fsync_dir(self._dir)

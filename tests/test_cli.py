@@ -8,7 +8,7 @@ import sys
 import pytest
 
 import aerostore
-from aerostore import FlightState
+from aerostore import FlightState, wal
 from aerostore.__main__ import main
 
 ROWS = [("UAL1", 40.5, -73.25, 35000, 450, 1700000000),
@@ -89,11 +89,14 @@ def test_damage_exits_1_and_names_the_file(store):
 
 
 def test_torn_tail_is_reported_not_changed(store):
-    with open(os.path.join(store, "wal.log"), "ab") as f:
+    path = os.path.join(store, "wal.log")
+    end = wal.scan(path).end
+    with open(path, "r+b") as f:
+        f.seek(end)
         f.write(b"\1\2\3")
-    size = os.path.getsize(os.path.join(store, "wal.log"))
+    size = os.path.getsize(path)
     code, out = run("verify", store)
-    assert code == 0 and "torn tail of 3 bytes" in out
+    assert code == 0 and f"torn tail of {size - end} bytes at offset {end}" in out
     assert os.path.getsize(os.path.join(store, "wal.log")) == size
 
 

@@ -78,7 +78,7 @@ def test_format_matches_the_documented_layout(tmp_path):
         commits = msgpack.unpackb(data[pos + 28:end])
         assert commits[0][0] == csn and commits[0][1][-1] == ["put", "T", f"k{csn}", [f"k{csn}", csn]]
         pos = end
-    assert pos == len(data)
+    assert data[pos:] == bytes(len(data) - pos)  # the rest is preallocated zeros
 
 
 def test_values_round_trip(tmp_path):
@@ -217,16 +217,26 @@ def test_torn_tail_at_every_offset_of_the_last_record(tmp_path):
         shutil.rmtree(d)
 
 
-def test_zeroed_tail_is_torn_and_torn_files_are_numbered(tmp_path):
+def test_zeros_after_the_log_are_free_space_and_torn_files_are_numbered(tmp_path):
     d = str(tmp_path / "db")
     fill(d, 2)
+    path = os.path.join(d, "wal.log")
+    with open(path, "ab") as f:
+        f.write(b"\0" * 4096)
+    s, rec = reopen(d)
+    assert replay(rec)[1] == [1, 2] and rec.torn_bytes == 0
+    s.close()
     for n in (1, 2):
-        with open(os.path.join(d, "wal.log"), "ab") as f:
-            f.write(b"\0" * 4096)
+        end = wal.scan(path).end
+        with open(path, "r+b") as f:  # a write that never completed, in free space
+            f.seek(end)
+            f.write(b"\x05" * 100)
         s, rec = reopen(d)
-        assert replay(rec)[1] == [1, 2] and rec.torn_bytes == 4096
+        assert replay(rec)[1] == list(range(1, 2 + n)) and rec.torn_bytes > 0
+        s.log(2 + n, []).wait()
         s.close()
-        assert os.path.getsize(os.path.join(d, f"wal.log.torn-{n}")) == 4096
+        torn = open(os.path.join(d, f"wal.log.torn-{n}"), "rb").read()
+        assert torn[:100] == b"\x05" * 100 and not torn[100:].strip(b"\0")
 
 
 def flip(path, offset, bit=0x10):
