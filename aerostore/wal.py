@@ -269,16 +269,16 @@ def _scan(path: str, buf, size: int) -> WalScan:
         prev_last = last
         pos = end
     ws.end = pos
-    if pos < size and bytes(buf[pos:size]).count(0) == size - pos:
-        return ws  # the rest is preallocated space, never written
-    if pos < size:
+    # Past the last non-zero byte there is only preallocated space.
+    used = pos + len(bytes(buf[pos:size]).rstrip(b"\0"))
+    if pos < used:
         # A bad frame.  Damage if any valid frame starts after it; else a torn tail.
         if size - pos >= FRAME_HEADER_SIZE:
             length = _LEN.unpack_from(buf, pos)[0]
             probe = pos + FRAME_HEADER_SIZE + length
             if probe < size and _valid_frame(buf, probe, size, prev_last):
                 raise CorruptError(path, pos, "frame checksum mismatch before the end of the log")
-        for q in _candidates(buf, pos + 1, size):
+        for q in _candidates(buf, pos + 1, min(size, used + FRAME_HEADER_SIZE)):
             if _valid_frame(buf, q, size, prev_last):
                 raise CorruptError(path, pos, f"damaged frame; a valid frame follows at offset {q}")
         ws.torn = size - pos
