@@ -35,6 +35,8 @@ typedef struct Plan {
     int nf;                    /* number of bound fields */
     int *positions;
     Tcl_Obj **names;           /* field names, one Tcl_Obj each (refcounted) */
+    Tcl_Obj **scratch;         /* room for one row's name/value pairs */
+    Tcl_Obj *empty;            /* the value bound for a null (refcounted) */
     int mode;
     Tcl_Obj *key_var, *bind_var, *body;
     PyObject *finish;          /* borrowed, or NULL */
@@ -70,7 +72,10 @@ static int plan_from_tuple(Plan *p, PyObject *t, int nargs, Tcl_Obj *const args[
     p->nf = (int)PyTuple_GET_SIZE(positions);
     p->positions = malloc(sizeof(int) * (p->nf + 1));
     p->names = malloc(sizeof(Tcl_Obj *) * (p->nf + 1));
-    if (!p->positions || !p->names) {
+    p->scratch = malloc(sizeof(Tcl_Obj *) * (2 * p->nf + 1));
+    p->empty = Tcl_NewObj();
+    Tcl_IncrRefCount(p->empty);
+    if (!p->positions || !p->names || !p->scratch) {
         PyErr_NoMemory();
         return -1;
     }
@@ -96,7 +101,11 @@ static void plan_free(Plan *p)
         }
     }
     free(p->names);
+    free(p->scratch);
     free(p->positions);
+    if (p->empty) {
+        Tcl_DecrRefCount(p->empty);
+    }
 }
 
 /* Convert rows[start, start+n) into vals: per row, the key then the bound
@@ -157,9 +166,9 @@ static void release_chunk(Tcl_Obj **vals, int count)
 static int bind_row(Tcl_Interp *interp, Plan *p, Tcl_Obj **v)
 {
     Tcl_Obj *value;
-    int j;
+    int j, n;
 
-    if (p->key_var && !Tcl_ObjSetVar2(interp, p->key_var, NULL, v[0] ? v[0] : Tcl_NewObj(),
+    if (p->key_var && !Tcl_ObjSetVar2(interp, p->key_var, NULL, v[0] ? v[0] : p->empty,
                                       TCL_LEAVE_ERR_MSG)) {
         return var_error(interp);
     }
@@ -178,16 +187,17 @@ static int bind_row(Tcl_Interp *interp, Plan *p, Tcl_Obj **v)
         }
         return TCL_OK;
     }
-    value = Tcl_NewListObj(0, NULL);
+    n = 0;
     for (j = 0; j < p->nf; j++) {
         Tcl_Obj *x = v[j + 1];
         if (p->mode == BIND_GET) {
-            Tcl_ListObjAppendElement(NULL, value, x ? x : Tcl_NewObj());
+            p->scratch[n++] = x ? x : p->empty;
         } else if (x || p->mode == BIND_ARRAY_GET_NULLS) {
-            Tcl_ListObjAppendElement(NULL, value, p->names[j]);
-            Tcl_ListObjAppendElement(NULL, value, x ? x : Tcl_NewObj());
+            p->scratch[n++] = p->names[j];
+            p->scratch[n++] = x ? x : p->empty;
         }
     }
+    value = Tcl_NewListObj(n, p->scratch);     /* one allocation, no appends */
     if (!Tcl_ObjSetVar2(interp, p->bind_var, NULL, value, TCL_LEAVE_ERR_MSG)) {
         return var_error(interp);
     }
