@@ -238,9 +238,10 @@ class DirectoryStorage(storage.Storage):
         ``tables``: ``(schema_dict, index_fields, row_iterator)`` per table, the
         rows visible at ``csn``; every iterator is consumed.  Commits continue
         meanwhile.  A checkpoint at or before the one on disk (nothing new, or
-        two racing) is counted but not written.  Raises ``StorageIOError`` if the checkpoint cannot be written
-        (the store stays writable; the old checkpoint and the log are intact)
-        and ``ReadOnlyError`` after a log failure.
+        two racing) is counted but not written.  Raises ``StorageIOError`` if
+        the checkpoint cannot be written (the store stays writable; the old
+        checkpoint and the log are intact) and ``ReadOnlyError`` after a log
+        failure.
         """
         with self._ckpt_lock:
             w = self._writer
