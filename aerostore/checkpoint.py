@@ -27,11 +27,11 @@ artefact, and the store refuses to open.
 Writing (``write_checkpoint``): rows are pulled from the engine's snapshot
 iterators in slices, packed and appended to ``checkpoint.dat.tmp``; between
 slices the thread sleeps for 0.1 ms, which hands the GIL to any waiting thread
-so that Tcl and Python callers are not stalled behind a long checkpoint.  Then the temp file is fdatasync'ed, renamed over
-``checkpoint.dat`` and the directory fsync'ed.  A crash before the rename
-leaves the previous checkpoint in force (the temp file is removed on the next
-open); a crash after it leaves the new one, and the log still holds every
-commit either of them needs.
+so that Tcl and Python callers are not stalled behind a long checkpoint.  Then
+the temp file is fdatasync'ed, renamed over ``checkpoint.dat`` and the directory
+fsync'ed.  A crash before the rename leaves the previous checkpoint in force
+(the temp file is removed on the next open); a crash after it leaves the new
+one, and the log still holds every commit either of them needs.
 """
 
 from __future__ import annotations

@@ -71,9 +71,9 @@ class FaultyIO(FileIO):
     """A ``FileIO`` that fails or crashes on chosen calls (for tests).
 
     ``fail(op, nth, err, persistent)``: the ``nth`` call of ``op`` (counted from
-    now, 1-based; ``pwrite`` counts as ``write``) raises ``OSError(err)``; with ``persistent`` every later call of
-    that op fails too.  A failing write may first write part of its data
-    (``partial`` bytes), as a full disk does.  ``crash_at(n)`` ends the process
+    now, 1-based; ``pwrite`` counts as ``write``) raises ``OSError(err)``; with
+    ``persistent`` every later call of that op fails too.  A failing write may
+    first write part of its data (``partial`` bytes), as a full disk does.  ``crash_at(n)`` ends the process
     with ``os._exit(exit_code)`` just before the n-th mutating call of any kind,
     which leaves the files exactly as a killed process would.  ``calls`` lists
     every mutating call made, as ``(op, detail)``.

@@ -43,10 +43,11 @@ proves the bad one had been synced: that is damage, not a torn write.
 
 Recovery rule (``scan``): frames are checked in order.  Where only zero bytes
 remain, the log ends cleanly.  Otherwise the first bad frame (short header,
-length past the end, bad checksum, CSNs out of order) ends the log.  If any valid frame starts anywhere after it, the file is damaged and
-``CorruptError`` names the file and the bad frame's offset.  Otherwise the rest
-of the file is a torn tail: a write that never completed its fdatasync, so no
-commit in it was acknowledged (with ``synchronous_commit on``).
+length past the end, bad checksum, CSNs out of order) ends the log.  If any
+valid frame starts anywhere after it, the file is damaged and ``CorruptError``
+names the file and the bad frame's offset.  Otherwise the rest of the file is a
+torn tail: a write that never completed its fdatasync, so no commit in it was
+acknowledged (with ``synchronous_commit on``).
 
 Group commit (``WalWriter``): committers encode their record in their own thread
 and enqueue it under the engine's commit lock (so queue order is CSN order).
