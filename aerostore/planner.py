@@ -221,8 +221,9 @@ def _execute(store, s: int, q, overlay: dict | None, mode: str):
         c = _index_only_count(store, plan, s, compile_predicate(schema, terms))
         if c is not None:
             return _clamp(c, q)
+    stop = need if need and not q.sort else 0     # an unsorted limit: stop early
     if count_only and plan.kind == "scan":
-        c = compile_scan(schema, terms, True, skip is not None)(store.rows, s, visible, skip)
+        c = compile_scan(schema, terms, True, skip is not None, bool(stop))(store.rows, s, visible, skip, stop)
         if skip:
             pred = compile_predicate(schema, terms)
             c += sum(1 for r in overlay.values() if r is not None and pred(r))
@@ -233,7 +234,7 @@ def _execute(store, s: int, q, overlay: dict | None, mode: str):
         rows = _walk(store, plan, s, compile_predicate(schema, terms),
                      _entry_filter(schema, terms, plan.ix, skip), skip, need, kf)
     elif plan.kind == "scan":
-        rows = compile_scan(schema, terms, False, skip is not None)(store.rows, s, visible, skip)
+        rows = compile_scan(schema, terms, False, skip is not None, bool(stop))(store.rows, s, visible, skip, stop)
     elif plan.kind == "key":
         pred = compile_predicate(schema, terms)
         rows = []
@@ -246,7 +247,7 @@ def _execute(store, s: int, q, overlay: dict | None, mode: str):
     elif plan.kind == "nulls":
         rows = _null_rows(store, plan.ix, s, compile_predicate(schema, terms), skip)
     else:
-        rows = _index_rows(store, plan, s, _entry_filter(schema, terms, plan.ix, skip), skip)
+        rows = _index_rows(store, plan, s, _entry_filter(schema, terms, plan.ix, skip), skip, stop)
     if skip:
         pred = compile_predicate(schema, terms)
         rows.extend(r for r in overlay.values() if r is not None and pred(r))
@@ -270,8 +271,8 @@ def _clamp(c: int, q) -> int:
     return min(c, q.limit_n) if q.limit_n else c
 
 
-def _index_rows(store, plan, s, filt, skip) -> list:
-    """Visible rows behind the entries of ``plan.ranges`` that pass ``filt``."""
+def _index_rows(store, plan, s, filt, skip, stop: int = 0) -> list:
+    """Visible rows behind the entries of ``plan.ranges`` that pass ``filt`` (at least ``stop``, if given)."""
     ix = plan.ix
     out = []
     for lo, hi in plan.ranges:
@@ -283,6 +284,8 @@ def _index_rows(store, plan, s, filt, skip) -> list:
                 if not chunk:
                     break
                 _filter_entries(store, ix, chunk, s, filt, skip, out)
+            if stop and len(out) >= stop:
+                return out
             if len(chunk) < _CHUNK:
                 break
             after = chunk[-1]

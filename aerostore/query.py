@@ -331,11 +331,15 @@ def compile_predicate(schema, terms):
     return _make("pred", src, consts, schema)
 
 
-def compile_scan(schema, terms, count_only: bool, skip_keys: bool):
-    """scan(rows, s, visible, skip) -> list of matching visible rows (or their count)."""
+def compile_scan(schema, terms, count_only: bool, skip_keys: bool, limited: bool = False):
+    """scan(rows, s, visible, skip, stop) -> list of matching visible rows (or their count).
+
+    ``limited``: the scan ends once ``stop`` rows matched (an unsorted limit).
+    """
     kinds = [f.kind for f in schema.fields]
     src, consts = _cond_src(terms, kinds)
-    return _make("count" if count_only else "scan", src, consts, schema, skip_keys)
+    kind = ("count" if count_only else "scan") + ("lim" if limited else "")
+    return _make(kind, src, consts, schema, skip_keys)
 
 
 def compile_entry_filter(schema, terms, pos: int, packed: bool, skip_keys: bool):
@@ -381,18 +385,22 @@ def _make(kind, cond, consts, schema, skip_keys=False, pos=0):
                 f"                kappend({ek})\n"
                 f"    return filt\n")
         else:
-            acc = "n += 1" if kind == "count" else "append(r)"
-            init = "n = 0" if kind == "count" else "out = []\n        append = out.append"
-            ret = "n" if kind == "count" else "out"
+            counting = kind.startswith("count")
+            acc = "n += 1" if counting else "append(r)"
+            if kind.endswith("lim"):
+                acc += "\n                if " + ("n" if counting else "len(out)") + " >= stop: break"
+            init = "n = 0" if counting else "out = []\n        append = out.append"
+            ret = "n" if counting else "out"
             body = (
-                f"    def scan(rows, s, visible, skip):\n"
+                f"    def scan(rows, s, visible, skip, stop=0):\n"
                 f"        {init}\n"
                 f"        for r in rows:\n"
                 f"            if r.__class__ is not tuple:\n"
                 f"                if r is None: continue\n"
                 f"                r = visible(r, s)\n"
                 f"                if r is None: continue{skip}\n"
-                f"            if {cond}: {acc}\n"
+                f"            if {cond}:\n"
+                f"                {acc}\n"
                 f"        return {ret}\n"
                 f"    return scan\n")
         src = f"def factory({args}):\n{body}"
