@@ -102,13 +102,28 @@ class TableStore:
 
     # -- writes --------------------------------------------------------------------
     def check_conflicts(self, keys, s: int):
-        """The first key whose newest version is newer than snapshot ``s``, or None.
+        """The first of ``keys`` (a dict or set) whose newest version is newer than snapshot ``s``, or None.
+
+        O(min(len(keys), unfrozen slots)).
 
         First committer wins: a key created, updated or deleted by a commit the
         snapshot does not see is a write-write conflict.
         """
-        slots = self.slots
         rows = self.rows
+        if len(self.unfrozen) < len(keys):
+            # only a slot with a version chain can be newer than a snapshot; a
+            # prune meanwhile only freezes (caller holds the commit lock: no installs)
+            kp = self.key_pos
+            with self.latch:
+                cand = list(self.unfrozen)
+            for slot in cand:
+                head = rows[slot]
+                if head.__class__ is tuple or head is None:
+                    continue
+                if (head.xmin > s or s < head.xmax < INF) and head.values[kp] in keys:
+                    return head.values[kp]
+            return None
+        slots = self.slots
         for key in keys:
             slot = slots.get(key)
             if slot is None:
