@@ -542,6 +542,22 @@ class Table:
                 q._view = self
         return self._write(run)
 
+    def ingest_tsv(self, data, batch_size=1024, **kw):
+        """``db.ingest_tsv`` on this table."""
+        return self._db.ingest_tsv(self.name, data, batch_size, **kw)
+
+    def ingest_file(self, path, batch_size=1024, **kw):
+        """``db.ingest_file`` on this table."""
+        return self._db.ingest_file(self.name, path, batch_size, **kw)
+
+    def export_tsv(self, dest=None, **kw):
+        """``db.export_tsv`` on this table."""
+        return self._db.export_tsv(self.name, dest, **kw)
+
+    def subscribe(self, **kw):
+        """``db.subscribe`` on this table."""
+        return self._db.subscribe(self.name, **kw)
+
     def create_index(self, field: str) -> bool:
         """Create a sorted index on ``field``; False if it exists.  O(n log n)."""
         return self._db._index_ddl(self._st, field, True)
