@@ -428,3 +428,35 @@ def test_long_reader_does_not_block_writers(db):
     reader.rollback()
     f._check()
     assert db.stats()["versions"] == f.count() < versions_open
+
+
+# -- several tables in one transaction -------------------------------------------------------
+
+@aerostore.table
+class Ledger:
+    entry = aerostore.Key()
+    flight = aerostore.Str(index=True)
+    amount = aerostore.Int()
+
+
+def test_multi_table_transaction_is_atomic(db):
+    led = db.create_table(Ledger)
+    f = db.table("FlightState")
+    t1 = db.begin()
+    t2 = db.begin()
+    tbl(t1).set("F01", {"gs": 1})
+    t1.table("Ledger").upsert(("e1", "F01", 10))
+    t2.table("Ledger").upsert(("e2", "F02", 20))
+    t2.table("Ledger").upsert(("e1", "F02", 30))        # conflicts with t1's e1
+    tbl(t2).set("F02", {"gs": 2})
+    reader = db.begin()
+    t1.commit()
+    assert reader.table("Ledger").count() == 0 and tbl(reader).get("F01")[4] == 101
+    with pytest.raises(aerostore.WriteConflict) as ei:
+        t2.commit()
+    assert "Ledger" in str(ei.value)
+    assert f.get("F02")[4] == 102 and led.get("e2") is None        # nothing of t2 applied
+    assert led.query().eq("flight", "F01").keys() == ["e1"] and f.get("F01")[4] == 1
+    reader.rollback()
+    led._check()
+    f._check()
