@@ -39,16 +39,15 @@ about).
 
 from __future__ import annotations
 
-import gc
 import math
 import os
 import re
 import time
-from contextlib import contextmanager
 from itertools import repeat
 from operator import itemgetter
 
 from .errors import AerostoreError, DecodeError, TransientError, UsageError
+from .gcpause import paused
 
 __all__ = ["Codec", "codec", "IngestResult", "ingest_tsv", "ingest_file", "export_tsv"]
 
@@ -64,19 +63,6 @@ _INT_RE = re.compile(r"[+-]?[0-9]+")
 _FLOAT_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _BOOL_WORDS = {"1": True, "true": True, "yes": True, "on": True,
                "0": False, "false": False, "no": False, "off": False}
-
-
-@contextmanager
-def _gc_paused():
-    """Pause the cyclic GC: building a million row tuples otherwise triggers
-    collections that cost more than the parsing itself."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def _show(s: str) -> str:
@@ -221,7 +207,7 @@ class Codec:
     def decode_text(self, text: str, first_line: int = 1) -> list:
         """Validated rows of ``text`` (whole lines, no BOM handling); line numbers
         start at ``first_line``."""
-        with _gc_paused():
+        with paused():
             rows = self._fast(text)
         if rows is None:
             rows = self._slow(text, first_line)
@@ -459,7 +445,7 @@ def _apply(db, name, row_lists, batch_size, txn, result, progress):
 
 
 def _apply_batches(db, name, row_lists, batch_size, txn, result, progress):
-    with _gc_paused():
+    with paused():
         for batch in _batches(row_lists, batch_size):
             if txn is not None:
                 ins, upd = txn.table(name).upsert_many(batch)
