@@ -82,6 +82,8 @@ class SortedIndex:
     def keys(self, values: list) -> list:
         """Keys of many non-null values."""
         if self.kind == "float":
+            if len(values) < 16:
+                return [float_key(v) for v in values]
             return float_keys(values)
         if self.kind == "bool":
             return [int(v) for v in values]
