@@ -273,11 +273,16 @@ def main() -> None:
         db = aerostore.open(path)
         t_open = time.perf_counter() - t0
         st = db.stats()
-        n = db.table("FlightState").count()
+        t = db.table("FlightState")
+        indexed = t.indexed()
+        for f in indexed:  # indexes are rebuilt on first read: read each once
+            t.query().range(f, 0, 1).count()
+        t_idx = time.perf_counter() - t0
+        n = t.count()
         db.close()
         res.append((f"recovery: open with {n:,} rows (+50k-row log)",
-                    f"{t_open:.2f} s total; storage part (read checkpoint, scan log) "
-                    f"{st['recovery_ms'] / 1000:.2f} s"))
+                    f"{t_open:.2f} s to open, {t_idx:.2f} s with all {len(indexed)} indexes built; "
+                    f"storage part (read checkpoint, scan log) {st['recovery_ms'] / 1000:.2f} s"))
         width = max(len(k) for k, _ in res)
         print(f"| {'figure':<{width}} | value |\n|{'-' * (width + 2)}|---|")
         for k, v in res:
