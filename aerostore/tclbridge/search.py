@@ -125,6 +125,8 @@ class _Search:
 
     def _plan(self, count, rows, finish=None):
         key_pos, positions, names = self._binding()
+        if not self.mode:                    # only -key/-code: convert no field values
+            positions = names = ()
         return (count, rows, key_pos, positions, names, self.mode,
                 self.key_arg, self.bind_arg, self.code_arg, finish)
 
