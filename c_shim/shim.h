@@ -71,7 +71,7 @@ typedef struct ShimInterp {
     Tcl_ThreadId thread;
     int safe;
     int alive;                 /* 0 once the interp is being deleted */
-    int refs;                  /* guarded by shim_refs_lock() */
+    int refs;                  /* guarded by a mutex in commands.c */
     PyObject *session;         /* the Session object (NULL once closed) */
 } ShimInterp;
 
