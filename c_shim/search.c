@@ -35,7 +35,7 @@ typedef struct Plan {
     int nf;                    /* number of bound fields */
     int *positions;
     Tcl_Obj **names;           /* field names, one Tcl_Obj each (refcounted) */
-    Tcl_Obj **scratch;         /* room for one row's name/value pairs */
+    Tcl_Obj **scratch;         /* room for one row's values (-get) */
     Tcl_Obj *empty;            /* the value bound for a null (refcounted) */
     int mode;
     Tcl_Obj *key_var, *bind_var, *body;
@@ -72,7 +72,7 @@ static int plan_from_tuple(Plan *p, PyObject *t, int nargs, Tcl_Obj *const args[
     p->nf = (int)PyTuple_GET_SIZE(positions);
     p->positions = malloc(sizeof(int) * (p->nf + 1));
     p->names = malloc(sizeof(Tcl_Obj *) * (p->nf + 1));
-    p->scratch = malloc(sizeof(Tcl_Obj *) * (2 * p->nf + 1));
+    p->scratch = malloc(sizeof(Tcl_Obj *) * (p->nf + 1));
     p->empty = Tcl_NewObj();
     Tcl_IncrRefCount(p->empty);
     if (!p->positions || !p->names || !p->scratch) {
@@ -166,7 +166,7 @@ static void release_chunk(Tcl_Obj **vals, int count)
 static int bind_row(Tcl_Interp *interp, Plan *p, Tcl_Obj **v)
 {
     Tcl_Obj *value;
-    int j, n;
+    int j;
 
     if (p->key_var && !Tcl_ObjSetVar2(interp, p->key_var, NULL, v[0] ? v[0] : p->empty,
                                       TCL_LEAVE_ERR_MSG)) {
@@ -187,17 +187,22 @@ static int bind_row(Tcl_Interp *interp, Plan *p, Tcl_Obj **v)
         }
         return TCL_OK;
     }
-    n = 0;
-    for (j = 0; j < p->nf; j++) {
-        Tcl_Obj *x = v[j + 1];
-        if (p->mode == BIND_GET) {
-            p->scratch[n++] = x ? x : p->empty;
-        } else if (x || p->mode == BIND_ARRAY_GET_NULLS) {
-            p->scratch[n++] = p->names[j];
-            p->scratch[n++] = x ? x : p->empty;
+    if (p->mode == BIND_GET) {
+        for (j = 0; j < p->nf; j++) {
+            p->scratch[j] = v[j + 1] ? v[j + 1] : p->empty;
+        }
+        value = Tcl_NewListObj(p->nf, p->scratch);     /* one allocation, no appends */
+    } else {
+        /* Name/value pairs as a dict: `dict get` then needs no conversion, and
+         * its string is the same pair list. */
+        value = Tcl_NewDictObj();
+        for (j = 0; j < p->nf; j++) {
+            Tcl_Obj *x = v[j + 1];
+            if (x || p->mode == BIND_ARRAY_GET_NULLS) {
+                Tcl_DictObjPut(NULL, value, p->names[j], x ? x : p->empty);
+            }
         }
     }
-    value = Tcl_NewListObj(n, p->scratch);     /* one allocation, no appends */
     if (!Tcl_ObjSetVar2(interp, p->bind_var, NULL, value, TCL_LEAVE_ERR_MSG)) {
         return var_error(interp);
     }
