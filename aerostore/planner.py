@@ -303,16 +303,25 @@ def _filter_entries(store, ix, chunk, s, filt, skip, out, keys_out=None):
 
 
 def _null_rows(store, ix, s, pred, skip) -> list:
+    """Visible rows with a null in ``ix``'s field that satisfy ``pred``.
+
+    Only the copy of the slot set takes the latch: the filtering reads slots
+    lock-free like a scan (a slot freed and reused meanwhile holds versions
+    newer than ``s``), so writers never wait for a pass over many nulls.
+    """
     p = ix.pos
     kp = store.key_pos
     with store.latch:
         slots = list(_live(store, ix).nulls)
-        rows = store.rows
-        out = []
-        for slot in slots:
-            r = visible(rows[slot], s)
-            if r is not None and r[p] is None and (skip is None or r[kp] not in skip) and pred(r):
-                out.append(r)
+    rows = store.rows
+    out = []
+    for slot in slots:
+        head = rows[slot]
+        if head is None:
+            continue
+        r = head if head.__class__ is tuple else visible(head, s)
+        if r is not None and r[p] is None and (skip is None or r[kp] not in skip) and pred(r):
+            out.append(r)
     return out
 
 
@@ -333,7 +342,10 @@ def _walk(store, plan, s, pred, filt, skip, need, kf) -> list:
     out = []
     if desc and lo is None:
         nulls = _null_rows(store, ix, s, pred, skip)
-        nulls.sort(key=kf)
+        if need * 8 < len(nulls):
+            nulls = heapq.nsmallest(need, nulls, key=kf)
+        else:
+            nulls.sort(key=kf)
         out.extend(nulls)
         if len(out) >= need:
             return out[:need]
