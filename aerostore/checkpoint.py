@@ -46,6 +46,7 @@ from itertools import islice
 import msgpack
 
 from .errors import CorruptError, StorageIOError
+from .wal import pack
 
 __all__ = ["MAGIC", "FILENAME", "TEMP_FILENAME", "SLICE_ROWS", "write_checkpoint",
            "read_checkpoint"]
@@ -61,11 +62,10 @@ _FLUSH_BYTES = 1 << 20
 _YIELD_SECS = 0.0001
 _LEN = struct.Struct("<I")
 _HEAD = struct.Struct("<II")
-_pack_opts = {"use_bin_type": True, "unicode_errors": "surrogatepass"}
 
 
 def _frame(obj) -> bytes:
-    payload = msgpack.packb(obj, **_pack_opts)
+    payload = pack(obj)
     n = _LEN.pack(len(payload))
     return _HEAD.pack(len(payload), zlib.crc32(payload, zlib.crc32(n))) + payload
 

@@ -92,7 +92,7 @@ from . import storage
 from .errors import ClosedError, CorruptError, ReadOnlyError, StorageIOError, UsageError
 
 __all__ = ["MAGIC", "HEADER_SIZE", "FRAME_HEADER_SIZE", "Ticket", "WalScan", "WalWriter",
-           "encode_commit", "make_header", "build_frames", "scan", "iter_commits"]
+           "pack", "encode_commit", "make_header", "build_frames", "scan", "iter_commits"]
 
 MAGIC = b"AEROWAL1"
 _HEADER = struct.Struct("<8sQI")
@@ -111,13 +111,20 @@ PREALLOC_MIN, PREALLOC_MAX = 64 << 10, 16 << 20
 # synchronous commit whose committer never waits is still flushed.
 _BACKSTOP_SECS = 0.2
 
-_packer_opts = {"use_bin_type": True, "unicode_errors": "surrogatepass"}
+def pack(obj) -> bytes:
+    """msgpack ``obj``.  Strings with lone surrogates (which Tcl can produce) are
+    written with ``surrogatepass``; that handler costs a third more, so it is
+    only used when the fast path refuses."""
+    try:
+        return msgpack.packb(obj)
+    except UnicodeEncodeError:
+        return msgpack.packb(obj, unicode_errors="surrogatepass")
 
 
 def encode_commit(csn: int, ops) -> bytes:
     """The msgpack record ``[csn, ops]``; called in the committer's thread."""
     try:
-        return msgpack.packb((csn, ops), **_packer_opts)
+        return pack((csn, ops))
     except (TypeError, ValueError, OverflowError) as e:
         raise UsageError(f"commit {csn} holds a value the log cannot store: {e}") from None
 
