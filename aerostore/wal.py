@@ -105,7 +105,9 @@ MAX_FRAME_PAYLOAD = 32 << 20  # the writer starts a new frame beyond this (see _
 # The log grows in steps of zero bytes, written and synced with a group, so that
 # later groups overwrite allocated space: their fdatasync then has no file size
 # to journal (about 1.5x the commits per second of appending).  A step is the
-# log's size, between these bounds, so small stores stay small.
+# log's size, between these bounds, so small stores stay small.  Groups of
+# PREALLOC_MIN bytes or more just append: for them the zeros would double the
+# bytes written while the size update is noise.
 PREALLOC_MIN, PREALLOC_MAX = 64 << 10, 16 << 20
 # The idle writer thread looks for pending commits this often even unnotified: a
 # synchronous commit whose committer never waits is still flushed.
@@ -516,9 +518,12 @@ class WalWriter:
         data = frames[0] if len(frames) == 1 else b"".join(frames)
         need = self._end + len(data)
         allocated = self._allocated
-        if need > allocated:  # extend the file with zeros in the same write
-            allocated = need + min(PREALLOC_MAX, max(PREALLOC_MIN, need))
-            data += bytes(allocated - need)
+        if need > allocated:
+            if len(data) < PREALLOC_MIN:  # extend the file with zeros in the same write
+                allocated = need + min(PREALLOC_MAX, max(PREALLOC_MIN, need))
+                data += bytes(allocated - need)
+            else:  # a big group: its data dwarfs the size update; zeros would double it
+                allocated = need
         try:
             self._io.pwrite(self._fd, data, self._end)
             self._io.fdatasync(self._fd)
