@@ -28,12 +28,17 @@ class Results:
     def __init__(self, engines):
         self.engines = list(engines)
         self.cells = {}
+        self.fingerprints = {}   # engine kind -> ordered distinct code hashes seen
 
     def cell(self, figure, engine):
         return self.cells.setdefault(figure, {}).setdefault(
             engine, {"values": [], "extras": {}, "checks": [], "errors": [], "na": ""})
 
     def add(self, workload, engine, outcome):
+        if outcome.fingerprint:
+            seen = self.fingerprints.setdefault(ENGINES[engine].kind, [])
+            if outcome.fingerprint not in seen:
+                seen.append(outcome.fingerprint)
         for fig in workload.figures:
             c = self.cell(fig.name, engine)
             if outcome.error:
@@ -131,6 +136,18 @@ def _cell(e):
     return "-"
 
 
+def _code_note(cfg) -> list:
+    """Say so when an engine's code changed while the run was going on (the
+    working tree is shared with the people developing it)."""
+    out = []
+    for kind, fps in cfg.get("engine_code", {}).items():
+        if len(fps) > 1:
+            out += [f"**Note:** {kind}'s code changed during this run ({len(fps)} versions: "
+                    f"{', '.join(fps)}); later repetitions measured newer code, so its "
+                    "min-max mixes versions.", ""]
+    return out
+
+
 def markdown(doc: dict) -> str:
     m, cfg, figs = doc["machine"], doc["config"], doc["figures"]
     engines = cfg["engines"]
@@ -147,6 +164,7 @@ def markdown(doc: dict) -> str:
            f"at the end: the machine is shared (other engineers run test suites on the same "
            f"{m['cores']} cores), so expect noise of 15% or more; the min-max shows it.",
            "",
+           ] + _code_note(cfg) + [
            "Every figure is a cost (lower is better); cells are `median (min-max)`. "
            "Ratio = Aerostore median / best SQLite median: below 1 Aerostore is ahead.",
            "The commit figures of synchronous_commit off are not durable commits "
@@ -211,6 +229,7 @@ def markdown(doc: dict) -> str:
 def write(outdir: str, machine: dict, config: dict, results: Results) -> dict:
     os.makedirs(outdir, exist_ok=True)
     figs = summarize(results, config["rows"])
+    config = dict(config, engine_code=results.fingerprints)
     doc = {"machine": machine, "config": config, "figures": figs}
     with open(os.path.join(outdir, "latest.json"), "w") as f:
         json.dump(doc, f, indent=1, sort_keys=False)

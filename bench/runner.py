@@ -30,6 +30,7 @@ class Outcome:
     error: str = ""
     seconds: float = 0.0
     returncode: int = 0
+    fingerprint: str = ""   # engine code hash when the process ran
 
 
 def _params(engine: Engine, ds, store: str, batch: int, commits: int, max_secs: float):
@@ -154,7 +155,10 @@ class Scratch:
                 else:
                     store = tpl      # :memory: restores from the template, read-only
             params = _params(engine, self.ds, store, self.batch, commits, max_secs)
-            return run_tcl(engine, workload.name, params, self.timeout, wrap)
+            fp = engine_fingerprint(engine.kind)
+            out = run_tcl(engine, workload.name, params, self.timeout, wrap)
+            out.fingerprint = fp
+            return out
         finally:
             _remove(store_parent)
 
