@@ -45,8 +45,8 @@ _open_stores: "weakref.WeakSet[DirectoryStorage]" = weakref.WeakSet()
 
 @atexit.register
 def _close_open_stores() -> None:
-    for storage in list(_open_stores):
-        storage.close()
+    for store in list(_open_stores):
+        store.close()
 
 
 class Recovered(storage.Recovered):
