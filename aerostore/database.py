@@ -91,48 +91,41 @@ class Database:
 
     # -- recovery ------------------------------------------------------------------
     def _recover(self) -> None:
+        """Load the checkpoint into the heaps, replay the WAL on them; indexes build lazily."""
         rec = self._storage.recover()
-        data: dict[str, dict] = {}
-        schemas: dict[str, Schema] = {}
-        indexes: dict[str, list] = {}
+        stores = self._stores
         for schema_dict, index_fields, rows in rec.tables:
             schema = Schema.from_dict(schema_dict)
-            schemas[schema.name] = schema
-            indexes[schema.name] = list(index_fields)
-            kp = schema.key_pos
-            data[schema.name] = {r[kp]: tuple(r) for r in rows}
+            st = stores[schema.name] = TableStore(schema)
+            for f in index_fields:
+                st.add_retired_index(schema.position(f))
+            st.load(rows)
         csn = rec.checkpoint_csn
         for rcsn, ops in rec.records:
             for op in ops:
                 kind, tname = op[0], op[1]
                 if kind == "create_table":
-                    if tname not in schemas:
+                    if tname not in stores:
                         schema = Schema.from_dict(op[2])
-                        schemas[tname] = schema
-                        indexes[tname] = list(schema.default_indexes)
-                        data[tname] = {}
+                        st = stores[tname] = TableStore(schema)
+                        for f in schema.default_indexes:
+                            st.add_retired_index(schema.position(f))
                     continue
-                if tname not in schemas:
+                st = stores.get(tname)
+                if st is None:
                     raise CorruptError("wal.log", -1, f"record {rcsn} names unknown table {tname!r}")
                 if kind == "put":
-                    data[tname][op[2]] = tuple(op[3])
+                    v = op[3]
+                    st.replay_put(op[2], v if v.__class__ is tuple else tuple(v))
                 elif kind == "del":
-                    data[tname].pop(op[2], None)
+                    st.replay_del(op[2])
                 elif kind == "create_index":
-                    if op[2] not in indexes[tname]:
-                        indexes[tname].append(op[2])
+                    st.add_retired_index(st.schema.position(op[2]))
                 elif kind == "drop_index":
-                    if op[2] in indexes[tname]:
-                        indexes[tname].remove(op[2])
+                    st.indexes.pop(st.schema.position(op[2]), None)
                 else:
                     raise CorruptError("wal.log", -1, f"record {rcsn} has unknown op {kind!r}")
             csn = max(csn, rcsn)
-        for name, schema in schemas.items():
-            st = TableStore(schema)
-            for f in indexes[name]:
-                st.create_index(schema.position(f))
-            st.load(data[name].values())
-            self._stores[name] = st
         self._csn = csn
         self._snaps.watermark = csn
 

@@ -23,6 +23,7 @@ is atomic and pruning only drops versions no registered snapshot can see.
 from __future__ import annotations
 
 import threading
+from operator import itemgetter
 
 from .index import SortedIndex
 from .mvcc import INF, Version, newest, visible
@@ -315,16 +316,45 @@ class TableStore:
         index nobody queries costs nothing.
         """
         with self.latch:
-            rows = list(rows_iter)
+            rows = rows_iter if rows_iter.__class__ is list else list(rows_iter)
             kp = self.key_pos
             self.rows = rows
-            self.slots = {r[kp]: i for i, r in enumerate(rows)}
+            self.slots = dict(zip(map(itemgetter(kp), rows), range(len(rows))))
             self.free = []
             self.limbo = []
             self.unfrozen = set()
             self.n_frozen = len(rows)
             for ix in self.indexes.values():
                 ix.retire()
+
+    def replay_put(self, key, values: tuple) -> None:
+        """Recovery only (single-threaded, indexes retired): upsert a frozen row."""
+        slot = self.slots.get(key)
+        if slot is None:
+            slot = self.free.pop() if self.free else len(self.rows)
+            if slot == len(self.rows):
+                self.rows.append(values)
+            else:
+                self.rows[slot] = values
+            self.slots[key] = slot
+            self.n_frozen += 1
+        else:
+            self.rows[slot] = values
+
+    def replay_del(self, key) -> None:
+        """Recovery only: delete a frozen row."""
+        slot = self.slots.pop(key, None)
+        if slot is not None:
+            self.rows[slot] = None
+            self.free.append(slot)
+            self.n_frozen -= 1
+
+    def add_retired_index(self, pos: int) -> None:
+        """Declare an index that builds on its first read (recovery)."""
+        if pos not in self.indexes:
+            ix = SortedIndex(pos, self.schema.fields[pos].kind)
+            ix.retire()
+            self.indexes[pos] = ix
 
     def ready_index(self, ix: SortedIndex) -> SortedIndex:
         """``ix`` built and settled, for reading.  Caller holds the latch."""
