@@ -327,7 +327,7 @@ class Database:
             tables = []
             for st in list(self._stores.values()):
                 names = st.schema.names
-                tables.append((st.schema.to_dict(), [names[p] for p in st.indexes],
+                tables.append((st.schema.to_dict(), [names[p] for p in list(st.indexes)],
                                _counting(_sliced(st, s), counter)))
             self._storage.checkpoint(s, tables)
             return counter[0]

@@ -292,14 +292,14 @@ def _index_rows(store, plan, s, filt, skip, stop: int = 0) -> list:
     return out
 
 
-def _filter_entries(store, ix, chunk, s, filt, skip, out, keys_out=None):
+def _filter_entries(store, ix, chunk, s, filt, skip, out):
     """Append to ``out`` the rows of ``chunk`` visible at ``s`` that match (see compile_entry_filter).
 
     A frozen slot has exactly one entry (the latch is held, the index is
     settled); a chained slot may have several, so the generated filter checks
     that the entry's key equals the visible version's key.
     """
-    filt(chunk, store.rows, s, visible, ix.key, skip, out, keys_out if keys_out is not None else [])
+    filt(chunk, store.rows, s, visible, ix.key, skip, out)
 
 
 def _null_rows(store, ix, s, pred, skip) -> list:
@@ -350,7 +350,7 @@ def _walk(store, plan, s, pred, filt, skip, need, kf) -> list:
         if len(out) >= need:
             return out[:need]
     nnull = len(out)
-    ekeys = []              # entry key of each non-null row in out, in walk order
+    p = ix.pos
     entry_key = ix.entry_key
     after = None
     size = max(64, min(_CHUNK, need * 2))
@@ -360,15 +360,16 @@ def _walk(store, plan, s, pred, filt, skip, need, kf) -> list:
             _live(store, ix)
             chunk = ix.chunk(lo, hi, after, size, reverse=desc)
             if chunk:
-                _filter_entries(store, ix, chunk, s, filt, skip, out, ekeys)
+                _filter_entries(store, ix, chunk, s, filt, skip, out)
         if len(out) >= need:
-            boundary = ekeys[need - 1 - nnull]
-            j = need - nnull
-            m = len(ekeys)
-            while j < m and ekeys[j] == boundary:
+            # the boundary row's tie group (equal values have equal keys) must be whole
+            bv = out[need - 1][p]
+            j = need
+            m = len(out)
+            while j < m and out[j][p] == bv:
                 j += 1
-            if j < m or not chunk or entry_key(chunk[-1]) != boundary:
-                stop = nnull + j
+            if j < m or not chunk or entry_key(chunk[-1]) != ix.key(bv):
+                stop = j
                 break
         if len(chunk) < size:
             break

@@ -343,12 +343,12 @@ def compile_scan(schema, terms, count_only: bool, skip_keys: bool, limited: bool
 
 
 def compile_entry_filter(schema, terms, pos: int, packed: bool, skip_keys: bool):
-    """filt(chunk, rows, s, visible, key, skip, out, keys_out) for index entries of field ``pos``.
+    """filt(chunk, rows, s, visible, key, skip, out) for index entries of field ``pos``.
 
     For each entry: the row its slot shows snapshot ``s``; a chained slot's row
     must carry the entry's key (else the entry belongs to another version);
-    rows satisfying every term go to ``out`` and their entry keys to
-    ``keys_out``.  One generated loop, no call per entry.
+    rows satisfying every term go to ``out``.  One generated loop, no call
+    per entry.
     """
     kinds = [f.kind for f in schema.fields]
     src, consts = _cond_src(terms, kinds)
@@ -366,13 +366,12 @@ def _make(kind, cond, consts, schema, skip_keys=False, pos=0):
             body = f"    def pred(r):\n        return {cond}\n    return pred\n"
         elif kind in ("packed", "tuple"):
             if kind == "packed":
-                slot, ek, check = "e & 0xFFFFFFFF", "e >> 32", f"r[{pos}] is None or key(r[{pos}]) != e >> 32"
+                slot, check = "e & 0xFFFFFFFF", f"r[{pos}] is None or key(r[{pos}]) != e >> 32"
             else:
-                slot, ek, check = "e[1]", "e[0]", f"r[{pos}] != e[0]"
+                slot, check = "e[1]", f"r[{pos}] != e[0]"
             body = (
-                f"    def filt(chunk, rows, s, visible, key, skip, out, keys_out):\n"
+                f"    def filt(chunk, rows, s, visible, key, skip, out):\n"
                 f"        append = out.append\n"
-                f"        kappend = keys_out.append\n"
                 f"        for e in chunk:\n"
                 f"            head = rows[{slot}]\n"
                 f"            if head.__class__ is tuple:\n"
@@ -380,9 +379,7 @@ def _make(kind, cond, consts, schema, skip_keys=False, pos=0):
                 f"            else:\n"
                 f"                r = visible(head, s)\n"
                 f"                if r is None or {check}: continue{skip}\n"
-                f"            if {cond}:\n"
-                f"                append(r)\n"
-                f"                kappend({ek})\n"
+                f"            if {cond}: append(r)\n"
                 f"    return filt\n")
         else:
             counting = kind.startswith("count")
