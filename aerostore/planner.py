@@ -232,7 +232,7 @@ def _execute(store, s: int, q, overlay: dict | None, mode: str):
     kf = sort_key_fn(schema, q.sort, q.descending) if q.sort else None
     if plan.kind == "walk":
         rows = _walk(store, plan, s, compile_predicate(schema, terms),
-                     _entry_filter(schema, terms, plan.ix, skip), skip, need, kf)
+                     _entry_filter(schema, terms, plan.ix, skip), skip, need, kf, len(q.sort) == 1)
     elif plan.kind == "scan":
         rows = compile_scan(schema, terms, False, skip is not None, bool(stop))(store.rows, s, visible, skip, stop)
     elif plan.kind == "key":
@@ -329,11 +329,13 @@ def _entry_filter(schema, terms, ix, skip):
     return compile_entry_filter(schema, terms, ix.pos, ix.packed, skip is not None)
 
 
-def _walk(store, plan, s, pred, filt, skip, need, kf) -> list:
+def _walk(store, plan, s, pred, filt, skip, need, kf, sole_key=False) -> list:
     """Ordered index walk: rows in index order until ``need`` rows and their tie group.
 
     Nulls sort last ascending, first descending.  The result is sorted by ``kf``
-    (ties within the boundary group by the remaining keys, then the key).
+    (ties within the boundary group by the remaining keys, then the key); with
+    ``sole_key`` (the walked field is the only sort key) walk order already is
+    that order unless two rows tie.
     O(entries walked), not O(matches).
     """
     ix = plan.ix
@@ -379,6 +381,13 @@ def _walk(store, plan, s, pred, filt, skip, need, kf) -> list:
         del out[stop:]
     elif not desc and hi is None:
         out.extend(_null_rows(store, ix, s, pred, skip))
+        out.sort(key=kf)
+        return out
+    if sole_key:
+        # walk order is the sort order but for ties (broken by key): sort only if any
+        vals = [r[p] for r in out[nnull:]]
+        if len(set(vals)) == len(vals):
+            return out
     out.sort(key=kf)
     return out
 
