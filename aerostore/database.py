@@ -189,7 +189,11 @@ class Database:
         self._csn += 1
         csn = self._csn
         self._pending_pub.append((csn, []))
-        ticket = self._storage.log(csn, ops, self._publish)
+        try:
+            ticket = self._storage.log(csn, ops, self._publish)
+        except StorageIOError as e:
+            self._failed = e
+            raise
         if not self.config.get("aerostore.synchronous_commit"):
             self._publish(csn)
         return ticket
@@ -234,7 +238,13 @@ class Database:
                     self._prune_q.append((csn, stores[tname], touched))
             self._pending_pub.append((csn, changes))
             sync = self.config.get("aerostore.synchronous_commit")
-            ticket = self._storage.log(csn, ops, self._publish)
+            try:
+                ticket = self._storage.log(csn, ops, self._publish)
+            except StorageIOError as e:
+                # the log stopped (an earlier flush failed): fail-stop; the versions
+                # just installed stay invisible (their CSN is never published)
+                self._failed = e
+                raise
             self._commits += 1
             if not sync:
                 self._publish(csn)
@@ -407,12 +417,11 @@ class Database:
 
 
 def _sliced(st: TableStore, s: int, step: int = 8192):
-    """Visible rows of ``st`` at ``s`` in slices, yielding the GIL between slices."""
+    """Visible rows of ``st`` at ``s``, one slice of the heap at a time (the writer pauses between)."""
     start = 0
     while start < len(st.rows):
         yield from st.iter_visible(s, start, start + step)
         start += step
-        time.sleep(0)
 
 
 def _counting(it, counter):
