@@ -250,7 +250,7 @@ class Database:
                 self._publish(csn)
         if sync:
             self._wait(ticket)
-        self._vacuum()
+        # the transaction's end (Transaction._end) releases its snapshot and vacuums
 
     def _wait(self, ticket) -> None:
         try:

@@ -30,6 +30,8 @@ from .mvcc import INF, Version, newest, visible
 
 __all__ = ["TableStore"]
 
+_FEW = 8  # below this many rows, index writes go one by one instead of in batches
+
 
 def _chain_values(v, pos: int) -> set:
     """Distinct values of field ``pos`` along a version chain."""
@@ -210,6 +212,14 @@ class TableStore:
                     add_slots[p].extend(new_slots)
                 changes.extend([(tname, "insert", k, None, v) for k, v in zip(fresh_keys, fresh_vals)])
                 ops.extend([("put", tname, k, v) for k, v in zip(fresh_keys, fresh_vals)])
+            if len(simple) < _FEW:
+                # a few rows (single-row commits): direct appends, no batch set-up
+                for sl, c, v in simple:
+                    for ix in idx:
+                        p = ix.pos
+                        if c[p] != v[p]:
+                            ix.add(v[p], sl)
+                simple = ()
             for ix in idx:
                 p = ix.pos
                 if simple:
@@ -297,6 +307,13 @@ class TableStore:
                         rm_vals[p].append(val)
                         rm_slots[p].append(slot)
             self.n_frozen += n_frozen
+            if len(simple) < _FEW:
+                for sl, g, k in simple:
+                    for ix in idx:
+                        p = ix.pos
+                        if g[p] != k[p]:
+                            ix.remove(g[p], sl)
+                simple = ()
             for ix in idx:
                 p = ix.pos
                 if simple:
