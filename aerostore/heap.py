@@ -42,6 +42,35 @@ def _chain_values(v, pos: int) -> set:
     return out
 
 
+def _index_writes(idx, pairs, vals: dict, slots: dict, add: bool) -> None:
+    """Add to (or remove from) each index: for every (slot, row, other) in ``pairs``,
+    ``row``'s value where it differs from ``other``'s; then the values already
+    collected per field in ``vals``/``slots``.  Batched per index, except for a
+    few rows (single-row commits), which go one by one without batch set-up."""
+    if len(pairs) < _FEW:
+        for sl, r, o in pairs:
+            for ix in idx:
+                p = ix.pos
+                if r[p] != o[p]:
+                    if add:
+                        ix.add(r[p], sl)
+                    else:
+                        ix.remove(r[p], sl)
+        pairs = ()
+    for ix in idx:
+        p = ix.pos
+        if pairs:
+            ch = [(r[p], sl) for sl, r, o in pairs if r[p] != o[p]]
+            if ch:
+                vals[p].extend([x[0] for x in ch])
+                slots[p].extend([x[1] for x in ch])
+        if vals[p]:
+            if add:
+                ix.add_many(vals[p], slots[p])
+            else:
+                ix.remove_many(vals[p], slots[p])
+
+
 class TableStore:
     """Heap, key map, version chains and indexes of one table."""
 
@@ -188,7 +217,7 @@ class TableStore:
                 rows[slot] = Version(csn, INF, values, old)
                 if old.prev is None and cur is not None:
                     # the common case: one old version, whose values are ``cur``
-                    simple_append((slot, cur, values))
+                    simple_append((slot, values, cur))
                 else:
                     for ix in idx:
                         p = ix.pos
@@ -212,23 +241,7 @@ class TableStore:
                     add_slots[p].extend(new_slots)
                 changes.extend([(tname, "insert", k, None, v) for k, v in zip(fresh_keys, fresh_vals)])
                 ops.extend([("put", tname, k, v) for k, v in zip(fresh_keys, fresh_vals)])
-            if len(simple) < _FEW:
-                # a few rows (single-row commits): direct appends, no batch set-up
-                for sl, c, v in simple:
-                    for ix in idx:
-                        p = ix.pos
-                        if c[p] != v[p]:
-                            ix.add(v[p], sl)
-                simple = ()
-            for ix in idx:
-                p = ix.pos
-                if simple:
-                    ch = [(v[p], sl) for sl, c, v in simple if c[p] != v[p]]
-                    if ch:
-                        add_vals[p].extend([x[0] for x in ch])
-                        add_slots[p].extend([x[1] for x in ch])
-                if add_vals[p]:
-                    ix.add_many(add_vals[p], add_slots[p])
+            _index_writes(idx, simple, add_vals, add_slots, True)
 
     def _alloc(self, n: int) -> list:
         """``n`` free slot numbers: recycled ones first (after settling), then new ones."""
@@ -307,22 +320,7 @@ class TableStore:
                         rm_vals[p].append(val)
                         rm_slots[p].append(slot)
             self.n_frozen += n_frozen
-            if len(simple) < _FEW:
-                for sl, g, k in simple:
-                    for ix in idx:
-                        p = ix.pos
-                        if g[p] != k[p]:
-                            ix.remove(g[p], sl)
-                simple = ()
-            for ix in idx:
-                p = ix.pos
-                if simple:
-                    ch = [(g[p], sl) for sl, g, k in simple if g[p] != k[p]]
-                    if ch:
-                        rm_vals[p].extend([x[0] for x in ch])
-                        rm_slots[p].extend([x[1] for x in ch])
-                if rm_vals[p]:
-                    ix.remove_many(rm_vals[p], rm_slots[p])
+            _index_writes(idx, simple, rm_vals, rm_slots, False)
 
     # -- bulk load, indexes -----------------------------------------------------------
     def load(self, rows_iter) -> None:
