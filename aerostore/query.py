@@ -326,9 +326,7 @@ def _cond_src(terms, kinds) -> tuple[str, list]:
 
 def compile_predicate(schema, terms):
     """A function row -> bool for the AND of ``terms``."""
-    kinds = [f.kind for f in schema.fields]
-    src, consts = _cond_src(terms, kinds)
-    return _make("pred", src, consts, schema)
+    return _make("pred", terms, schema)
 
 
 def compile_scan(schema, terms, count_only: bool, skip_keys: bool, limited: bool = False):
@@ -336,10 +334,8 @@ def compile_scan(schema, terms, count_only: bool, skip_keys: bool, limited: bool
 
     ``limited``: the scan ends once ``stop`` rows matched (an unsorted limit).
     """
-    kinds = [f.kind for f in schema.fields]
-    src, consts = _cond_src(terms, kinds)
     kind = ("count" if count_only else "scan") + ("lim" if limited else "")
-    return _make(kind, src, consts, schema, skip_keys)
+    return _make(kind, terms, schema, skip_keys)
 
 
 def compile_entry_filter(schema, terms, pos: int, packed: bool, skip_keys: bool):
@@ -350,16 +346,32 @@ def compile_entry_filter(schema, terms, pos: int, packed: bool, skip_keys: bool)
     rows satisfying every term go to ``out``.  One generated loop, no call
     per entry.
     """
-    kinds = [f.kind for f in schema.fields]
-    src, consts = _cond_src(terms, kinds)
-    return _make("packed" if packed else "tuple", src, consts, schema, skip_keys, pos)
+    return _make("packed" if packed else "tuple", terms, schema, skip_keys, pos)
 
 
-def _make(kind, cond, consts, schema, skip_keys=False, pos=0):
+_NO_VALUE_OPS = frozenset(("null", "notnull", "true", "false"))
+
+
+def _consts(terms) -> list:
+    """The constants ``_cond_src`` binds, in its order, without building the source."""
+    out = []
+    for t in terms:
+        if t.op in _NO_VALUE_OPS:
+            continue
+        out.append(t.values[0])
+        if t.op == "range":
+            out.append(t.values[1])
+    return out
+
+
+def _make(kind, terms, schema, skip_keys=False, pos=0):
+    """The generated function of ``kind`` for ``terms``; code cached per query shape."""
     kp = schema.key_pos
-    ckey = (kind, cond, skip_keys, kp, len(consts), schema.name, pos)
+    ckey = (kind, tuple([(t.op, t.pos) for t in terms]), skip_keys, kp, schema.kinds, pos)
+    consts = _consts(terms)
     factory = _cache.get(ckey)
     if factory is None:
+        cond, _ = _cond_src(terms, schema.kinds)
         args = ", ".join(f"c{i}" for i in range(len(consts)))
         skip = f"\n            if r[{kp}] in skip: continue" if skip_keys else ""
         if kind == "pred":

@@ -207,6 +207,7 @@ class Schema:
         self.name = name
         self.fields = tuple(fields)
         self.names = tuple(f.name for f in fields)
+        self.kinds = tuple(f.kind for f in fields)
         self.key_pos = next(i for i, f in enumerate(fields) if f.is_key)
         self.key_name = self.names[self.key_pos]
         self._pos = {}
