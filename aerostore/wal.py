@@ -447,25 +447,34 @@ class WalWriter:
                 self._pending_since = time.monotonic()
             if sync:
                 self._urgent = True  # its committer will lead the flush in Ticket.wait()
-            elif not self._scheduled:
-                self._scheduled = True
-                self._cond.notify()
+                overdue = False
+            else:
+                if not self._scheduled:
+                    self._scheduled = True
+                    self._cond.notify()
+                # A committer that never waits can starve the writer thread of the GIL
+                # and of this lock; then the commits themselves keep the promised
+                # window (wal_flush_delay_ms) by flushing here.
+                overdue = (not self._flushing and
+                           time.monotonic() - self._pending_since >= self._settings()[1] / 1000.0)
+        if overdue:
+            self.lead(gather=False)
         return ticket
 
-    def lead(self) -> None:
+    def lead(self, gather: bool = True) -> None:
         """Flush everything pending in the calling thread, unless a flush is running
         (then the running flusher, or the writer thread after it, takes it).
 
         When the previous group was larger than what is pending now, other
         committers are probably about to enqueue: the leader claims the flush,
-        then yields the GIL a few times so they can join its group instead of
-        waiting for the next flush.
+        then (``gather``) yields the GIL a few times so they can join its group
+        instead of waiting for the next flush.
         """
         with self._cond:
             if self._flushing or not self._pending or self._cut or self._stopping:
                 return
             self._flushing = True
-            expect = self._last_batch
+            expect = self._last_batch if gather else 0
         try:
             for _ in range(expect):
                 if len(self._pending) >= expect:
