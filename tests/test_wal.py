@@ -318,3 +318,23 @@ def test_a_valid_frame_far_after_a_bad_one_is_found(tmp_path):
     s, rec = reopen(d)
     assert replay(rec)[1] == [1] and rec.torn_bytes == len(bad) + len(garbage)
     s.close()
+
+
+def test_asynchronous_commits_flush_themselves_when_the_writer_is_starved(tmp_path, monkeypatch):
+    """A committer that never waits can keep the writer thread off the GIL; the
+    commit that finds the oldest pending record past wal_flush_delay_ms flushes."""
+    monkeypatch.setattr(wal.WalWriter, "_run", lambda self: None)  # a writer that never runs
+    cfg = Config()
+    cfg.set("aerostore.synchronous_commit", "off")
+    cfg.set("aerostore.wal_flush_delay_ms", 20)
+    s = DirectoryStorage(str(tmp_path / "db"), cfg)
+    s.recover()
+    durable = []
+    s.log(1, [("del", "T", "a")], durable.append)
+    assert durable == []                 # within the window: left for the writer
+    time.sleep(0.03)                     # the window passes with no flush
+    s.log(2, [("del", "T", "b")], durable.append)
+    assert durable == [1, 2]             # flushed by the second committer, in order
+    assert s.stats()["durable_csn"] == 2
+    monkeypatch.undo()
+    s.close()
