@@ -176,22 +176,7 @@ proc wl_commit8 {} {
         thread::send $tid [list setup [param dir]]
         lappend tids $tid
     }
-    set deadline [expr {[now] + [param max_secs] * 1000000}]
-    set t0 [now]
-    set t 0
-    foreach tid $tids {
-        set mine [lrange $keys [expr {$t * $per}] [expr {($t + 1) * $per - 1}]]
-        thread::send -async $tid [list run $mine $deadline] ::done($t)
-        incr t
-    }
-    set total 0
-    for {set t 0} {$t < $nthreads} {incr t} {
-        while {![info exists ::done($t)]} { vwait ::done($t) }
-        incr total $::done($t)
-    }
-    set dt [expr {double([now] - $t0)}]
-    emit commit8 [expr {$dt / $total}] us/commit commits $total threads $nthreads \
-        commits_per_s [expr {$total * 1e6 / $dt}]
+    drive_threads $tids $keys $per
 }
 
 # Reopen: time from aerostore::init on the checkpointed template to the answer

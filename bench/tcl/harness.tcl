@@ -92,6 +92,29 @@ proc read_keys {path {limit 0}} {
     return $keys
 }
 
+# drive_threads tids keys per: give each thread (which defines "run keys deadline"
+# -> commits done) its share of keys, start them together, wait for all, and emit
+# the commit8 figure (wall time per commit).  Shared by both engines.
+proc drive_threads {tids keys per} {
+    set nthreads [llength $tids]
+    set deadline [expr {[now] + [param max_secs] * 1000000}]
+    set t0 [now]
+    set t 0
+    foreach tid $tids {
+        set mine [lrange $keys [expr {$t * $per}] [expr {($t + 1) * $per - 1}]]
+        thread::send -async $tid [list run $mine $deadline] ::done($t)
+        incr t
+    }
+    set total 0
+    for {set t 0} {$t < $nthreads} {incr t} {
+        while {![info exists ::done($t)]} { vwait ::done($t) }
+        incr total $::done($t)
+    }
+    set dt [expr {double([now] - $t0)}]
+    emit commit8 [expr {$dt / $total}] us/commit commits $total threads $nthreads \
+        commits_per_s [expr {$total * 1e6 / $dt}]
+}
+
 lassign $argv engine_file workload
 set ::P [lrange $argv 2 end]
 if {[llength $::P] % 2} { puts stderr "parameters must be name value pairs"; exit 2 }
