@@ -26,7 +26,7 @@ import threading
 from operator import itemgetter
 
 from .index import SortedIndex
-from .mvcc import INF, Version, newest, visible
+from .mvcc import INF, Version, visible
 
 __all__ = ["TableStore"]
 

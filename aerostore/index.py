@@ -103,9 +103,6 @@ class SortedIndex:
     def entry_key(self, e):
         return e >> SLOT_BITS if self.packed else e[0]
 
-    def entry_slot(self, e) -> int:
-        return e & SLOT_MASK if self.packed else e[1]
-
     # -- writes (lazy) ---------------------------------------------------------
     def add(self, value, slot: int) -> None:
         """Record that ``slot`` has a version with ``value``.  O(1)."""
@@ -246,9 +243,6 @@ class SortedIndex:
     def __len__(self):
         return len(self.sl)
 
-    def position(self, e) -> int:
-        return self.sl.bisect_left(e)
-
     def count_between(self, lo_e, hi_e) -> int:
         """Entries e with lo_e <= e < hi_e (None = unbounded).  O(log n)."""
         sl = self.sl
@@ -280,9 +274,6 @@ class SortedIndex:
         out = sl[max(i, j - n):j]
         out.reverse()
         return out
-
-    def __contains__(self, e) -> bool:
-        return e in self.sl
 
     def _check(self) -> None:
         """Assert internal invariants (tests call this after every step)."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 
-__all__ = ["INF", "Version", "visible", "newest", "SnapshotRegistry"]
+__all__ = ["INF", "Version", "visible", "SnapshotRegistry"]
 
 INF = 1 << 62  # xmax of a live version: larger than any CSN
 
@@ -51,13 +51,6 @@ def visible(head, s: int):
             return v.values if s < v.xmax else None
         v = v.prev
     return None
-
-
-def newest(head):
-    """The newest installed values of a slot (committed or in flight), or None if deleted."""
-    if head.__class__ is tuple:
-        return head
-    return head.values if head.xmax == INF else None
 
 
 class SnapshotRegistry:

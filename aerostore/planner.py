@@ -94,16 +94,15 @@ def _field_ranges(ix, terms):
 
 
 class Plan:
-    __slots__ = ("kind", "ix", "ranges", "keys", "est", "desc", "note")
+    __slots__ = ("kind", "ix", "ranges", "keys", "est", "desc")
 
-    def __init__(self, kind, est, ix=None, ranges=None, keys=None, desc=False, note=""):
+    def __init__(self, kind, est, ix=None, ranges=None, keys=None, desc=False):
         self.kind = kind
         self.est = est
         self.ix = ix
         self.ranges = ranges
         self.keys = keys
         self.desc = desc
-        self.note = note
 
 
 def choose(store, q, count_only: bool) -> Plan:
