@@ -34,28 +34,34 @@ def meddle(db, t):
     return r1
 
 
-def test_autocommit_count_during_vacuum(mem_db, t):
-    """Table.count() read the watermark without registering it (it returned 4 of 5 rows)."""
+def meddle_before(db, t, name):
+    """Make the table store's method ``name`` run ``meddle`` once, just before it
+    reads; returns the original method (restored on that first call)."""
     st = t._st
-    orig = st.count
+    orig = getattr(st, name)
 
-    def count(s):
-        st.count = orig
-        r1 = meddle(mem_db, t)
+    def wrapped(*args):
+        setattr(st, name, orig)
+        r1 = meddle(db, t)
         try:
-            return orig(s)
+            return orig(*args)
         finally:
             r1.rollback()
 
-    st.count = count
+    setattr(st, name, wrapped)
+    return orig
+
+
+def test_autocommit_count_during_vacuum(mem_db, t):
+    """Table.count() read the watermark without registering it (it returned 4 of 5 rows)."""
+    orig = meddle_before(mem_db, t, "count")
     assert t.count() == 5
-    assert st.count is orig
+    assert t._st.count is orig
 
 
 def test_autocommit_get_during_vacuum(mem_db, t):
     """Table.get() read the watermark without registering it (it returned None for K1)."""
     st = t._st
-    orig = st.get
     # Frozen rows are answered lock-free before st.get; give K1 a version chain,
     # left for the next vacuum, so get() takes the path under test.
     s = mem_db._snaps.take()
@@ -63,15 +69,7 @@ def test_autocommit_get_during_vacuum(mem_db, t):
     mem_db._snaps.release(s)
     assert st.rows[st.slots["K1"]].__class__ is not tuple
 
-    def get(key, s):
-        st.get = orig
-        r1 = meddle(mem_db, t)
-        try:
-            return orig(key, s)
-        finally:
-            r1.rollback()
-
-    st.get = get
+    orig = meddle_before(mem_db, t, "get")
     got = t.get("K1")
     assert got is not None and got[4] in (1, 2, 3)
     assert st.get is orig
@@ -102,18 +100,7 @@ def test_autocommit_get_never_returns_another_keys_row(mem_db, t):
 
 
 def test_stats_snapshot_is_registered(mem_db, t):
-    st = t._st
-    orig = st.count
-
-    def count(s):
-        st.count = orig
-        r1 = meddle(mem_db, t)
-        try:
-            return orig(s)
-        finally:
-            r1.rollback()
-
-    st.count = count
+    meddle_before(mem_db, t, "count")
     assert mem_db.stats()["rows"] == 5
     assert mem_db.stats()["snapshots"] == 0
 
