@@ -453,7 +453,8 @@ class Table:
         Lock-free: the watermark is not registered, so a vacuum running meanwhile
         may drop the version this read was walking to, or recycle the slot.  That
         needs a horizon above ``s``, i.e. the watermark moved: then (only when the
-        answer is None or names another key) read again under a registered snapshot.
+        answer is None; ``TableStore.get`` refuses another key's row) read again
+        under a registered snapshot.
         """
         db = self._db
         if key.__class__ is not str:
@@ -467,8 +468,8 @@ class Table:
                 return head
         s = self._latest()
         r = st.get(key, s)
-        if (r is None or r[st.key_pos] != key) and self._db._snaps.watermark != s:
-            snaps = self._db._snaps
+        if r is None and db._snaps.watermark != s:
+            snaps = db._snaps
             s = snaps.take()
             try:
                 r = st.get(key, s)
