@@ -25,6 +25,7 @@ from __future__ import annotations
 import threading
 from operator import itemgetter
 
+from .arrayindex import new_index
 from .index import SortedIndex
 from .mvcc import INF, Version, visible
 
@@ -367,7 +368,7 @@ class TableStore:
     def add_retired_index(self, pos: int) -> None:
         """Declare an index that builds on its first read (recovery)."""
         if pos not in self.indexes:
-            ix = SortedIndex(pos, self.schema.fields[pos].kind)
+            ix = new_index(pos, self.schema.fields[pos])
             ix.retire()
             self.indexes[pos] = ix
 
@@ -383,7 +384,7 @@ class TableStore:
         with self.latch:
             if pos in self.indexes:
                 return False
-            ix = SortedIndex(pos, self.schema.fields[pos].kind)
+            ix = new_index(pos, self.schema.fields[pos])
             self._fill(ix)
             self.indexes[pos] = ix
             return True
@@ -455,5 +456,5 @@ class TableStore:
                             nulls.add(slot)
                         else:
                             want.add(ix.entry(ix.key(val), slot))
-                assert set(ix.sl) == want, f"index on field {pos} differs from the rows"
+                assert set(ix.entries()) == want, f"index on field {pos} differs from the rows"
                 assert ix.nulls == nulls, f"null set of index {pos} differs from the rows"

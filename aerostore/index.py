@@ -243,6 +243,10 @@ class SortedIndex:
     def __len__(self):
         return len(self.sl)
 
+    def entries(self) -> list:
+        """Every entry, sorted.  O(n)."""
+        return list(self.sl)
+
     def count_between(self, lo_e, hi_e) -> int:
         """Entries e with lo_e <= e < hi_e (None = unbounded).  O(log n)."""
         sl = self.sl

@@ -1,0 +1,132 @@
+"""ArrayIndex against a plain sorted-list model: every layer (main, delta, tomb, logs),
+both encodings (narrow ints, wide complex), every read (count, chunk both ways)."""
+
+import random
+
+import pytest
+
+from aerostore import arrayindex
+from aerostore.arrayindex import ArrayIndex, new_index
+from aerostore.index import SortedIndex
+from aerostore.schema import Bool, Float, Int, UInt
+
+FIELDS = {
+    "float": (Float(), lambda r: r.choice([r.uniform(-1e6, 1e6), r.choice([0.0, 1.5, -2.25, 1e308, -1e308, 5e-324, -5e-324])])),
+    "int32": (Int(bits=32), lambda r: r.choice([r.randrange(-50, 50), -(1 << 31), (1 << 31) - 1])),
+    "uint32": (UInt(bits=32), lambda r: r.choice([r.randrange(0, 100), (1 << 32) - 1])),
+    "int64": (Int(bits=64), lambda r: r.choice([r.randrange(-100, 100), -(1 << 63), (1 << 63) - 1, r.randrange(-(1 << 63), 1 << 63)])),
+    "uint64": (UInt(bits=64), lambda r: r.choice([r.randrange(0, 100), (1 << 64) - 1, r.randrange(0, 1 << 64)])),
+    "bool": (Bool(), lambda r: r.random() < 0.5),
+}
+
+
+def test_new_index_picks_the_encoding():
+    assert new_index(0, Int(bits=16)).dtype.__name__ == "int64"
+    assert new_index(0, UInt(bits=32)).dtype.__name__ == "uint64"
+    assert new_index(0, Float()).wide and new_index(0, Int(bits=64)).wide and new_index(0, UInt(bits=64)).wide
+    assert type(new_index(0, Int(lo=0, hi=1 << 70))) is SortedIndex
+
+
+class Model:
+    def __init__(self, ix):
+        self.ix = ix
+        self.present = set()            # (value, slot)
+
+    def entries(self):
+        ix = self.ix
+        return sorted(ix.entry(ix.key(v), s) for v, s in self.present)
+
+
+@pytest.mark.parametrize("name", sorted(FIELDS))
+@pytest.mark.parametrize("seed", range(4))
+def test_array_index_matches_a_sorted_list(name, seed, monkeypatch):
+    monkeypatch.setattr(arrayindex, "_DELTA_MIN", 16)      # fold often
+    field, gen = FIELDS[name]
+    rnd = random.Random(seed)
+    ix = new_index(0, field)
+    assert isinstance(ix, ArrayIndex)
+    m = Model(ix)
+    nslots = 400
+    for step in range(300):
+        op = rnd.random()
+        if op < 0.35:            # single writes
+            for _ in range(rnd.randrange(1, 6)):
+                s = rnd.randrange(nslots)
+                v = gen(rnd)
+                if (v, s) in m.present:
+                    ix.remove(v, s)
+                    m.present.discard((v, s))
+                else:
+                    ix.add(v, s)
+                    m.present.add((v, s))
+        elif op < 0.7:           # bulk writes, vectorised when >= 64
+            n = rnd.choice([5, 70, 200])
+            add_v, add_s, rm_v, rm_s = [], [], [], []
+            pres = list(m.present)
+            for _ in range(n):
+                if pres and rnd.random() < 0.5:
+                    v, s = pres.pop(rnd.randrange(len(pres)))
+                    if (v, s) in m.present:
+                        rm_v.append(v)
+                        rm_s.append(s)
+                        m.present.discard((v, s))
+                else:
+                    v, s = gen(rnd), rnd.randrange(nslots)
+                    if (v, s) not in m.present:
+                        add_v.append(v)
+                        add_s.append(s)
+                        m.present.add((v, s))
+            ix.remove_many(rm_v, rm_s)
+            ix.add_many(add_v, add_s)
+        else:
+            ix.settle()
+            ix._check()
+            want = m.entries()
+            assert ix.entries() == want
+            assert len(ix) == len(want)
+            _check_reads(ix, want, rnd)
+    ix.settle()
+    ix._check()
+    assert ix.entries() == m.entries()
+
+
+def _check_reads(ix, want, rnd):
+    import bisect
+    cands = want + [e + d for e in want[:20] for d in (-1, 1)] + [None]
+    for _ in range(15):
+        lo, hi = rnd.choice(cands), rnd.choice(cands)
+        a = bisect.bisect_left(want, lo) if lo is not None else 0
+        b = bisect.bisect_left(want, hi) if hi is not None else len(want)
+        inside = want[a:b] if b > a else []
+        assert ix.count_between(lo, hi) == len(inside)
+        after = rnd.choice(cands)
+        n = rnd.choice([1, 3, 50])
+        fwd = [e for e in inside if after is None or e > after][:n]
+        assert ix.chunk(lo, hi, after, n) == fwd
+        back = [e for e in reversed(inside) if after is None or e < after][:n]
+        assert ix.chunk(lo, hi, after, n, reverse=True) == back
+
+
+def test_bulk_writes_that_cancel_and_repeat_net_out(monkeypatch):
+    """add, remove, add of one entry between settles (the counting path)."""
+    ix = new_index(0, Float())
+    vals = [float(i) for i in range(100)]
+    slots = list(range(100))
+    ix.add_many(vals, slots)
+    ix.remove_many(vals, slots)
+    ix.add_many(vals, slots)
+    ix.remove_many(vals[:50], slots[:50])
+    ix.settle()
+    ix._check()
+    assert ix.entries() == [ix.entry(ix.key(v), s) for v, s in zip(vals[50:], slots[50:])]
+
+
+def test_build_and_retire():
+    ix = new_index(0, Int(bits=32))
+    ix.build([3, None, -7, 3], [0, 1, 2, 3])
+    assert ix.nulls == {1}
+    assert ix.entries() == sorted([(3 << 32) | 0, (-7 << 32) | 2, (3 << 32) | 3])
+    ix.retire()
+    assert not ix.ready and len(ix) == 0
+    ix.add(5, 1)                        # not logged while retired
+    assert ix.pending == 0
