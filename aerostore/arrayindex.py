@@ -55,7 +55,7 @@ def new_index(pos: int, field) -> SortedIndex:
     if kind == "bool":
         return ArrayIndex(pos, kind, np.int64)
     if kind == "float":
-        return ArrayIndex(pos, kind, np.complex128, np.float64)
+        return ArrayIndex(pos, kind, np.complex128, np.int64)
     if kind == "int":
         lo, hi = field.lo, field.hi
         if lo is not None and hi is not None:
@@ -70,12 +70,51 @@ def new_index(pos: int, field) -> SortedIndex:
     return SortedIndex(pos, kind)
 
 
+class Chunk:
+    """Consecutive entries as parallel lists of keys and slots (``entry_form`` "pairs").
+
+    Indexing yields packed-int entries, as the planner needs for ``after`` and
+    the last entry's key; the generated filters read ``keys``/``slots`` directly,
+    so no Python int wider than 64 bits is made per entry.
+    """
+
+    __slots__ = ("keys", "slots")
+
+    def __init__(self, keys: list, slots: list):
+        self.keys = keys
+        self.slots = slots
+
+    def __len__(self):
+        return len(self.slots)
+
+    def __getitem__(self, i):
+        return (self.keys[i] << SLOT_BITS) | self.slots[i]
+
+    def __iter__(self):
+        for k, s in zip(self.keys, self.slots):
+            yield (k << SLOT_BITS) | s
+
+    def __eq__(self, other):
+        return list(self) == list(other)
+
+    def __repr__(self):
+        return f"Chunk({list(self)!r})"
+
+
+_EMPTY = Chunk([], [])
+
+
+def _chunk_of(entries: list) -> Chunk:
+    return Chunk([e >> SLOT_BITS for e in entries], [e & 0xFFFFFFFF for e in entries])
+
+
 class ArrayIndex(SortedIndex):
     """Sorted (value, slot) entries of one numeric field; see the module docstring."""
 
     def __init__(self, pos: int, kind: str, dtype, key_dtype=None):
         super().__init__(pos, kind)
         self.sl = None                      # the SortedList of the base class is not used
+        self.entry_form = "pairs"
         self.dtype = dtype
         self.wide = dtype is np.complex128
         self.key_dtype = key_dtype if self.wide else dtype
@@ -106,6 +145,15 @@ class ArrayIndex(SortedIndex):
         ls = arr.imag.astype(np.int64).tolist()
         return [(h << 43) | l for h, l in zip(hs, ls)]
 
+    def _split(self, arr) -> Chunk:
+        """A Chunk of a slice of ``main``, split into keys and slots at C speed."""
+        if not self.wide:
+            return Chunk((arr >> SLOT_BITS).tolist(), (arr & 0xFFFFFFFF).tolist())
+        lo = arr.imag.astype(np.int64)
+        hi = arr.real.astype(self.key_dtype)
+        keys = (hi << 11) | (lo >> SLOT_BITS).astype(self.key_dtype)
+        return Chunk(keys.tolist(), (lo & 0xFFFFFFFF).tolist())
+
     def _np_entries(self, values: list, slots: list):
         """Entries of non-null ``values`` at ``slots``, vectorised (no per-row Python)."""
         s = np.array(slots, dtype=np.int64)
@@ -135,13 +183,13 @@ class ArrayIndex(SortedIndex):
                 return 0
             if e > hi:
                 return len(main)
-            return int(np.searchsorted(main, e, side))
+            return int(main.searchsorted(e, side))
         h = e >> 43
         if h < -_HI_LIMIT:
             return 0
         if h > _HI_LIMIT:
             return len(main)
-        return int(np.searchsorted(main, complex(h, e & _M43), side))
+        return int(main.searchsorted(complex(h, e & _M43), side))
 
     # -- writes (lazy, as in SortedIndex) ---------------------------------------------
     def add_many(self, values: list, slots: list) -> None:
@@ -308,7 +356,8 @@ class ArrayIndex(SortedIndex):
                     c += sign * (b - a)
         return c
 
-    def chunk(self, lo_e, hi_e, after, n: int, reverse: bool = False) -> list:
+    def chunk(self, lo_e, hi_e, after, n: int, reverse: bool = False) -> Chunk:
+        """Up to ``n`` entries in [lo_e, hi_e), strictly after ``after`` in walk order (a Chunk)."""
         main = self.main
         delta, tomb = self.delta, self.tomb
         i = self._pos(lo_e) if lo_e is not None else 0
@@ -317,21 +366,20 @@ class ArrayIndex(SortedIndex):
             if after is not None:
                 i = max(i, self._pos(after, right=True))
             if not delta and not tomb:
-                return self._to_ints(main[i:min(j, i + n)]) if i < j else []
+                return self._split(main[i:min(j, i + n)]) if i < j else _EMPTY
             lo_b = lo_e if after is None else (after + 1 if lo_e is None else max(lo_e, after + 1))
             t = _count(tomb, lo_b, hi_e)
             m = self._to_ints(main[i:min(j, i + n + t)]) if i < j else []
             if t:
                 m = [e for e in m if e not in tomb]
             d = _take(delta, lo_b, hi_e, n, False)
-            return list(merge(m, d))[:n] if d else m[:n]
+            return _chunk_of(list(merge(m, d))[:n] if d else m[:n])
         if after is not None:
             j = min(j, self._pos(after))
         if not delta and not tomb:
             if i >= j:
-                return []
-            out = self._to_ints(main[max(i, j - n):j])
-            out.reverse()
+                return _EMPTY
+            out = self._split(main[max(i, j - n):j][::-1])
             return out
         hi_b = hi_e if after is None else (after if hi_e is None else min(hi_e, after))
         t = _count(tomb, lo_e, hi_b)
@@ -340,7 +388,7 @@ class ArrayIndex(SortedIndex):
             m = [e for e in m if e not in tomb]
         m.reverse()
         d = _take(delta, lo_e, hi_b, n, True)
-        return list(merge(m, d, reverse=True))[:n] if d else m[:n]
+        return _chunk_of(list(merge(m, d, reverse=True))[:n] if d else m[:n])
 
     def _check(self) -> None:
         main = self.main

@@ -64,6 +64,7 @@ class SortedIndex:
         self.pos = pos
         self.kind = kind
         self.packed = kind != "str"
+        self.entry_form = "packed" if self.packed else "tuple"   # what chunk() returns
         self.sl = SortedList()
         self.adds: list = []   # logged writes, folded in by settle()
         self.rms: list = []

@@ -325,7 +325,7 @@ def _null_rows(store, ix, s, pred, skip) -> list:
 
 
 def _entry_filter(schema, terms, ix, skip):
-    return compile_entry_filter(schema, terms, ix.pos, ix.packed, skip is not None)
+    return compile_entry_filter(schema, terms, ix.pos, ix.entry_form, skip is not None)
 
 
 def _walk(store, plan, s, pred, filt, skip, need, kf, sole_key=False) -> list:

@@ -338,15 +338,17 @@ def compile_scan(schema, terms, count_only: bool, skip_keys: bool, limited: bool
     return _make(kind, terms, schema, skip_keys)
 
 
-def compile_entry_filter(schema, terms, pos: int, packed: bool, skip_keys: bool):
+def compile_entry_filter(schema, terms, pos: int, form: str, skip_keys: bool):
     """filt(chunk, rows, s, visible, key, skip, out) for index entries of field ``pos``.
 
-    For each entry: the row its slot shows snapshot ``s``; a chained slot's row
-    must carry the entry's key (else the entry belongs to another version);
-    rows satisfying every term go to ``out``.  One generated loop, no call
-    per entry.
+    ``form`` is how the index hands out entries (its ``entry_form``): "packed"
+    ints, "tuple" (value, slot) pairs, or "pairs" (a chunk with parallel
+    ``keys`` and ``slots`` lists).  For each entry: the row its slot shows
+    snapshot ``s``; a chained slot's row must carry the entry's key (else the
+    entry belongs to another version); rows satisfying every term go to
+    ``out``.  One generated loop, no call per entry.
     """
-    return _make("packed" if packed else "tuple", terms, schema, skip_keys, pos)
+    return _make(form, terms, schema, skip_keys, pos)
 
 
 _NO_VALUE_OPS = frozenset(("null", "notnull", "true", "false"))
@@ -376,15 +378,19 @@ def _make(kind, terms, schema, skip_keys=False, pos=0):
         skip = f"\n            if r[{kp}] in skip: continue" if skip_keys else ""
         if kind == "pred":
             body = f"    def pred(r):\n        return {cond}\n    return pred\n"
-        elif kind in ("packed", "tuple"):
+        elif kind in ("packed", "tuple", "pairs"):
+            loop = "for e in chunk"
             if kind == "packed":
                 slot, check = "e & 0xFFFFFFFF", f"r[{pos}] is None or key(r[{pos}]) != e >> 32"
+            elif kind == "pairs":
+                loop = "for k, sl in zip(chunk.keys, chunk.slots)"
+                slot, check = "sl", f"r[{pos}] is None or key(r[{pos}]) != k"
             else:
                 slot, check = "e[1]", f"r[{pos}] != e[0]"
             body = (
                 f"    def filt(chunk, rows, s, visible, key, skip, out):\n"
                 f"        append = out.append\n"
-                f"        for e in chunk:\n"
+                f"        {loop}:\n"
                 f"            head = rows[{slot}]\n"
                 f"            if head.__class__ is tuple:\n"
                 f"                r = head\n"

@@ -102,9 +102,9 @@ def _check_reads(ix, want, rnd):
         after = rnd.choice(cands)
         n = rnd.choice([1, 3, 50])
         fwd = [e for e in inside if after is None or e > after][:n]
-        assert ix.chunk(lo, hi, after, n) == fwd
+        assert list(ix.chunk(lo, hi, after, n)) == fwd
         back = [e for e in reversed(inside) if after is None or e < after][:n]
-        assert ix.chunk(lo, hi, after, n, reverse=True) == back
+        assert list(ix.chunk(lo, hi, after, n, reverse=True)) == back
 
 
 def test_bulk_writes_that_cancel_and_repeat_net_out(monkeypatch):
