@@ -187,6 +187,8 @@ class TxnTable:
         st = self._st
         s = self._txn.snapshot
         get = st.get
+        slots = st.slots
+        heap = st.rows
         kp = self.schema.key_pos
         ins = 0
         n = 0
@@ -196,8 +198,17 @@ class TxnTable:
             if k in ws:
                 if ws[k] is None:
                     ins += 1
-            elif get(k, s) is None:
-                ins += 1
+            else:
+                # TableStore.get inlined for the common case, a frozen row
+                slot = slots.get(k)
+                if slot is None:
+                    ins += 1
+                else:
+                    head = heap[slot]
+                    if head.__class__ is tuple and head[kp] == k:
+                        pass
+                    elif get(k, s) is None:
+                        ins += 1
             ws[k] = r
         return ins, n - ins
 
