@@ -25,6 +25,7 @@ scans and point reads take no lock (see heap.py).
 from __future__ import annotations
 
 import heapq
+from operator import itemgetter
 
 from .index import SLOT_MASK, SortedIndex
 from .mvcc import visible
@@ -354,7 +355,7 @@ def _walk(store, plan, s, pred, filt, skip, need, kf, sole_key=False) -> list:
     p = ix.pos
     entry_key = ix.entry_key
     after = None
-    size = max(64, min(_CHUNK, need * 2))
+    size = max(16, min(_CHUNK, int(plan.est * 1.2) + 8))   # the expected walk, and a margin
     stop = None             # index in out where the rows past the boundary group start
     while stop is None:
         with store.latch:
@@ -383,10 +384,16 @@ def _walk(store, plan, s, pred, filt, skip, need, kf, sole_key=False) -> list:
         out.sort(key=kf)
         return out
     if sole_key:
-        # walk order is the sort order but for ties (broken by key): sort only if any
-        vals = [r[p] for r in out[nnull:]]
+        # walk order is the sort order but for ties, broken by key ascending:
+        # if any, two stable C-speed sorts (by key, then by value) order them
+        walked = out[nnull:]
+        vals = [r[p] for r in walked]
         if len(set(vals)) == len(vals):
             return out
+        walked.sort(key=itemgetter(store.key_pos))
+        walked.sort(key=itemgetter(p), reverse=desc)
+        out[nnull:] = walked
+        return out
     out.sort(key=kf)
     return out
 

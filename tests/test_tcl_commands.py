@@ -462,6 +462,23 @@ def test_search_sees_one_snapshot(loaded):
     assert all(k.startswith("NEW") for k in keys_of(t))
 
 
+def test_repeated_search_runs_on_a_fresh_snapshot_each_time(loaded):
+    """The session keeps the Query of a repeated search (search.py): each run still
+    sees the latest commits, and a transaction's search sees its own writes."""
+    t = loaded
+    t.eval("proc hi {} { set l {}; FlightState search -compare {{> alt 40000}} -sort flight_id "
+           "-key k -code { lappend l $k }; return $l }")
+    before = t.eval("hi")
+    t.call("FlightState", "set", "ZZZ1", "alt", "41000")
+    assert t.eval("hi") == (before + " ZZZ1").strip()
+    t.call("FlightState", "delete", "ZZZ1")
+    assert t.eval("hi") == before
+    assert t.eval("aerostore::transaction { FlightState set ZZZ2 alt 42000; hi }") == (before + " ZZZ2").strip()
+    assert t.eval("hi") == (before + " ZZZ2").strip()
+    assert t.call("FlightState", "search", "-compare", "{> alt 40000}", "-countOnly", "1") == \
+        str(len((before + " ZZZ2").split()))
+
+
 def test_search_delete(loaded):
     t = loaded
     assert t.call("FlightState", "search", "-compare", "{> alt 10000}", "-delete", "1") == "4"

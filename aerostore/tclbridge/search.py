@@ -79,6 +79,9 @@ def term_query(table, compare):
     return q
 
 
+_QUERIES_MAX = 64      # Query objects a session keeps for repeated searches
+
+
 class _Search:
     """The parsed options of one search."""
 
@@ -99,6 +102,27 @@ class _Search:
 
     # -- building the query ----------------------------------------------------
     def _query(self, table):
+        """The Query of these options on ``table``; the session keeps the last
+        ones built (per interpreter, so never shared between threads): a
+        search repeated in a loop skips coercing its terms again.  Sound
+        because a Query is only a description, run on a fresh snapshot by
+        each ``rows()``/``count()``."""
+        # only the autocommit table: a transaction's table lives as long as the transaction
+        cacheable = (self.compare is None or isinstance(self.compare, str)) and table is state.flights()
+        if cacheable:
+            queries = self.session._queries
+            ck = (self.compare, self.sort, self.desc, self.offset, self.limit)
+            hit = queries.get(ck)
+            if hit is not None and hit[0] is table:
+                return hit[1]
+        q = self._build_query(table)
+        if cacheable:
+            if len(queries) >= _QUERIES_MAX:
+                queries.clear()
+            queries[ck] = (table, q)
+        return q
+
+    def _build_query(self, table):
         q = term_query(table, self.compare) if self.compare is not None else table.query()
         if self.sort is not None:
             keys = []

@@ -87,6 +87,7 @@ class Session:
         self._txn = None             # the aerostore::transaction in progress
         self._txn_table = None
         self._watches: dict = {}     # id -> Subscription
+        self._queries: dict = {}     # search options -> (table, Query), see search.py
 
     def close(self) -> None:
         """The interpreter is being deleted: end its transaction and watches."""
