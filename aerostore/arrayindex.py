@@ -31,13 +31,12 @@ Not thread-safe by itself: the owning TableStore's latch guards every call.
 
 from __future__ import annotations
 
-from collections import Counter
 from heapq import merge
 
 import numpy as np
 from sortedcontainers import SortedList
 
-from .index import SLOT_BITS, SortedIndex
+from .index import SLOT_BITS, SortedIndex, net_writes
 
 __all__ = ["ArrayIndex", "new_index"]
 
@@ -46,7 +45,6 @@ _M63 = (1 << 63) - 1
 _HI_LIMIT = 1 << 53          # |real part| of any wide entry is at most this
 _DELTA_MIN = 4096            # delta + tomb entries kept before folding into main
 _BULK = 64                   # add_many/remove_many of at least this many go vectorised
-_LOG_FLOOR = 1024
 
 
 def _map_big_arrays() -> None:
@@ -218,34 +216,21 @@ class ArrayIndex(SortedIndex):
         return int(main.searchsorted(complex(h, e & _M43), side))
 
     # -- writes (lazy, as in SortedIndex) ---------------------------------------------
-    def add_many(self, values: list, slots: list) -> None:
-        if not self.ready:
-            return
+    def _log_adds(self, values: list, slots: list) -> None:
         if len(values) < _BULK:
-            return super().add_many(values, slots)
-        values, slots, nulls = self._split_nulls(values, slots)
-        if nulls:
-            self.nulls.update(nulls)
-        if values:
+            self.adds.extend(self._entries(values, slots))
+        else:
             self._adds_np.append(self._np_entries(values, slots))
 
-    def remove_many(self, values: list, slots: list) -> None:
-        if not self.ready:
-            return
-        values, slots, nulls = self._split_nulls(values, slots)
-        if nulls:
-            self.nulls.difference_update(nulls)
-        if not values:
-            return
+    def _log_rms(self, values: list, slots: list) -> None:
         if len(values) < _BULK:
             self.rms.extend(self._entries(values, slots))
         else:
             self._rms_np.append(self._np_entries(values, slots))
             self._n_rms_np += len(values)
-        n = self._n_rms_np + len(self.rms)
-        if n > _LOG_FLOOR and n > len(self):
-            # bound the logs of a write-only workload
-            self.settle()
+
+    def _logged_rms(self) -> int:
+        return self._n_rms_np + len(self.rms)
 
     @property
     def pending(self) -> int:
@@ -264,7 +249,7 @@ class ArrayIndex(SortedIndex):
                 return
             self.adds = []
             self.rms = []
-            A, R = _net(adds, rms)
+            A, R = net_writes(adds, rms)
             if len(A) + len(R) + len(self.delta) + len(self.tomb) <= self._budget():
                 self._apply_small(A, R)
             else:
@@ -285,7 +270,7 @@ class ArrayIndex(SortedIndex):
         R = np.sort(np.concatenate(parts_r)) if parts_r else np.empty(0, self.dtype)
         if (len(A) > 1 and (A[1:] == A[:-1]).any()) or (len(R) > 1 and (R[1:] == R[:-1]).any()):
             # an entry written more than twice since the last settle: net by counting
-            a, r = _net(self._to_ints(A), self._to_ints(R))
+            a, r = net_writes(self._to_ints(A), self._to_ints(R))
             A = np.sort(self._to_np(a))
             R = np.sort(self._to_np(list(r)))
         elif len(A) and len(R):
@@ -438,23 +423,6 @@ class ArrayIndex(SortedIndex):
         assert self._to_np(self._to_ints(head)).tolist() == head.tolist(), "entry encoding does not round-trip"
         vals = self.entries()
         assert len(vals) == len(self) == len(set(vals)), "duplicate index entries"
-
-
-def _net(adds: list, rms: list):
-    """Net adds (list) and removals (set) of packed-int logs whose per-entry writes alternate."""
-    if not rms:
-        return list(set(adds)), set()
-    A = set(adds)
-    R = set(rms)
-    if len(A) == len(adds) and len(R) == len(rms):
-        both = A & R
-        if both:
-            A -= both
-            R -= both
-        return list(A), R
-    net = Counter(adds)
-    net.subtract(rms)
-    return [e for e, d in net.items() if d > 0], {e for e, d in net.items() if d < 0}
 
 
 def _cancel(A, R):

@@ -57,6 +57,29 @@ def float_keys(xs) -> list:
     return [i if i >= 0 else -(i & _M63) for i in q]
 
 
+def net_writes(adds: list, rms: list):
+    """(net adds: list, net removals: set or ()) of two entry logs.
+
+    The callers keep set semantics, so the logged writes of one entry
+    alternate and its net effect is (#adds - #removes) in {-1, 0, +1}: an
+    entry in both logs once cancels out.  O(n) hashing; Counter only when an
+    entry was written more than twice.
+    """
+    if not rms:
+        return adds, ()
+    A = set(adds)
+    R = set(rms)
+    if len(A) == len(adds) and len(R) == len(rms):
+        both = A & R
+        if both:
+            A -= both
+            R -= both
+        return list(A), R
+    net = Counter(adds)
+    net.subtract(rms)
+    return [e for e, d in net.items() if d > 0], {e for e, d in net.items() if d < 0}
+
+
 class SortedIndex:
     """Sorted (value, slot) entries of one field; see the module docstring."""
 
@@ -146,7 +169,7 @@ class SortedIndex:
         if nulls:
             self.nulls.update(nulls)
         if values:
-            self.adds.extend(self._entries(values, slots))
+            self._log_adds(values, slots)
 
     def remove_many(self, values: list, slots: list) -> None:
         """``remove`` for many pairs."""
@@ -156,10 +179,20 @@ class SortedIndex:
         if nulls:
             self.nulls.difference_update(nulls)
         if values:
-            rms = self.rms
-            rms.extend(self._entries(values, slots))
-            if len(rms) > _LOG_FLOOR and len(rms) > len(self.sl):
+            self._log_rms(values, slots)
+            n = self._logged_rms()
+            if n > _LOG_FLOOR and n > len(self):
                 self.settle()
+
+    # the write logs; ArrayIndex keeps big batches as arrays instead
+    def _log_adds(self, values: list, slots: list) -> None:
+        self.adds.extend(self._entries(values, slots))
+
+    def _log_rms(self, values: list, slots: list) -> None:
+        self.rms.extend(self._entries(values, slots))
+
+    def _logged_rms(self) -> int:
+        return len(self.rms)
 
     @property
     def pending(self) -> int:
@@ -179,22 +212,7 @@ class SortedIndex:
             return
         self.adds = []
         self.rms = []
-        if rms:
-            A = set(adds)
-            R = set(rms)
-            if len(A) == len(adds) and len(R) == len(rms):
-                both = A & R
-                if both:
-                    A -= both
-                    R -= both
-                adds = list(A)
-            else:
-                net = Counter(adds)
-                net.subtract(rms)
-                adds = [e for e, d in net.items() if d > 0]
-                R = {e for e, d in net.items() if d < 0}
-        else:
-            R = ()
+        adds, R = net_writes(adds, rms)
         sl = self.sl
         if (len(adds) + len(R)) * 16 < len(sl):
             for e in R:
