@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 import aerostore
+from aerostore import arrayindex
 
 KEYS = ["a", "b", "c", "d", "e", "f"]
 A_VALUES = [None, -1, 0, 1, 2, 7]
@@ -245,3 +246,26 @@ MVCCMachine.TestCase.settings = settings(
     max_examples=200, stateful_step_count=45, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 TestMVCCModel = MVCCMachine.TestCase
+
+
+class TinyArraysMachine(MVCCMachine):
+    """The same machine with every ArrayIndex write folded into its numpy array at
+    once (no delta/tombstone layer, every batch vectorised): the fold, cancel and
+    netting paths under version chains, for a narrow (a) and a wide (c) index."""
+
+    def __init__(self):
+        self._saved = (arrayindex._DELTA_MIN, arrayindex._BULK)
+        arrayindex._DELTA_MIN, arrayindex._BULK = 0, 1
+        super().__init__()
+
+    def teardown(self):
+        try:
+            super().teardown()
+        finally:
+            arrayindex._DELTA_MIN, arrayindex._BULK = self._saved
+
+
+TinyArraysMachine.TestCase.settings = settings(
+    max_examples=100, stateful_step_count=45, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+TestMVCCModelTinyArrays = TinyArraysMachine.TestCase
