@@ -19,6 +19,11 @@ C-speed merge sort of the whole index (amortised O(1) per write).  This is how
 bulk ingest and updates avoid the per-row SortedList floors (150k adds/s,
 56k remove+add/s).
 
+This class stores the entries in a SortedList; it serves str fields and ints
+wider than 64 bits.  Numeric fields get an ArrayIndex (arrayindex.py): the same
+entries, logs and reads, stored in a numpy array (8-16 bytes an entry instead
+of 36-48).  ``arrayindex.new_index`` picks the class for a field.
+
 Not thread-safe by itself: the owning TableStore's latch guards every call.
 """
 
