@@ -27,7 +27,7 @@ from itertools import compress
 from operator import itemgetter, ne
 
 from .arrayindex import new_index
-from .index import SortedIndex
+from .index import SortedIndex, compacted
 from .mvcc import INF, Version, visible
 
 __all__ = ["TableStore"]
@@ -194,7 +194,6 @@ class TableStore:
         slots = self.slots
         rows = self.rows
         idx = list(self.indexes.values())
-        unfrozen = self.unfrozen
         fresh_keys = []
         fresh_vals = []
         add_vals = {ix.pos: [] for ix in idx}
@@ -206,6 +205,7 @@ class TableStore:
         simple_append = simple.append
         n_thawed = 0
         with self.latch:
+            unfrozen = self.unfrozen      # under the latch: prune may replace it
             for key, values in ws.items():
                 slot = slots.get(key)
                 if slot is None:
@@ -283,11 +283,11 @@ class TableStore:
         Index entries of dropped versions are removed in one batch per index.
         """
         rows = self.rows
-        unfrozen = self.unfrozen
         simple = []
         simple_append = simple.append
         n_frozen = 0
         with self.latch:
+            unfrozen = self.unfrozen
             # the index list under the latch: create_index may run while we wait for it
             idx = list(self.indexes.values())
             rm_vals = {ix.pos: [] for ix in idx}
@@ -337,6 +337,7 @@ class TableStore:
                         rm_vals[p].append(val)
                         rm_slots[p].append(slot)
             self.n_frozen += n_frozen
+            self.unfrozen = compacted(unfrozen)
             _index_writes(idx, simple, rm_vals, rm_slots, False)
 
     # -- bulk load, indexes -----------------------------------------------------------

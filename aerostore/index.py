@@ -33,6 +33,7 @@ from array import array
 from collections import Counter
 from itertools import chain
 from struct import Struct
+from sys import getsizeof
 
 from sortedcontainers import SortedList
 
@@ -60,6 +61,19 @@ def float_keys(xs) -> list:
     q = array("q")
     q.frombytes(array("d", xs).tobytes())
     return [i if i >= 0 else -(i & _M63) for i in q]
+
+
+def compacted(s: set) -> set:
+    """``s``, or a copy of it when its hash table is far bigger than its contents.
+
+    A Python set never shrinks its table when elements go, and iterating or
+    copying it costs the table: after a bulk write the visibility map (and a
+    null set) would keep charging every later reader for the bulk.  O(1) when
+    nothing is to be done (``sys.getsizeof`` reports the table).
+    """
+    if getsizeof(s) > 256 * len(s) + 4096:   # a healthy set takes at most ~130 bytes an element
+        return set(s)
+    return s
 
 
 def net_writes(adds: list, rms: list):
@@ -183,6 +197,7 @@ class SortedIndex:
         values, slots, nulls = self._split_nulls(values, slots)
         if nulls:
             self.nulls.difference_update(nulls)
+            self.nulls = compacted(self.nulls)
         if values:
             self._log_rms(values, slots)
             n = self._logged_rms()

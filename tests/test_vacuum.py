@@ -183,3 +183,31 @@ def test_slots_of_deletes_seen_by_a_reader_wait_for_it(mem_db, t):
     assert t.count() == N + 100
     assert mem_db.stats()["versions"] == N + 100
     t._check()
+
+
+def test_the_unfrozen_set_shrinks_after_a_bulk_write(mem_db, flights):
+    """A Python set keeps its largest table when emptied, and iterating it costs that
+    table: after a bulk write the visibility map must be rebuilt small, or every
+    later commit's conflict check (and index-only count) pays for the bulk."""
+    import sys
+    st = flights._st
+    small = sys.getsizeof(set())
+    flights.upsert_many([(f"B{i:05d}", 1.0, 2.0, i, 1, 1700000000) for i in range(20000)])
+    mem_db._vacuum()
+    assert len(st.unfrozen) == 0
+    assert sys.getsizeof(st.unfrozen) == small
+    flights.set("B00001", {"alt": 5})
+    assert sys.getsizeof(st.unfrozen) == small
+    flights._check()
+
+
+def test_an_index_null_set_shrinks_when_its_nulls_are_filled(mem_db, flights):
+    import sys
+    flights.upsert_many([(f"N{i:05d}", 1.0, 2.0, i, None, 1700000000) for i in range(20000)])
+    flights.upsert_many([(f"N{i:05d}", 1.0, 2.0, i, 7, 1700000000) for i in range(20000)])
+    mem_db._vacuum()
+    ix = flights._st.indexes[flights._st.schema.position("gs")]
+    assert len(ix.nulls) == 0
+    assert sys.getsizeof(ix.nulls) == sys.getsizeof(set())
+    assert flights.query().null("gs").count() == 0
+    flights._check()
