@@ -5,9 +5,10 @@ Layout (designed for 1M+ rows):
 - ``slots``: key -> slot number (hash lookup, O(1));
 - ``rows[slot]``: a plain tuple (a frozen row, visible to every snapshot), the
   newest ``Version`` of a chain (see mvcc.py), or None (a free slot);
-- ``indexes``: field position -> SortedIndex, entries ``(value, slot)``;
+- ``indexes``: field position -> SortedIndex or ArrayIndex, entries ``(value, slot)``;
 - ``unfrozen``: the slots that hold a Version chain (the "visibility map":
-  every other slot is all-visible), ``n_frozen`` counts tuple slots.
+  every other slot is all-visible), ``n_frozen`` counts tuple slots; rebuilt
+  when a bulk write leaves it mostly empty (``index.compacted``).
 
 Writers install whole transactions (``install``) and later ``prune`` the slots
 they touched once the vacuum horizon allows, which frees dead versions and their
