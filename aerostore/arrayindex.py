@@ -128,10 +128,6 @@ class Chunk:
 _EMPTY = Chunk([], [])
 
 
-def _chunk_of(entries: list) -> Chunk:
-    return Chunk([e >> SLOT_BITS for e in entries], [e & 0xFFFFFFFF for e in entries])
-
-
 class ArrayIndex(SortedIndex):
     """Sorted (value, slot) entries of one numeric field; see the module docstring."""
 
@@ -368,38 +364,79 @@ class ArrayIndex(SortedIndex):
         return c
 
     def chunk(self, lo_e, hi_e, after, n: int, reverse: bool = False) -> Chunk:
-        """Up to ``n`` entries in [lo_e, hi_e), strictly after ``after`` in walk order (a Chunk)."""
+        """Up to ``n`` entries in [lo_e, hi_e), strictly after ``after`` in walk order (a Chunk).
+
+        O(log n + n) when no recent write (delta, tomb) falls among the entries
+        returned; otherwise those few are merged in (see ``_merged``).
+        """
         main = self.main
-        delta, tomb = self.delta, self.tomb
         i = self._pos(lo_e) if lo_e is not None else 0
         j = self._pos(hi_e) if hi_e is not None else len(main)
+        layered = bool(self.delta) or bool(self.tomb)
         if not reverse:
+            lo_b = lo_e
             if after is not None:
                 i = max(i, self._pos(after, right=True))
-            if not delta and not tomb:
+                lo_b = after + 1 if lo_e is None else max(lo_e, after + 1)
+            if not layered:
                 return self._split(main[i:min(j, i + n)]) if i < j else _EMPTY
-            lo_b = lo_e if after is None else (after + 1 if lo_e is None else max(lo_e, after + 1))
-            t = _count(tomb, lo_b, hi_e)
-            m = self._to_ints(main[i:min(j, i + n + t)]) if i < j else []
-            if t:
-                m = [e for e in m if e not in tomb]
-            d = _take(delta, lo_b, hi_e, n, False)
-            return _chunk_of(list(merge(m, d))[:n] if d else m[:n])
+            return self._merged(i, j, lo_b, hi_e, n, False)
+        hi_b = hi_e
         if after is not None:
             j = min(j, self._pos(after))
-        if not delta and not tomb:
-            if i >= j:
-                return _EMPTY
-            out = self._split(main[max(i, j - n):j][::-1])
-            return out
-        hi_b = hi_e if after is None else (after if hi_e is None else min(hi_e, after))
-        t = _count(tomb, lo_e, hi_b)
-        m = self._to_ints(main[max(i, j - n - t):j]) if i < j else []
-        if t:
-            m = [e for e in m if e not in tomb]
-        m.reverse()
-        d = _take(delta, lo_e, hi_b, n, True)
-        return _chunk_of(list(merge(m, d, reverse=True))[:n] if d else m[:n])
+            hi_b = after if hi_e is None else min(hi_e, after)
+        if not layered:
+            return self._split(main[max(i, j - n):j][::-1]) if i < j else _EMPTY
+        return self._merged(i, j, lo_e, hi_b, n, True)
+
+    def _merged(self, i: int, j: int, lo_b, hi_b, n: int, reverse: bool) -> Chunk:
+        """``chunk`` over main[i:j] (the entries in [lo_b, hi_b)) with delta and tomb.
+
+        Takes a window of main from the walk's start, widened until it holds
+        ``n`` entries not in ``tomb`` (or reaches the end); only the tombs and
+        delta entries inside that window are looked at, so the cost does not
+        grow with the number of recent writes elsewhere in the index.
+        """
+        main, delta, tomb = self.main, self.delta, self.tomb
+        m = n
+        while True:
+            a, b = (max(i, j - m), j) if reverse else (i, min(j, i + m))
+            win = main[a:b]
+            if not len(win):
+                dead, wlo, whi = (), None, None
+                break
+            wlo, whi = self._to_ints(win[[0, -1]])
+            dead = list(tomb.irange(wlo, whi)) if tomb else ()
+            live = len(win) - len(dead)
+            whole = a <= i if reverse else b >= j
+            if live >= n or whole:
+                break
+            m += n - live
+        if reverse:
+            # delta entries below the window come after its n live entries
+            d = _take(delta, wlo if wlo is not None and a > i else lo_b, hi_b, n, True)
+        else:
+            d = _take(delta, lo_b, whi + 1 if whi is not None and b < j else hi_b, n, False)
+        if not dead and not d:
+            return self._split(win[::-1] if reverse else win)
+        # split at C speed, then drop the dead and insert the delta entries by position
+        ch = self._split(win)
+        keys, slots = ch.keys, ch.slots
+        if dead:
+            at = win.searchsorted(self._to_np(dead))
+            for p in reversed(at.tolist()):
+                del keys[p]
+                del slots[p]
+            win = np.delete(win, at)
+        if d:
+            d = sorted(d)
+            for k, (p, e) in enumerate(zip(win.searchsorted(self._to_np(d)).tolist(), d)):
+                keys.insert(p + k, e >> SLOT_BITS)
+                slots.insert(p + k, e & 0xFFFFFFFF)
+        if reverse:
+            keys.reverse()
+            slots.reverse()
+        return Chunk(keys[:n], slots[:n])
 
     def _check(self) -> None:
         main = self.main
@@ -435,14 +472,6 @@ def _cancel(A, R):
     keep_r = np.ones(len(R), bool)
     keep_r[at_c[hit]] = False
     return A[~hit], R[keep_r]
-
-
-def _count(sl, lo_e, hi_e) -> int:
-    if not sl:
-        return 0
-    a = sl.bisect_left(lo_e) if lo_e is not None else 0
-    b = sl.bisect_left(hi_e) if hi_e is not None else len(sl)
-    return b - a if b > a else 0
 
 
 def _take(sl, lo_e, hi_e, n: int, reverse: bool) -> list:
