@@ -479,6 +479,20 @@ def test_repeated_search_runs_on_a_fresh_snapshot_each_time(loaded):
         str(len((before + " ZZZ2").split()))
 
 
+def test_repeated_search_after_the_store_is_opened_again(loaded, tmp_path):
+    """The kept queries belong to the table they were built on: after close and
+    init the same search runs on the new store."""
+    t = loaded
+    t.eval("proc hi {} { set l {}; FlightState search -compare {{> alt 10000}} -key k "
+           "-code { lappend l $k }; return $l }")
+    assert len(t.eval("hi").split()) == 4
+    t.call("aerostore::close")
+    t.call("aerostore::init", str(tmp_path / "other"))
+    assert t.eval("hi") == ""
+    t.call("FlightState", "set", "NEW1", "alt", "41000")
+    assert t.eval("hi") == "NEW1"
+
+
 def test_search_delete(loaded):
     t = loaded
     assert t.call("FlightState", "search", "-compare", "{> alt 10000}", "-delete", "1") == "4"

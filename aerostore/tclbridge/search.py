@@ -110,16 +110,22 @@ class _Search:
         # only the autocommit table: a transaction's table lives as long as the transaction
         cacheable = (self.compare is None or isinstance(self.compare, str)) and table is state.flights()
         if cacheable:
-            queries = self.session._queries
+            session = self.session
+            queries = session._queries
+            if session._queries_table is not table:
+                # the store was opened again: drop the old table's queries, which
+                # would keep the closed store's rows alive
+                queries.clear()
+                session._queries_table = table
             ck = (self.compare, self.sort, self.desc, self.offset, self.limit)
-            hit = queries.get(ck)
-            if hit is not None and hit[0] is table:
-                return hit[1]
+            q = queries.get(ck)
+            if q is not None:
+                return q
         q = self._build_query(table)
         if cacheable:
             if len(queries) >= _QUERIES_MAX:
                 queries.clear()
-            queries[ck] = (table, q)
+            queries[ck] = q
         return q
 
     def _build_query(self, table):

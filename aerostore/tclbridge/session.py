@@ -87,13 +87,16 @@ class Session:
         self._txn = None             # the aerostore::transaction in progress
         self._txn_table = None
         self._watches: dict = {}     # id -> Subscription
-        self._queries: dict = {}     # search options -> (table, Query), see search.py
+        self._queries: dict = {}     # search options -> Query, see search.py
+        self._queries_table = None   # the table those queries are on
 
     def close(self) -> None:
         """The interpreter is being deleted: end its transaction and watches."""
         for sub in list(self._watches.values()):
             sub.close()
         self._watches.clear()
+        self._queries.clear()
+        self._queries_table = None
         txn, self._txn, self._txn_table = self._txn, None, None
         if txn is not None:
             txn.rollback()
@@ -133,6 +136,8 @@ class Session:
         if self._txn is not None:
             raise UsageError("aerostore::close: not inside aerostore::transaction", "TRANSACTION")
         state.close()
+        self._queries.clear()
+        self._queries_table = None
         return ""
 
     def txn_begin(self):
