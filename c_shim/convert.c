@@ -5,8 +5,9 @@
  * Strings: Tcl's internal UTF-8 is "modified": NUL is c0 80 and characters
  * outside the BMP are two encoded surrogates (CESU-8).  Decoding follows
  * _tkinter: plain UTF-8 first, then NUL fixed up and surrogate pairs joined.
- * Encoding: ASCII and NUL-free BMP text go through UTF-8; anything else
- * through Tcl_NewUnicodeObj with UTF-16 (Tcl_UniChar is 16 bits in Tcl 8.6).
+ * Encoding: BMP text goes through UTF-8 with each NUL written as C0 80;
+ * text with characters outside the BMP or lone surrogates goes through
+ * Tcl_NewUnicodeObj with UTF-16 (Tcl_UniChar is 16 bits in Tcl 8.6).
  *
  * Errors: an AerostoreError becomes a Tcl error with errorCode = its
  * tcl_errorcode; any other exception becomes AEROSTORE INTERNAL <type>, with
@@ -17,13 +18,12 @@
 
 #include <string.h>
 
-static const Tcl_ObjType *int_type, *wide_type, *double_type;
+static const Tcl_ObjType *int_type, *wide_type;
 
 void shim_convert_init(void)
 {
     int_type = Tcl_GetObjType("int");
     wide_type = Tcl_GetObjType("wideInt");
-    double_type = Tcl_GetObjType("double");
 }
 
 /* ---- Tcl -> Python ------------------------------------------------------ */
@@ -114,18 +114,14 @@ PyObject *shim_arg_to_py(Tcl_Obj *obj)
     int len;
     const char *s;
 
-    if (obj->bytes == NULL && obj->typePtr != NULL) {
-        /* A pure number (e.g. from expr): read it through Tcl's numeric API. */
-        if (obj->typePtr == int_type || obj->typePtr == wide_type) {
-            Tcl_WideInt w;
-            if (Tcl_GetWideIntFromObj(NULL, obj, &w) == TCL_OK) {
-                return PyLong_FromLongLong((long long)w);
-            }
-        } else if (obj->typePtr == double_type) {
-            double d;
-            if (Tcl_GetDoubleFromObj(NULL, obj, &d) == TCL_OK) {
-                return PyFloat_FromDouble(d);
-            }
+    if (obj->bytes == NULL && (obj->typePtr == int_type || obj->typePtr == wide_type)) {
+        /* A pure integer (e.g. from expr): its value, without making its string.
+         * Every reader of arguments treats an int exactly as its decimal string.
+         * A pure double goes through its string: a float would differ from
+         * that string where a field wants an integer (2.0 against "2.0"). */
+        Tcl_WideInt w;
+        if (Tcl_GetWideIntFromObj(NULL, obj, &w) == TCL_OK) {
+            return PyLong_FromLongLong((long long)w);
         }
     }
     s = Tcl_GetStringFromObj(obj, &len);
@@ -157,6 +153,35 @@ void shim_decref_args(int n, PyObject **stack)
 
 /* ---- Python -> Tcl ------------------------------------------------------ */
 
+/* Standard UTF-8 without surrogates -> a Tcl string: NUL bytes become
+ * C0 80, the only difference from Tcl's modified UTF-8 in the BMP. */
+static Tcl_Obj *utf8_to_tcl(const char *s, Py_ssize_t n)
+{
+    const char *nul = memchr(s, '\0', n), *e = s + n;
+    char *buf, *q;
+    Tcl_Obj *out;
+
+    if (!nul) {
+        return Tcl_NewStringObj(s, (int)n);
+    }
+    q = buf = PyMem_Malloc(2 * n);
+    if (!buf) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    for (; s != e; s++) {
+        if (*s) {
+            *q++ = *s;
+        } else {
+            *q++ = '\xc0';
+            *q++ = '\x80';
+        }
+    }
+    out = Tcl_NewStringObj(buf, (int)(q - buf));
+    PyMem_Free(buf);
+    return out;
+}
+
 static Tcl_Obj *str_to_tcl(PyObject *v)
 {
     Py_ssize_t size = PyUnicode_GET_LENGTH(v);
@@ -171,14 +196,13 @@ static Tcl_Obj *str_to_tcl(PyObject *v)
         return NULL;
     }
     if (PyUnicode_IS_ASCII(v)) {
-        return Tcl_NewStringObj((const char *)PyUnicode_DATA(v), (int)size);
+        return utf8_to_tcl((const char *)PyUnicode_DATA(v), size);
     }
-    if (PyUnicode_KIND(v) != PyUnicode_4BYTE_KIND
-            && PyUnicode_FindChar(v, 0, 0, size, 1) == -1) {
+    if (PyUnicode_KIND(v) != PyUnicode_4BYTE_KIND) {
         Py_ssize_t n;
         const char *utf8 = PyUnicode_AsUTF8AndSize(v, &n);
         if (utf8) {
-            return Tcl_NewStringObj(utf8, (int)n);
+            return utf8_to_tcl(utf8, n);
         }
         PyErr_Clear();     /* lone surrogates: fall through to UTF-16 */
     }
@@ -368,6 +392,68 @@ done:
 PyMethodDef shim_split_list_def = {
     "split_list", split_list, METH_O,
     "split_list(text) -> list of str: the elements of a Tcl list (ValueError if malformed)."
+};
+
+/* ---- Tcl's integer and boolean rules for the Python side ---------------- */
+
+static Tcl_Obj *text_arg(PyObject *arg)
+{
+    Tcl_Obj *obj;
+
+    if (!PyUnicode_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "a str is needed");
+        return NULL;
+    }
+    obj = str_to_tcl(arg);
+    if (obj) {
+        Tcl_IncrRefCount(obj);
+    }
+    return obj;
+}
+
+static PyObject *get_int(PyObject *self, PyObject *arg)
+{
+    Tcl_Obj *obj = text_arg(arg);
+    Tcl_WideInt w;
+    int ok;
+
+    (void)self;
+    if (!obj) {
+        return NULL;
+    }
+    ok = Tcl_GetWideIntFromObj(NULL, obj, &w) == TCL_OK;
+    Tcl_DecrRefCount(obj);
+    if (!ok) {
+        Py_RETURN_NONE;
+    }
+    return PyLong_FromLongLong((long long)w);
+}
+
+static PyObject *get_boolean(PyObject *self, PyObject *arg)
+{
+    Tcl_Obj *obj = text_arg(arg);
+    int b, ok;
+
+    (void)self;
+    if (!obj) {
+        return NULL;
+    }
+    ok = Tcl_GetBooleanFromObj(NULL, obj, &b) == TCL_OK;
+    Tcl_DecrRefCount(obj);
+    if (!ok) {
+        Py_RETURN_NONE;
+    }
+    return PyBool_FromLong(b);
+}
+
+PyMethodDef shim_get_int_def = {
+    "get_int", get_int, METH_O,
+    "get_int(text) -> int, or None: Tcl_GetWideIntFromObj's reading of text."
+};
+
+PyMethodDef shim_get_boolean_def = {
+    "get_boolean", get_boolean, METH_O,
+    "get_boolean(text) -> bool, or None: Tcl_GetBooleanFromObj's reading of text."
 };
 
 /* ---- errors ------------------------------------------------------------- */

@@ -121,16 +121,19 @@ static int start_interpreter(void)
 static void import_bridge(void)
 {
     PyGILState_STATE g = shim_gil_enter();
-    PyObject *split = NULL, *post = NULL, *call = NULL, *r = NULL;
+    PyMethodDef *defs[] = {&shim_split_list_def, &shim_post_event_def, &shim_call_tcl_def,
+                           &shim_get_int_def, &shim_get_boolean_def};
+    PyObject *fns[5] = {NULL}, *r = NULL;
+    int i, n = 0;
 
     shim_convert_init();
     shim_session_module = PyImport_ImportModule("aerostore.tclbridge.session");
     if (shim_session_module) {
-        split = PyCFunction_New(&shim_split_list_def, NULL);
-        post = PyCFunction_New(&shim_post_event_def, NULL);
-        call = PyCFunction_New(&shim_call_tcl_def, NULL);
-        if (split && post && call) {
-            r = PyObject_CallMethod(shim_session_module, "install_shim", "OOO", split, post, call);
+        for (n = 0; n < 5 && (fns[n] = PyCFunction_New(defs[n], NULL)) != NULL; n++) {
+        }
+        if (n == 5) {
+            r = PyObject_CallMethod(shim_session_module, "install_shim", "OOOOO",
+                                    fns[0], fns[1], fns[2], fns[3], fns[4]);
         }
     }
     if (!r) {
@@ -138,9 +141,9 @@ static void import_bridge(void)
         Py_CLEAR(shim_session_module);
     }
     Py_XDECREF(r);
-    Py_XDECREF(split);
-    Py_XDECREF(post);
-    Py_XDECREF(call);
+    for (i = 0; i < n; i++) {
+        Py_DECREF(fns[i]);
+    }
     shim_gil_leave(g);
 }
 

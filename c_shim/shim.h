@@ -46,7 +46,7 @@ extern PyObject *shim_session_module;
 void shim_convert_init(void);
 /* Tcl's modified UTF-8 (NUL as c0 80, non-BMP as surrogate pairs) -> str. */
 PyObject *shim_str_from_utf(const char *s, Py_ssize_t n);
-/* A Tcl argument: a pure number stays a number, anything else is a str. */
+/* A Tcl argument: a pure integer is an int, anything else (a double too) its str. */
 PyObject *shim_arg_to_py(Tcl_Obj *obj);
 /* A Python value -> a new Tcl_Obj (refcount 0), or NULL with a Python error.
  * None is the empty string; tuples/lists are lists; dicts are flat key/value lists. */
@@ -61,6 +61,9 @@ int shim_args_to_py(int n, Tcl_Obj *const objv[], PyObject **stack);
 void shim_decref_args(int n, PyObject **stack);
 /* The Python callable `split_list(str) -> list of str` (Tcl list syntax). */
 extern PyMethodDef shim_split_list_def;
+/* `get_int(str)` and `get_boolean(str)`: Tcl_GetWideIntFromObj and
+ * Tcl_GetBooleanFromObj for the Python side (None: not one). */
+extern PyMethodDef shim_get_int_def, shim_get_boolean_def;
 
 /* ---- commands.c --------------------------------------------------------- */
 

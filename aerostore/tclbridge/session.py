@@ -21,7 +21,7 @@ from .. import tsv
 from ..errors import AerostoreError, UsageError
 from . import state
 from .search import parse_search, term_query
-from .tclstyle import choose, install_split_list, split_list
+from .tclstyle import choose, install_tcl_rules, option_value, split_list
 
 __all__ = ["Session", "install_shim", "tcl_error", "shutdown"]
 
@@ -29,10 +29,10 @@ _post_event = None        # post_event(capsule, (callback, words)): queue to the
 _call_tcl = None          # call_tcl(capsule, words): run now, on the interp's thread
 
 
-def install_shim(split_list_fn, post_event_fn, call_tcl_fn) -> None:
+def install_shim(split_list_fn, post_event_fn, call_tcl_fn, get_int_fn, get_boolean_fn) -> None:
     """Called once by the shim with its C helpers."""
     global _post_event, _call_tcl
-    install_split_list(split_list_fn)
+    install_tcl_rules(split_list_fn, get_int_fn, get_boolean_fn)
     _post_event = post_event_fn
     _call_tcl = call_tcl_fn
 

@@ -4,28 +4,34 @@ prefixes, booleans, integers, list splitting, and the matching error messages.
 The Tcl commands parse their options here (the C shim checks only subcommands
 and argument counts), so messages read exactly like Tcl's own:
 ``bad option "-x": must be -a, -b, or -c``, ``ambiguous option "-l": ...``,
-``expected integer but got "abc"``.  Every error is a ``UsageError``
-(errorCode ``AEROSTORE USAGE ...``).
+``expected integer but got "abc"``.  Lists, integers and booleans are read by
+Tcl itself (Tcl_ListObjGetElements, Tcl_GetWideIntFromObj,
+Tcl_GetBooleanFromObj, through helpers the shim installs), so they follow
+Tcl's syntax exactly (``010`` is 8, ``2.0`` is true).  Every error is a
+``UsageError`` (errorCode ``AEROSTORE USAGE ...``).
 """
 
 from __future__ import annotations
 
 from ..errors import UsageError
 
-__all__ = ["choose", "to_bool", "to_int", "split_list", "install_split_list", "fmt_choices"]
+__all__ = ["choose", "option_value", "to_bool", "to_int", "split_list", "install_tcl_rules",
+           "fmt_choices"]
 
-_split = None
+_split = None           # text -> list of str, or ValueError
+_get_int = None         # text -> int, or None
+_get_boolean = None     # text -> bool, or None
 
 
-def install_split_list(fn) -> None:
-    """Called once by the shim: ``fn(str) -> list`` parses Tcl list syntax with Tcl itself."""
-    global _split
-    _split = fn
+def install_tcl_rules(split_list_fn, get_int_fn, get_boolean_fn) -> None:
+    """Called once by the shim with Tcl's own readers of lists, integers and booleans."""
+    global _split, _get_int, _get_boolean
+    _split, _get_int, _get_boolean = split_list_fn, get_int_fn, get_boolean_fn
 
 
 def split_list(text, what: str) -> list:
     """The elements of a Tcl list; ``what`` names the argument in the error."""
-    if isinstance(text, (int, float)):
+    if isinstance(text, int):
         return [str(text)]
     try:
         return _split(text)
@@ -60,52 +66,34 @@ def choose(word, choices, what: str, *, exact: bool = False) -> str:
     raise UsageError(f'bad {what} "{word}": must be {fmt_choices(choices)}', what.upper(), word)
 
 
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
+def option_value(args, i: int, option: str):
+    """The value of ``option``, the word after ``args[i]``; a UsageError if the
+    option is the last word."""
+    if i + 1 >= len(args):
+        raise UsageError(f'"{option}" option requires an additional argument', "OPTION", option)
+    return args[i + 1]
 
 
 def to_bool(value, what: str) -> bool:
-    """Tcl_GetBoolean: integers (non-zero true), and true/false/yes/no/on/off
-    or a unique prefix of one of them, any case."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)):
+    """A boolean as Tcl_GetBooleanFromObj reads it: any number (non-zero is
+    true), or true/false/yes/no/on/off or a unique prefix of one, any case."""
+    if isinstance(value, int):
         return value != 0
-    s = str(value).strip().lower()
-    try:
-        return int(s, 0) != 0
-    except ValueError:
-        pass
-    if s:
-        for word in ("true", "yes"):
-            if word.startswith(s):
-                return True
-        if "false".startswith(s) or "no".startswith(s):
-            return False
-        if len(s) >= 2 and "on".startswith(s):
-            return True
-        if len(s) >= 2 and "off".startswith(s):
-            return False
-    raise UsageError(f'expected boolean value but got "{_short(value)}" for {what}',
-                     "VALUE", what)
+    b = _get_boolean(str(value))
+    if b is None:
+        raise UsageError(f'expected boolean value but got "{_short(value)}" for {what}',
+                         "VALUE", what)
+    return b
 
 
 def to_int(value, what: str, minimum: int | None = None, rule: str = "") -> int:
-    """An integer in Tcl's syntax (decimal, 0x.., 0o.., 0b..; surrounding
-    spaces allowed), at least ``minimum``; ``rule`` describes the bound."""
-    if isinstance(value, bool):
-        value = int(value)
+    """An integer as Tcl_GetWideIntFromObj reads it (decimal, 0x.., 0o..,
+    0b.., a leading 0 for octal; spaces around allowed), at least
+    ``minimum``; ``rule`` describes the bound."""
     if isinstance(value, int):
-        n = value
+        n = int(value)
     else:
-        s = str(value).strip()
-        try:
-            n = int(s, 10) if "_" not in s else None
-        except ValueError:
-            try:
-                n = int(s, 0) if "_" not in s else None
-            except ValueError:
-                n = None
+        n = _get_int(str(value))
         if n is None:
             raise UsageError(f'expected integer but got "{_short(value)}" for {what}',
                              "VALUE", what)

@@ -1,0 +1,120 @@
+"""Regression tests of issue 10's Tcl items: values that must survive the C
+conversion layer, results that must not depend on a Tcl value's internal
+representation, watches, the data directory of aerostore::init, and getting
+commands back after they were deleted.  (Exact messages and errorCodes are in
+tests/aerostore_errors.test.)"""
+
+from __future__ import annotations
+
+import pytest
+
+from test_tcl_support import Interp, TclError, reset_store, shim, tcl  # noqa: F401
+
+
+def tcl_quoted(s: str) -> str:
+    """``s`` as a double-quoted Tcl word of ``\\uXXXX`` escapes (a surrogate pair
+    outside the BMP), so that Tcl itself makes the value: tkinter 3.11 turns an
+    ASCII str with NUL into an invalid Tcl string, and Tcl 8.6 reads
+    ``\\U0001F600`` as U+FFFD."""
+    units = s.encode("utf-16-le", "surrogatepass")
+    return '"' + "".join(f"\\u{int.from_bytes(units[i:i + 2], 'little'):04x}"
+                         for i in range(0, len(units), 2)) + '"'
+
+
+# -- NUL inside an ASCII string ------------------------------------------------
+
+@pytest.mark.parametrize("key", ["a\0b", "\0", "ab\0", "\0\0x", "é\0", "\0\U0001F600"])
+def test_nul_in_a_key_comes_back_as_a_valid_tcl_string(tcl, key):
+    tcl.eval(f"set k {tcl_quoted(key)}")
+    tcl.eval("FlightState set $k alt 7")
+    # Tcl writes NUL as C0 80: two bytes, never a raw zero byte
+    want = tcl.eval("string bytelength $k")
+    got = {
+        "get": "lindex [FlightState get $k] 0",
+        "get field": "FlightState get $k flight_id",
+        "search -key": "FlightState search -compare {{= altitude 7}} -key r1; set r1",
+        "search -get": "FlightState search -compare {{= altitude 7}} -get r2; lindex $r2 0",
+        "search -array_get": "FlightState search -compare {{= altitude 7}} -array_get r; "
+                             "dict get $r flight_id",
+        "search -array": "FlightState search -compare {{= altitude 7}} -array r4; "
+                         "set r4(flight_id)",
+        "array_get": "dict get [FlightState array_get $k] flight_id",
+        "array_get_with_nulls": "dict get [FlightState array_get_with_nulls $k] flight_id",
+        "write_tsv": "lindex [split [FlightState write_tsv -compare {{= altitude 7}}] \\t] 0",
+    }
+    for what, script in got.items():
+        tcl.eval(f"set v [{script}]")
+        assert tcl.eval("expr {$v eq $k}") == "1", what
+        assert tcl.eval("string bytelength $v") == want, what
+        assert tcl.eval("string length $v") == tcl.eval("string length $k"), what
+    assert tcl.eval("FlightState exists $k") == "1"
+    assert tcl.call("FlightState", "get", key, "flight_id") == key     # from tkinter too
+
+
+def test_nul_in_list_elements_the_python_side_splits(tcl):
+    tcl.eval("set t " + tcl_quoted("a\0b"))
+    tcl.eval("FlightState set $t alt 1")
+    assert tcl.eval("FlightState search -compare [list [list in flight_id [list $t zz]]]") == "1"
+    assert tcl.eval("FlightState search -compare [list [list = flight_id $t]]") == "1"
+
+
+# -- a value's result does not depend on its internal representation ------------
+
+def _outcome(t, script):
+    try:
+        return ("ok", t.call("eval", script))
+    except TclError as e:
+        return ("error", e.message, e.code)
+
+
+@pytest.mark.parametrize("expr,text", [
+    ("2.0", "2.0"), ("2", "2"), ("-0.0", "-0.0"), ("1e3", "1000.0"), ("2**40", "1099511627776"),
+    ("0x10", "16"), ("1.0/3", "0.3333333333333333"), ("1e300*1e10", "Inf"),
+    ("2**64", "18446744073709551616"), ("0.1+0.2", "0.30000000000000004"),
+])
+@pytest.mark.parametrize("field", ["altitude", "gs", "lat", "updated_at"])
+def test_a_pure_number_is_read_as_its_string(tcl, expr, text, field):
+    """`[expr {2.0}]` and `"2.0"` give the same answer for every field."""
+    assert tcl.eval(f"expr {{{expr}}}") == text
+    pure = _outcome(tcl, f"FlightState set K {field} [expr {{{expr}}}]; FlightState get K {field}")
+    string = _outcome(tcl, f"FlightState set K {field} {text}; FlightState get K {field}")
+    assert pure == string
+
+
+def test_expr_double_for_an_integer_field_is_refused_like_its_string(tcl):
+    e = tcl.error("eval", "FlightState set K alt [expr {2.0}]")
+    assert e.message == ('bad value "2.0" for field "altitude": expected an integer from '
+                         '-2147483648 to 2147483647')
+    assert e.code == "AEROSTORE USAGE VALUE altitude"
+
+
+def test_a_pure_double_as_key_is_its_string(tcl):
+    tcl.eval("FlightState set [expr {1.5}] alt 1")
+    assert tcl.eval("FlightState exists 1.5") == "1"
+    assert tcl.eval("FlightState get [expr {1.5}] alt") == "1"
+    tcl.eval("FlightState set [expr {7}] alt 2")
+    assert tcl.eval("FlightState get 7 alt") == "2"
+    assert tcl.eval("FlightState exists [expr {7}]") == "1"
+
+
+@pytest.mark.parametrize("option,expr,text", [
+    ("-limit", "2.0", "2.0"), ("-limit", "2", "2"), ("-offset", "010", "8"),
+    ("-countOnly", "2.0", "2.0"), ("-countOnly", "0.0", "0.0"), ("-countOnly", "3", "3"),
+])
+def test_option_values_read_by_tcls_rules_whatever_the_rep(tcl, option, expr, text):
+    for i in range(12):
+        tcl.eval(f"FlightState set K{i} alt {i}")
+    pure = _outcome(tcl, f"FlightState search {option} [expr {{{expr}}}] -key k")
+    string = _outcome(tcl, f"FlightState search {option} {{{text}}} -key k")
+    assert pure == string
+
+
+def test_option_integers_follow_tcl_syntax(tcl):
+    for i in range(12):
+        tcl.eval(f"FlightState set K{i} alt {i}")
+    # Tcl 8.6 reads a leading 0 as octal: 010 is 8
+    assert tcl.eval("FlightState search -sort alt -offset 010 -key k; set k") == "K11"
+    assert tcl.eval("FlightState search -limit 0x3 -key k") == "3"
+    assert tcl.eval("FlightState search -countOnly 2.0") == "12"
+    e = tcl.error("FlightState", "search", "-limit", "08")
+    assert e.message == 'expected integer but got "08" for -limit'
