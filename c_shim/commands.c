@@ -48,7 +48,7 @@ static const Spec table_subs[] = {
     {"set", "t_set", CALL, 3, -1, 2, "key field value ?field value ...?"},
     {"unwatch", "t_unwatch", CALL, 1, 1, 0, "id"},
     {"watch", "t_watch", CALL, 1, -1, 2, "?-key key? ?-compare list? callback"},
-    {"write_tsv", "t_write_tsv", CALL, 0, -1, 2, "?-option value ...?"},
+    {"write_tsv", "t_write_tsv", CALL, 0, -1, 1, "?-option value ...?"},
     {NULL, NULL, CALL, 0, 0, 0, NULL}
 };
 
@@ -226,7 +226,7 @@ static int table_cmd(ClientData cd, Tcl_Interp *interp, int objc, Tcl_Obj *const
     case SEARCH:
         return shim_search(si, interp, objc, objv);
     case INDEX:
-        if (lookup(interp, objv[2], index_subs, "option", "OPTION", &idx) != TCL_OK) {
+        if (lookup(interp, objv[2], index_subs, "subcommand", "SUBCOMMAND", &idx) != TCL_OK) {
             return TCL_ERROR;
         }
         spec = &index_subs[idx];

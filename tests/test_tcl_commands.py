@@ -246,8 +246,8 @@ def test_bad_and_ambiguous_subcommands(tcl):
     e = tcl.error("FlightState", "s")
     assert e.message.startswith('ambiguous subcommand "s": must be array_get, ')
     e = tcl.error("FlightState", "index", "x")
-    assert e.message == 'bad option "x": must be create, drop, or indexed'
-    assert e.code == "AEROSTORE USAGE OPTION x"
+    assert e.message == 'bad subcommand "x": must be create, drop, or indexed'
+    assert e.code == "AEROSTORE USAGE SUBCOMMAND x"
 
 
 def test_unique_prefixes(loaded):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from ..errors import UsageError
 from . import state
-from .tclstyle import choose, split_list, to_bool, to_int
+from .tclstyle import choose, option_value, split_list, to_bool, to_int
 
 __all__ = ["parse_search", "term_query", "OPERATORS"]
 
@@ -223,9 +223,7 @@ def parse_search(session, args) -> _Search:
             s.desc = opt == "-desc"
             i += 1
             continue
-        if i + 1 >= n:
-            raise UsageError(f'"{opt}" option requires an additional argument', "OPTION", opt)
-        value = args[i + 1]
+        value = option_value(args, i, opt)
         if opt == "-compare":
             s.compare = value
         elif opt == "-sort":

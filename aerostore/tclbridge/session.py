@@ -134,7 +134,8 @@ class Session:
 
     def a_close(self):
         if self._txn is not None:
-            raise UsageError("aerostore::close: not inside aerostore::transaction", "TRANSACTION")
+            raise UsageError("aerostore::close is not allowed inside aerostore::transaction",
+                             "TRANSACTION")
         state.close()
         self._queries.clear()
         self._queries_table = None
@@ -240,11 +241,8 @@ class Session:
         if args and not str(args[0]).startswith("-"):
             batch_size, args = args[0], args[1:]
         for i in range(0, len(args), 2):
-            choose(args[i], ("-progress",), "option")
-            if i + 1 == len(args):
-                raise UsageError('"-progress" option requires an additional argument',
-                                 "OPTION", "-progress")
-            words = split_list(args[i + 1], "-progress command")
+            opt = choose(args[i], ("-progress",), "option")
+            words = split_list(option_value(args, i, opt), "-progress command")
             capsule, call = self._capsule, _call_tcl
 
             def progress(phase, rows, elapsed_s, words=words):
@@ -256,22 +254,36 @@ class Session:
         query, path = None, None
         for i in range(0, len(args), 2):
             opt = choose(args[i], ("-compare", "-file"), "option")
+            value = option_value(args, i, opt)
             if opt == "-compare":
-                query = term_query(self._table(), args[i + 1])
+                query = term_query(self._table(), value)
             else:
-                path = str(args[i + 1])
+                path = str(value)
         out = tsv.export_tsv(state.database(), state.TABLE, dest=path, query=query, txn=self._txn)
         return out
 
+    _WATCH_OPTIONS = ("-compare", "-key")
+
     def t_watch(self, *args):
-        callback = args[-1]
-        key = where = None
-        for i in range(0, len(args) - 1, 2):
-            opt = choose(args[i], ("-compare", "-key"), "option")
-            if opt == "-key":
-                key = state.flights().schema.coerce_key(args[i + 1])
+        """``?-key key? ?-compare terms? callback``: the callback is the last
+        word; a last word that names an option is that option missing its value
+        (``watch -key`` with the callback forgotten)."""
+        *opts, callback = args
+        if str(callback).startswith("-"):
+            try:
+                opt = choose(callback, self._WATCH_OPTIONS, "option")
+            except UsageError:
+                pass
             else:
-                where = term_query(state.flights(), args[i + 1])
+                option_value(args, len(args) - 1, opt)
+        key = where = None
+        for i in range(0, len(opts), 2):
+            opt = choose(opts[i], self._WATCH_OPTIONS, "option")
+            value = option_value(opts, i, opt)
+            if opt == "-key":
+                key = state.flights().schema.coerce_key(value)
+            else:
+                where = term_query(state.flights(), value)
         split_list(callback, "callback")
         names = self._schema().names
         capsule = self._capsule
