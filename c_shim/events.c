@@ -3,11 +3,13 @@
  *
  * The engine calls a subscription's callback on the committing (publishing)
  * thread, in commit order.  The Session's callback calls post_event(capsule,
- * payload) -- defined here -- which queues a Tcl event on the interp's thread
- * (Tcl_ThreadQueueEvent + Tcl_ThreadAlert) and returns at once.  That thread's
- * event loop (vwait, update) then runs `{*}callback op key {field value ...}`
- * at global level; an error in it is a background error.  Events that arrive
- * after the interp was deleted are dropped.
+ * (watch, words)) -- defined here -- which queues a Tcl event on the interp's
+ * thread (Tcl_ThreadQueueEvent + Tcl_ThreadAlert) and returns at once.  That
+ * thread's event loop (vwait, update) then runs `{*}watch.callback op key
+ * {field value ...}` at global level; an error in it is a background error.
+ * The callback is read when the event runs, not when it was queued: unwatch
+ * sets it to None, and the events of that watch still queued are dropped, as
+ * are events that arrive after the interp was deleted.
  *
  * call_tcl(capsule, words) is the synchronous counterpart, for callbacks that
  * run inside a command on the interp's own thread (ingest_file -progress): it
@@ -21,7 +23,7 @@
 typedef struct WatchEvent {
     Tcl_Event header;           /* must be first */
     ShimInterp *si;             /* a reference */
-    PyObject *payload;          /* (callback, [op, key, pairs]) */
+    PyObject *payload;          /* (watch, [op, key, pairs]) */
 } WatchEvent;
 
 static void capsule_destroyed(PyObject *capsule)
@@ -50,11 +52,16 @@ static int deliver(Tcl_Event *ev, int flags)
     if (shim_python_alive()) {
         PyGILState_STATE g = shim_gil_enter();
         if (si->alive) {
-            cmd = shim_py_to_tcl(PyTuple_GET_ITEM(we->payload, 0));
-            tail = cmd ? shim_py_to_tcl(PyTuple_GET_ITEM(we->payload, 1)) : NULL;
-            if (!tail) {
+            /* None once the watch ended: the event is dropped. */
+            PyObject *callback = PyObject_GetAttrString(PyTuple_GET_ITEM(we->payload, 0), "callback");
+            if (callback && callback != Py_None) {
+                cmd = shim_py_to_tcl(callback);
+                tail = cmd ? shim_py_to_tcl(PyTuple_GET_ITEM(we->payload, 1)) : NULL;
+            }
+            if (PyErr_Occurred()) {
                 PyErr_WriteUnraisable(we->payload);
             }
+            Py_XDECREF(callback);
         }
         Py_DECREF(we->payload);
         shim_gil_leave(g);
@@ -93,7 +100,7 @@ static PyObject *post_event(PyObject *self, PyObject *args)
         return NULL;
     }
     if (PyTuple_GET_SIZE(payload) != 2) {
-        PyErr_SetString(PyExc_ValueError, "post_event: payload must be (callback, words)");
+        PyErr_SetString(PyExc_ValueError, "post_event: payload must be (watch, words)");
         return NULL;
     }
     si = PyCapsule_GetPointer(capsule, CAPSULE_NAME);
@@ -156,5 +163,6 @@ PyMethodDef shim_call_tcl_def = {
 
 PyMethodDef shim_post_event_def = {
     "post_event", post_event, METH_VARARGS,
-    "post_event(capsule, (callback, [op, key, pairs])): run the callback on the interp's thread."
+    "post_event(capsule, (watch, [op, key, pairs])): run watch.callback on the interp's thread\n"
+    "(nothing if it is None by then)."
 };

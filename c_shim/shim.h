@@ -91,8 +91,9 @@ int shim_search(ShimInterp *si, Tcl_Interp *interp, int objc, Tcl_Obj *const obj
 
 /* ---- events.c ----------------------------------------------------------- */
 
-/* The Python callable `post_event(capsule, payload)`: queue payload
- * (callback, op, key, pairs) to the interp's thread. */
+/* The Python callable `post_event(capsule, (watch, words))`: queue an event
+ * to the interp's thread that runs `{*}watch.callback {*}words` there, unless
+ * watch.callback is None by then (unwatch). */
 extern PyMethodDef shim_post_event_def;
 /* The Python callable `call_tcl(capsule, words)`: run a command in the interp
  * now (only from its own thread, inside one of its commands). */

@@ -118,3 +118,52 @@ def test_option_integers_follow_tcl_syntax(tcl):
     assert tcl.eval("FlightState search -countOnly 2.0") == "12"
     e = tcl.error("FlightState", "search", "-limit", "08")
     assert e.message == 'expected integer but got "08" for -limit'
+
+
+# -- unwatch stops the events already queued ------------------------------------
+
+def _pump(t, until, timeout=5.0):
+    """Run the event loop until ``until()`` holds (or the timeout)."""
+    import time
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        t.eval("update")
+        if until():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def _settle(t, seconds=0.3):
+    import time
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        t.eval("update")
+        time.sleep(0.01)
+
+
+def test_a_callback_that_unwatches_itself_gets_no_queued_event(tcl):
+    tcl.eval("set ::bg {}; proc bgerror {msg} { lappend ::bg $msg }")
+    tcl.eval("set ::seen {}")
+    tcl.eval("proc once {op key row} { lappend ::seen $key; FlightState unwatch $::id }")
+    tcl.eval("set ::id [FlightState watch once]")
+    for i in range(5):          # five events queued before the loop runs one
+        tcl.eval(f"FlightState set K{i} alt {i}")
+    assert _pump(tcl, lambda: tcl.eval("llength $::seen") == "1")
+    _settle(tcl)
+    assert tcl.eval("set ::seen") == "K0"
+    assert tcl.eval("set ::bg") == ""
+
+
+def test_unwatch_before_the_event_loop_runs_drops_queued_events(tcl):
+    tcl.eval("set ::bg {}; proc bgerror {msg} { lappend ::bg $msg }")
+    tcl.eval("set ::seen {}; set ::other {}")
+    tcl.eval("set ::id [FlightState watch {lappend ::seen}]")
+    tcl.eval("set ::keep [FlightState watch {lappend ::other}]")
+    tcl.eval("FlightState set K1 alt 1; FlightState set K2 alt 2")
+    tcl.eval("FlightState unwatch $::id")
+    assert _pump(tcl, lambda: tcl.eval("llength $::other") == "6")   # the other watch: both
+    _settle(tcl)
+    assert tcl.eval("set ::seen") == ""
+    assert tcl.eval("set ::bg") == ""
+    tcl.eval("FlightState unwatch $::keep")

@@ -77,6 +77,23 @@ def _pairs(names, row, with_nulls: bool) -> list:
     return out
 
 
+class _Watch:
+    """One ``FlightState watch`` as its queued events see it.  An event queued
+    to the interp's thread reads ``callback`` when it runs there: after
+    ``end`` it is None and the event is dropped, so ``unwatch`` also stops the
+    events already queued (a callback may unwatch itself)."""
+
+    __slots__ = ("callback", "sub")
+
+    def __init__(self, callback: str):
+        self.callback = callback
+        self.sub = None              # the engine's Subscription
+
+    def end(self) -> None:
+        self.callback = None
+        self.sub.close()
+
+
 class Session:
     """The commands of one Tcl interpreter.  ``safe``: a safe interpreter
     (the shim then offers only read-only subcommands)."""
@@ -86,14 +103,14 @@ class Session:
         self._capsule = capsule      # the interp, for post_event
         self._txn = None             # the aerostore::transaction in progress
         self._txn_table = None
-        self._watches: dict = {}     # id -> Subscription
+        self._watches: dict = {}     # id -> _Watch
         self._queries: dict = {}     # search options -> Query, see search.py
         self._queries_table = None   # the table those queries are on
 
     def close(self) -> None:
         """The interpreter is being deleted: end its transaction and watches."""
-        for sub in list(self._watches.values()):
-            sub.close()
+        for watch in list(self._watches.values()):
+            watch.end()
         self._watches.clear()
         self._queries.clear()
         self._queries_table = None
@@ -289,17 +306,19 @@ class Session:
         capsule = self._capsule
         post = _post_event
 
-        def deliver(ev, callback=str(callback)):
-            post(capsule, (callback, [ev.op, ev.key, _pairs(names, ev.row, False)]))
+        watch = _Watch(str(callback))
 
-        sub = state.database().subscribe(state.TABLE, key=key, where=where, callback=deliver)
-        self._watches[sub.id] = sub
-        return sub.id
+        def deliver(ev):
+            post(capsule, (watch, [ev.op, ev.key, _pairs(names, ev.row, False)]))
+
+        watch.sub = state.database().subscribe(state.TABLE, key=key, where=where, callback=deliver)
+        self._watches[watch.sub.id] = watch
+        return watch.sub.id
 
     def t_unwatch(self, wid):
         try:
-            sub = self._watches.pop(int(wid))
+            watch = self._watches.pop(int(wid))
         except (KeyError, ValueError):
             raise UsageError(f'no watch "{wid}" in this interpreter', "WATCH", str(wid)) from None
-        sub.close()
+        watch.end()
         return None
