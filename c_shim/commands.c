@@ -20,7 +20,7 @@
 #define PACKAGE_VERSION "0.1"
 #define TABLE_COMMAND "FlightState"
 
-typedef enum { CALL, SEARCH, INDEX, TRANSACTION } Kind;
+typedef enum { CALL, SEARCH, INDEX, TRANSACTION, INIT } Kind;
 
 /* One subcommand or command.  `name` first: Tcl_GetIndexFromObjStruct reads it.
  * Arguments after the command words: at least min, at most max (-1: any), and
@@ -69,7 +69,7 @@ static const Spec index_subs[] = {
 };
 
 static const Spec ns_commands[] = {
-    {"::aerostore::init", "a_init", CALL, 0, 1, 0, "?data_dir?"},
+    {"::aerostore::init", "a_init", INIT, 0, 1, 0, "?data_dir?"},
     {"::aerostore::set_config", "a_set_config", CALL, 2, 2, 0, "key value"},
     {"::aerostore::get_config", "a_get_config", CALL, 1, 1, 0, "key"},
     {"::aerostore::checkpoint_now", "a_checkpoint_now", CALL, 0, 0, 0, ""},
@@ -83,6 +83,8 @@ typedef struct NsCommand {      /* clientData of one aerostore:: command */
     ShimInterp *si;
     const Spec *spec;
 } NsCommand;
+
+static void create_commands(Tcl_Interp *interp, ShimInterp *si, int replace);
 
 /* ---- ShimInterp lifetime ------------------------------------------------ */
 
@@ -278,12 +280,45 @@ static int transaction_cmd(ShimInterp *si, Tcl_Interp *interp, Tcl_Obj *const ob
     return code;
 }
 
+/* aerostore::init ?data_dir?.  A path that starts with "~" is expanded as
+ * Tcl's file commands expand it (Tcl_FSGetTranslatedPath: ~ is $HOME, ~user
+ * that user's home); the Session checks and opens the rest.  Each call also
+ * brings back this interp's commands that were renamed away or deleted:
+ * `load` and `package require` do nothing in an interp that already has the
+ * package, so this is how a script gets FlightState back. */
+static int init_cmd(ShimInterp *si, Tcl_Interp *interp, int objc, Tcl_Obj *const objv[])
+{
+    Tcl_Obj *path = NULL;
+    int code;
+
+    create_commands(interp, si, 0);
+    if (objc == 2 && Tcl_GetString(objv[1])[0] == '~') {
+        path = Tcl_FSGetTranslatedPath(interp, objv[1]);     /* a new reference */
+        if (!path) {
+            Tcl_Obj *code_words = Tcl_NewStringObj("AEROSTORE USAGE DIR", -1);
+            Tcl_SetObjResult(interp, Tcl_ObjPrintf("cannot open data directory \"%s\": %s",
+                             Tcl_GetString(objv[1]), Tcl_GetString(Tcl_GetObjResult(interp))));
+            Tcl_ListObjAppendElement(NULL, code_words, objv[1]);
+            Tcl_SetObjErrorCode(interp, code_words);
+            return TCL_ERROR;
+        }
+    }
+    code = call_and_set_result(si, interp, "a_init", path ? 1 : objc - 1, path ? &path : objv + 1);
+    if (path) {
+        Tcl_DecrRefCount(path);
+    }
+    return code;
+}
+
 static int ns_cmd(ClientData cd, Tcl_Interp *interp, int objc, Tcl_Obj *const objv[])
 {
     NsCommand *c = cd;
 
     if (check_arity(interp, c->spec, 1, objc, objv) != TCL_OK) {
         return TCL_ERROR;
+    }
+    if (c->spec->kind == INIT) {
+        return init_cmd(c->si, interp, objc, objv);
     }
     if (c->spec->kind == TRANSACTION) {
         /* The script may delete this command (or the interp): keep si. */
@@ -327,7 +362,7 @@ static void ns_command_deleted(ClientData cd)
 {
     NsCommand *c = cd;
     shim_interp_unref(c->si);
-    free(c);
+    ckfree((char *)c);
 }
 
 static void process_exit(ClientData unused)
@@ -346,6 +381,34 @@ static void process_exit(ClientData unused)
     }
 }
 
+/* Create FlightState and (in a trusted interp) the aerostore:: commands.
+ * replace: at load, replace whatever has those names; otherwise create only
+ * the ones that do not exist (a command of the user's own keeps its name). */
+static void create_commands(Tcl_Interp *interp, ShimInterp *si, int replace)
+{
+    Tcl_CmdInfo info;
+    const Spec *spec;
+
+    if (replace || !Tcl_GetCommandInfo(interp, "::" TABLE_COMMAND, &info)) {
+        shim_interp_ref(si);
+        Tcl_CreateObjCommand(interp, "::" TABLE_COMMAND, table_cmd, si, table_command_deleted);
+    }
+    if (si->safe) {
+        return;
+    }
+    for (spec = ns_commands; spec->name; spec++) {
+        NsCommand *c;
+        if (!replace && Tcl_GetCommandInfo(interp, spec->name, &info)) {
+            continue;
+        }
+        c = (NsCommand *)ckalloc(sizeof *c);
+        c->si = si;
+        c->spec = spec;
+        shim_interp_ref(si);
+        Tcl_CreateObjCommand(interp, spec->name, ns_cmd, c, ns_command_deleted);
+    }
+}
+
 static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
 
 static void register_exit_handler(void)
@@ -358,7 +421,6 @@ static int init_interp(Tcl_Interp *interp, int safe)
     ShimInterp *si;
     PyGILState_STATE g;
     PyObject *capsule;
-    const Spec *spec;
 
     if (Tcl_InitStubs(interp, "8.6", 0) == NULL) {
         return TCL_ERROR;
@@ -393,21 +455,7 @@ static int init_interp(Tcl_Interp *interp, int safe)
     shim_gil_leave(g);
 
     Tcl_CallWhenDeleted(interp, interp_deleted, si);
-    shim_interp_ref(si);
-    Tcl_CreateObjCommand(interp, "::" TABLE_COMMAND, table_cmd, si, table_command_deleted);
-    if (!safe) {
-        for (spec = ns_commands; spec->name; spec++) {
-            NsCommand *c = malloc(sizeof *c);
-            if (!c) {
-                Tcl_SetObjResult(interp, Tcl_NewStringObj("aerostore: out of memory", -1));
-                return TCL_ERROR;
-            }
-            c->si = si;
-            c->spec = spec;
-            shim_interp_ref(si);
-            Tcl_CreateObjCommand(interp, spec->name, ns_cmd, c, ns_command_deleted);
-        }
-    }
+    create_commands(interp, si, 1);
     pthread_once(&exit_once, register_exit_handler);
     return Tcl_PkgProvide(interp, "aerostore", PACKAGE_VERSION);
 }

@@ -6,6 +6,8 @@ tests/aerostore_errors.test.)"""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from test_tcl_support import Interp, TclError, reset_store, shim, tcl  # noqa: F401
@@ -167,3 +169,124 @@ def test_unwatch_before_the_event_loop_runs_drops_queued_events(tcl):
     assert tcl.eval("set ::seen") == ""
     assert tcl.eval("set ::bg") == ""
     tcl.eval("FlightState unwatch $::keep")
+
+
+# -- aerostore::init and its directory ------------------------------------------
+
+def _mode(path) -> int:
+    import stat
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_init_refuses_the_empty_path(shim, tmp_path, monkeypatch):
+    reset_store()
+    monkeypatch.chdir(tmp_path)
+    t = Interp()
+    e = t.error("aerostore::init", "")
+    assert e.message == 'cannot open data directory "": the path is empty'
+    assert e.code == "AEROSTORE USAGE DIR {}"
+    assert os.listdir(tmp_path) == []
+    reset_store()
+
+
+def test_init_makes_every_directory_0700(shim, tmp_path):
+    reset_store()
+    os.umask(old := os.umask(0o022))
+    try:
+        t = Interp()
+        d = tmp_path / "a" / "b" / "store"
+        t.call("aerostore::init", str(d))
+        for p in (tmp_path / "a", tmp_path / "a" / "b", d):
+            assert _mode(p) == 0o700, p
+        reset_store()
+        # a directory that exists keeps its mode
+        e = tmp_path / "existing"
+        e.mkdir(mode=0o755)
+        os.chmod(e, 0o755)
+        t.call("aerostore::init", str(e))
+        assert _mode(e) == 0o755
+    finally:
+        os.umask(old)
+        reset_store()
+
+
+def test_init_expands_tilde_as_tcl_does(shim, tmp_path, monkeypatch):
+    reset_store()
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    t = Interp()
+    assert t.call("aerostore::init", "~/flights") == f"aerostore ready (dir={home}/flights)"
+    assert (home / "flights").is_dir() and not (work / "~").exists()
+    assert t.call("aerostore::init", "~/flights") == f"aerostore ready (dir={home}/flights)"
+    reset_store()
+    # only a leading ~ is Tcl's: ./~/x is a directory named ~ here
+    assert t.call("aerostore::init", "./~/x") == f"aerostore ready (dir={work}/~/x)"
+    reset_store()
+    e = t.error("aerostore::init", "~nosuchuser_aerostore/x")
+    assert e.message == ('cannot open data directory "~nosuchuser_aerostore/x": '
+                         'user "nosuchuser_aerostore" doesn\'t exist')
+    assert e.code == "AEROSTORE USAGE DIR ~nosuchuser_aerostore/x"
+    reset_store()
+
+
+def test_init_on_an_unwritable_directory_is_usage_dir(shim):
+    """Root may write anywhere, so as root the check runs in a tclsh as nobody."""
+    import shutil
+    import subprocess
+    import tempfile
+    from test_tcl_support import TCL_DIR
+    top = tempfile.mkdtemp(prefix="aerostore-ro-")
+    try:
+        os.chmod(top, 0o755)
+        ro = os.path.join(top, "ro")
+        os.mkdir(ro)
+        os.chmod(ro, 0o555)
+        script = (f"package require aerostore\n"
+                  f"foreach d [list {{{ro}}} {{{ro}/sub}}] {{\n"
+                  f"  puts [list [catch {{aerostore::init $d}} m] $m $::errorCode]\n"
+                  f"}}\n")
+        cmd = ["tclsh"]
+        if os.geteuid() == 0:
+            if not shutil.which("setpriv"):
+                pytest.skip("running as root without setpriv")
+            cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "tclsh"]
+        p = subprocess.run(cmd, input=script, capture_output=True, text=True, timeout=60,
+                           env={"PATH": "/usr/bin:/bin", "TCLLIBPATH": TCL_DIR, "HOME": top})
+        if p.returncode != 0 or "aerostore" not in p.stdout:
+            pytest.skip(f"tclsh as another user cannot load the package here: {p.stderr[-300:]}")
+        lines = p.stdout.splitlines()
+        assert lines[0] == (f'1 {{cannot open data directory "{ro}": Permission denied}} '
+                            f'{{AEROSTORE USAGE DIR {ro}}}')
+        assert lines[1] == (f'1 {{cannot open data directory "{ro}/sub": Permission denied}} '
+                            f'{{AEROSTORE USAGE DIR {ro}/sub}}')
+    finally:
+        os.chmod(os.path.join(top, "ro"), 0o755)
+        shutil.rmtree(top)
+
+
+# -- getting deleted commands back ------------------------------------------------
+
+def test_init_again_brings_back_deleted_commands(tcl):
+    tcl.eval("FlightState set K alt 1")
+    tcl.eval("rename FlightState {}; rename aerostore::stats {}")
+    # Tcl's load and package require do nothing in an interp that has the package
+    tcl.eval("load {} Aerostore; package require aerostore")
+    assert tcl.eval("info commands FlightState") == ""
+    assert tcl.call("aerostore::init", ":memory:") == "aerostore ready (dir=:memory:)"
+    assert tcl.eval("FlightState get K alt") == "1"
+    assert "rows" in tcl.eval("aerostore::stats")
+
+
+def test_init_again_keeps_commands_that_exist(tcl):
+    tcl.eval("rename FlightState fs")
+    tcl.eval("aerostore::init :memory:")
+    tcl.eval("FlightState set K alt 2")
+    assert tcl.eval("fs get K alt") == "2"          # the renamed one still works
+    tcl.eval("rename FlightState {}; proc FlightState {args} { return mine }")
+    tcl.eval("aerostore::init :memory:")
+    assert tcl.eval("FlightState count") == "mine"  # a command of the user's own stays
+    tcl.eval("rename FlightState {}; rename fs FlightState")

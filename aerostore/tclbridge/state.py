@@ -6,6 +6,12 @@ host Python (``state.database()``), then use the same ``Database``.  It lives
 in this plain module -- not in the cffi module, which a host that imports it
 itself would get twice.
 
+The data directory is checked here, so that every reason it cannot be used is
+one Tcl error, ``AEROSTORE USAGE DIR dir``: an empty path, a path through a
+file, a directory that cannot be created or written.  Directories made here,
+parents included, are mode 0700 (the store's files are 0600: the data is its
+owner's alone), and each new name is fsynced into its parent.
+
 Settings given before ``init`` are kept and applied when the store opens.
 Shutdown (Tcl's exit handler, Python's atexit, ``aerostore::close``) closes the
 store once: it flushes the WAL and stops background threads; later calls do
@@ -15,9 +21,11 @@ nothing.
 from __future__ import annotations
 
 import atexit
+import errno
 import os
 import threading
 
+from .. import fileio
 from ..config import Config
 from ..errors import UsageError
 
@@ -38,7 +46,40 @@ _changed: dict = {}      # key -> text, the settings made before init
 
 
 def _where(data_dir: str) -> str:
+    if not data_dir:
+        raise UsageError('cannot open data directory "": the path is empty', "DIR", "")
     return MEMORY if data_dir == MEMORY else os.path.abspath(data_dir)
+
+
+def _dir_error(where: str, err: int) -> UsageError:
+    return UsageError(f'cannot open data directory "{where}": {os.strerror(err)}', "DIR", where)
+
+
+def _prepare_dir(where: str) -> None:
+    """Make ``where`` and its missing parents (mode 0700, each new name
+    fsynced into its parent), and check it is a directory this process can
+    write; else the UsageError ``DIR``."""
+    missing = []
+    p = where
+    while not os.path.lexists(p):
+        missing.append(p)
+        p = os.path.dirname(p)
+    try:
+        for d in reversed(missing):
+            try:
+                os.mkdir(d, 0o700)
+            except FileExistsError:
+                continue            # made meanwhile by someone else: theirs to set
+            os.chmod(d, 0o700)      # exactly 0700, whatever the umask
+            fileio.DEFAULT.fsync_dir(os.path.dirname(d))
+    except OSError as e:
+        raise _dir_error(where, e.errno or errno.EIO) from None
+    if not os.path.isdir(where):
+        raise _dir_error(where, errno.ENOTDIR)
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise _dir_error(where, errno.EACCES)
+    if os.statvfs(where).f_flag & os.ST_RDONLY:
+        raise _dir_error(where, errno.EROFS)
 
 
 def open_store(data_dir: str) -> str:
@@ -55,13 +96,12 @@ def open_store(data_dir: str) -> str:
                                  f'(close it first with aerostore::close)', "OPEN", _dir)
             return _dir
         config = {k.split(".", 1)[1]: v for k, v in _changed.items()}
+        if where != MEMORY:
+            _prepare_dir(where)
         try:
-            if where != MEMORY:
-                os.makedirs(where, exist_ok=True)
             db = aerostore.open(where, **config)
         except OSError as e:
-            raise UsageError(f'cannot open data directory "{where}": {e.strerror or e}',
-                             "DIR", where) from None
+            raise _dir_error(where, e.errno or errno.EIO) from None
         try:
             _flights = db.create_table(FlightState)
         except BaseException:
