@@ -290,3 +290,27 @@ def test_init_again_keeps_commands_that_exist(tcl):
     tcl.eval("aerostore::init :memory:")
     assert tcl.eval("FlightState count") == "mine"  # a command of the user's own stays
     tcl.eval("rename FlightState {}; rename fs FlightState")
+
+
+# -- ingest_tsv is atomic per batch (docs/tcl.md, SPEC section 2) ------------------
+
+def test_ingest_tsv_batches_commit_one_by_one_and_inside_a_transaction_as_one(tcl):
+    rows = "".join(f"B{i}\t1\t2\t{i}\t4\t5\n" for i in range(5))
+    tcl.tk.call("set", "rows", rows)
+    commits = lambda: int(dict(zip(*[iter(tcl.list("aerostore::stats"))] * 2))["commits"])  # noqa: E731
+    before = commits()
+    r = tcl.eval("FlightState ingest_tsv $rows 2")
+    assert r.startswith("rows_seen=5 inserted=5 updated=0 batches=3 ")
+    assert commits() - before == 3
+    # a bad line anywhere: nothing written
+    e = tcl.error("FlightState", "ingest_tsv", "C1\t1\t2\t3\t4\t5\nC2\tx\n", "1")
+    assert e.code.startswith("AEROSTORE DECODE 2")
+    assert tcl.eval("FlightState exists C1") == "0"
+    # inside aerostore::transaction the whole call is one transaction
+    tcl.eval("catch {aerostore::transaction { FlightState ingest_tsv "
+             "[string map {B D} $rows] 1; error rollback }}")
+    assert tcl.eval("FlightState exists D0") == "0"
+    before = commits()
+    tcl.eval("aerostore::transaction { FlightState ingest_tsv [string map {B D} $rows] 1 }")
+    assert commits() - before == 1
+    assert tcl.eval("FlightState count") == "10"
