@@ -14,33 +14,40 @@ Entries are the packed ints of index.py, ``e = key << 32 | slot``, stored as:
   so exact in a double, and numpy orders complex numbers by real part, then
   imaginary part: exactly the order of ``e``.
 
-Three layers hold the settled entries:
+Layers hold the entries:
 
 - ``main``: sorted, unique numpy array;
 - ``delta``: SortedList of entries not in ``main`` (recent adds);
-- ``tomb``: SortedList of entries of ``main`` that are removed.
+- ``tomb``: SortedList of entries of ``main`` that are removed;
+- ``frozen``: while a fold runs, the (delta, tomb) pair being folded; the
+  active ``delta``/``tomb`` then hold the writes made since, relative to
+  ``(main - frozen tomb) | frozen delta``.
 
-The present entries are ``(main - tomb) | delta``.  A small settle (single-row
-commits) touches only ``delta``/``tomb``, O(log n) per entry; once they hold
-more than ``len(main) / 32`` entries (at least 4096), or a settle brings a big
-batch, everything is folded into ``main``: O(n) at C speed, amortised O(1) per
-write.  Reads combine the layers: a range count is three pairs of bisects; a
-walk looks only at the delta and tomb entries inside the stretch it returns.
-The cost of the trade: the fold is O(n) at once (13 ms for a narrow index of
-1M entries, 28 ms for a wide one, measured here), paid by the first reader of
-that index after the budget is passed, not spread over the writes.
+Writers apply their entries at once, under the table latch (the commit path,
+before the commit is published; pruning, before the slot is freed or frozen),
+O(log n) each into ``delta``/``tomb``.  A batch of at least ``_budget()``
+entries (a bulk load) is folded into ``main`` by the writer at C speed
+instead.  Once ``delta`` and ``tomb`` pass the budget (1/32 of ``main``, at
+least 4096 entries), the table's maintainer (maintainer.py) folds them into a
+new ``main`` in three steps: ``fold_start`` (under the latch, O(1): the layers
+are frozen and fresh ones take the writes), ``fold_compute`` (no latch: numpy
+sorts, deletes and inserts, O(n), mostly without the GIL), ``fold_finish``
+(under the latch, O(1): the new array replaces ``main``).  Readers never fold:
+a range count is a few bisects per layer; a walk looks only at the delta and
+tomb entries inside the stretch it returns.
 
 Not thread-safe by itself: the owning TableStore's latch guards every call.
 """
 
 from __future__ import annotations
 
+import time
 from heapq import merge
 
 import numpy as np
 from sortedcontainers import SortedList
 
-from .index import SLOT_BITS, SortedIndex, net_writes
+from .index import SLOT_BITS, SortedIndex
 
 __all__ = ["ArrayIndex", "new_index"]
 
@@ -48,7 +55,7 @@ _M43 = (1 << 43) - 1
 _M63 = (1 << 63) - 1
 _HI_LIMIT = 1 << 53          # |real part| of any wide entry is at most this
 _DELTA_MIN = 4096            # delta + tomb entries kept before folding into main
-_BULK = 64                   # add_many/remove_many of at least this many go vectorised
+_SLICE = 4096                # entries converted per slice in a fold (the GIL is yielded between)
 
 
 def _map_big_arrays() -> None:
@@ -145,9 +152,9 @@ class ArrayIndex(SortedIndex):
         self.main = np.empty(0, dtype)
         self.delta = SortedList()
         self.tomb = SortedList()
-        self._adds_np: list = []            # vectorised log chunks (numpy arrays of entries)
-        self._rms_np: list = []
-        self._n_rms_np = 0
+        self.frozen = None                  # (delta, tomb) being folded, or None
+        self._gen = 0                       # bumped when main is replaced: stale fold jobs are dropped
+        self.folds = 0                      # folds into main so far (tests count them)
         info = np.iinfo(dtype) if not self.wide else None
         self._lim = (int(info.min), int(info.max)) if info else None
 
@@ -159,6 +166,16 @@ class ArrayIndex(SortedIndex):
         out = np.empty(len(entries), np.complex128)
         out.real = [e >> 43 for e in entries]
         out.imag = [e & _M43 for e in entries]
+        return out
+
+    def _to_np_sliced(self, sl) -> np.ndarray:
+        """``_to_np`` of a SortedList nobody writes any more, a slice at a time,
+        yielding the GIL between slices (a fold runs beside readers)."""
+        n = len(sl)
+        out = np.empty(n, self.dtype)
+        for i in range(0, n, _SLICE):
+            out[i:i + _SLICE] = self._to_np(sl[i:i + _SLICE])
+            time.sleep(0)
         return out
 
     def _to_ints(self, arr) -> list:
@@ -215,101 +232,111 @@ class ArrayIndex(SortedIndex):
             return len(main)
         return int(main.searchsorted(complex(h, e & _M43), side))
 
-    # -- writes (lazy, as in SortedIndex) ---------------------------------------------
-    def _log_adds(self, values: list, slots: list) -> None:
-        if len(values) < _BULK:
-            self.adds.extend(self._entries(values, slots))
-        else:
-            self._adds_np.append(self._np_entries(values, slots))
+    # -- writes (at once, under the table latch) -------------------------------------
+    def _apply(self, adds, rms) -> None:
+        """Add entries ``adds`` (each absent) and remove ``rms`` (each present).  O(log n) each.
 
-    def _log_rms(self, values: list, slots: list) -> None:
-        if len(values) < _BULK:
-            self.rms.extend(self._entries(values, slots))
-        else:
-            self._rms_np.append(self._np_entries(values, slots))
-            self._n_rms_np += len(values)
-
-    def _logged_rms(self) -> int:
-        return self._n_rms_np + len(self.rms)
-
-    @property
-    def pending(self) -> int:
-        return (len(self.adds) + len(self.rms) + sum(map(len, self._adds_np))
-                + self._n_rms_np)
-
-    def settle(self) -> None:
-        """Fold the logged writes in: into delta/tomb when few, else into main.
-
-        Set semantics make each entry's logged writes alternate, so the net
-        effect per entry is in {-1, 0, +1} (see SortedIndex.settle).
+        An entry removed from ``main`` (or from the frozen delta) becomes a
+        tombstone, one added back cancels it; an entry not in the base becomes
+        a delta entry, and removing it again takes it out.
         """
-        if not self._adds_np and not self._rms_np:
-            adds, rms = self.adds, self.rms
-            if not adds and not rms:
-                return
-            self.adds = []
-            self.rms = []
-            A, R = net_writes(adds, rms)
-            if len(A) + len(R) + len(self.delta) + len(self.tomb) <= self._budget():
-                self._apply_small(A, R)
-            else:
-                self._fold(np.sort(self._to_np(A)), np.sort(self._to_np(list(R))))
+        if len(adds) + len(rms) >= self._budget():
+            self._fold_now(self._to_np(list(adds)) if adds else None,
+                           self._to_np(list(rms)) if rms else None)
             return
-        parts_a = self._adds_np
-        parts_r = self._rms_np
-        if self.adds:
-            parts_a.append(self._to_np(self.adds))
-        if self.rms:
-            parts_r.append(self._to_np(self.rms))
-        self.adds = []
-        self.rms = []
-        self._adds_np = []
-        self._rms_np = []
-        self._n_rms_np = 0
-        A = np.sort(np.concatenate(parts_a)) if parts_a else np.empty(0, self.dtype)
-        R = np.sort(np.concatenate(parts_r)) if parts_r else np.empty(0, self.dtype)
-        if (len(A) > 1 and (A[1:] == A[:-1]).any()) or (len(R) > 1 and (R[1:] == R[:-1]).any()):
-            # an entry written more than twice since the last settle: net by counting
-            a, r = net_writes(self._to_ints(A), self._to_ints(R))
-            A = np.sort(self._to_np(a))
-            R = np.sort(self._to_np(list(r)))
-        elif len(A) and len(R):
-            A, R = _cancel(A, R)
-        self._fold(A, R)
-
-    def _budget(self) -> int:
-        return max(_DELTA_MIN, len(self.main) >> 5)
-
-    def _apply_small(self, A, R) -> None:
-        """Apply net adds ``A`` and removals ``R`` (packed ints) to delta/tomb.  O(log n) each."""
         delta, tomb = self.delta, self.tomb
-        for e in R:
+        for e in rms:
             if e in delta:
                 delta.remove(e)
             else:
                 tomb.add(e)
-        for e in A:
+        for e in adds:
             if e in tomb:
                 tomb.remove(e)
             else:
                 delta.add(e)
 
-    def _fold(self, A, R) -> None:
-        """Fold sorted net adds ``A`` and removals ``R`` (numpy), delta and tomb into main.  O(n)."""
-        dt = self.dtype
-        if self.delta:
-            D = self._to_np(list(self.delta))
-            if len(R):
-                D, R = _cancel(D, R)
-            A = np.concatenate((A, D)) if len(A) else D
-        if self.tomb:
-            T = self._to_np(list(self.tomb))
-            if len(A):
-                A, T = _cancel(A, T)
-            R = np.concatenate((R, T)) if len(R) else T
+    def _add_many(self, values: list, slots: list) -> None:
+        if len(values) >= self._budget():
+            self._fold_now(self._np_entries(values, slots), None)
+        else:
+            self._apply(self._entries(values, slots), ())
+
+    def _remove_many(self, values: list, slots: list) -> None:
+        if len(values) >= self._budget():
+            self._fold_now(None, self._np_entries(values, slots))
+        else:
+            self._apply((), self._entries(values, slots))
+
+    def _budget(self) -> int:
+        return max(_DELTA_MIN, len(self.main) >> 5)
+
+    @property
+    def pending(self) -> int:
+        """Entries in the layers in front of ``main`` (what a fold would take in)."""
+        n = len(self.delta) + len(self.tomb)
+        if self.frozen is not None:
+            n += len(self.frozen[0]) + len(self.frozen[1])
+        return n
+
+    def wants_fold(self) -> bool:
+        """True when the layers in front of ``main`` passed the budget and no fold runs.  O(1)."""
+        return self.frozen is None and len(self.delta) + len(self.tomb) > self._budget()
+
+    def fold_start(self):
+        """Freeze the layers for a fold; the job for ``fold_compute``, or None.  Latch held, O(1)."""
+        if not self.wants_fold():
+            return None
+        self.frozen = (self.delta, self.tomb)
         self.delta = SortedList()
         self.tomb = SortedList()
+        self._gen += 1
+        return (self._gen, self.main, self.frozen)
+
+    def fold_compute(self, job) -> np.ndarray:
+        """The new ``main``: the job's main with its frozen layers folded in.  No latch needed:
+        nothing of the job is written any more.  O(n) at C speed."""
+        _gen, main, (delta, tomb) = job
+        A = self._to_np_sliced(delta)
+        R = self._to_np_sliced(tomb)
+        return self._merge(main, A, R)
+
+    def fold_finish(self, job, main) -> bool:
+        """Install a ``fold_compute`` result; False if ``main`` was replaced meanwhile.  Latch held, O(1)."""
+        if job[0] != self._gen or self.frozen is not job[2]:
+            return False
+        self.main = main
+        self.frozen = None
+        self._gen += 1
+        self.folds += 1
+        return True
+
+    def settle(self) -> None:
+        """Fold every layer into ``main`` now, in the caller's thread.  O(n)."""
+        if self.delta or self.tomb or self.frozen is not None:
+            self._fold_now(None, None)
+
+    def _fold_now(self, A, R) -> None:
+        """Fold every layer, plus sorted-or-not entry arrays ``A`` (absent) and ``R`` (present),
+        into ``main`` in this thread; a fold running in the maintainer is dropped.  O(n)."""
         main = self.main
+        if self.frozen is not None:
+            d0, t0 = self.frozen
+            main = self._merge(main, self._to_np(list(d0)), self._to_np(list(t0)))
+        main = self._merge(main, self._to_np(list(self.delta)), self._to_np(list(self.tomb)))
+        if A is not None or R is not None:
+            empty = np.empty(0, self.dtype)
+            main = self._merge(main, np.sort(A) if A is not None else empty,
+                               np.sort(R) if R is not None else empty)
+        self.delta = SortedList()
+        self.tomb = SortedList()
+        self.frozen = None
+        self.main = main
+        self._gen += 1
+        self.folds += 1
+
+    def _merge(self, main, A, R):
+        """``main`` without the entries ``R`` (all in it) and with ``A`` (none in it).  O(n)."""
         if len(R):
             R = np.sort(R)
             at = np.searchsorted(main, R)
@@ -318,20 +345,17 @@ class ArrayIndex(SortedIndex):
             main = np.delete(main, at)
         if len(A):
             A = np.sort(A)
-            main = np.insert(main, np.searchsorted(main, A), A) if len(main) else A.astype(dt)
-        self.main = main
+            main = np.insert(main, np.searchsorted(main, A), A) if len(main) else A.astype(self.dtype)
+        return main
 
     def retire(self) -> None:
-        self.adds = []
-        self.rms = []
         self.nulls = set()
         self.ready = False
         self.main = np.empty(0, self.dtype)
         self.delta = SortedList()
         self.tomb = SortedList()
-        self._adds_np = []
-        self._rms_np = []
-        self._n_rms_np = 0
+        self.frozen = None
+        self._gen += 1
 
     def build(self, values: list, slots: list) -> None:
         """Replace everything with entries for (values[i], slots[i]).  O(n log n) in C."""
@@ -341,30 +365,41 @@ class ArrayIndex(SortedIndex):
         self.main = np.sort(self._np_entries(values, slots)) if values else np.empty(0, self.dtype)
         self.ready = True
 
-    # -- reads (call settle() first) ------------------------------------------------------
+    # -- reads (the caller holds the table latch) ---------------------------------------
+    def _layers(self):
+        """The (delta, tomb) layers in front of ``main``, oldest first."""
+        if self.frozen is None:
+            return ((self.delta, self.tomb),)
+        return (self.frozen, (self.delta, self.tomb))
+
     def __len__(self):
-        return len(self.main) + len(self.delta) - len(self.tomb)
+        n = len(self.main)
+        for d, t in self._layers():
+            n += len(d) - len(t)
+        return n
 
     def entries(self) -> list:
         """Every present entry, sorted.  O(n)."""
         out = self._to_ints(self.main)
-        if self.tomb:
-            t = set(self.tomb)
-            out = [e for e in out if e not in t]
-        if self.delta:
-            out = list(merge(out, self.delta))
+        for d, t in self._layers():
+            if t:
+                gone = set(t)
+                out = [e for e in out if e not in gone]
+            if d:
+                out = list(merge(out, d))
         return out
 
     def count_between(self, lo_e, hi_e) -> int:
         i = self._pos(lo_e) if lo_e is not None else 0
         j = self._pos(hi_e) if hi_e is not None else len(self.main)
         c = j - i if j > i else 0
-        for sl, sign in ((self.delta, 1), (self.tomb, -1)):
-            if sl:
-                a = sl.bisect_left(lo_e) if lo_e is not None else 0
-                b = sl.bisect_left(hi_e) if hi_e is not None else len(sl)
-                if b > a:
-                    c += sign * (b - a)
+        for d, t in self._layers():
+            for sl, sign in ((d, 1), (t, -1)):
+                if sl:
+                    a = sl.bisect_left(lo_e) if lo_e is not None else 0
+                    b = sl.bisect_left(hi_e) if hi_e is not None else len(sl)
+                    if b > a:
+                        c += sign * (b - a)
         return c
 
     def chunk(self, lo_e, hi_e, after, n: int, reverse: bool = False) -> Chunk:
@@ -376,7 +411,7 @@ class ArrayIndex(SortedIndex):
         main = self.main
         i = self._pos(lo_e) if lo_e is not None else 0
         j = self._pos(hi_e) if hi_e is not None else len(main)
-        layered = bool(self.delta) or bool(self.tomb)
+        layered = bool(self.delta) or bool(self.tomb) or self.frozen is not None
         if not reverse:
             lo_b = lo_e
             if after is not None:
@@ -393,15 +428,44 @@ class ArrayIndex(SortedIndex):
             return self._split(main[max(i, j - n):j][::-1]) if i < j else _EMPTY
         return self._merged(i, j, lo_e, hi_b, n, True)
 
+    def _dead(self, wlo: int, whi: int) -> list:
+        """Entries of ``main`` in [wlo, whi] that are removed, sorted."""
+        if self.frozen is None:
+            return list(self.tomb.irange(wlo, whi)) if self.tomb else []
+        d0, t0 = self.frozen
+        out = list(t0.irange(wlo, whi)) if t0 else []
+        if self.tomb:
+            # a tombstone of the active layer removes a main entry, or a frozen delta one
+            out.extend(e for e in self.tomb.irange(wlo, whi) if e not in d0)
+            out.sort()
+        return out
+
+    def _added(self, lo_e, hi_e, n: int, reverse: bool) -> list:
+        """Up to ``n`` present entries not in ``main`` in [lo_e, hi_e), from the low or the high end."""
+        if self.frozen is None:
+            return _take(self.delta, lo_e, hi_e, n, reverse)
+        d0 = self.frozen[0]
+        tomb = self.tomb
+        want = n
+        while True:
+            got = _take(d0, lo_e, hi_e, want, reverse)
+            live = [e for e in got if e not in tomb] if tomb else got
+            if len(live) >= n or len(got) < want:
+                break
+            want += n - len(live)
+        out = live[:n] + _take(self.delta, lo_e, hi_e, n, reverse)
+        out.sort(reverse=reverse)
+        return out[:n]
+
     def _merged(self, i: int, j: int, lo_b, hi_b, n: int, reverse: bool) -> Chunk:
-        """``chunk`` over main[i:j] (the entries in [lo_b, hi_b)) with delta and tomb.
+        """``chunk`` over main[i:j] (the entries in [lo_b, hi_b)) with the layers in front.
 
         Takes a window of main from the walk's start, widened until it holds
-        ``n`` entries not in ``tomb`` (or reaches the end); only the tombs and
+        ``n`` entries not removed (or reaches the end); only the tombstones and
         delta entries inside that window are looked at, so the cost does not
         grow with the number of recent writes elsewhere in the index.
         """
-        main, delta, tomb = self.main, self.delta, self.tomb
+        main = self.main
         m = n
         while True:
             a, b = (max(i, j - m), j) if reverse else (i, min(j, i + m))
@@ -410,7 +474,7 @@ class ArrayIndex(SortedIndex):
                 dead, wlo, whi = (), None, None
                 break
             wlo, whi = self._to_ints(win[[0, -1]])
-            dead = list(tomb.irange(wlo, whi)) if tomb else ()
+            dead = self._dead(wlo, whi)
             live = len(win) - len(dead)
             whole = a <= i if reverse else b >= j
             if live >= n or whole:
@@ -418,9 +482,9 @@ class ArrayIndex(SortedIndex):
             m += n - live
         if reverse:
             # delta entries below the window come after its n live entries
-            d = _take(delta, wlo if wlo is not None and a > i else lo_b, hi_b, n, True)
+            d = self._added(wlo if wlo is not None and a > i else lo_b, hi_b, n, True)
         else:
-            d = _take(delta, lo_b, whi + 1 if whi is not None and b < j else hi_b, n, False)
+            d = self._added(lo_b, whi + 1 if whi is not None and b < j else hi_b, n, False)
         if not dead and not d:
             return self._split(win[::-1] if reverse else win)
         # split at C speed, then drop the dead and insert the delta entries by position
@@ -447,35 +511,18 @@ class ArrayIndex(SortedIndex):
         assert main.dtype == self.dtype, f"index on field {self.pos}: main has dtype {main.dtype}"
         if len(main) > 1:
             assert (main[1:] > main[:-1]).all(), f"index on field {self.pos}: main not strictly sorted"
-        self.delta._check()
-        self.tomb._check()
-        if self.delta:
-            d = self._to_np(list(self.delta))
-            at = np.searchsorted(main, d)
-            inside = at < len(main)
-            assert not (main[at[inside]] == d[inside]).any(), "delta entry also in main"
-        if self.tomb:
-            t = self._to_np(list(self.tomb))
-            at = np.searchsorted(main, t)
-            assert (at < len(main)).all() and (main[np.minimum(at, len(main) - 1)] == t).all(), \
-                "tombstone for an entry main does not hold"
-        assert len(self.delta) + len(self.tomb) <= max(self._budget(), 2 * _DELTA_MIN), "delta not folded"
+        base = set(self._to_ints(main))
+        for d, t in self._layers():
+            d._check()
+            t._check()
+            assert not (set(d) & base), f"index on field {self.pos}: a delta entry is already present"
+            assert set(t) <= base, f"index on field {self.pos}: a tombstone for an absent entry"
+            base = (base - set(t)) | set(d)
         head = main[:64]
         assert self._to_np(self._to_ints(head)).tolist() == head.tolist(), "entry encoding does not round-trip"
         vals = self.entries()
-        assert len(vals) == len(self) == len(set(vals)), "duplicate index entries"
-
-
-def _cancel(A, R):
-    """Sorted unique arrays A and R without their common entries."""
-    at = np.searchsorted(R, A)
-    at_c = np.minimum(at, len(R) - 1)
-    hit = R[at_c] == A
-    if not hit.any():
-        return A, R
-    keep_r = np.ones(len(R), bool)
-    keep_r[at_c[hit]] = False
-    return A[~hit], R[keep_r]
+        assert len(vals) == len(self) == len(set(vals)) == len(base), "duplicate index entries"
+        assert set(vals) == base, f"index on field {self.pos}: reads disagree with the layers"
 
 
 def _take(sl, lo_e, hi_e, n: int, reverse: bool) -> list:

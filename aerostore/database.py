@@ -30,6 +30,7 @@ from .schema import Schema
 from .storage import MemoryStorage
 from .gcpause import paused
 from .heap import TableStore
+from .maintainer import Maintainer
 from .txn import Transaction, TxnTable
 from . import tsv
 from .ttl import TTLSweeper
@@ -77,10 +78,12 @@ class Database:
         self._failed: BaseException | None = None
         self._closed = False
         self._checkpointer = None
+        self._maint = Maintainer(on_error=self._maintainer_failed, vacuum=self._vacuum)
         try:
             with paused():
                 self._recover()
         except BaseException:
+            self._maint.stop()
             storage.close()
             raise
         if storage.durable:
@@ -96,7 +99,7 @@ class Database:
         stores = self._stores
         for schema_dict, index_fields, rows in rec.tables:
             schema = Schema.from_dict(schema_dict)
-            st = stores[schema.name] = TableStore(schema)
+            st = stores[schema.name] = self._new_store(schema)
             for f in index_fields:
                 st.add_retired_index(schema.position(f))
             st.load(rows)
@@ -107,7 +110,7 @@ class Database:
                 if kind == "create_table":
                     if tname not in stores:
                         schema = Schema.from_dict(op[2])
-                        st = stores[tname] = TableStore(schema)
+                        st = stores[tname] = self._new_store(schema)
                         for f in schema.default_indexes:
                             st.add_retired_index(schema.position(f))
                     continue
@@ -142,13 +145,22 @@ class Database:
                     raise UsageError(f'table "{schema.name}" exists with another schema')
                 return self.table(schema.name)
             self._check_writable()
-            st = TableStore(schema)
+            st = self._new_store(schema)
             for f in schema.default_indexes:
                 st.create_index(schema.position(f))
             ticket = self._log_ddl([("create_table", schema.name, schema.to_dict())])
             self._stores[schema.name] = st
         self._wait(ticket)
         return self.table(schema.name)
+
+    def _new_store(self, schema: Schema) -> TableStore:
+        st = TableStore(schema)
+        st.maintainer = self._maint
+        return st
+
+    def _maintainer_failed(self, e: BaseException) -> None:
+        """The index maintainer stopped on ``e``: fail loudly (read-only, reason in stats)."""
+        self._failed = StorageIOError(f"the index maintainer stopped: {type(e).__name__}: {e}")
 
     def table(self, name) -> "Table":
         """The autocommit handle of table ``name`` (a string or a Schema)."""
@@ -399,6 +411,7 @@ class Database:
                 traceback.print_exc(file=sys.stderr)
         if self._checkpointer is not None:
             self._checkpointer.stop()
+        self._maint.stop()
         self._storage.close()
 
     @property
@@ -501,7 +514,8 @@ class Table:
             return execute(self._st, s, q, None, mode)
         finally:
             db._snaps.release(s)
-            db._vacuum()
+            if db._prune_q:
+                db._maint.request_vacuum()
 
     def _write(self, fn):
         db = self._db

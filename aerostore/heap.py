@@ -12,9 +12,12 @@ Layout (designed for 1M+ rows):
 
 Writers install whole transactions (``install``) and later ``prune`` the slots
 they touched once the vacuum horizon allows, which frees dead versions and their
-index entries and freezes the surviving version back into a tuple.  Freed slots
-wait in ``limbo`` until every index has settled their removals, so a recycled
-slot never meets a stale entry.
+index entries and freezes the surviving version back into a tuple.  Both apply
+their index entries at once, in the same latch section (index.py), so readers
+find the indexes exact and never do writers' work; an index whose recent-write
+layers grew past their budget is handed to the ``maintainer`` (maintainer.py),
+which folds them in the background.  ``live`` keeps the number of visible rows
+after each recent commit, so a count is O(1).
 
 Concurrency: ``latch`` (a short-held lock) guards every structural change and
 every index read; point reads (``get``) take no lock: replacing ``rows[slot]``
@@ -24,6 +27,7 @@ is atomic and pruning only drops versions no registered snapshot can see.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from itertools import compress
 from operator import itemgetter, ne
 
@@ -98,7 +102,10 @@ class TableStore:
         self.slots: dict = {}
         self.rows: list = []
         self.free: list = []
-        self.limbo: list = []
+        # (csn, visible rows after that commit), oldest first; the first entry is
+        # at or below every registered snapshot (prune drops older ones)
+        self.live: deque = deque([(0, 0)])
+        self.maintainer = None          # folds index layers in the background; None: inline
         self.indexes: dict[int, SortedIndex] = {}
         self.unfrozen: set = set()
         self.n_frozen = 0
@@ -118,24 +125,29 @@ class TableStore:
         return r if r is not None and r[self.key_pos] == key else None
 
     def count(self, s: int) -> int:
-        """Rows visible to ``s``: frozen rows plus the visible ones among unfrozen slots."""
+        """Rows visible to snapshot ``s`` (registered, or the watermark).  O(commits since s)."""
         with self.latch:
-            rows = self.rows
-            n = self.n_frozen
-            for slot in self.unfrozen:
-                if visible(rows[slot], s) is not None:
-                    n += 1
-            return n
+            for csn, n in reversed(self.live):
+                if csn <= s:
+                    return n
+            raise AssertionError(f"count at snapshot {s}, older than the oldest kept ({self.live[0][0]})")
 
     def settle(self) -> None:
-        """Fold every index's pending writes in, then recycle freed slots."""
+        """Fold every index's recent-write layers into its main structure now (tests, benchmarks)."""
         with self.latch:
             for ix in self.indexes.values():
                 if ix.ready:
                     ix.settle()
-            if self.limbo:
-                self.free.extend(self.limbo)
-                self.limbo.clear()
+
+    def _fold_wanted(self, idx) -> None:
+        """Hand the indexes whose layers passed their budget to the maintainer (inline without one)."""
+        for ix in idx:
+            if ix.ready and ix.wants_fold():
+                m = self.maintainer
+                if m is None:
+                    ix.settle()
+                else:
+                    m.request(self, ix)
 
     def iter_visible(self, s: int, start: int = 0, stop: int | None = None):
         """Rows visible to ``s`` among slots [start, stop): for scans and checkpoints."""
@@ -205,6 +217,7 @@ class TableStore:
         simple = []
         simple_append = simple.append
         n_thawed = 0
+        n_live = 0
         with self.latch:
             unfrozen = self.unfrozen      # under the latch: prune may replace it
             for key, values in ws.items():
@@ -229,9 +242,12 @@ class TableStore:
                         head.xmax = csn
                 if values is None:
                     if cur is not None:
+                        n_live -= 1
                         cappend((tname, "delete", key, cur, None))
                         oappend(("del", tname, key))
                     continue
+                if cur is None:
+                    n_live += 1
                 rows[slot] = Version(csn, INF, values, old)
                 if old.prev is None and cur is not None:
                     # the common case: one old version, whose values are ``cur``
@@ -260,12 +276,13 @@ class TableStore:
                 changes.extend([(tname, "insert", k, None, v) for k, v in zip(fresh_keys, fresh_vals)])
                 ops.extend([("put", tname, k, v) for k, v in zip(fresh_keys, fresh_vals)])
             _index_writes(idx, simple, add_vals, add_slots, True)
+            n_live += len(fresh_keys)
+            self.live.append((csn, self.live[-1][1] + n_live))
+            self._fold_wanted(idx)
 
     def _alloc(self, n: int) -> list:
-        """``n`` free slot numbers: recycled ones first (after settling), then new ones."""
+        """``n`` free slot numbers: recycled ones first, then new ones."""
         free = self.free
-        if len(free) < n and self.limbo:
-            self.settle()
         out = []
         if free:
             take = min(n, len(free))
@@ -287,6 +304,7 @@ class TableStore:
         simple = []
         simple_append = simple.append
         n_frozen = 0
+        freed = []
         with self.latch:
             unfrozen = self.unfrozen
             # the index list under the latch: create_index may run while we wait for it
@@ -316,7 +334,7 @@ class TableStore:
                         del self.slots[v.values[self.key_pos]]
                         rows[slot] = None
                         unfrozen.discard(slot)
-                        self.limbo.append(slot)
+                        freed.append(slot)
                         continue
                     newer.prev = None
                 else:
@@ -340,6 +358,12 @@ class TableStore:
             self.n_frozen += n_frozen
             self.unfrozen = compacted(unfrozen)
             _index_writes(idx, simple, rm_vals, rm_slots, False)
+            # entries of freed slots are gone (applied above): they can be reused at once
+            self.free.extend(freed)
+            live = self.live
+            while len(live) > 1 and live[1][0] <= h:
+                live.popleft()
+            self._fold_wanted(idx)
 
     # -- bulk load, indexes -----------------------------------------------------------
     def load(self, rows_iter) -> None:
@@ -355,9 +379,9 @@ class TableStore:
             self.rows = rows
             self.slots = dict(zip(map(itemgetter(kp), rows), range(len(rows))))
             self.free = []
-            self.limbo = []
             self.unfrozen = set()
             self.n_frozen = len(rows)
+            self.live = deque([(0, len(rows))])
             for ix in self.indexes.values():
                 ix.retire()
 
@@ -372,6 +396,7 @@ class TableStore:
                 self.rows[slot] = values
             self.slots[key] = slot
             self.n_frozen += 1
+            self.live[-1] = (0, self.n_frozen)
         else:
             self.rows[slot] = values
 
@@ -382,6 +407,7 @@ class TableStore:
             self.rows[slot] = None
             self.free.append(slot)
             self.n_frozen -= 1
+            self.live[-1] = (0, self.n_frozen)
 
     def add_retired_index(self, pos: int) -> None:
         """Declare an index that builds on its first read (recovery)."""
@@ -391,10 +417,9 @@ class TableStore:
             self.indexes[pos] = ix
 
     def ready_index(self, ix: SortedIndex) -> SortedIndex:
-        """``ix`` built and settled, for reading.  Caller holds the latch."""
+        """``ix`` ready for reading (built on first use after recovery).  Caller holds the latch."""
         if not ix.ready:
             self._fill(ix)
-        ix.settle()
         return ix
 
     def create_index(self, pos: int) -> bool:
@@ -425,7 +450,6 @@ class TableStore:
         for slot in self.unfrozen:
             for val in _chain_values(rows[slot], pos):
                 ix.add(val, slot)
-        ix.settle()
 
     # -- invariants ----------------------------------------------------------------------
     def _check(self) -> None:
@@ -458,8 +482,10 @@ class TableStore:
             assert len(self.slots) == n_frozen + len(unfrozen), "key map has extra keys"
             assert n_frozen == self.n_frozen, "n_frozen is off"
             assert unfrozen == self.unfrozen, "unfrozen set is off"
-            for s in self.free + self.limbo:
+            for s in self.free:
                 assert rows[s] is None, f"free slot {s} is in use"
+            assert self.live[-1][1] == len(self.slots) - sum(
+                1 for slot in unfrozen if rows[slot].xmax != INF), "live row count is off"
             for pos, ix in self.indexes.items():
                 self.ready_index(ix)
                 ix._check()

@@ -12,17 +12,20 @@ Index semantics are a set per slot: a slot has one entry for each distinct value
 among the versions its chain retains, so readers recheck every candidate against
 the version their snapshot sees (the entry's key must equal that version's key).
 
-Writes are lazy: ``add``/``remove`` append the entry to a log (O(1), no
-per-row sorted-list work, no hashing); ``settle()`` folds the logs into the
-SortedList before any read, per item when they are small, otherwise by one
-C-speed merge sort of the whole index (amortised O(1) per write).  This is how
-bulk ingest and updates avoid the per-row SortedList floors (150k adds/s,
-56k remove+add/s).
+Writes are applied at once, by the writer, under the table latch: the commit
+path installs a transaction's entries before the commit is published, and
+pruning removes a dead version's entries in the same latch section that frees
+or freezes its slot.  So whenever the latch is free the entries are exact, and a
+reader never has writes to fold in before it can read (``add``/``remove``
+O(log n); ``add_many``/``remove_many`` rebuild the sorted list at C speed when
+the batch is large against the index, amortised O(1) per entry).
 
 This class stores the entries in a SortedList; it serves str fields and ints
 wider than 64 bits.  Numeric fields get an ArrayIndex (arrayindex.py): the same
-entries, logs and reads, stored in a numpy array (8-16 bytes an entry instead
-of 36-48).  ``arrayindex.new_index`` picks the class for a field.
+entries and reads, stored in a numpy array (8-16 bytes an entry instead of
+36-48) with small sorted layers of recent writes in front, which a background
+maintainer folds into the array.  ``arrayindex.new_index`` picks the class for
+a field.
 
 Not thread-safe by itself: the owning TableStore's latch guards every call.
 """
@@ -30,8 +33,6 @@ Not thread-safe by itself: the owning TableStore's latch guards every call.
 from __future__ import annotations
 
 from array import array
-from collections import Counter
-from itertools import chain
 from struct import Struct
 from sys import getsizeof
 
@@ -45,9 +46,9 @@ _M63 = (1 << 63) - 1
 _PACK_D = Struct("<d").pack
 _UNPACK_Q = Struct("<q").unpack
 _STR_SLOT_END = 1 << SLOT_BITS  # larger than any slot
-# Logged removals are folded in once they outnumber the list (and this floor), so
-# a steady update workload with no index reads keeps the logs bounded; amortised O(1).
-_LOG_FLOOR = 1024
+# A batch at least 1/_REBUILD of the index is merged by one C-speed sort of the
+# whole list instead of entry by entry.
+_REBUILD = 16
 
 
 def float_key(x: float) -> int:
@@ -76,29 +77,6 @@ def compacted(s: set) -> set:
     return s
 
 
-def net_writes(adds: list, rms: list):
-    """(net adds: list, net removals: set or ()) of two entry logs.
-
-    The callers keep set semantics, so the logged writes of one entry
-    alternate and its net effect is (#adds - #removes) in {-1, 0, +1}: an
-    entry in both logs once cancels out.  O(n) hashing; Counter only when an
-    entry was written more than twice.
-    """
-    if not rms:
-        return adds, ()
-    A = set(adds)
-    R = set(rms)
-    if len(A) == len(adds) and len(R) == len(rms):
-        both = A & R
-        if both:
-            A -= both
-            R -= both
-        return list(A), R
-    net = Counter(adds)
-    net.subtract(rms)
-    return [e for e, d in net.items() if d > 0], {e for e, d in net.items() if d < 0}
-
-
 class SortedIndex:
     """Sorted (value, slot) entries of one field; see the module docstring."""
 
@@ -108,8 +86,6 @@ class SortedIndex:
         self.packed = kind != "str"
         self.entry_form = "packed" if self.packed else "tuple"   # what chunk() returns
         self.sl = SortedList()
-        self.adds: list = []   # logged writes, folded in by settle()
-        self.rms: list = []
         self.nulls: set = set()
         self.ready = True      # False: not built yet (after recovery); writes are not logged
 
@@ -146,24 +122,24 @@ class SortedIndex:
     def entry_key(self, e):
         return e >> SLOT_BITS if self.packed else e[0]
 
-    # -- writes (lazy) ---------------------------------------------------------
+    # -- writes (applied at once; the caller holds the table latch) ------------
     def add(self, value, slot: int) -> None:
-        """Record that ``slot`` has a version with ``value``.  O(1)."""
+        """Record that ``slot`` has a version with ``value`` (absent before).  O(log n)."""
         if not self.ready:
             return
         if value is None:
             self.nulls.add(slot)
         else:
-            self.adds.append(self.entry(self.key(value), slot))
+            self._apply((self.entry(self.key(value), slot),), ())
 
     def remove(self, value, slot: int) -> None:
-        """Record that no retained version of ``slot`` has ``value`` any more.  O(1)."""
+        """Record that no retained version of ``slot`` has ``value`` any more.  O(log n)."""
         if not self.ready:
             return
         if value is None:
             self.nulls.discard(slot)
         else:
-            self.rms.append(self.entry(self.key(value), slot))
+            self._apply((), (self.entry(self.key(value), slot),))
 
     def _entries(self, values: list, slots: list) -> list:
         """Entries for (value, slot) pairs of non-null values."""
@@ -181,17 +157,17 @@ class SortedIndex:
         return [p[0] for p in pairs], [p[1] for p in pairs], nulls
 
     def add_many(self, values: list, slots: list) -> None:
-        """``add`` for many pairs; keys computed in bulk.  O(n), no hashing."""
+        """``add`` for many pairs (each absent before); keys computed in bulk."""
         if not self.ready:
             return
         values, slots, nulls = self._split_nulls(values, slots)
         if nulls:
             self.nulls.update(nulls)
         if values:
-            self._log_adds(values, slots)
+            self._add_many(values, slots)
 
     def remove_many(self, values: list, slots: list) -> None:
-        """``remove`` for many pairs."""
+        """``remove`` for many pairs (each present before)."""
         if not self.ready:
             return
         values, slots, nulls = self._split_nulls(values, slots)
@@ -199,86 +175,66 @@ class SortedIndex:
             self.nulls.difference_update(nulls)
             self.nulls = compacted(self.nulls)
         if values:
-            self._log_rms(values, slots)
-            n = self._logged_rms()
-            if n > _LOG_FLOOR and n > len(self):
-                self.settle()
+            self._remove_many(values, slots)
 
-    # the write logs; ArrayIndex keeps big batches as arrays instead
-    def _log_adds(self, values: list, slots: list) -> None:
-        self.adds.extend(self._entries(values, slots))
+    def _add_many(self, values: list, slots: list) -> None:
+        self._apply(self._entries(values, slots), ())
 
-    def _log_rms(self, values: list, slots: list) -> None:
-        self.rms.extend(self._entries(values, slots))
+    def _remove_many(self, values: list, slots: list) -> None:
+        self._apply((), self._entries(values, slots))
 
-    def _logged_rms(self) -> int:
-        return len(self.rms)
+    def _apply(self, adds, rms) -> None:
+        """Add entries ``adds`` (absent) and remove ``rms`` (present).
 
-    @property
-    def pending(self) -> int:
-        """Number of logged writes not yet in the sorted list."""
-        return len(self.adds) + len(self.rms)
-
-    def settle(self) -> None:
-        """Fold the logged writes into the sorted list.  Amortised O(1) per write.
-
-        The callers keep set semantics (an entry is added only when absent and
-        removed only when present), so the writes of one entry alternate and
-        their net effect is (#adds - #removes) in {-1, 0, +1}.
+        One by one when few, O(log n) each; a batch of at least 1/16 of the
+        index by one C-speed sort of the whole list, O(n).
         """
-        adds = self.adds
-        rms = self.rms
-        if not adds and not rms:
-            return
-        self.adds = []
-        self.rms = []
-        adds, R = net_writes(adds, rms)
         sl = self.sl
-        if (len(adds) + len(R)) * 16 < len(sl):
-            for e in R:
+        if (len(adds) + len(rms)) * _REBUILD < len(sl):
+            for e in rms:
                 sl.remove(e)
             for e in adds:
                 sl.add(e)
             return
-        if R:
-            vals = [e for e in chain.from_iterable(sl._lists) if e not in R]
+        if rms:
+            gone = set(rms)
+            vals = [e for e in sl if e not in gone]
+            if len(vals) != len(sl) - len(gone):
+                raise AssertionError(f"index on field {self.pos}: removing entries it does not hold")
         else:
-            vals = list(chain.from_iterable(sl._lists))
+            vals = list(sl)
         vals.extend(adds)
         vals.sort()
-        self._reload(vals)
+        self.sl = SortedList(vals)
 
-    def _reload(self, vals: list) -> None:
-        """Replace the contents with the sorted list ``vals`` (sortedcontainers 2.x layout)."""
-        sl = self.sl
-        sl.clear()
-        load = sl._load
-        lists = sl._lists
-        lists.extend(vals[i:i + load] for i in range(0, len(vals), load))
-        sl._maxes.extend(sub[-1] for sub in lists)
-        sl._len = len(vals)
+    @property
+    def pending(self) -> int:
+        """Writes not yet in the main sorted structure (none here; see ArrayIndex)."""
+        return 0
+
+    def settle(self) -> None:
+        """Fold recent writes into the main structure now (nothing to do here; see ArrayIndex)."""
+
+    def wants_fold(self) -> bool:
+        """True when a background fold is due (never here; see ArrayIndex)."""
+        return False
 
     def retire(self) -> None:
         """Forget every entry; the owner rebuilds from the heap before the next read."""
-        self.sl.clear()
-        self.adds = []
-        self.rms = []
+        self.sl = SortedList()
         self.nulls = set()
         self.ready = False
 
     def build(self, values: list, slots: list) -> None:
         """Replace everything with entries for (values[i], slots[i]).  O(n log n) at C speed."""
-        self.sl.clear()
-        self.adds = []
-        self.rms = []
         values, slots, nulls = self._split_nulls(values, slots)
         self.nulls = set(nulls)
         vals = self._entries(values, slots)
         vals.sort()
-        self._reload(vals)
+        self.sl = SortedList(vals)
         self.ready = True
 
-    # -- reads (call settle() first) ---------------------------------------------
+    # -- reads (the caller holds the table latch) ---------------------------------
     def __len__(self):
         return len(self.sl)
 

@@ -58,10 +58,14 @@ class Transaction:
             self._end()
 
     def _end(self):
+        wrote = any(self._writes.values())
         self._open = False
         self._writes = {}
         self._db._snaps.release(self.snapshot)
-        self._db._vacuum()
+        if wrote:
+            self._db._vacuum()          # writers prune what their commits left behind
+        elif self._db._prune_q:
+            self._db._maint.request_vacuum()   # readers leave it to the maintainer
 
     def _check(self):
         if not self._open:

@@ -18,3 +18,10 @@ def mem_db():
 def flights(mem_db):
     """The FlightState table (default indexes) of ``mem_db``, empty."""
     return mem_db.create_table(FlightState)
+
+
+def vacuum_now(db) -> None:
+    """Prune everything the horizon allows, now: wait for the maintainer (it
+    vacuums for readers in the background), then vacuum in this thread."""
+    assert db._maint.idle(10), "the maintainer did not go idle"
+    db._vacuum()

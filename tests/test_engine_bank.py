@@ -12,6 +12,7 @@ import threading
 import time
 
 import aerostore
+from conftest import vacuum_now
 
 N_ACCOUNTS = 16
 START = 1000
@@ -131,7 +132,7 @@ def test_bank_transfers_keep_every_snapshot_total(mem_db):
     assert stats["transfers"] > 0 and stats["snapshots"] > 0
     assert sum(r[1] for r in t.query().rows()) == TOTAL
     t._check()
-    mem_db._vacuum()
+    vacuum_now(mem_db)
     s = mem_db.stats()
     assert s["snapshots"] == 0 and s["pending_prune"] == 0
     assert s["versions"] == s["rows"] == N_ACCOUNTS

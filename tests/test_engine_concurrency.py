@@ -11,6 +11,7 @@ import threading
 
 import aerostore
 from aerostore import FlightState
+from conftest import vacuum_now
 
 N = 6000
 RUN_SECS = 3.0
@@ -104,7 +105,7 @@ def test_chunked_index_reads_under_concurrent_writes(mem_db, flights):
     if errors:
         raise errors[0]
     assert counts["reads"] > 0 and counts["writes"] > 0, counts
-    mem_db._vacuum()
+    vacuum_now(mem_db)
     flights._check()
     s = mem_db.stats()
     assert s["versions"] == s["rows"]

@@ -11,6 +11,7 @@ import pytest
 
 import aerostore
 from aerostore import FlightState
+from conftest import vacuum_now
 
 
 @pytest.fixture
@@ -156,7 +157,7 @@ def test_create_index_while_vacuum_waits_for_the_latch(mem_db, t):
     th.join(30)
     assert not th.is_alive() and not errors
     st.latch = spy.inner
-    mem_db._vacuum()
+    vacuum_now(mem_db)
     t._check()
     assert t.query().eq("gs", 1).count() == 3
     assert sorted(t.query().ge("gs", 0).keys()) == ["K0", "K1", "K2", "K4"]
@@ -178,7 +179,7 @@ def test_drop_index_while_vacuum_waits_for_the_latch(mem_db, t):
         t.create_index("gs")
     th.join(30)
     st.latch = spy.inner
-    mem_db._vacuum()
+    vacuum_now(mem_db)
     t._check()
     assert t.query().eq("gs", 100).keys() == ["K1"]
 

@@ -15,6 +15,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 import aerostore
 from aerostore import arrayindex
+from conftest import vacuum_now
 
 KEYS = ["a", "b", "c", "d", "e", "f"]
 A_VALUES = [None, -1, 0, 1, 2, 7]
@@ -176,7 +177,7 @@ class MVCCMachine(RuleBasedStateMachine):
 
     @rule()
     def vacuum(self):
-        self.db._vacuum()
+        vacuum_now(self.db)
 
     @rule(field=st.sampled_from(["a", "c"]), create=st.booleans())
     def index_ddl(self, field, create):
@@ -236,7 +237,7 @@ class MVCCMachine(RuleBasedStateMachine):
             for k in KEYS:
                 assert tt.get(k) == state.get(k)
         if all(o is None for o in self.open):
-            self.db._vacuum()
+            vacuum_now(self.db)
             st_ = self.db.stats()
             assert st_["snapshots"] == 0
             assert st_["versions"] == st_["rows"] == len(latest)
@@ -250,22 +251,84 @@ TestMVCCModel = MVCCMachine.TestCase
 
 class TinyArraysMachine(MVCCMachine):
     """The same machine with every ArrayIndex write folded into its numpy array at
-    once (no delta/tombstone layer, every batch vectorised): the fold, cancel and
-    netting paths under version chains, for a narrow (a) and a wide (c) index."""
+    once by the writer (no delta/tombstone layer): the fold paths under version
+    chains, for a narrow (a) and a wide (c) index."""
 
     def __init__(self):
-        self._saved = (arrayindex._DELTA_MIN, arrayindex._BULK)
-        arrayindex._DELTA_MIN, arrayindex._BULK = 0, 1
+        self._saved = arrayindex._DELTA_MIN
+        arrayindex._DELTA_MIN = 0
         super().__init__()
 
     def teardown(self):
         try:
             super().teardown()
         finally:
-            arrayindex._DELTA_MIN, arrayindex._BULK = self._saved
+            arrayindex._DELTA_MIN = self._saved
+
+
+class SteppedMaintainer:
+    """A maintainer the state machine drives by hand: requests wait in a list."""
+
+    def __init__(self):
+        self.requests = []
+
+    def request(self, store, ix):
+        if (store, ix) not in self.requests:
+            self.requests.append((store, ix))
+
+
+class MaintenanceMachine(MVCCMachine):
+    """The same machine with background folds interleaved at any step: an index's
+    layers are frozen (fold_start), transactions read and write while the fold is
+    computed, and the new array replaces main later (fold_finish), or the fold is
+    dropped because a writer folded everything meanwhile."""
+
+    def __init__(self):
+        self._saved = arrayindex._DELTA_MIN
+        arrayindex._DELTA_MIN = 1
+        self.jobs = []
+        super().__init__()
+
+    @initialize(idx_a=st.booleans(), idx_c=st.booleans())
+    def setup(self, idx_a, idx_c):
+        super().setup(idx_a, idx_c)
+        self.maint = SteppedMaintainer()
+        self.t._st.maintainer = self.maint
+
+    def teardown(self):
+        try:
+            super().teardown()
+        finally:
+            arrayindex._DELTA_MIN = self._saved
+
+    @rule()
+    def fold_start(self):
+        reqs = self.maint.requests
+        if reqs:
+            store, ix = reqs.pop(0)
+            with store.latch:
+                job = ix.fold_start()
+            if job is not None:
+                self.jobs.append((store, ix, job, ix.fold_compute(job)))
+
+    @rule(which=st.integers(0, 3))
+    def fold_finish(self, which):
+        if self.jobs:
+            store, ix, job, main = self.jobs.pop(which % len(self.jobs))
+            with store.latch:
+                ix.fold_finish(job, main)
+
+    @rule()
+    def writer_folds_everything(self):
+        self.t._st.settle()
 
 
 TinyArraysMachine.TestCase.settings = settings(
     max_examples=100, stateful_step_count=45, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 TestMVCCModelTinyArrays = TinyArraysMachine.TestCase
+
+MaintenanceMachine.TestCase.settings = settings(
+    max_examples=150, stateful_step_count=60, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+TestMVCCModelMaintenance = MaintenanceMachine.TestCase

@@ -13,6 +13,7 @@ import pytest
 
 import aerostore
 from aerostore import FlightState
+from conftest import vacuum_now
 
 N = 300
 
@@ -56,7 +57,8 @@ def test_steady_updates_keep_versions_and_index_entries_flat(mem_db, t):
         update_round(mem_db, r)
         if reader is not None:
             assert reader.table("FlightState").get("K000")[3] in (0, (r - 1) * 1000)
-            reader.rollback()
+            reader.rollback()               # the maintainer prunes what it held back
+            assert mem_db._maint.idle(10)
         t.get(f"K{rng.randrange(N):03d}")
         s = mem_db.stats()
         assert s["rows"] == N
@@ -100,7 +102,7 @@ def test_concurrent_short_readers_then_everything_reclaimed(mem_db, t):
         for th in threads:
             th.join(60)
     assert not errors
-    mem_db._vacuum()
+    vacuum_now(mem_db)
     s = mem_db.stats()
     assert s["snapshots"] == 0 and s["pending_prune"] == 0
     assert s["versions"] == s["rows"] == N
@@ -121,12 +123,14 @@ def test_old_snapshot_holds_back_exactly_its_versions(mem_db, t):
     mid = mem_db.begin()                 # sees gs 1049
     t.set("K007", {"gs": 7})
     old.rollback()                       # now only ``mid``'s version and the newest are needed
+    assert mem_db._maint.idle(10)   # readers leave pruning to the maintainer
     s = mem_db.stats()
     assert s["versions"] == N + 1
     t._check()
     assert mid.table("FlightState").get("K007")[4] == 1049
     assert mid.table("FlightState").query().eq("gs", 1049).keys() == ["K007"]
     mid.rollback()
+    assert mem_db._maint.idle(10)   # readers leave pruning to the maintainer
     assert mem_db.stats()["versions"] == N
     t._check()
     # what is left once settled: one entry per row and index (tombstones are bounded garbage)
@@ -178,6 +182,7 @@ def test_slots_of_deletes_seen_by_a_reader_wait_for_it(mem_db, t):
     assert ot.count() == N and ot.get("K050") is not None and ot.get("X1") is None
     assert ot.query().lt("alt", 100).count() == 100
     old.rollback()
+    assert mem_db._maint.idle(10)   # readers leave pruning to the maintainer
     t.upsert_many([(f"Y{i}", 0.0, 0.0, 0, 0, 0) for i in range(100)])
     assert len(st.rows) == N + 100       # Y* took the freed slots
     assert t.count() == N + 100
@@ -193,7 +198,7 @@ def test_the_unfrozen_set_shrinks_after_a_bulk_write(mem_db, flights):
     st = flights._st
     small = sys.getsizeof(set())
     flights.upsert_many([(f"B{i:05d}", 1.0, 2.0, i, 1, 1700000000) for i in range(20000)])
-    mem_db._vacuum()
+    vacuum_now(mem_db)
     assert len(st.unfrozen) == 0
     assert sys.getsizeof(st.unfrozen) == small
     flights.set("B00001", {"alt": 5})
@@ -205,7 +210,7 @@ def test_an_index_null_set_shrinks_when_its_nulls_are_filled(mem_db, flights):
     import sys
     flights.upsert_many([(f"N{i:05d}", 1.0, 2.0, i, None, 1700000000) for i in range(20000)])
     flights.upsert_many([(f"N{i:05d}", 1.0, 2.0, i, 7, 1700000000) for i in range(20000)])
-    mem_db._vacuum()
+    vacuum_now(mem_db)
     ix = flights._st.indexes[flights._st.schema.position("gs")]
     assert len(ix.nulls) == 0
     assert sys.getsizeof(ix.nulls) == sys.getsizeof(set())
