@@ -6,7 +6,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: all setup sysdeps venv shim demo test bench bench-quick pydemo clean
+.PHONY: all setup sysdeps venv shim demo test bench bench-quick bench-live bench-live-quick \
+        bench-setup pydemo clean
 
 all: setup
 
@@ -43,8 +44,28 @@ test: setup
 clean:
 	rm -rf build *.egg-info aerostore/tclbridge/*.so aerostore/tclbridge/_build
 
-bench: setup
-	$(PY) bench/run.py --rows 1000000
+# The benchmarks also need the `bench` extra (matplotlib, for the live-feed charts).
+$(VENV)/.bench-installed: pyproject.toml $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[test,bench]'
+	@touch $@
 
-bench-quick: setup
+bench-setup: setup $(VENV)/.bench-installed
+
+# bench/run.py: each figure alone; bench/live.py: a durable feed and readers at
+# once (docs/benchmarks.md).  LIVE_ARGS passes options to the latter, e.g.
+# make bench-live LIVE_ARGS="--readers 2 --live-secs 20 --sweep-rows 100000"
+LIVE_ARGS ?=
+
+bench: bench-setup
+	$(PY) bench/run.py --rows 1000000
+	$(PY) bench/live.py --rows 1000000 $(LIVE_ARGS)
+
+bench-quick: bench-setup
 	$(PY) bench/run.py --rows 100000
+	$(PY) bench/live.py --quick $(LIVE_ARGS)
+
+bench-live: bench-setup
+	$(PY) bench/live.py --rows 1000000 $(LIVE_ARGS)
+
+bench-live-quick: bench-setup
+	$(PY) bench/live.py --quick $(LIVE_ARGS)
