@@ -1,14 +1,18 @@
-"""Settings of a database, with their durability trade-offs.
+"""Settings of a database, with their durability trade-offs and valid ranges.
 
-| key | default | meaning |
-|---|---|---|
-| aerostore.synchronous_commit | on | on: a modifying call returns only after its WAL record is on disk (fdatasync); concurrent committers share one flush (group commit). off: the call returns at once and the WAL writer flushes within ``aerostore.wal_flush_delay_ms``; a crash may lose that window of acknowledged work, never part of a transaction, and never corrupts the store. |
-| aerostore.checkpoint_interval_secs | 300 | seconds between automatic checkpoints (0 = never). A checkpoint bounds recovery time and the WAL's size. |
-| aerostore.ttl_secs | 0 | rows whose ``now - updated_at`` exceeds this are deleted by the sweeper (0 = off). |
-| aerostore.ttl_sweep_interval_ms | 1000 | how often the TTL sweeper runs. |
-| aerostore.wal_flush_delay_ms | 10 | with synchronous_commit off: the longest an acknowledged commit waits before its flush. |
+| key | default | range | meaning |
+|---|---|---|---|
+| aerostore.synchronous_commit | on | on, off | on: a modifying call returns only after its WAL record is on disk (fdatasync); concurrent committers share one flush (group commit). off: the call returns at once and the WAL writer flushes within ``aerostore.wal_flush_delay_ms``; a crash may lose that window of acknowledged work, never part of a transaction, and never corrupts the store. |
+| aerostore.checkpoint_interval_secs | 300 | 0 to 86400 (a day) | seconds between automatic checkpoints (0 = never). A checkpoint bounds recovery time and the WAL's size. |
+| aerostore.ttl_secs | 0 | 0 to 3153600000 (100 years) | rows whose ``now - updated_at`` exceeds this are deleted by the sweeper (0 = off). |
+| aerostore.ttl_sweep_interval_ms | 1000 | 0 to 86400000 (a day) | how often the TTL sweeper runs (0 = off). |
+| aerostore.wal_flush_delay_ms | 10 | 0 to 60000 (a minute) | with synchronous_commit off: the longest an acknowledged commit waits before its flush, i.e. the window a crash may lose. |
 
-Values are validated on ``set``; a bad one raises ``UsageError`` and changes nothing.
+Values are validated on ``set``; a bad one raises ``UsageError`` (code
+``AEROSTORE USAGE CONFIG key``, message ``expected an integer from 0 to N``) and
+changes nothing.  Why bounded: the background threads sleep for these
+intervals, and a wait beyond what the clock can represent would kill them; a
+limit far past any useful value costs nothing and keeps every thread safe.
 """
 
 from __future__ import annotations
@@ -26,29 +30,36 @@ def _bool(v):
         return True
     if s in ("off", "0", "false", "no"):
         return False
-    raise ValueError("must be on or off")
+    raise ValueError
 
 
-def _nonneg_int(v):
-    if isinstance(v, bool):
-        raise ValueError
-    i = int(v) if isinstance(v, int) else int(str(v).strip(), 10)
-    if i < 0:
-        raise ValueError("must be >= 0")
-    return i
+def _int_range(lo: int, hi: int):
+    """A parser of decimal integers from ``lo`` to ``hi`` (bools refused)."""
+    def parse(v):
+        if isinstance(v, bool):
+            raise ValueError
+        i = int(v) if isinstance(v, int) else int(str(v).strip(), 10)
+        if not lo <= i <= hi:
+            raise ValueError
+        return i
+    return parse
+
+
+def _int_spec(default: int, hi: int) -> tuple:
+    return (default, _int_range(0, hi), str, f"expected an integer from 0 to {hi}")
 
 
 def _fmt_bool(v):
     return "on" if v else "off"
 
 
-# key -> (default, parser, formatter, description of valid values)
+# key -> (default, parser, formatter, what a bad value's message says)
 _SPECS = {
-    "aerostore.synchronous_commit": (True, _bool, _fmt_bool, "on or off"),
-    "aerostore.checkpoint_interval_secs": (300, _nonneg_int, str, "an integer >= 0"),
-    "aerostore.ttl_secs": (0, _nonneg_int, str, "an integer >= 0"),
-    "aerostore.ttl_sweep_interval_ms": (1000, _nonneg_int, str, "an integer >= 0"),
-    "aerostore.wal_flush_delay_ms": (10, _nonneg_int, str, "an integer >= 0"),
+    "aerostore.synchronous_commit": (True, _bool, _fmt_bool, "must be on or off"),
+    "aerostore.checkpoint_interval_secs": _int_spec(300, 86400),
+    "aerostore.ttl_secs": _int_spec(0, 3153600000),
+    "aerostore.ttl_sweep_interval_ms": _int_spec(1000, 86400000),
+    "aerostore.wal_flush_delay_ms": _int_spec(10, 60000),
 }
 
 DEFAULTS = {k: v[0] for k, v in _SPECS.items()}
@@ -80,7 +91,7 @@ class Config:
         try:
             v = parse(value)
         except (ValueError, TypeError):
-            raise UsageError(f'bad value "{value}" for {key}: must be {what}', "CONFIG", key) from None
+            raise UsageError(f'bad value "{value}" for {key}: {what}', "CONFIG", key) from None
         self._values[key] = v
         for fn in list(self._listeners):
             fn(key, v)
