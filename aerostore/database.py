@@ -10,6 +10,12 @@ publishes in CSN order (advances the watermark, runs the publish hooks).  With
 it off, the commit publishes at once.  Finally the committer prunes what the
 vacuum horizon allows.
 
+The publish hooks (change subscriptions) run inside that pipeline: in the
+committer's thread under the commit lock, or in the thread that flushed the
+log, which the commit waits for.  A hook (a subscription callback) that tried
+to commit, change an index, checkpoint or close would wait for itself, so those
+calls raise ``UsageError`` when made from a hook.
+
 One ``Database`` per directory per process (storage takes a lock file).
 """
 
@@ -20,6 +26,7 @@ import threading
 import time
 import traceback
 from collections import deque
+from threading import get_ident
 
 from .config import Config
 from .errors import ClosedError, CorruptError, ReadOnlyError, StorageIOError, UsageError, WriteConflict
@@ -76,6 +83,7 @@ class Database:
         self._csn = 0
         self._commits = 0
         self._failed: BaseException | None = None
+        self._hook_thread = None    # the thread running the publish hooks, while it does
         self._closed = False
         self._checkpointer = None
         self._maint = Maintainer(on_error=self._maintainer_failed, vacuum=self._vacuum)
@@ -138,6 +146,7 @@ class Database:
         self._check_open()
         if not isinstance(schema, Schema):
             raise UsageError("create_table needs a Schema (declare it with @aerostore.table)")
+        self._check_not_in_hook("create_table")
         with self._commit_lock:
             st = self._stores.get(schema.name)
             if st is not None:
@@ -187,6 +196,7 @@ class Database:
     def _index_ddl(self, st: TableStore, field: str, create: bool) -> bool:
         pos = st.schema.position(field)
         fname = st.schema.names[pos]
+        self._check_not_in_hook("create_index" if create else "drop_index")
         with self._commit_lock:
             self._check_writable()
             changed = st.create_index(pos) if create else st.drop_index(pos)
@@ -224,6 +234,8 @@ class Database:
         writes = txn._writes
         if not any(writes.values()):
             return
+        if self._hook_thread == get_ident():
+            self._check_not_in_hook("a commit")
         stores = self._stores
         with paused(sum(len(ws) for ws in writes.values())):
             self._commit_locked(txn, writes, stores)
@@ -278,14 +290,27 @@ class Database:
                 return
             q = self._pending_pub
             hooks = self._hooks
-            while q and q[0][0] <= csn:
-                c, changes = q.popleft()
-                if changes:
-                    for fn in hooks:
-                        try:
-                            fn(c, changes)
-                        except Exception:  # noqa: BLE001 - a hook must not break commits
-                            traceback.print_exc(file=sys.stderr)
+            self._hook_thread = get_ident()
+            try:
+                while q and q[0][0] <= csn:
+                    c, changes = q.popleft()
+                    if changes:
+                        for fn in hooks:
+                            try:
+                                fn(c, changes)
+                            except Exception:  # noqa: BLE001 - a hook must not break commits
+                                traceback.print_exc(file=sys.stderr)
+            finally:
+                self._hook_thread = None
+
+    def _check_not_in_hook(self, what: str) -> None:
+        """``UsageError`` if the calling thread is running the publish hooks (a
+        subscription callback): ``what`` would wait for the very commit that is
+        delivering the event, and hang."""
+        if self._hook_thread == get_ident():
+            raise UsageError(f"{what} is not allowed inside a subscription callback: the callback "
+                             "runs inside the commit that delivers its event, so this would wait "
+                             "for itself; hand the work to another thread")
 
     def add_publish_hook(self, fn) -> None:
         """``fn(csn, changes)`` after each commit becomes visible, in CSN order; must be quick."""
@@ -343,6 +368,7 @@ class Database:
     def checkpoint(self) -> int:
         """Write a checkpoint of the current snapshot while writers continue; rows written."""
         self._check_open()
+        self._check_not_in_hook("checkpoint")
         s = self._snaps.take()
         try:
             counter = [0]
@@ -403,6 +429,7 @@ class Database:
         """Flush, stop background threads, release the directory.  Idempotent."""
         if self._closed:
             return
+        self._check_not_in_hook("close")
         self._closed = True
         for fn in self._close_hooks:
             try:

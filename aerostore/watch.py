@@ -32,9 +32,11 @@ how many events it lost, and where.
 
 Callback mode: ``callback(event)`` is called on the publishing thread, in
 commit order, while commits wait; it must be quick (enqueue and return; the Tcl
-bridge queues a Tcl event for the interp's thread) and must not commit to the
-database: it runs inside the commit pipeline (holding its locks, or on the WAL
-writer thread), which that commit would wait for.  An exception from it is
+bridge queues a Tcl event for the interp's thread).  It runs inside the commit
+pipeline (under the commit lock, or on the thread flushing the log), so it
+cannot write: a commit, index change, checkpoint or close made from a callback
+raises ``UsageError`` instead of waiting for itself (hand such work to another
+thread, e.g. through a queue subscription).  Reading is fine.  An exception from it is
 counted in ``sub.errors`` (the last kept in ``sub.last_error``) and does not
 stop delivery; so is one from a ``where`` function (the event then does not match).
 
