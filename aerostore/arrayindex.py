@@ -283,9 +283,12 @@ class ArrayIndex(SortedIndex):
         """True when the layers in front of ``main`` passed the budget and no fold runs.  O(1)."""
         return self.frozen is None and len(self.delta) + len(self.tomb) > self._budget()
 
-    def fold_start(self):
-        """Freeze the layers for a fold; the job for ``fold_compute``, or None.  Latch held, O(1)."""
-        if not self.wants_fold():
+    def fold_start(self, force: bool = False):
+        """Freeze the layers for a fold; the job for ``fold_compute``, or None (nothing due,
+        or a fold already runs; ``force``: any layer at all is due).  Latch held, O(1)."""
+        if self.frozen is not None or not (self.delta or self.tomb):
+            return None
+        if not force and not self.wants_fold():
             return None
         self.frozen = (self.delta, self.tomb)
         self.delta = SortedList()
@@ -427,6 +430,21 @@ class ArrayIndex(SortedIndex):
         if not layered:
             return self._split(main[max(i, j - n):j][::-1]) if i < j else _EMPTY
         return self._merged(i, j, lo_e, hi_b, n, True)
+
+    def slots_between(self, lo_e, hi_e) -> np.ndarray:
+        """Slots of the entries in [lo_e, hi_e), as int64, a superset: tombstoned entries are
+        kept (the caller rechecks every slot against its row).  O(log n + k) at C speed."""
+        i = self._pos(lo_e) if lo_e is not None else 0
+        j = self._pos(hi_e) if hi_e is not None else len(self.main)
+        win = self.main[i:j] if j > i else self.main[:0]
+        out = (win.imag.astype(np.int64) if self.wide else win.astype(np.int64)) & 0xFFFFFFFF
+        extra = []
+        for d, _t in self._layers():
+            if d:
+                extra.extend(e & 0xFFFFFFFF for e in d.irange(lo_e, hi_e, (True, False)))
+        if extra:
+            out = np.concatenate((out, np.array(extra, np.int64)))
+        return out
 
     def _dead(self, wlo: int, whi: int) -> list:
         """Entries of ``main`` in [wlo, whi] that are removed, sorted."""

@@ -36,6 +36,7 @@ from array import array
 from struct import Struct
 from sys import getsizeof
 
+import numpy as np
 from sortedcontainers import SortedList
 
 __all__ = ["SortedIndex", "SLOT_BITS", "SLOT_MASK"]
@@ -273,6 +274,13 @@ class SortedIndex:
         out = sl[max(i, j - n):j]
         out.reverse()
         return out
+
+    def slots_between(self, lo_e, hi_e):
+        """Slots of the entries in [lo_e, hi_e) as an int64 numpy array.  O(log n + k)."""
+        it = self.sl.irange(lo_e, hi_e, (True, False))
+        if self.packed:
+            return np.fromiter((e & SLOT_MASK for e in it), np.int64)
+        return np.fromiter((e[1] for e in it), np.int64)
 
     def _check(self) -> None:
         """Assert internal invariants (tests call this after every step)."""

@@ -6,6 +6,11 @@ two bisects, O(log n)):
 - ``key``: ``=`` or ``in`` on the key field: hash lookups.
 - ``index``: the most selective index range (or set of ranges for ``in``);
   candidates are rechecked for visibility and the whole predicate.
+- ``intersect``: ranges on two or more indexed fields (a lat/lon box): each
+  index hands out the slots in its range as a numpy array, a bitmap keeps the
+  slots every range holds, and only those are rechecked.  Cost: the entries in
+  the ranges at C speed, plus the expected matches (the smallest range times
+  the other ranges' selectivities).
 - ``walk``: sort + limit with the first sort field indexed: walk that index in
   order, filter, stop after offset+limit rows (finishing the tie group).  Cost
   estimate: (offset+limit) * N / matches entries.
@@ -27,6 +32,8 @@ from __future__ import annotations
 import heapq
 from operator import itemgetter
 
+import numpy as np
+
 from .index import SLOT_MASK, SortedIndex
 from .mvcc import visible
 from .query import compile_entry_filter, compile_predicate, compile_scan, sort_key_fn
@@ -35,6 +42,7 @@ __all__ = ["execute"]
 
 _RANGE_OPS = ("eq", "lt", "le", "gt", "ge", "range")
 _SCAN_COST = 0.15     # per row, relative to one index candidate
+_SLOT_COST = 0.02     # per entry handed out as a numpy slot array, relative to one candidate
 _CHUNK = 1024
 
 
@@ -95,15 +103,16 @@ def _field_ranges(ix, terms):
 
 
 class Plan:
-    __slots__ = ("kind", "ix", "ranges", "keys", "est", "desc")
+    __slots__ = ("kind", "ix", "ranges", "keys", "est", "desc", "parts")
 
-    def __init__(self, kind, est, ix=None, ranges=None, keys=None, desc=False):
+    def __init__(self, kind, est, ix=None, ranges=None, keys=None, desc=False, parts=None):
         self.kind = kind
         self.est = est
         self.ix = ix
         self.ranges = ranges
         self.keys = keys
         self.desc = desc
+        self.parts = parts      # intersect: [(ix, ranges, entries)], fewest entries first
 
 
 def choose(store, q, count_only: bool) -> Plan:
@@ -119,6 +128,7 @@ def choose(store, q, count_only: bool) -> Plan:
         if t.pos == kp and t.op == "in":
             return Plan("key", len(t.values[0]), keys=sorted(t.values[0]))
     best = None
+    ranged = []
     with store.latch:
         for pos, ix in store.indexes.items():
             rs = _field_ranges(ix, terms)
@@ -130,9 +140,21 @@ def choose(store, q, count_only: bool) -> Plan:
                 continue
             store.ready_index(ix)
             est = sum(ix.count_between(a, b) for a, b in rs)
+            ranged.append((est, pos, ix, rs))
             if best is None or est < best.est:
                 best = Plan("index", est, ix=ix, ranges=rs)
     matches = best.est if best is not None else (n if not terms else n / 3)
+    if len(ranged) > 1 and best.kind == "index" and n:
+        # ranges on several indexes: the matches are about the smallest range
+        # times the others' selectivities; intersecting slot sets may beat one range
+        ranged.sort(key=itemgetter(0, 1))
+        out = float(ranged[0][0])
+        for est, _pos, _ix, _rs in ranged[1:]:
+            out *= est / n
+        matches = out
+        cost = sum(r[0] for r in ranged) * _SLOT_COST + out
+        if cost < best.est and not (count_only and _index_only(best, q)):
+            best = Plan("intersect", cost, parts=[(ix, rs, est) for est, _pos, ix, rs in ranged])
     sort = q.sort
     need = q.offset_n + q.limit_n
     if sort and q.limit_n and not count_only:
@@ -153,10 +175,57 @@ def choose(store, q, count_only: bool) -> Plan:
     return Plan("scan", n)
 
 
+def _intersect_slots(store, plan):
+    """Slots (a Python list, ascending) that every part's ranges hold; latch held.  O(entries) in numpy."""
+    cand = None
+    for ix, rs, _est in plan.parts:
+        _live(store, ix)
+        arrs = [ix.slots_between(a, b) for a, b in rs]
+        slots = arrs[0] if len(arrs) == 1 else np.concatenate(arrs)
+        if cand is None:
+            cand = slots
+            continue
+        mark = np.zeros(len(store.rows), np.bool_)
+        mark[slots] = True
+        cand = cand[mark[cand]]
+        if not len(cand):
+            break
+    return np.unique(cand).tolist()
+
+
+def _intersect_rows(store, plan, s, pred, skip) -> list:
+    """Visible rows at ``s`` among the intersected slots that satisfy ``pred``.
+
+    The slot set is taken under the latch; the rows are read lock-free like a
+    scan: the versions ``s`` sees stay while ``s`` is registered, and a slot
+    freed and reused meanwhile holds only versions newer than ``s``.
+    """
+    with store.latch:
+        slots = _intersect_slots(store, plan)
+    rows = store.rows
+    kp = store.key_pos
+    out = []
+    append = out.append
+    for slot in slots:
+        head = rows[slot]
+        if head is None:
+            continue
+        r = head if head.__class__ is tuple else visible(head, s)
+        if r is not None and (skip is None or r[kp] not in skip) and pred(r):
+            append(r)
+    return out
+
+
 def describe(store, plan: Plan, q, count_only: bool) -> str:
     names = store.schema.names
     if plan.kind == "key":
         return f"key lookup ({len(plan.keys)} key{'s' if len(plan.keys) != 1 else ''})"
+    if plan.kind == "intersect":
+        parts = " & ".join(f"{names[ix.pos]} ({est} entries)" for ix, _rs, est in plan.parts)
+        s = f"index intersect {parts}, ~{int(plan.est)} rows rechecked"
+        if q.sort and not count_only:
+            s += f", then heap top {q.offset_n + q.limit_n}" if q.limit_n else ", then sort"
+        return s
     if plan.kind == "scan":
         s = f"full scan ({plan.est} rows, compiled predicate)"
     elif plan.kind == "nulls":
@@ -246,6 +315,8 @@ def _execute(store, s: int, q, overlay: dict | None, mode: str):
                 rows.append(r)
     elif plan.kind == "nulls":
         rows = _null_rows(store, plan.ix, s, compile_predicate(schema, terms), skip)
+    elif plan.kind == "intersect":
+        rows = _intersect_rows(store, plan, s, compile_predicate(schema, terms), skip)
     else:
         rows = _index_rows(store, plan, s, _entry_filter(schema, terms, plan.ix, skip), skip, stop)
     if skip:

@@ -669,3 +669,77 @@ def test_truth_agrees_with_tcl_expr():
         tcl.setvar("v", v)
         got = tcl.eval("if {[catch {expr {$v ? 1 : 0}} r]} {list none} else {set r}")
         assert truth(v) is {"1": True, "0": False, "none": None}[got], repr(v)
+
+
+# -- ranges on several indexes: the intersection plan ---------------------------------------------
+
+def _box_rows(rng, n):
+    return {f"B{i:05d}": (f"B{i:05d}", rng.choice([None, round(rng.uniform(-90, 90), 3)]),
+                          round(rng.uniform(-180, 180), 3), rng.randrange(0, 45000),
+                          rng.choice([None, rng.randrange(0, 700)]), 1_700_000_000 + i)
+            for i in range(n)}
+
+
+def _check_boxes(view, data, rng, n, want_plan=True):
+    for _ in range(n):
+        la = rng.uniform(-90, 80)
+        lo = rng.uniform(-180, 160)
+        dla, dlo = rng.choice([2, 5, 10]), rng.choice([5, 10, 20])
+        gs = rng.sample(range(0, 700, 7), 30) if rng.random() < 0.3 else None
+
+        def inside(r):
+            return (r[1] is not None and la <= r[1] < la + dla and lo <= r[2] < lo + dlo
+                    and (gs is None or r[4] in gs))
+        want = sorted((norm(r) for r in data.values() if inside(r)), key=lambda r: (-r[3], r[0]))
+        q = view.query().range("lat", la, la + dla).range("lon", lo, lo + dlo)
+        if gs is not None:
+            q = q.in_values("gs", gs)
+        if want_plan:
+            assert q.explain().startswith("index intersect"), q.explain()
+        assert q.count() == len(want)
+        assert sorted(q.rows()) == sorted(want)
+        top = q.sort_by(("altitude", "desc")).limit(7)
+        assert top.rows() == want[:7], top.explain()
+
+
+def test_box_queries_intersect_index_slot_sets(mem_db, flights):
+    """A lat/lon box (plus an ``in``) over frozen rows, version chains seen by an old
+    snapshot, a transaction's own writes, and index layers frozen by a fold under way."""
+    from aerostore import arrayindex
+    rng = random.Random(21)
+    data0 = _box_rows(rng, 6000)
+    flights.upsert_many(list(data0.values()))
+    _check_boxes(flights, data0, rng, 30)
+    old = mem_db.begin()
+    data1 = dict(data0)
+    for i in range(40):                          # small commits: entries go to the layers
+        batch = [(k, round(rng.uniform(-90, 90), 3), round(rng.uniform(-180, 180), 3),
+                  rng.randrange(45000), rng.randrange(700), 1) for k in rng.sample(sorted(data1), 20)]
+        flights.upsert_many(batch)
+        data1.update({r[0]: r for r in batch})
+        if i % 10 == 0:
+            flights.delete(next(iter(data1)))
+            data1.pop(next(iter(data1)))
+    st = flights._st
+    with st.latch:                               # a fold started, not finished: frozen layers
+        jobs = [(ix, ix.fold_start(force=True)) for ix in st.indexes.values()
+                if isinstance(ix, arrayindex.ArrayIndex)]
+    assert any(job is not None for _ix, job in jobs)
+    _check_boxes(flights, data1, rng, 30)
+    _check_boxes(old.table("FlightState"), data0, rng, 30)
+    with mem_db.transaction() as txn:
+        tt = txn.table("FlightState")
+        mine = dict(data1)
+        for k in rng.sample(sorted(mine), 50):
+            r = (k, round(rng.uniform(-90, 90), 3), round(rng.uniform(-180, 180), 3), 5, 7, 9)
+            tt.upsert(r)
+            mine[k] = r
+        _check_boxes(tt, mine, rng, 20, want_plan=False)
+        txn.rollback()
+    for ix, job in jobs:
+        if job is not None:
+            with st.latch:
+                assert ix.fold_finish(job, ix.fold_compute(job))
+    _check_boxes(flights, data1, rng, 20)
+    old.rollback()
+    flights._check()
