@@ -31,8 +31,12 @@ def _thin(t, us):
 
 
 def _width(secs):
-    """Time bins of the p99 lines: about 30 over the phase, 0.1 to 1 s each."""
-    return round(min(1.0, max(0.1, secs / 30)), 2)
+    """Time bins of the p99 lines: the smallest of 0.1, 0.2, 0.25, 0.5, 1, 2 s
+    that makes at most 40 bins."""
+    for w in (0.1, 0.2, 0.25, 0.5, 1.0):
+        if secs / w <= 40:
+            return w
+    return 2.0
 
 
 def _panel(ax, title, engines, key, secs, target=None):
@@ -71,11 +75,15 @@ def draw_run(outdir, prefix, doc, r):
     if not engines:
         return None
     secs = cfg["live_secs"]
-    fig, axes = plt.subplots(4, 2, figsize=(13, 14), sharex=True)
+    mix = cfg.get("mix", KINDS)
+    nrows = (len(mix) + 3) // 2
+    fig, axes = plt.subplots(nrows, 2, figsize=(13, 3.5 * nrows), sharex=True)
     axes = axes.ravel()
-    for ax, k in zip(axes, KINDS + ["commit"]):
+    for ax, k in zip(axes, mix + ["commit"]):
         _panel(ax, TITLES[k], engines, k, secs, TARGETS_MS.get(k))
-    ax = axes[len(KINDS) + 1]
+    for ax in axes[len(mix) + 2:]:
+        ax.set_visible(False)
+    ax = axes[len(mix) + 1]
     for name, e, phase in engines:
         f = phase["feed"]
         if "samples" not in f:
@@ -92,8 +100,9 @@ def draw_run(outdir, prefix, doc, r):
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     axes[0].legend(fontsize=7, loc="upper right")
-    for ax in axes[-2:]:
+    for ax in axes[len(mix):len(mix) + 2]:
         ax.set_xlabel("seconds since the phase started", fontsize=8)
+        ax.xaxis.set_tick_params(labelbottom=True)
     m = doc["machine"]
     fig.suptitle(f"Live feed, {cfg['rows']:,} rows: {r} readers, feed target {cfg['rate']:,.0f} rows/s "
                  f"in {cfg['batch_rows']}-row durable commits\n{m['date']}, {m['cores']} cores, "
@@ -126,8 +135,9 @@ def draw_sweep(outdir, prefix, doc):
                 label=f"{lab}: sustainable {sus:,.0f}" if sus else f"{lab}: none sustainable")
         worst = []
         for p in pts:
-            w = [(p["queries"].get(k, {}).get("p99_ms") or float("nan")) / t for k, t in TARGETS_MS.items()]
-            worst.append(max(w))
+            w = [(p["queries"].get(k, {}).get("p99_ms") or float("nan")) / t
+                 for k, t in TARGETS_MS.items() if k in cfg.get("mix", KINDS)]
+            worst.append(max(w, default=float("nan")))
         a2.plot(x, worst, "o-", color=color, label=lab)
         for p, w in zip(pts, worst):
             if not p["pass"]:
