@@ -16,6 +16,12 @@ log, which the commit waits for.  A hook (a subscription callback) that tried
 to commit, change an index, checkpoint or close would wait for itself, so those
 calls raise ``UsageError`` when made from a hook.
 
+Background threads never end silently.  The WAL writer (wal.py) and the index
+maintainer (maintainer.py) turn the store read-only (``stats`` gives
+``read_only_reason``; later writes get ``ReadOnlyError`` naming it); the
+checkpointer here and the TTL sweeper (ttl.py) report the error
+(``checkpoint_last_error``, ``ttl_last_error``) and try again next time.
+
 One ``Database`` per directory per process (storage takes a lock file).
 """
 
@@ -29,7 +35,8 @@ from collections import deque
 from threading import get_ident
 
 from .config import Config
-from .errors import ClosedError, CorruptError, ReadOnlyError, StorageIOError, UsageError, WriteConflict
+from .errors import (AerostoreError, ClosedError, CorruptError, ReadOnlyError, StorageIOError,
+                     UsageError, WriteConflict)
 from .mvcc import SnapshotRegistry
 from .planner import execute
 from .query import Query
@@ -82,7 +89,7 @@ class Database:
         self._prune_q: deque = deque()
         self._csn = 0
         self._commits = 0
-        self._failed: BaseException | None = None
+        self._failed: StorageIOError | None = None
         self._hook_thread = None    # the thread running the publish hooks, while it does
         self._closed = False
         self._checkpointer = None
@@ -401,12 +408,19 @@ class Database:
                             v = v.prev
         finally:
             self._snaps.release(s)
+        storage = self._storage.stats()
+        reason = storage.get("wal_failed") or (self._failed.message if self._failed else "")
         out = {"rows": rows, "versions": versions, "commits": self._commits, "csn": self._csn,
                "tables": len(self._stores), "snapshots": self._snaps.active(),
                "pending_prune": len(self._prune_q),
-               "readonly": int(self._failed is not None),
-               "durable": int(self._storage.durable)}
-        for k, v in self._storage.stats().items():
+               "readonly": int(bool(reason)), "read_only_reason": reason,
+               "durable": int(self._storage.durable),
+               "ttl_errors": self.ttl.errors, "ttl_last_error": _message(self.ttl.last_error)}
+        cp = self._checkpointer
+        if cp is not None:
+            out["checkpoint_errors"] = cp.errors
+            out["checkpoint_last_error"] = _message(cp.last_error)
+        for k, v in storage.items():
             out.setdefault(k, v)
         return out
 
@@ -417,9 +431,10 @@ class Database:
 
     def _check_writable(self) -> None:
         self._check_open()
-        if self._failed is not None:
-            raise ReadOnlyError(f"store is read-only after an I/O failure ({self._failed}); "
-                                f"close and reopen it once the disk is healthy")
+        f = self._failed
+        if f is not None:
+            raise ReadOnlyError(f.message if isinstance(f, ReadOnlyError) else
+                                f"the store is read-only: {f.message}")
 
     def add_close_hook(self, fn) -> None:
         """``fn()`` runs first in close() (background threads stop there)."""
@@ -430,6 +445,13 @@ class Database:
         if self._closed:
             return
         self._check_not_in_hook("close")
+        if self._storage.log_lost:
+            # The log is gone: the commits since the last checkpoint are only in
+            # memory (and acknowledged); a checkpoint is what makes them recoverable.
+            try:
+                self.checkpoint()
+            except AerostoreError:
+                traceback.print_exc(file=sys.stderr)
         self._closed = True
         for fn in self._close_hooks:
             try:
@@ -454,6 +476,13 @@ class Database:
 
     def __repr__(self):
         return f"<aerostore.Database {self.path!r}{' closed' if self._closed else ''}>"
+
+
+def _message(e) -> str:
+    """An error as ``stats`` shows it ("" for none)."""
+    if e is None:
+        return ""
+    return e.message if isinstance(e, AerostoreError) else f"{type(e).__name__}: {e}"
 
 
 def _sliced(st: TableStore, s: int, step: int = 8192):
@@ -622,26 +651,39 @@ class Table:
 
 
 class _Checkpointer:
-    """Background thread: a checkpoint every ``aerostore.checkpoint_interval_secs`` (0 = never)."""
+    """Background thread: a checkpoint every ``aerostore.checkpoint_interval_secs`` (0 = never).
+
+    A failed checkpoint does not end it: the error is counted (``errors``, the
+    last in ``last_error``; ``stats`` shows both), an unexpected one is printed
+    with its traceback, and the next interval tries again.  Only closing the
+    database ends it.
+    """
+
+    POLL_SECS = 0.5     # how often it looks at the clock and the setting
 
     def __init__(self, db: Database):
         self._db = db
         self._stop = threading.Event()
         self._last = time.monotonic()
+        self.errors = 0
+        self.last_error = None
         self._thread = threading.Thread(target=self._run, name="aerostore-checkpointer", daemon=True)
         self._thread.start()
 
     def _run(self):
         db = self._db
-        while not self._stop.wait(0.5):
-            iv = db.config.get("aerostore.checkpoint_interval_secs")
-            if iv and time.monotonic() - self._last >= iv:
-                self._last = time.monotonic()
-                try:
+        while not self._stop.wait(self.POLL_SECS):
+            try:
+                iv = db.config.get("aerostore.checkpoint_interval_secs")
+                if iv and time.monotonic() - self._last >= iv:
+                    self._last = time.monotonic()
                     db.checkpoint()
-                except (ClosedError, StorageIOError):
-                    return
-                except Exception:  # noqa: BLE001 - keep the thread alive, report
+            except ClosedError:
+                return
+            except Exception as e:  # noqa: BLE001 - report it and try again next interval
+                self.errors += 1
+                self.last_error = e
+                if not isinstance(e, AerostoreError):
                     traceback.print_exc(file=sys.stderr)
 
     def stop(self):

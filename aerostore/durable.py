@@ -31,7 +31,7 @@ from . import fileio, storage, wal
 from .checkpoint import FILENAME as CHECKPOINT, TEMP_FILENAME as CHECKPOINT_TMP
 from .checkpoint import read_checkpoint, write_checkpoint
 from .config import Config
-from .errors import ClosedError, CorruptError, LockedError, ReadOnlyError, StorageIOError, UsageError
+from .errors import ClosedError, CorruptError, LockedError, StorageIOError, UsageError
 
 __all__ = ["DirectoryStorage", "Recovered", "WAL", "LOCK"]
 
@@ -240,22 +240,26 @@ class DirectoryStorage(storage.Storage):
         meanwhile.  A checkpoint at or before the one on disk (nothing new, or
         two racing) is counted but not written.  Raises ``StorageIOError`` if
         the checkpoint cannot be written (the store stays writable; the old
-        checkpoint and the log are intact) and ``ReadOnlyError`` after a log
-        failure.
+        checkpoint and the log are intact), ``ReadOnlyError`` after a log
+        failure, and ``StorageIOError`` (the store now read-only) if the cut
+        finds ``wal.log`` removed or replaced.
+
+        Once ``wal.log`` is lost the commits since the last checkpoint live
+        only in memory, so a checkpoint is still written then (and the log not
+        cut): reopening the store recovers every commit it holds.
         """
         with self._ckpt_lock:
             w = self._writer
             if w is None:
                 raise ClosedError("the store is closed") if self._closed else \
                     UsageError("recover() must run before checkpoint()")
-            if w.failed is not None:
-                raise ReadOnlyError(f"{self.path}: the log stopped after an I/O error; "
-                                    "reopen the store")
+            if w.failed is not None and w.lost is None:
+                raise w.read_only_error()
             if csn <= self._ckpt_csn:
                 # Nothing committed since the checkpoint on disk, or two checkpoints
                 # raced and the newer one finished first: that one covers this one
                 # (and writing an older one now would lose the commits between).
-                if csn == self._ckpt_csn and w.base_csn < csn:
+                if csn == self._ckpt_csn and w.base_csn < csn and w.lost is None:
                     w.cut(csn)  # a crash came between the last checkpoint and its cut
                 return sum(sum(1 for _ in rows) for _, _, rows in tables)
             t0 = time.perf_counter()
@@ -264,11 +268,24 @@ class DirectoryStorage(storage.Storage):
             self._last_ckpt_bytes = nbytes
             self._checkpoints += 1
             self._last_ckpt_ms = (time.perf_counter() - t0) * 1000.0
-            if w.base_csn < csn:
-                w.cut(csn)
+            if w.base_csn < csn and w.lost is None:
+                try:
+                    w.cut(csn)
+                except StorageIOError as e:
+                    if w.lost is not e:
+                        raise
+                    raise StorageIOError(f"{e.message}; the checkpoint of commit {csn} was "
+                                         "written first, so reopening recovers every commit "
+                                         "up to it", *e.code[2:]) from None
             return rows
 
     # -- reporting and shutdown ------------------------------------------------
+    @property
+    def log_lost(self) -> bool:
+        """True once ``wal.log`` was found removed or replaced (see ``Storage``)."""
+        w = self._writer
+        return w is not None and w.lost is not None
+
     def stats(self) -> dict:
         """Counters of the log and the checkpoints (all ints or floats, plus data_dir)."""
         s = {"data_dir": self.path, "checkpoints": self._checkpoints,

@@ -13,8 +13,8 @@ Hierarchy::
     ├── DecodeError           AEROSTORE DECODE L C     TSV input; nothing of the call applied
     ├── TransientError                                 retrying the transaction is safe
     │   └── WriteConflict     AEROSTORE CONFLICT       first committer won
-    ├── StorageIOError        AEROSTORE IO ...         write/fdatasync failed; store is now read-only
-    │   └── ReadOnlyError     AEROSTORE IO READONLY    store stopped after an I/O failure; reopen it
+    ├── StorageIOError        AEROSTORE IO ...         a file operation failed, or the log was lost
+    │   └── ReadOnlyError     AEROSTORE IO READONLY    the store stopped after such a failure; reopen it
     ├── CorruptError          AEROSTORE CORRUPT file offset   damaged data files; refuses to open
     └── LockedError           AEROSTORE LOCKED dir     another process owns the data directory
 """
@@ -90,18 +90,23 @@ class WriteConflict(TransientError):
 
 
 class StorageIOError(AerostoreError):
-    """Writing or syncing the data files failed (disk full, EIO).
+    """Writing or syncing the data files failed (disk full, EIO), the log file
+    was removed or replaced under the running store (``ENOENT``, ``ESTALE``), or
+    the log writer failed (``INTERNAL``).
 
     The commit that got this error was not acknowledged and is not applied.
     The store turns read-only (fail-stop): close and reopen it once the disk is
-    healthy; everything acknowledged before is recovered.
+    healthy; everything acknowledged before is recovered.  A failed checkpoint
+    that left the log intact is the exception: the store stays writable, and
+    the message says which of the two happened.
     """
 
     code = ("AEROSTORE", "IO")
 
 
 class ReadOnlyError(StorageIOError):
-    """The store stopped accepting writes after an I/O failure; reopen it."""
+    """The store stopped accepting writes after a ``StorageIOError``; the message
+    names it (so does ``stats()["read_only_reason"]``).  Reopen the store."""
 
     code = ("AEROSTORE", "IO", "READONLY")
 

@@ -37,9 +37,15 @@ _DONE = DoneTicket()
 
 
 class Storage:
-    """Interface; see docs/architecture.md for the contract of each call."""
+    """Interface; see docs/architecture.md for the contract of each call.
+
+    ``log_lost``: True once the log file was removed or replaced under the
+    running store; the store is read-only then, and only a checkpoint can save
+    the commits since the last one (the engine writes one at close).
+    """
 
     durable = False
+    log_lost = False
 
     def recover(self) -> Recovered:  # pragma: no cover - interface
         raise NotImplementedError

@@ -19,19 +19,27 @@ Each slice re-reads its rows in its own snapshot and skips any refreshed since;
 a slice that loses a write conflict (a row refreshed meanwhile) is retried with
 a fresh snapshot, so a row refreshed concurrently is never deleted.
 
+A failure never ends the thread: an ``AerostoreError`` in a pass (the store
+turned read-only, say) is kept in ``last_error``; any other exception, in a
+pass or in the loop around it, is a bug, so it is also counted in ``errors``
+and printed with its traceback.  Then the loop goes on: the next interval
+sweeps again (``stats`` shows ``ttl_errors`` and ``ttl_last_error``).
+
 API::
 
     sweeper = TTLSweeper(db, clock=time.time, slice_rows=500)
     sweeper.start(); sweeper.stop()        # both idempotent
     sweeper.sweep(now=None) -> rows deleted (one full pass, in the caller's thread)
-    sweeper.running, .sweeps, .deleted, .last_error
+    sweeper.running, .sweeps, .deleted, .errors, .last_error
 """
 
 from __future__ import annotations
 
 import math
+import sys
 import threading
 import time
+import traceback
 
 from .errors import AerostoreError, ClosedError, TransientError, UsageError
 
@@ -40,6 +48,7 @@ __all__ = ["TTLSweeper", "TTL_FIELD"]
 TTL_FIELD = "updated_at"
 _KEYS = ("aerostore.ttl_secs", "aerostore.ttl_sweep_interval_ms")
 _MAX_CONFLICT_RETRIES = 16
+_RETRY_SECS = 0.1       # pause after the loop itself failed, so a persistent fault cannot spin
 
 
 class TTLSweeper:
@@ -58,7 +67,8 @@ class TTLSweeper:
         self._gen = 0               # bumped by stop(): a thread of an older generation ends
         self.sweeps = 0             # completed passes
         self.deleted = 0            # rows deleted over the sweeper's life
-        self.last_error = None      # the last AerostoreError a background pass hit
+        self.errors = 0             # background passes that failed with an unexpected exception
+        self.last_error = None      # the last exception a background pass hit
         db.config.on_change(self._config_changed)
         db.add_close_hook(self.stop)
 
@@ -107,24 +117,41 @@ class TTLSweeper:
 
     def _run(self, gen) -> None:
         me = threading.current_thread()
-        while True:
+        try:
+            while True:
+                try:
+                    if not self._pass(gen):
+                        return
+                except Exception as e:  # noqa: BLE001 - the loop itself failed: report, go on
+                    self._report(e)
+                    time.sleep(_RETRY_SECS)
+        finally:
             with self._lock:
-                if gen != self._gen or not self._wanted():
-                    if self._thread is me:
-                        self._thread = None
-                    return
-            try:
-                self._sweep(None, gen)
-            except ClosedError:
-                with self._lock:
-                    if self._thread is me:
-                        self._thread = None
-                return
-            except AerostoreError as e:     # e.g. the store went read-only: try again later
-                self.last_error = e
-            with self._lock:
-                if gen == self._gen and self._wanted():
-                    self._wake.wait(self._settings()[1] / 1000.0)
+                if self._thread is me:
+                    self._thread = None
+
+    def _pass(self, gen) -> bool:
+        """One background sweep and the wait after it; False once the thread should end."""
+        with self._lock:
+            if gen != self._gen or not self._wanted():
+                return False
+        try:
+            self._sweep(None, gen)
+        except ClosedError:
+            return False
+        except AerostoreError as e:     # e.g. the store went read-only: try again later
+            self.last_error = e
+        except Exception as e:          # noqa: BLE001 - a bug: report it, sweep again later
+            self._report(e)
+        with self._lock:
+            if gen == self._gen and self._wanted():
+                self._wake.wait(self._settings()[1] / 1000.0)
+        return True
+
+    def _report(self, e: Exception) -> None:
+        self.errors += 1
+        self.last_error = e
+        traceback.print_exc(file=sys.stderr)
 
     # -- the work -----------------------------------------------------------------
     def sweep(self, now: float | None = None) -> int:

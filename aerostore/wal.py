@@ -71,6 +71,16 @@ retries the fsync (after a failed fsync the kernel may have dropped the dirty
 pages; the data is not safe), and every later commit gets ``ReadOnlyError``.
 It does try, once, to cut the failed group off the file, so that commits
 reported as failed do not reappear on the next open.
+
+The log also stops when ``wal.log`` is no longer the file the writer appends
+to (removed, or replaced by another file): commits written on would land in a
+file recovery never reads.  Each flush compares the open descriptor with the
+path (one ``fstat``, one ``stat``) after its fdatasync and before it
+acknowledges anything; so does each log cut.  And it stops when the writer
+thread meets an unexpected exception (a bug): it first tries once more to write
+what is pending, so that commits already acknowledged (``synchronous_commit
+off``) are not lost, then fails every waiter; nobody is left waiting on a dead
+thread.
 """
 
 from __future__ import annotations
@@ -334,6 +344,9 @@ def iter_commits(path: str, ws: WalScan, after_csn: int):
             buf.release()
 
 
+_UNFINISHED = object()  # a Ticket's error before it is finished
+
+
 class Ticket(storage.Ticket):
     """A commit's claim on durability.  ``wait()`` returns once the record is on
     disk, or raises ``StorageIOError`` (``ReadOnlyError`` if the log had already
@@ -343,7 +356,7 @@ class Ticket(storage.Ticket):
 
     def __init__(self, csn: int, writer=None):
         self.csn = csn
-        self._error = None
+        self._error = _UNFINISHED
         self._writer = writer
         self._lock = threading.Lock()
         self._lock.acquire()
@@ -354,7 +367,8 @@ class Ticket(storage.Ticket):
 
     @property
     def done(self) -> bool:
-        return not self._lock.locked()
+        """True once finished (durable, or failed)."""
+        return self._error is not _UNFINISHED
 
     def wait(self) -> None:
         """Block until durable.  If no flush is running, the caller does the flush
@@ -368,10 +382,15 @@ class Ticket(storage.Ticket):
             raise self._error
 
 
-def _io_error(what: str, path: str, e: OSError, cls=StorageIOError) -> StorageIOError:
-    name = _errno_name(e)
-    return cls(f"{what} {path} failed: {e.strerror or e}; the store is now read-only, "
-               f"reopen it once the disk is healthy", name)
+def _io_error(what: str, path: str, e: OSError, stops_log: bool = True) -> StorageIOError:
+    """The error of a failed file operation.  ``stops_log``: the failure stopped
+    the log (the message says the store is read-only); otherwise the log is intact
+    and the store stays writable, and the message says that instead."""
+    if stops_log:
+        tail = "the store is now read-only, reopen it once the disk is healthy"
+    else:
+        tail = "the log is intact and the store stays writable"
+    return StorageIOError(f"{what} {path} failed: {e.strerror or e}; {tail}", _errno_name(e))
 
 
 def _errno_name(e: OSError) -> str:
@@ -420,6 +439,7 @@ class WalWriter:
         self._flushing = False   # one flusher at a time: the writer thread or a leader
         self._stopping = False
         self._failed: StorageIOError | None = None
+        self._lost: StorageIOError | None = None  # why the log file is no longer ours
         self._cut: _CutJob | None = None
         self.flushes = 0
         self.commits_flushed = 0
@@ -434,8 +454,7 @@ class WalWriter:
         ticket = Ticket(csn, self)
         with self._cond:
             if self._failed is not None:
-                raise ReadOnlyError(f"{self.path}: the log stopped after an I/O error "
-                                    f"({self._failed.message}); reopen the store")
+                raise self._read_only()
             if self._stopping:
                 raise ClosedError("the store is closed")
             if csn <= self._last_logged:
@@ -483,7 +502,14 @@ class WalWriter:
             with self._cond:
                 batch, self._pending = self._pending, []
                 self._urgent = self._scheduled = False
-            self._flush(batch)
+            try:
+                self._flush(batch)
+            except Exception as e:  # not an I/O error (_flush handles those): a bug
+                traceback.print_exc()
+                self._abandon(self._internal(e), batch)  # the waiters get it, typed
+            except BaseException as e:  # KeyboardInterrupt: its thread sees it too
+                self._abandon(self._internal(e), batch)
+                raise
         finally:
             with self._cond:
                 self._flushing = False
@@ -493,34 +519,88 @@ class WalWriter:
     # -- writer thread -----------------------------------------------------
     def _run(self) -> None:
         cond = self._cond
-        while True:
-            with cond:
-                while self._flushing or not (self._pending or self._stopping or self._cut):
-                    cond.wait(_BACKSTOP_SECS)
-                if self._pending and not (self._urgent or self._stopping or self._cut):
-                    deadline = self._pending_since + self._settings()[1] / 1000.0
-                    while not (self._urgent or self._stopping or self._cut):
-                        left = deadline - time.monotonic()
-                        if left <= 0:
-                            break
-                        cond.wait(left)
-                    while self._flushing:  # a leader took the group meanwhile
-                        cond.wait()
-                batch, self._pending = self._pending, []
-                self._urgent = self._scheduled = False
-                job, self._cut = self._cut, None
-                stopping = self._stopping
-                self._flushing = True
-            try:
-                if batch:
-                    self._flush(batch)
-                if job is not None:
-                    self._finish_cut(job)
-            finally:
+        batch, job = [], None
+        try:
+            while True:
                 with cond:
-                    self._flushing = False
-                    if stopping and not self._pending:
-                        return
+                    while self._flushing or not (self._pending or self._stopping or self._cut):
+                        cond.wait(_BACKSTOP_SECS)
+                    if self._pending and not (self._urgent or self._stopping or self._cut):
+                        deadline = self._pending_since + self._settings()[1] / 1000.0
+                        while not (self._urgent or self._stopping or self._cut):
+                            left = deadline - time.monotonic()
+                            if left <= 0:
+                                break
+                            cond.wait(left)
+                        while self._flushing:  # a leader took the group meanwhile
+                            cond.wait()
+                    batch, self._pending = self._pending, []
+                    self._urgent = self._scheduled = False
+                    job, self._cut = self._cut, None
+                    stopping = self._stopping
+                    self._flushing = True
+                try:
+                    if batch:
+                        self._flush(batch)
+                    if job is not None:
+                        self._finish_cut(job)
+                finally:
+                    with cond:
+                        self._flushing = False
+                        done = stopping and not self._pending
+                if done:
+                    return
+                batch, job = [], None
+        except BaseException as e:  # a bug: never end silently, never strand a waiter
+            self._crashed(e, batch, job)
+
+    def _crashed(self, e: BaseException, batch: list, job) -> None:
+        """The writer thread met an unexpected exception: stop the log, as after an
+        I/O error.  First write, once more, whatever is pending (commits made with
+        ``synchronous_commit off`` were acknowledged already), then fail every
+        waiter and any log cut in progress.  The traceback goes to stderr."""
+        traceback.print_exc()
+        err = self._internal(e)
+        with self._cond:
+            while self._flushing:  # a leader's flush finishes first
+                self._cond.wait(_BACKSTOP_SECS)
+            if self._failed is None:
+                self._failed = err  # no new commits or cuts from here on
+            rest, self._pending = self._pending, []
+            queued, self._cut = self._cut, None
+            self._flushing = True
+        left = [item for item in batch if not item[3].done] + rest
+        try:
+            if left:
+                self._flush(left)
+        except BaseException:  # noqa: BLE001 - the thread is ending; report below
+            traceback.print_exc()
+        finally:
+            with self._cond:
+                self._flushing = False
+            self._abandon(err, left)
+            for j in (job, queued):
+                if j is not None and not j.done.is_set():
+                    if j.fd != self._fd:
+                        self._discard(j.fd, j.tmp)
+                    j.error = self._read_only()
+                    j.done.set()
+
+    def _internal(self, e: BaseException) -> StorageIOError:
+        return StorageIOError(f"{self.path}: the log writer failed ({type(e).__name__}: {e}); "
+                              "the store is now read-only, reopen it", "INTERNAL")
+
+    def _abandon(self, err: StorageIOError, items: list) -> None:
+        """Stop the log with ``err`` (unless it stopped already) and fail every
+        ticket of ``items`` not yet finished, and everything queued."""
+        with self._cond:
+            if self._failed is None:
+                self._failed = err
+            rest, self._pending = self._pending, []
+        for item in items:
+            if not item[3].done:
+                item[3]._finish(err)
+        self._fail_pending(rest)
 
     def _flush(self, batch: list) -> None:
         frames = build_frames(batch)
@@ -537,11 +617,17 @@ class WalWriter:
             self._io.pwrite(self._fd, data, self._end)
             self._io.fdatasync(self._fd)
         except OSError as e:
-            self._fail(e, batch)
+            self._fail(_io_error("writing", self.path, e), batch)
             return
         except BaseException:  # e.g. KeyboardInterrupt in a leading thread: state unknown
-            self._fail(OSError(errno.EINTR, "interrupted while writing"), batch)
+            self._fail(_io_error("writing", self.path,
+                                 OSError(errno.EINTR, "interrupted while writing")), batch)
             raise
+        lost = self._log_lost()
+        if lost is not None:  # synced, but into a file recovery will never read
+            self._lost = lost
+            self._fail(lost, batch)
+            return
         with self._cond:
             pos = self._end
             for f in frames:
@@ -570,10 +656,12 @@ class WalWriter:
             for item in batch:
                 item[3]._finish()
 
-    def _fail(self, e: OSError, batch: list) -> None:
-        err = _io_error("writing", self.path, e)
+    def _fail(self, err: StorageIOError, batch: list) -> None:
+        """Stop the log with ``err``: it fails ``batch`` (the group just written),
+        and every later commit gets ``ReadOnlyError``.  The first reason stays."""
         with self._cond:
-            self._failed = err
+            if self._failed is None:
+                self._failed = err
             rest, self._pending = self._pending, []
         for item in batch:
             item[3]._finish(err)
@@ -587,8 +675,41 @@ class WalWriter:
 
     def _fail_pending(self, items: list) -> None:
         for item in items:
-            item[3]._finish(ReadOnlyError(f"{self.path}: the log stopped after an I/O error "
-                                          f"({self._failed.message}); reopen the store"))
+            item[3]._finish(self._read_only())
+
+    def _read_only(self) -> ReadOnlyError:
+        """What a write gets once the log has stopped; names the reason."""
+        return ReadOnlyError(f"the store is read-only: {self._failed.message}")
+
+    def _log_lost(self) -> StorageIOError | None:
+        """The error to stop with if ``wal.log`` is no longer the file this writer
+        appends to (removed, or replaced by another file), else None.  Commits
+        written from then on would land in a file recovery never reads.  Costs
+        one ``fstat`` and one ``stat``."""
+        try:
+            mine = os.fstat(self._fd)
+            now = os.stat(self.path)
+        except FileNotFoundError:
+            what, name = "was removed", "ENOENT"
+        except OSError as e:
+            what, name = f"cannot be checked ({e.strerror or e})", _errno_name(e)
+        else:
+            if now.st_ino == mine.st_ino and now.st_dev == mine.st_dev:
+                return None
+            what, name = "was replaced by another file", "ESTALE"
+        return StorageIOError(f"{self.path} {what} while the store was running, so the log "
+                              "cannot be continued; the store is now read-only, reopen it", name)
+
+    def _stop(self, err: StorageIOError, lost: bool = False) -> None:
+        """Stop the log with ``err`` outside a flush (``lost``: a log cut found the
+        log file removed or replaced)."""
+        if lost:
+            self._lost = err
+        with self._cond:
+            if self._failed is None:
+                self._failed = err
+            rest, self._pending = self._pending, []
+        self._fail_pending(rest)
 
     # -- cutting the log after a checkpoint ----------------------------------
     def cut(self, csn: int) -> None:
@@ -604,11 +725,14 @@ class WalWriter:
         """
         with self._cond:
             if self._failed is not None:
-                raise ReadOnlyError(f"{self.path}: the log stopped after an I/O error; "
-                                    "reopen the store")
+                raise self._read_only()
             i = bisect_right(self._frame_last, csn)
             cut_off = self._frame_ends[i - 1] if i else HEADER_SIZE
             copied_to = self._end
+        lost = self._log_lost()  # the copy must come from the file we append to
+        if lost is not None:
+            self._stop(lost, lost=True)
+            raise lost
         tmp = self.path + ".tmp"
         io = self._io
         fd = None
@@ -620,11 +744,17 @@ class WalWriter:
             self._copy(fd, cut_off, copied_to)
         except OSError as e:
             self._discard(fd, tmp)
-            raise _io_error("checkpoint: copying the log to", tmp, e, StorageIOError) from None
+            lost = self._log_lost()
+            if lost is not None:
+                self._stop(lost, lost=True)
+                raise lost from None
+            raise _io_error("checkpoint: copying the log to", tmp, e, stops_log=False) from None
         job = _CutJob(fd, tmp, csn, cut_off, copied_to, i)
         with self._cond:
-            if self._stopping:
+            if self._failed is not None or self._stopping:
                 self._discard(fd, tmp)
+                if self._failed is not None:
+                    raise self._read_only()
                 raise ClosedError("the store is closed")
             self._cut = job
             self._cond.notify()
@@ -654,10 +784,12 @@ class WalWriter:
     def _finish_cut(self, job: _CutJob) -> None:
         """Writer side of ``cut``: runs between groups, so nothing is in flight."""
         io = self._io
+        lost = None if self._failed is not None else self._log_lost()
+        if lost is not None:
+            self._stop(lost, lost=True)
         if self._failed is not None:
             self._discard(job.fd, job.tmp)
-            job.error = ReadOnlyError(f"{self.path}: the log stopped after an I/O error; "
-                                      "reopen the store")
+            job.error = lost or self._read_only()
             job.done.set()
             return
         try:
@@ -666,7 +798,10 @@ class WalWriter:
             io.rename(job.tmp, self.path)
         except OSError as e:
             self._discard(job.fd, job.tmp)
-            job.error = _io_error("checkpoint: replacing", self.path, e, StorageIOError)
+            lost = self._log_lost()
+            if lost is not None:
+                self._stop(lost, lost=True)
+            job.error = lost or _io_error("checkpoint: replacing", self.path, e, stops_log=False)
             job.done.set()
             return
         old, self._fd = self._fd, job.fd
@@ -690,17 +825,24 @@ class WalWriter:
             # The new name may not be durable: appending would risk acknowledged
             # commits landing in a file a crash forgets.  Stop.
             err = _io_error("syncing the directory of", self.path, e)
-            with self._cond:
-                self._failed = err
-                rest, self._pending = self._pending, []
-            self._fail_pending(rest)
+            self._stop(err)
             job.error = err
         job.done.set()
 
     # -- reporting and shutdown -----------------------------------------------
     @property
     def failed(self) -> StorageIOError | None:
+        """Why the log stopped (the store is read-only), or None."""
         return self._failed
+
+    @property
+    def lost(self) -> StorageIOError | None:
+        """Set when the log stopped because ``wal.log`` was removed or replaced."""
+        return self._lost
+
+    def read_only_error(self) -> ReadOnlyError:
+        """The ``ReadOnlyError`` for a write after the log stopped."""
+        return self._read_only()
 
     def stats(self) -> dict:
         with self._cond:
