@@ -314,3 +314,12 @@ def test_ingest_tsv_batches_commit_one_by_one_and_inside_a_transaction_as_one(tc
     tcl.eval("aerostore::transaction { FlightState ingest_tsv [string map {B D} $rows] 1 }")
     assert commits() - before == 1
     assert tcl.eval("FlightState count") == "10"
+
+
+def test_a_double_tcl_writes_inexactly_is_read_from_its_text(tcl):
+    """Tcl 8.6 writes 2**-24 as 5.960464477539062e-8, which correct rounding
+    (Python, TSV) reads as the double below: the store reads the text."""
+    from aerostore.tclbridge import state
+    tcl.eval("FlightState set K lat [expr {2.0**-24}]")
+    assert tcl.eval("FlightState get K lat") == "5.960464477539062e-8"
+    assert state.current.get("K")[1] == float("5.960464477539062e-8")
