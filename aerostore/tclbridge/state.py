@@ -72,14 +72,14 @@ def _prepare_dir(where: str) -> None:
                 continue            # made meanwhile by someone else: theirs to set
             os.chmod(d, 0o700)      # exactly 0700, whatever the umask
             fileio.DEFAULT.fsync_dir(os.path.dirname(d))
+        if not os.path.isdir(where):
+            raise _dir_error(where, errno.ENOTDIR)
+        if not os.access(where, os.W_OK | os.X_OK):
+            raise _dir_error(where, errno.EACCES)
+        if os.statvfs(where).f_flag & os.ST_RDONLY:
+            raise _dir_error(where, errno.EROFS)
     except OSError as e:
         raise _dir_error(where, e.errno or errno.EIO) from None
-    if not os.path.isdir(where):
-        raise _dir_error(where, errno.ENOTDIR)
-    if not os.access(where, os.W_OK | os.X_OK):
-        raise _dir_error(where, errno.EACCES)
-    if os.statvfs(where).f_flag & os.ST_RDONLY:
-        raise _dir_error(where, errno.EROFS)
 
 
 def open_store(data_dir: str) -> str:
