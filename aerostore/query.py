@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 
 from .errors import UsageError
+from .schema import as_text, show
 
 __all__ = ["Query", "OPERATORS", "glob_to_regex"]
 
@@ -35,7 +36,21 @@ OPERATORS = {
 }
 _CANON = {"eq": 1, "ne": 1, "lt": 1, "le": 1, "gt": 1, "ge": 1}
 _OP_LIST = "=, ==, !=, <>, <, <=, >, >=, range, in, match, notmatch, match_case, notmatch_case, null, notnull, true, or false"
-_USAGE = {0: "{op} field", 1: "{op} field value", 2: "{op} field low high"}
+_USAGE = {0: "{op} field", 1: "{op} field value", 2: "{op} field low high",
+          "in": '{op} field list" or "{op} field value value ?value ...?'}
+
+
+def _in_list(values, field) -> list:
+    """The values of an ``in`` term: any iterable but a bare string.
+
+    A string is refused rather than split into its characters (``"abc"`` is
+    not ``["a", "b", "c"]``); bytes likewise.
+    """
+    if isinstance(values, (str, bytes, bytearray)) or not hasattr(values, "__iter__"):
+        hint = f' (one value: ["{show(values)}"])' if isinstance(values, str) else ""
+        raise UsageError(f'bad value for "in" on field "{field}": expected a list of values, '
+                         f"not a {type(values).__name__}{hint}", "VALUE", str(field))
+    return list(values)
 
 
 def glob_to_regex(pattern: str, nocase: bool):
@@ -163,25 +178,29 @@ class Query:
 
     # -- building ------------------------------------------------------------------
     def where(self, op: str, field: str, *values) -> "Query":
-        """Add a term by its Tcl operator name (see OPERATORS)."""
-        spec = OPERATORS.get(op)
+        """Add a term by its Tcl operator name (see OPERATORS).
+
+        ``in`` takes one list of values (``where("in", f, [1, 2, 3])``, never a
+        bare string) or the values themselves (``where("in", f, 1, 2, 3)``).
+        """
+        spec = OPERATORS.get(op) if isinstance(op, str) else None
         if spec is None:
-            if op in _CANON:
+            if isinstance(op, str) and op in _CANON:
                 spec = (op, 1)
             else:
-                raise UsageError(f'bad operator "{op}": must be {_OP_LIST}', "OPERATOR", str(op))
+                raise UsageError(f'bad operator "{show(op)}": must be {_OP_LIST}', "OPERATOR", str(op))
         canon, nvals = spec
-        if len(values) != nvals:
-            raise UsageError(f'wrong # args: should be "{_USAGE[nvals].format(op=op)}"', "TERM")
+        if len(values) != nvals and not (canon == "in" and len(values) > 1):
+            usage = _USAGE["in" if canon == "in" else nvals].format(op=op)
+            raise UsageError(f'wrong # args: should be "{usage}"', "TERM")
         schema = self._schema
         pos = schema.position(field)
         fld = schema.fields[pos]
         if canon in ("match", "notmatch", "match_case", "notmatch_case"):
-            vals = (glob_to_regex(str(values[0]), canon in ("match", "notmatch")),)
+            pattern = as_text(values[0], fld.name, "VALUE", fld.name, what=f"{op} pattern on field")
+            vals = (glob_to_regex(pattern, canon in ("match", "notmatch")),)
         elif canon == "in":
-            seq = values[0]
-            if isinstance(seq, (str, bytes)) or not hasattr(seq, "__iter__"):
-                raise UsageError(f'bad value for "in": expected a list of values for field "{fld.name}"', "VALUE")
+            seq = values if len(values) > 1 else _in_list(values[0], fld.name)
             coerced = [fld.coerce(v) for v in seq]
             vals = (frozenset(v for v in coerced if v is not None),)
         else:
@@ -199,7 +218,7 @@ class Query:
     def gt(self, f, v): return self.where(">", f, v)
     def ge(self, f, v): return self.where(">=", f, v)
     def range(self, f, lo, hi): return self.where("range", f, lo, hi)
-    def in_values(self, f, values): return self.where("in", f, list(values))
+    def in_values(self, f, values): return self.where("in", f, _in_list(values, f))
     def match(self, f, pattern): return self.where("match", f, pattern)
     def notmatch(self, f, pattern): return self.where("notmatch", f, pattern)
     def match_case(self, f, pattern): return self.where("match_case", f, pattern)
@@ -210,9 +229,15 @@ class Query:
     def false(self, f): return self.where("false", f)
 
     def sort_by(self, *keys) -> "Query":
-        """Sort keys: "lat" (default direction), "-lat" (descending), or ("lat", "asc"|"desc")."""
+        """Sort keys: "lat" (default direction), "-lat" (descending), or ("lat", "asc"|"desc").
+
+        Anything else is a UsageError (errorCode ``AEROSTORE USAGE SORT`` or ``FIELD``).
+        """
         for k in keys:
-            if isinstance(k, tuple):
+            if isinstance(k, (tuple, list)):
+                if len(k) != 2:
+                    raise UsageError(f"bad sort key {show(repr(k))}: expected \"field\", \"-field\" or "
+                                     f'("field", "asc"|"desc")', "SORT")
                 name, d = k
                 if d not in ("asc", "desc"):
                     raise UsageError(f'bad sort direction "{d}": must be asc or desc', "SORT")
