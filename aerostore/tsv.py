@@ -42,14 +42,18 @@ from __future__ import annotations
 import math
 import os
 import re
+import secrets
+import stat
 import time
 from itertools import repeat
 from operator import itemgetter
 
 from .errors import AerostoreError, DecodeError, TransientError, UsageError
 from .gcpause import paused
+from .schema import show as _show, surrogate_at
 
-__all__ = ["Codec", "codec", "IngestResult", "ingest_tsv", "ingest_file", "export_tsv"]
+__all__ = ["Codec", "codec", "IngestResult", "ingest_tsv", "ingest_file", "export_tsv",
+           "write_rows", "write_file_atomic"]
 
 _BOM = "\ufeff"
 _BOM_BYTES = b"\xef\xbb\xbf"
@@ -63,13 +67,6 @@ _INT_RE = re.compile(r"[+-]?[0-9]+")
 _FLOAT_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _BOOL_WORDS = {"1": True, "true": True, "yes": True, "on": True,
                "0": False, "false": False, "no": False, "off": False}
-
-
-def _show(s: str) -> str:
-    """A cell for an error message: shortened, control characters escaped."""
-    s = s if len(s) <= 60 else s[:57] + "..."
-    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
-                   for ch in s)
 
 
 class Codec:
@@ -221,9 +218,7 @@ class Codec:
                 return None
         clean = text.isascii()
         if not clean:
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError:
+            if surrogate_at(text) >= 0:
                 return None
         else:
             for ch in _LENIENT_CHARS:
@@ -277,12 +272,18 @@ class Codec:
         return rows
 
     def _slow(self, text: str, first_line: int) -> list:
-        """The reference decoder, line by line; raises DecodeError at the first bad line."""
+        """The reference decoder, line by line; raises DecodeError at the first bad line.
+
+        A CR is part of a line ending only before an LF: at the very end of
+        the input (the last piece after the last LF) it is a CR inside a line.
+        """
         rows = []
         append = rows.append
         decode_line = self.decode_line
-        for n, line in enumerate(text.split("\n"), first_line):
-            if line.endswith("\r"):
+        lines = text.split("\n")
+        last = first_line + len(lines) - 1
+        for n, line in enumerate(lines, first_line):
+            if line.endswith("\r") and n != last:
                 line = line[:-1]
             if line:
                 append(decode_line(line, n))
@@ -294,11 +295,9 @@ class Codec:
         if cr >= 0:
             raise DecodeError(lineno, line.count("\t", 0, cr) + 1,
                               "CR inside a line (only CRLF line endings are accepted)")
-        try:
-            line.encode("utf-8")
-        except UnicodeEncodeError as e:
-            raise DecodeError(lineno, line.count("\t", 0, e.start) + 1,
-                              "invalid Unicode (lone surrogate)") from None
+        bad = surrogate_at(line)
+        if bad >= 0:
+            raise DecodeError(lineno, line.count("\t", 0, bad) + 1, "invalid Unicode (lone surrogate)")
         cells = line.split("\t")
         width = self.width
         if len(cells) != width:
@@ -552,10 +551,12 @@ def ingest_file(db, table, path, batch_size=1024, *, txn=None, progress=None,
 def export_tsv(db, table, dest=None, *, query=None, txn=None):
     """Write rows of ``table`` as TSV: all of them, or those ``query`` selects.
 
-    ``dest``: None (return the text), a path (written as UTF-8; returns the
-    number of rows), or an object with ``write(str)`` (returns the number of
-    rows).  Reads one snapshot (``txn``'s if given).  Ingesting the output
-    reproduces the rows exactly (floats are written with repr).
+    ``dest``: None (return the text), a path (returns the number of rows), or
+    an object with ``write(str)`` (returns the number of rows).  A path is
+    written through a temporary file renamed into place (``write_file_atomic``),
+    so a failed export leaves an existing file as it was.  Reads one snapshot
+    (``txn``'s if given).  Ingesting the output reproduces the rows exactly
+    (floats are written with repr).
     """
     h = _handle(db, table, txn)
     c = codec(h.schema)
@@ -567,16 +568,108 @@ def export_tsv(db, table, dest=None, *, query=None, txn=None):
     if dest is None:
         return c.encode(rows)
     if isinstance(dest, (str, bytes, os.PathLike)):
-        try:
-            with open(dest, "w", encoding="utf-8", newline="") as f:
-                _write_rows(f.write, c, rows)
-        except OSError as e:
-            raise UsageError(f'cannot write "{os.fsdecode(dest)}": {e.strerror or e}', "FILE") from None
+        write_file_atomic(dest, lambda f: write_rows(f.write, c, rows, encode=True))
     else:
-        _write_rows(dest.write, c, rows)
+        write_rows(dest.write, c, rows)
     return len(rows)
 
 
-def _write_rows(write, c: Codec, rows):
+def write_rows(write, c: Codec, rows, *, encode: bool = False) -> None:
+    """``write`` the TSV text of ``rows`` in pieces of ``_ENCODE_ROWS`` rows.
+
+    ``encode``: pieces go out as UTF-8 bytes, else as str.  A row that UTF-8
+    cannot encode (a lone surrogate: the entry points refuse them, but
+    ``TxnTable.upsert_many`` stores rows as given) raises UsageError naming the
+    row and field, before its piece is written.
+    """
     for i in range(0, len(rows), _ENCODE_ROWS):
-        write(c.encode(rows[i:i + _ENCODE_ROWS], start=i == 0))
+        part = rows[i:i + _ENCODE_ROWS]
+        text = c.encode(part, start=i == 0)
+        if not text.isascii() and surrogate_at(text) >= 0:
+            _unencodable(c.schema, part)
+        write(text.encode("utf-8") if encode else text)
+
+
+def _unencodable(schema, rows):
+    """Raise the UsageError for the first row of ``rows`` holding a lone surrogate."""
+    for row in rows:
+        for f, v in zip(schema.fields, row):
+            if isinstance(v, str) and surrogate_at(v) >= 0:
+                raise UsageError(f'cannot export row "{_show(row[schema.key_pos])}" of table '
+                                 f'{schema.name}: field "{f.name}" holds a lone surrogate, which '
+                                 "UTF-8 cannot encode; set the field to valid text or delete the row",
+                                 "VALUE", f.name)
+    raise AssertionError("no row holds a lone surrogate")  # pragma: no cover
+
+
+def write_file_atomic(path, fill) -> None:
+    """Replace the file at ``path`` with what ``fill(f)`` writes to a binary file ``f``.
+
+    The data goes to a new temporary file in the same directory (created with
+    mode 0666 less the umask, or the replaced file's mode), which is fsync'ed
+    and then renamed over ``path`` (a symlink is followed: its target is
+    replaced); the directory is fsync'ed after.  Until the rename nothing at
+    ``path`` changes, so when anything fails (an unwritable directory, a full
+    disk, an error raised by ``fill``) the old file is intact and the
+    temporary file is removed.  An OSError becomes ``UsageError`` (errorCode
+    ``AEROSTORE USAGE FILE``); errors raised by ``fill`` pass through.
+    """
+    shown = os.fsdecode(path)
+    try:
+        target = os.path.realpath(shown)
+        folder, base = os.path.split(target)
+        try:
+            mode = stat.S_IMODE(os.stat(target).st_mode)
+        except FileNotFoundError:
+            mode = None
+        fd, tmp = _create_temp(folder, base)
+    except OSError as e:
+        raise UsageError(f'cannot write "{shown}": {e.strerror or e}', "FILE") from None
+    try:
+        try:
+            if mode is not None:
+                os.fchmod(fd, mode)
+            with os.fdopen(fd, "wb") as f:
+                fd = -1
+                fill(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+            tmp = None
+            _fsync_dir(folder)
+        finally:
+            if fd >= 0:
+                os.close(fd)
+            if tmp is not None:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+    except OSError as e:
+        raise UsageError(f'cannot write "{shown}": {e.strerror or e}', "FILE") from None
+
+
+def _create_temp(folder: str, base: str) -> tuple:
+    """A new file ``.<base>.<random>.tmp`` in ``folder``: (descriptor, path)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = os.path.join(folder, f".{base}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {base}")
+
+
+def _fsync_dir(folder: str) -> None:
+    """Make a rename in ``folder`` durable (best effort where directories cannot be opened)."""
+    try:
+        dfd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)

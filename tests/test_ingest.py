@@ -1,6 +1,7 @@
 """Bulk ingest (string and file), export, and their atomicity on bad input."""
 
 import io
+import os
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -268,3 +269,63 @@ def test_export_to_an_unwritable_path(db, tmp_path):
     with pytest.raises(UsageError, match="cannot write") as ei:
         db.export_tsv("FlightState", tmp_path)                  # a directory
     assert ei.value.tcl_errorcode == ["AEROSTORE", "USAGE", "FILE"]
+
+
+# -- export writes a whole file or leaves the old one --------------------------------------------
+
+def test_failed_export_leaves_the_file_intact(db, tmp_path, monkeypatch):
+    """write_tsv -file F / export_tsv(path): a failure must not truncate F."""
+    import aerostore.tsv as tsv
+    t = db.table("FlightState")
+    t.query().delete()
+    t.upsert(("A", 1.0, 2.0, 3, 4, 5))
+    target = tmp_path / "out.tsv"
+    target.write_text("precious\n")
+
+    def boom(*a, **k):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(tsv.os, "fsync", boom)
+    with pytest.raises(UsageError, match="No space left") as ei:
+        db.export_tsv("FlightState", str(target))
+    assert ei.value.tcl_errorcode == ["AEROSTORE", "USAGE", "FILE"]
+    monkeypatch.undo()
+    assert target.read_text() == "precious\n"
+    assert os.listdir(tmp_path) == ["out.tsv"]                      # the temporary file is gone
+    assert db.export_tsv("FlightState", str(target)) == 1
+    assert target.read_text() == "A\t1.0\t2.0\t3\t4\t5\n"
+
+
+def test_export_keeps_mode_follows_symlinks_and_creates_with_umask(db, tmp_path):
+    db.table("FlightState").query().delete()
+    db.table("FlightState").upsert(("A", 1.0, 2.0, 3, 4, 5))
+    target = tmp_path / "out.tsv"
+    target.write_text("old\n")
+    os.chmod(target, 0o604)
+    db.export_tsv("FlightState", target)                        # a PathLike
+    assert os.stat(target).st_mode & 0o777 == 0o604
+    link = tmp_path / "link.tsv"
+    os.symlink(target, link)
+    db.export_tsv("FlightState", str(link))
+    assert os.path.islink(link) and target.read_text() == "A\t1.0\t2.0\t3\t4\t5\n"
+    old = os.umask(0o027)
+    try:
+        db.export_tsv("FlightState", str(tmp_path / "new.tsv"))
+    finally:
+        os.umask(old)
+    assert os.stat(tmp_path / "new.tsv").st_mode & 0o777 == 0o640
+    assert sorted(os.listdir(tmp_path)) == ["link.tsv", "new.tsv", "out.tsv"]
+
+
+def test_export_of_a_stored_lone_surrogate_is_a_usage_error(db, tmp_path):
+    """Only the unvalidated bulk path can still store one; export names the row
+    instead of failing with UnicodeEncodeError, and leaves the file alone."""
+    with db.transaction() as txn:
+        txn.table("FlightState").upsert_many([("bad\ud800", None, None, None, None, None)])
+    target = tmp_path / "out.tsv"
+    target.write_text("precious\n")
+    for dest in (str(target), io.StringIO()):
+        with pytest.raises(UsageError, match=r'cannot export row "bad\\ud800" of table FlightState: '
+                                             r'field "flight_id" holds a lone surrogate') as ei:
+            db.export_tsv("FlightState", dest)
+        assert ei.value.tcl_errorcode == ["AEROSTORE", "USAGE", "VALUE", "flight_id"]
+    assert target.read_text() == "precious\n" and os.listdir(tmp_path) == ["out.tsv"]

@@ -91,6 +91,11 @@ BAD = [
     ("A\t1\t2\t0x10\t4\t5", 1, 4,
      'bad value "0x10" for field "altitude": expected an integer from -2147483648 to 2147483647'),
     (GOOD + "\rB\t1\t2\t3\t4\t5", 1, 6, "CR inside a line (only CRLF line endings are accepted)"),
+    # a CR at the very end of the input ends no line: it is inside the last one
+    (GOOD + "\r", 1, 6, "CR inside a line (only CRLF line endings are accepted)"),
+    (GOOD + "\r\n" + GOOD + "\r", 2, 6, "CR inside a line (only CRLF line endings are accepted)"),
+    (GOOD + "\n\r", 2, 1, "CR inside a line (only CRLF line endings are accepted)"),
+    ((GOOD + "\r").encode(), 1, 6, "CR inside a line (only CRLF line endings are accepted)"),
     (GOOD + "\n\ud800X\t1\t2\t3\t4\t5", 2, 1, "invalid Unicode (lone surrogate)"),
     (b"A\t1\t2\t3\t4\t5\r\nB\t1\t2\t3\t4\t5\nC\xff\t1\t2\t3\t4\t5", 3, 1, "invalid UTF-8 (byte 0xff)"),
     (b"A\t1\t2\t3\t4\t\xc3", 1, 6, "invalid UTF-8 (byte 0xc3)"),
@@ -181,3 +186,21 @@ def test_arbitrary_text_never_crashes(text):
     else:
         for r in rows:
             assert len(r) == 6 and r[0]
+
+
+def test_lone_cr_at_the_end_of_a_file(tmp_path):
+    """The file reader's last block (no final LF) follows the same rule."""
+    import aerostore
+    p = tmp_path / "cr.tsv"
+    p.write_bytes((GOOD + "\r\n" + GOOD.replace("UAL", "DAL") + "\r").encode())
+    db = aerostore.open(":memory:")
+    try:
+        db.create_table(FlightState)
+        with pytest.raises(DecodeError) as ei:
+            db.ingest_file("FlightState", str(p))
+        assert (ei.value.line, ei.value.column) == (2, 6)
+        assert db.table("FlightState").count() == 0
+        p.write_bytes((GOOD + "\r\n").encode())
+        assert db.ingest_file("FlightState", str(p)).inserted == 1
+    finally:
+        db.close()
