@@ -1,22 +1,30 @@
 """Command-line tools for a closed data directory.
 
-    python -m aerostore verify DIR          check checkpoint.dat and wal.log, print a summary
-    python -m aerostore stats DIR           counters as "name value" lines
-    python -m aerostore checkpoint DIR      fold the log into a new checkpoint
-    python -m aerostore export DIR [TABLE]  the rows as TSV on stdout (sorted by key)
+    python -m aerostore verify DIR                   check checkpoint.dat and wal.log, print a summary
+    python -m aerostore stats DIR                    counters as "name value" lines
+    python -m aerostore checkpoint DIR               fold the log into a new checkpoint
+    python -m aerostore export DIR [TABLE] [-o FILE] the rows as TSV (sorted by key), on stdout or to FILE
 
 They read the files directly (checkpoint plus log replay on plain dicts), without
 the engine: no indexes are built and no TTL sweep runs, so what they show is
 exactly what is on disk.  verify/stats/export take the directory lock shared and
 change nothing (a torn tail is reported, not set aside); checkpoint takes it
 exclusively.  A directory owned by a running process is refused (exit 3), since
-its files change underneath.  Exit codes: 0 ok, 1 damaged (CorruptError or an
-inconsistent log), 2 usage, 3 locked, 4 I/O error.
+its files change underneath.  ``export`` needs TABLE when the store holds more
+than one table; ``-o FILE`` replaces FILE only once the whole export is written
+(a temporary file renamed into place), so a failed export leaves it intact.
+
+Exit codes: 0 ok, 1 damaged (CorruptError or an inconsistent log), 2 usage,
+3 locked, 4 I/O error.  When the reader of stdout goes away (``export DIR |
+head``) the tool stops quietly, as Unix tools do: it ends by SIGPIPE (a shell
+reports 141), or returns ``EXIT_PIPE`` (141) where it cannot.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+import signal
 import sys
 from bisect import bisect_right
 
@@ -25,11 +33,10 @@ from .checkpoint import FILENAME as CHECKPOINT, read_checkpoint
 from .durable import WAL, DirectoryStorage, lock_directory
 from .errors import AerostoreError, CorruptError, LockedError, StorageIOError, UsageError
 from .schema import Schema
+from .tsv import codec, write_file_atomic, write_rows
 
-USAGE = """usage: python -m aerostore verify DIR
-       python -m aerostore stats DIR
-       python -m aerostore checkpoint DIR
-       python -m aerostore export DIR [TABLE]"""
+EXIT_OK, EXIT_DAMAGED, EXIT_USAGE, EXIT_LOCKED, EXIT_IO = 0, 1, 2, 3, 4
+EXIT_PIPE = 128 + 13          # what a shell reports for a process ended by SIGPIPE
 
 
 class Image:
@@ -132,6 +139,19 @@ def _is_data_dir(path: str) -> bool:
         os.path.exists(os.path.join(path, n)) for n in (WAL, CHECKPOINT))
 
 
+def wal_tail(ws) -> tuple:
+    """``(torn, padding)`` bytes after the valid log: a torn tail runs from
+    ``ws.end`` to the last non-zero byte; the zeros after it are preallocated
+    space (the log grows in zero-filled steps), not data."""
+    if ws.end >= ws.size:
+        return 0, 0
+    with open(ws.path, "rb") as f:
+        f.seek(ws.end)
+        rest = f.read(ws.size - ws.end)
+    used = len(rest.rstrip(b"\0"))
+    return used, len(rest) - used
+
+
 def cmd_verify(path: str, out) -> None:
     image, ws, ckpt_bytes = load(path)
     ntables = len(image.tables)
@@ -140,11 +160,15 @@ def cmd_verify(path: str, out) -> None:
     if ws is None:
         out.write(f"{WAL}: none\n")
     else:
+        torn, padding = wal_tail(ws)
         out.write(f"{WAL}: base csn {ws.base_csn}, {len(ws.frame_ends)} frames, "
                   f"{ws.commits} records, {ws.end} bytes valid\n")
-        if ws.torn:
-            out.write(f"{WAL}: torn tail of {ws.torn} bytes at offset {ws.end} "
+        if torn:
+            out.write(f"{WAL}: torn tail of {torn} bytes at offset {ws.end} "
                       f"(set aside as {WAL}.torn-N on the next open)\n")
+        if padding:
+            out.write(f"{WAL}: {padding} bytes of zero padding at offset {ws.end + torn} "
+                      "(preallocated space, not data)\n")
     for name, (_, idx, rows) in image.tables.items():
         out.write(f"table {name}: {len(rows)} rows, indexes {' '.join(idx) or '-'}\n")
     out.write(f"tables {ntables}\nrows {image.rows}\nrecords {image.commits}\n"
@@ -153,11 +177,13 @@ def cmd_verify(path: str, out) -> None:
 
 def cmd_stats(path: str, out) -> None:
     image, ws, ckpt_bytes = load(path)
+    tail = wal_tail(ws) if ws else (0, 0)
     pairs = [("data_dir", os.path.abspath(path)), ("checkpoint_csn", image.checkpoint_csn),
              ("checkpoint_bytes", ckpt_bytes),
              ("wal_base_csn", ws.base_csn if ws else 0), ("wal_bytes", ws.end if ws else 0),
              ("wal_frames", len(ws.frame_ends) if ws else 0),
-             ("wal_records", ws.commits if ws else 0), ("wal_torn_bytes", ws.torn if ws else 0),
+             ("wal_records", ws.commits if ws else 0), ("wal_torn_bytes", tail[0]),
+             ("wal_padding_bytes", tail[1]),
              ("replayed_records", image.commits), ("last_csn", image.last_csn),
              ("tables", len(image.tables)), ("rows", image.rows)]
     pairs += [(f"rows.{name}", len(t[2])) for name, t in image.tables.items()]
@@ -179,60 +205,113 @@ def cmd_checkpoint(path: str, out) -> None:
     out.write(f"checkpoint rows={rows} csn={last}\n")
 
 
-def cmd_export(path: str, out, table: str | None = None) -> None:
+def cmd_export(path: str, out, table: str | None = None, output: str | None = None) -> None:
     image, _, _ = load(path)
+    names = list(image.tables)
     if table is None:
-        names = list(image.tables)
-        if len(names) == 1:
-            table = names[0]
-        elif "FlightState" in names:
-            table = "FlightState"
-        else:
-            raise UsageError(f"name the table to export: {' '.join(names) or '(no tables)'}")
+        if len(names) != 1:
+            raise UsageError(f"{path} holds {len(names)} tables: name the one to export: "
+                             + (" ".join(names) if names else "(none)"), "TABLE")
+        table = names[0]
     if table not in image.tables:
-        raise UsageError(f"no table {table!r} in {path}")
+        raise UsageError(f"no table {table!r} in {path}; its tables: {' '.join(names) or '(none)'}",
+                         "TABLE")
     schema_dict, _, rows = image.tables[table]
-    fields = Schema.from_dict(schema_dict).fields
-    kp = next(i for i, f in enumerate(fields) if f.is_key)
-    for row in sorted(rows.values(), key=lambda r: r[kp]):
-        out.write("\t".join(f.to_text(v) for f, v in zip(fields, row)) + "\n")
+    schema = Schema.from_dict(schema_dict)
+    kp = schema.key_pos
+    rows = sorted(rows.values(), key=lambda r: r[kp])
+    c = codec(schema)
+    if output is None:
+        write_rows(out.write, c, rows)
+    else:
+        write_file_atomic(output, lambda f: write_rows(f.write, c, rows, encode=True))
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m aerostore",
+        description="Tools for an Aerostore data directory that no process has open.",
+        epilog="exit codes: 0 ok, 1 damaged, 2 usage, 3 locked, 4 I/O error")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, text in (("verify", "check checkpoint.dat and wal.log; print a summary"),
+                       ("stats", 'counters as "name value" lines'),
+                       ("checkpoint", "fold the log into a new checkpoint")):
+        sp = sub.add_parser(name, help=text, description=text)
+        sp.add_argument("dir", metavar="DIR", help="the data directory")
+    sp = sub.add_parser("export", help="the rows of one table as TSV, sorted by key",
+                        description="The rows of one table as TSV, sorted by key.")
+    sp.add_argument("dir", metavar="DIR", help="the data directory")
+    sp.add_argument("table", metavar="TABLE", nargs="?",
+                    help="the table (required when the store holds more than one)")
+    sp.add_argument("-o", "--output", metavar="FILE",
+                    help="write to FILE, replacing it only once the export is complete "
+                         "(default: stdout)")
+    return p
+
+
+_COMMANDS = {"verify": cmd_verify, "stats": cmd_stats, "checkpoint": cmd_checkpoint,
+             "export": cmd_export}
 
 
 def main(argv: list | None = None, out=None) -> int:
+    """Run one command; returns the exit code (``--help`` and usage errors too)."""
     argv = sys.argv[1:] if argv is None else argv
     out = out or sys.stdout
-    cmds = {"verify": cmd_verify, "stats": cmd_stats, "checkpoint": cmd_checkpoint,
-            "export": cmd_export}
-    if len(argv) < 2 or argv[0] not in cmds or (len(argv) > 2 and argv[0] != "export") \
-            or len(argv) > 3:
-        sys.stderr.write(USAGE + "\n")
-        return 2
-    cmd, path = argv[0], argv[1]
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as e:              # --help (0) or a usage error (2), already printed
+        return e.code if isinstance(e.code, int) else EXIT_USAGE
+    path = args.dir
     if not _is_data_dir(path):
         sys.stderr.write(f"{path}: not an aerostore data directory (no {WAL} or {CHECKPOINT})\n")
-        return 2
+        return EXIT_USAGE
+    extra = {"table": args.table, "output": args.output} if args.command == "export" else {}
     lock_fd = None
     try:
-        if cmd != "checkpoint":
+        if args.command != "checkpoint":
             lock_fd = lock_directory(path, exclusive=False)
-        cmds[cmd](path, out, *argv[2:])
-        return 0
+        _COMMANDS[args.command](path, out, **extra)
+        out.flush()
+        return EXIT_OK
+    except BrokenPipeError:
+        return EXIT_PIPE
     except CorruptError as e:
         sys.stderr.write(f"CORRUPT: {e}\n")
-        return 1
+        return EXIT_DAMAGED
     except LockedError as e:
         sys.stderr.write(f"{e}\n")
-        return 3
+        return EXIT_LOCKED
     except (StorageIOError, OSError) as e:
         sys.stderr.write(f"I/O error: {e}\n")
-        return 4
+        return EXIT_IO
     except AerostoreError as e:
         sys.stderr.write(f"{e}\n")
-        return 2
+        return EXIT_USAGE
     finally:
         if lock_fd is not None:
             os.close(lock_fd)
 
 
+def _run() -> None:
+    """The process entry point: ``main``, then a quiet end when stdout's reader left.
+
+    Python ignores SIGPIPE and raises BrokenPipeError instead; after ``main``
+    has cleaned up, stdout is pointed at /dev/null (so the interpreter's final
+    flush cannot complain) and the process ends by SIGPIPE, as ``cat`` would.
+    """
+    code = main()
+    if code == EXIT_PIPE:
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):
+            pass
+        if hasattr(signal, "SIGPIPE"):
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGPIPE)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _run()

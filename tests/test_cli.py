@@ -96,8 +96,25 @@ def test_torn_tail_is_reported_not_changed(store):
         f.write(b"\1\2\3")
     size = os.path.getsize(path)
     code, out = run("verify", store)
-    assert code == 0 and f"torn tail of {size - end} bytes at offset {end}" in out
+    assert code == 0 and f"torn tail of 3 bytes at offset {end}" in out
     assert os.path.getsize(os.path.join(store, "wal.log")) == size
+    if size > end + 3:          # the rest is the log's preallocated zeros
+        assert f"{size - end - 3} bytes of zero padding at offset {end + 3} (preallocated" in out
+    stats = dict(line.split(" ", 1) for line in run("stats", store)[1].splitlines())
+    assert stats["wal_torn_bytes"] == "3"
+    assert int(stats["wal_padding_bytes"]) == size - end - 3
+
+
+def test_zero_padding_is_not_a_torn_tail(store):
+    """Preallocated zeros after the last frame are free space: reported as padding."""
+    path = os.path.join(store, "wal.log")
+    end = wal.scan(path).end
+    with open(path, "ab") as f:
+        f.write(bytes(61489))
+    size = os.path.getsize(path)
+    code, out = run("verify", store)
+    assert code == 0 and "torn" not in out
+    assert f"wal.log: {size - end} bytes of zero padding at offset {end} (preallocated space" in out
 
 
 def test_locked_and_usage(store, tmp_path):
@@ -109,3 +126,106 @@ def test_locked_and_usage(store, tmp_path):
     assert run("frobnicate", store)[0] == 2
     assert run("verify", str(tmp_path))[0] == 2
     assert run("verify", store, "extra")[0] == 2
+
+
+# -- argument parsing, pipes, several tables, atomic output ---------------------------------------
+
+def cli(*argv, **kw):
+    return subprocess.run([sys.executable, "-m", "aerostore", *argv], capture_output=True,
+                          text=True, timeout=60, **kw)
+
+
+def test_help_exits_0_and_usage_errors_exit_2(store):
+    for argv in (["--help"], ["-h"], ["export", "--help"], ["verify", "-h"]):
+        r = cli(*argv)
+        assert r.returncode == 0, argv
+        assert "usage: python -m aerostore" in r.stdout and r.stderr == ""
+    assert "verify" in cli("--help").stdout and "-o FILE" in cli("export", "-h").stdout
+    for argv in ([], ["frobnicate", store], ["verify"], ["verify", store, "extra"],
+                 ["export", store, "A", "B"]):
+        r = cli(*argv)
+        assert r.returncode == 2, argv
+        assert "usage: python -m aerostore" in r.stderr and r.stdout == ""
+    assert run("--help")[0] == 0 and run("export")[0] == 2        # main() returns the code
+
+
+@pytest.fixture
+def big_store(tmp_path):
+    d = str(tmp_path / "big")
+    db = aerostore.open(d)
+    db.create_table(FlightState).ingest_tsv(
+        "".join(f"K{i:06d}\t1.5\t2.5\t{i}\t{i % 600}\t{i}\n" for i in range(20000)))
+    db.close()
+    return d
+
+
+def test_export_into_a_closed_pipe_is_quiet(big_store):
+    """`export DIR | head -1`: no "Broken pipe" message, ended like a Unix tool (SIGPIPE)."""
+    r = subprocess.run(f"{sys.executable} -m aerostore export {big_store} | head -1; "
+                       "echo \"status=${PIPESTATUS[0]}\"", shell=True, executable="/bin/bash",
+                       capture_output=True, text=True, timeout=60)
+    assert r.stdout.splitlines() == ["K000000\t1.5\t2.5\t0\t0\t0", "status=141"]
+    assert r.stderr == ""
+    p = subprocess.Popen([sys.executable, "-m", "aerostore", "export", big_store],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.readline()
+    p.stdout.close()
+    assert p.wait(timeout=60) == -13                 # ended by SIGPIPE
+    assert p.stderr.read() == b""
+    p.stderr.close()
+
+
+def test_export_with_several_tables_needs_the_table(tmp_path):
+    d = str(tmp_path / "two")
+    db = aerostore.open(d)
+    db.create_table(FlightState).upsert(("UAL1", 1.0, 2.0, 3, 4, 5))
+
+    @aerostore.table
+    class Gate:
+        gate = aerostore.Key()
+        flight = aerostore.Str()
+    db.create_table(Gate).upsert(("A1", "UAL1"))
+    db.close()
+    r = cli("export", d)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr == f"{d} holds 2 tables: name the one to export: FlightState Gate\n"
+    assert run("export", d, "Gate") == (0, "A1\tUAL1\n")
+    assert run("export", d, "FlightState") == (0, "UAL1\t1.0\t2.0\t3\t4\t5\n")
+    r = cli("export", d, "Nope")
+    assert r.returncode == 2 and "its tables: FlightState Gate" in r.stderr
+
+
+def test_export_to_a_file_replaces_it_whole(store, tmp_path):
+    target = tmp_path / "out.tsv"
+    target.write_text("old contents\n")
+    os.chmod(target, 0o640)
+    assert run("export", store, "-o", str(target)) == (0, "")
+    assert target.read_text() == run("export", store)[1]
+    assert os.stat(target).st_mode & 0o777 == 0o640          # the replaced file's mode is kept
+    target.write_text("old contents\n")
+    code, _ = run("export", store, "Nope", "--output", str(target))
+    assert code == 2 and target.read_text() == "old contents\n"
+    r = cli("export", store, "-o", str(tmp_path / "no" / "such" / "dir.tsv"))
+    assert r.returncode == 2 and "cannot write" in r.stderr
+    assert sorted(os.listdir(tmp_path)) == sorted(["out.tsv", "db"])   # no temporary files left
+
+
+def test_export_of_a_lone_surrogate_is_an_error_not_a_traceback(tmp_path):
+    """The log can hold a lone surrogate (surrogatepass) that a transaction's
+    unchecked upsert_many stored; TSV cannot: a clear error, no traceback."""
+    d = str(tmp_path / "surrogate")
+    db = aerostore.open(d)
+    t = db.create_table(FlightState)
+    t.upsert(("OK1", 1.0, 2.0, 3, 4, 5))
+    with db.transaction() as txn:        # the unchecked bulk path
+        txn.table("FlightState").upsert_many([("bad\ud800", None, None, None, None, None)])
+    db.close()
+    target = tmp_path / "out.tsv"
+    target.write_text("keep\n")
+    for argv in (["export", d], ["export", d, "-o", str(target)]):
+        r = cli(*argv)
+        assert r.returncode == 2, argv
+        assert "Traceback" not in r.stderr
+        assert 'cannot export row "bad\\ud800" of table FlightState: field "flight_id" holds a ' \
+               "lone surrogate" in r.stderr
+    assert target.read_text() == "keep\n"
