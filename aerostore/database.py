@@ -45,14 +45,13 @@ from .storage import MemoryStorage
 from .gcpause import paused
 from .heap import TableStore
 from .maintainer import Maintainer
+from .retry import run_in_transaction
 from .txn import Transaction, TxnTable
 from . import tsv
 from .ttl import TTLSweeper
 from .watch import WatchHub
 
 __all__ = ["Database", "Table", "open"]
-
-_AUTOCOMMIT_RETRIES = 100
 
 
 def open(path: str | None = ":memory:", **config) -> "Database":  # noqa: A001 - the library's verb
@@ -237,6 +236,18 @@ class Database:
         """``with db.transaction() as txn:`` commits on exit, rolls back on an exception."""
         return self.begin()
 
+    def run_in_transaction(self, fn, *args, timeout: float | None = None, **kw):
+        """``fn(txn, *args, **kw)`` in a transaction, run again after a write conflict.
+
+        Waits for the winning commit to become visible before each retry and
+        backs off on repeated conflicts (retry.py); ``fn`` must be safe to run
+        more than once (it sees a fresh snapshot each time).  Returns ``fn``'s
+        result; raises ``WriteConflict`` after ``timeout`` seconds of conflicts
+        (default 30), or what ``fn`` or the commit raised.
+        """
+        self._check_open()
+        return run_in_transaction(self, fn, *args, timeout=timeout, **kw)
+
     def _commit(self, txn: Transaction) -> None:
         writes = txn._writes
         if not any(writes.values()):
@@ -253,11 +264,14 @@ class Database:
             s = txn.snapshot
             for tname, ws in writes.items():
                 if ws:
-                    k = stores[tname].check_conflicts(ws, s)
-                    if k is not None:
-                        raise WriteConflict(
+                    hit = stores[tname].check_conflicts(ws, s)
+                    if hit is not None:
+                        k, won = hit
+                        e = WriteConflict(
                             f'write conflict on key "{k}" in {tname}: another transaction committed it '
                             f'first; run the transaction again')
+                        e.csn = won
+                        raise e
             self._csn += 1
             csn = self._csn
             changes: list = []
@@ -574,18 +588,9 @@ class Table:
                 db._maint.request_vacuum()
 
     def _write(self, fn):
-        db = self._db
-        for _ in range(_AUTOCOMMIT_RETRIES):
-            txn = db.begin()
-            try:
-                out = fn(TxnTable(txn, self._st))
-                txn.commit()
-                return out
-            except WriteConflict:
-                continue
-            finally:
-                txn.rollback()
-        raise WriteConflict(f"{self.name}: gave up after {_AUTOCOMMIT_RETRIES} write conflicts")
+        """``fn(TxnTable)`` as its own transaction, run again on a conflict (retry.py)."""
+        st = self._st
+        return run_in_transaction(self._db, lambda txn: fn(TxnTable(txn, st)))
 
     def upsert(self, row) -> bool:
         return self._write(lambda t: t.upsert(row))

@@ -87,6 +87,7 @@ class WriteConflict(TransientError):
     """
 
     code = ("AEROSTORE", "CONFLICT")
+    csn: int | None = None      # the commit that won; retry.py waits until it is visible
 
 
 class StorageIOError(AerostoreError):

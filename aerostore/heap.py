@@ -93,6 +93,11 @@ def _index_writes(idx, pairs, vals: dict, slots: dict, add: bool) -> None:
 _first, _second, _third = itemgetter(0), itemgetter(1), itemgetter(2)
 
 
+def _newer_csn(head) -> int:
+    """The CSN of the newest commit on a chain (its delete, else its head's insert)."""
+    return head.xmax if head.xmax < INF else head.xmin
+
+
 class TableStore:
     """Heap, key map, version chains and indexes of one table."""
 
@@ -164,7 +169,8 @@ class TableStore:
 
     # -- writes --------------------------------------------------------------------
     def check_conflicts(self, keys, s: int):
-        """The first of ``keys`` (a dict or set) whose newest version is newer than snapshot ``s``, or None.
+        """``(key, csn)`` for the first of ``keys`` (a dict or set) whose newest version is
+        newer than snapshot ``s``, with the CSN of the commit that made it; or None.
 
         O(min(len(keys), unfrozen slots)).
 
@@ -183,7 +189,7 @@ class TableStore:
                 if head.__class__ is tuple or head is None:
                     continue
                 if (head.xmin > s or s < head.xmax < INF) and head.values[kp] in keys:
-                    return head.values[kp]
+                    return head.values[kp], _newer_csn(head)
             return None
         slots = self.slots
         for key in keys:
@@ -194,7 +200,7 @@ class TableStore:
             if head.__class__ is tuple or head is None:
                 continue
             if head.xmin > s or s < head.xmax < INF:
-                return key
+                return key, _newer_csn(head)
         return None
 
     def install(self, ws: dict, csn: int, tname: str, changes: list, ops: list, touched: list) -> None:

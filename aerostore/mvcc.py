@@ -62,6 +62,7 @@ class SnapshotRegistry:
 
     def __init__(self):
         self._lock = threading.Lock()
+        self._published = threading.Condition(self._lock)   # notified when the watermark moves
         self._counts: dict[int, int] = {}
         self._orphans: list = []    # released by finalizers, applied under the lock
         self.watermark = 0
@@ -117,7 +118,17 @@ class SnapshotRegistry:
             if csn <= self.watermark:
                 return False
             self.watermark = csn
+            self._published.notify_all()
             return True
+
+    def wait_published(self, csn: int, timeout: float) -> bool:
+        """Block until commit ``csn`` is visible (the watermark reaches it); False on timeout.
+
+        Why: a write conflict names a commit that is installed but waits for its
+        flush; a retry before it is visible would conflict with it again.
+        """
+        with self._lock:
+            return self._published.wait_for(lambda: self.watermark >= csn, timeout)
 
     def active(self) -> int:
         with self._lock:
