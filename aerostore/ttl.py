@@ -42,12 +42,13 @@ import time
 import traceback
 
 from .errors import AerostoreError, ClosedError, TransientError, UsageError
+from .retry import run_in_transaction
 
 __all__ = ["TTLSweeper", "TTL_FIELD"]
 
 TTL_FIELD = "updated_at"
 _KEYS = ("aerostore.ttl_secs", "aerostore.ttl_sweep_interval_ms")
-_MAX_CONFLICT_RETRIES = 16
+_CONFLICT_SECS = 1.0            # a slice retries conflicts this long, then waits for the next pass
 _RETRY_SECS = 0.1       # pause after the loop itself failed, so a persistent fault cannot spin
 
 
@@ -207,25 +208,21 @@ class TTLSweeper:
 
         A row refreshed since the keys were found is skipped; one refreshed
         after this transaction's snapshot makes it conflict, and the retry
-        (with a fresh snapshot) skips it.
+        (retry.py: with a fresh snapshot, once the refresh is visible) skips it.
         """
-        for _ in range(_MAX_CONFLICT_RETRIES):
-            txn = self._db.begin()
-            try:
-                t = txn.table(name)
-                get = t.get
-                doomed = []
-                for k in keys:
-                    r = get(k)
-                    if r is not None and r[pos] is not None and r[pos] < cutoff:
-                        doomed.append(k)
-                if not doomed:
-                    return 0
+        def run(txn):
+            t = txn.table(name)
+            get = t.get
+            doomed = []
+            for k in keys:
+                r = get(k)
+                if r is not None and r[pos] is not None and r[pos] < cutoff:
+                    doomed.append(k)
+            if doomed:
                 t.delete_many(doomed)
-                txn.commit()
-                return len(doomed)
-            except TransientError:
-                continue
-            finally:
-                txn.rollback()
-        return 0                            # busy rows: the next pass tries again
+            return len(doomed)
+
+        try:
+            return run_in_transaction(self._db, run, timeout=_CONFLICT_SECS)
+        except TransientError:
+            return 0                        # busy rows: the next pass tries again
