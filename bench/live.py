@@ -27,7 +27,6 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import datagen                                   # noqa: E402
-import liveplot                                  # noqa: E402
 import livereport                                # noqa: E402
 import machine                                   # noqa: E402
 import pg                                        # noqa: E402

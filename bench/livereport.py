@@ -10,7 +10,7 @@ import json
 import os
 
 import liveplot
-from livestats import KINDS, TARGETS_MS, TITLES, bins
+from livestats import KINDS, TARGETS_MS, bins
 
 
 def fmt_ms(x):
