@@ -25,7 +25,7 @@ Layers hold the entries:
 
 Writers apply their entries at once, under the table latch (the commit path,
 before the commit is published; pruning, before the slot is freed or frozen),
-O(log n) each into ``delta``/``tomb``.  A batch of at least ``_budget()``
+O(log n) each into ``delta``/``tomb``.  A batch of at least ``budget``
 entries (a bulk load) is folded into ``main`` by the writer at C speed
 instead.  Once ``delta`` and ``tomb`` pass the budget (1/32 of ``main``, at
 least 4096 entries), the table's maintainer (maintainer.py) folds them into a
@@ -150,9 +150,12 @@ class ArrayIndex(SortedIndex):
         self.wide = dtype is np.complex128
         self.key_dtype = key_dtype if self.wide else dtype
         self.main = np.empty(0, dtype)
+        self.budget = _DELTA_MIN            # layer entries before a fold is due; see _set_main
         self.delta = SortedList()
         self.tomb = SortedList()
         self.frozen = None                  # (delta, tomb) being folded, or None
+        self.on_due = None                  # called with self once a fold is due (the table's maintainer)
+        self._requested = False
         self._gen = 0                       # bumped when main is replaced: stale fold jobs are dropped
         self.folds = 0                      # folds into main so far (tests count them)
         info = np.iinfo(dtype) if not self.wide else None
@@ -233,6 +236,44 @@ class ArrayIndex(SortedIndex):
         return int(main.searchsorted(complex(h, e & _M43), side))
 
     # -- writes (at once, under the table latch) -------------------------------------
+    def add(self, value, slot: int) -> None:
+        """Record that ``slot`` has a version with ``value`` (absent before).  O(log n)."""
+        if not self.ready:
+            return
+        if value is None:
+            self.nulls.add(slot)
+            return
+        e = self.entry(self.key(value), slot)
+        tomb = self.tomb
+        if e in tomb:
+            tomb.remove(e)
+        else:
+            self.delta.add(e)
+            self._after_write()
+
+    def remove(self, value, slot: int) -> None:
+        """Record that no retained version of ``slot`` has ``value`` any more.  O(log n)."""
+        if not self.ready:
+            return
+        if value is None:
+            self.nulls.discard(slot)
+            return
+        e = self.entry(self.key(value), slot)
+        delta = self.delta
+        if e in delta:
+            delta.remove(e)
+        else:
+            self.tomb.add(e)
+            self._after_write()
+
+    def _after_write(self) -> None:
+        """Tell the owner once the layers pass the budget.  O(1)."""
+        if (not self._requested and self.frozen is None
+                and len(self.delta) + len(self.tomb) > self.budget):
+            self._requested = True
+            if self.on_due is not None:
+                self.on_due(self)
+
     def _apply(self, adds, rms) -> None:
         """Add entries ``adds`` (each absent) and remove ``rms`` (each present).  O(log n) each.
 
@@ -240,7 +281,7 @@ class ArrayIndex(SortedIndex):
         tombstone, one added back cancels it; an entry not in the base becomes
         a delta entry, and removing it again takes it out.
         """
-        if len(adds) + len(rms) >= self._budget():
+        if len(adds) + len(rms) >= self.budget:
             self._fold_now(self._to_np(list(adds)) if adds else None,
                            self._to_np(list(rms)) if rms else None)
             return
@@ -255,21 +296,24 @@ class ArrayIndex(SortedIndex):
                 tomb.remove(e)
             else:
                 delta.add(e)
+        self._after_write()
 
     def _add_many(self, values: list, slots: list) -> None:
-        if len(values) >= self._budget():
+        if len(values) >= self.budget:
             self._fold_now(self._np_entries(values, slots), None)
         else:
             self._apply(self._entries(values, slots), ())
 
     def _remove_many(self, values: list, slots: list) -> None:
-        if len(values) >= self._budget():
+        if len(values) >= self.budget:
             self._fold_now(None, self._np_entries(values, slots))
         else:
             self._apply((), self._entries(values, slots))
 
-    def _budget(self) -> int:
-        return max(_DELTA_MIN, len(self.main) >> 5)
+    def _set_main(self, main) -> None:
+        """Replace ``main``; the layer budget follows its size (1/32, at least _DELTA_MIN)."""
+        self.main = main
+        self.budget = max(_DELTA_MIN, len(main) >> 5)
 
     @property
     def pending(self) -> int:
@@ -281,7 +325,7 @@ class ArrayIndex(SortedIndex):
 
     def wants_fold(self) -> bool:
         """True when the layers in front of ``main`` passed the budget and no fold runs.  O(1)."""
-        return self.frozen is None and len(self.delta) + len(self.tomb) > self._budget()
+        return self.frozen is None and len(self.delta) + len(self.tomb) > self.budget
 
     def fold_start(self, force: bool = False):
         """Freeze the layers for a fold; the job for ``fold_compute``, or None (nothing due,
@@ -293,6 +337,7 @@ class ArrayIndex(SortedIndex):
         self.frozen = (self.delta, self.tomb)
         self.delta = SortedList()
         self.tomb = SortedList()
+        self._requested = False
         self._gen += 1
         return (self._gen, self.main, self.frozen)
 
@@ -308,7 +353,7 @@ class ArrayIndex(SortedIndex):
         """Install a ``fold_compute`` result; False if ``main`` was replaced meanwhile.  Latch held, O(1)."""
         if job[0] != self._gen or self.frozen is not job[2]:
             return False
-        self.main = main
+        self._set_main(main)
         self.frozen = None
         self._gen += 1
         self.folds += 1
@@ -334,7 +379,8 @@ class ArrayIndex(SortedIndex):
         self.delta = SortedList()
         self.tomb = SortedList()
         self.frozen = None
-        self.main = main
+        self._requested = False
+        self._set_main(main)
         self._gen += 1
         self.folds += 1
 
@@ -354,10 +400,11 @@ class ArrayIndex(SortedIndex):
     def retire(self) -> None:
         self.nulls = set()
         self.ready = False
-        self.main = np.empty(0, self.dtype)
+        self._set_main(np.empty(0, self.dtype))
         self.delta = SortedList()
         self.tomb = SortedList()
         self.frozen = None
+        self._requested = False
         self._gen += 1
 
     def build(self, values: list, slots: list) -> None:
@@ -365,7 +412,7 @@ class ArrayIndex(SortedIndex):
         self.retire()
         values, slots, nulls = self._split_nulls(values, slots)
         self.nulls = set(nulls)
-        self.main = np.sort(self._np_entries(values, slots)) if values else np.empty(0, self.dtype)
+        self._set_main(np.sort(self._np_entries(values, slots)) if values else np.empty(0, self.dtype))
         self.ready = True
 
     # -- reads (the caller holds the table latch) ---------------------------------------

@@ -144,15 +144,18 @@ class TableStore:
                 if ix.ready:
                     ix.settle()
 
-    def _fold_wanted(self, idx) -> None:
-        """Hand the indexes whose layers passed their budget to the maintainer (inline without one)."""
-        for ix in idx:
-            if ix.ready and ix.wants_fold():
-                m = self.maintainer
-                if m is None:
-                    ix.settle()
-                else:
-                    m.request(self, ix)
+    def _fold_due(self, ix) -> None:
+        """``ix``'s layers passed their budget: hand it to the maintainer (inline without one)."""
+        m = self.maintainer
+        if m is None:
+            ix.settle()
+        else:
+            m.request(self, ix)
+
+    def _new_index(self, pos: int):
+        ix = new_index(pos, self.schema.fields[pos])
+        ix.on_due = self._fold_due
+        return ix
 
     def iter_visible(self, s: int, start: int = 0, stop: int | None = None):
         """Rows visible to ``s`` among slots [start, stop): for scans and checkpoints."""
@@ -284,7 +287,6 @@ class TableStore:
             _index_writes(idx, simple, add_vals, add_slots, True)
             n_live += len(fresh_keys)
             self.live.append((csn, self.live[-1][1] + n_live))
-            self._fold_wanted(idx)
 
     def _alloc(self, n: int) -> list:
         """``n`` free slot numbers: recycled ones first, then new ones."""
@@ -369,7 +371,6 @@ class TableStore:
             live = self.live
             while len(live) > 1 and live[1][0] <= h:
                 live.popleft()
-            self._fold_wanted(idx)
 
     # -- bulk load, indexes -----------------------------------------------------------
     def load(self, rows_iter) -> None:
@@ -418,7 +419,7 @@ class TableStore:
     def add_retired_index(self, pos: int) -> None:
         """Declare an index that builds on its first read (recovery)."""
         if pos not in self.indexes:
-            ix = new_index(pos, self.schema.fields[pos])
+            ix = self._new_index(pos)
             ix.retire()
             self.indexes[pos] = ix
 
@@ -433,7 +434,7 @@ class TableStore:
         with self.latch:
             if pos in self.indexes:
                 return False
-            ix = new_index(pos, self.schema.fields[pos])
+            ix = self._new_index(pos)
             self._fill(ix)
             self.indexes[pos] = ix
             return True

@@ -88,6 +88,7 @@ class SortedIndex:
         self.entry_form = "packed" if self.packed else "tuple"   # what chunk() returns
         self.sl = SortedList()
         self.nulls: set = set()
+        self.on_due = None     # ArrayIndex calls it once a background fold is due
         self.ready = True      # False: not built yet (after recovery); writes are not logged
 
     # -- keys and entries ----------------------------------------------------

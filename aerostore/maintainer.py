@@ -107,13 +107,16 @@ class Maintainer:
                 self.folds += 1
 
     def _fail(self, e: BaseException) -> None:
-        with self._cv:
-            self.error = e
-            self._queue.clear()
-            self._cv.notify_all()
-        traceback.print_exc()
-        if self._on_error is not None:
-            self._on_error(e)
+        """Report ``e`` (stderr, the owner's ``on_error``), then stop taking work."""
+        traceback.print_exception(e)
+        try:
+            if self._on_error is not None:
+                self._on_error(e)
+        finally:
+            with self._cv:
+                self.error = e
+                self._queue.clear()
+                self._cv.notify_all()
 
     def stop(self) -> None:
         """Stop the thread (a fold under way finishes first).  Idempotent."""
