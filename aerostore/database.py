@@ -46,6 +46,7 @@ from .gcpause import paused
 from .heap import TableStore
 from .maintainer import Maintainer
 from .retry import run_in_transaction
+from .switching import adopt as _adopt_switch_interval
 from .txn import Transaction, TxnTable
 from . import tsv
 from .ttl import TTLSweeper
@@ -68,6 +69,7 @@ class Database:
 
     def __init__(self, path: str | None = ":memory:", *, storage=None, **config):
         self.config = Config(**config)
+        _adopt_switch_interval()
         if storage is None:
             if path in (None, ":memory:"):
                 storage = MemoryStorage()
@@ -343,10 +345,14 @@ class Database:
         except ValueError:
             pass
 
-    def _vacuum(self) -> None:
-        """Prune the slots of commits every registered snapshot now sees."""
+    def _vacuum(self, block: bool = False) -> None:
+        """Prune the slots of commits every registered snapshot now sees.
+
+        Writers call it after each commit, the maintainer for readers; when a
+        vacuum already runs, return at once (``block``: wait for it, then go on).
+        """
         q = self._prune_q
-        if not q or not self._vac_lock.acquire(blocking=False):
+        if not q or not self._vac_lock.acquire(blocking=block):
             return
         try:
             h = self._snaps.horizon()
@@ -412,8 +418,8 @@ class Database:
         versions = 0
         try:
             for st in self._stores.values():
-                with st.latch:
-                    rows += st.count(s)
+                rows += st.count(s)
+                with st.latch.shared:
                     versions += st.n_frozen
                     for slot in st.unfrozen:
                         v = st.rows[slot]

@@ -19,25 +19,30 @@ layers grew past their budget is handed to the ``maintainer`` (maintainer.py),
 which folds them in the background.  ``live`` keeps the number of visible rows
 after each recent commit, so a count is O(1).
 
-Concurrency: ``latch`` (a short-held lock) guards every structural change and
-every index read; point reads (``get``) take no lock: replacing ``rows[slot]``
+Concurrency: ``latch`` (latch.py: shared by readers, exclusive for writers,
+held for short parts) guards every structural change and every index read; point reads (``get``) take no lock: replacing ``rows[slot]``
 is atomic and pruning only drops versions no registered snapshot can see.
 """
 
 from __future__ import annotations
 
-import threading
 from collections import deque
 from itertools import compress
 from operator import itemgetter, ne
 
 from .arrayindex import new_index
 from .index import SortedIndex, compacted
+from .latch import Latch
 from .mvcc import INF, Version, visible
 
 __all__ = ["TableStore"]
 
 _FEW = 8  # below this many rows, index writes go one by one instead of in batches
+# Writers take the latch per part of this many rows, so a reader waits for one
+# part (tens of microseconds), not a whole commit; from _WHOLE rows on (bulk
+# loads, folded into the index arrays at C speed) one part takes everything.
+_PART = 32
+_WHOLE = 4096
 
 
 def _chain_values(v, pos: int) -> set:
@@ -114,7 +119,7 @@ class TableStore:
         self.indexes: dict[int, SortedIndex] = {}
         self.unfrozen: set = set()
         self.n_frozen = 0
-        self.latch = threading.RLock()
+        self.latch = Latch()
 
     # -- reads -------------------------------------------------------------------
     def get(self, key, s: int):
@@ -131,7 +136,7 @@ class TableStore:
 
     def count(self, s: int) -> int:
         """Rows visible to snapshot ``s`` (registered, or the watermark).  O(commits since s)."""
-        with self.latch:
+        with self.latch.shared:
             for csn, n in reversed(self.live):
                 if csn <= s:
                     return n
@@ -185,7 +190,7 @@ class TableStore:
             # only a slot with a version chain can be newer than a snapshot; a
             # prune meanwhile only freezes (caller holds the commit lock: no installs)
             kp = self.key_pos
-            with self.latch:
+            with self.latch.shared:
                 cand = list(self.unfrozen)
             for slot in cand:
                 head = rows[slot]
@@ -210,12 +215,29 @@ class TableStore:
         """Install a committed write set (key -> row tuple, or None to delete) as CSN ``csn``.
 
         Appends the WAL ops, the change records and the slots to prune later.
-        Caller holds the commit lock.  O(len(ws)); index work is batched per
-        index and lazy (see index.py).
+        Caller holds the commit lock.  O(len(ws)); index entries are applied
+        at once, batched per index (index.py).  The latch is taken per part of
+        ``_PART`` rows, each row's heap change and index entries in one part,
+        so readers wait for at most one part; the commit is not published yet,
+        so no reader needs the parts done before its own.
         """
+        idx = list(self.indexes.values())
+        n = len(ws)
+        if n <= _PART or n >= _WHOLE:
+            n_live = self._install_part(ws.items(), csn, tname, changes, ops, touched, idx)
+        else:
+            items = list(ws.items())
+            n_live = 0
+            for i in range(0, n, _PART):
+                n_live += self._install_part(items[i:i + _PART], csn, tname, changes, ops, touched, idx)
+        with self.latch:
+            self.live.append((csn, self.live[-1][1] + n_live))
+
+    def _install_part(self, items, csn: int, tname: str, changes: list, ops: list, touched: list,
+                      idx: list) -> int:
+        """``install`` of some of the write set, under the latch; the change in live rows."""
         slots = self.slots
         rows = self.rows
-        idx = list(self.indexes.values())
         fresh_keys = []
         fresh_vals = []
         add_vals = {ix.pos: [] for ix in idx}
@@ -229,7 +251,7 @@ class TableStore:
         n_live = 0
         with self.latch:
             unfrozen = self.unfrozen      # under the latch: prune may replace it
-            for key, values in ws.items():
+            for key, values in items:
                 slot = slots.get(key)
                 if slot is None:
                     if values is not None:
@@ -285,8 +307,7 @@ class TableStore:
                 changes.extend([(tname, "insert", k, None, v) for k, v in zip(fresh_keys, fresh_vals)])
                 ops.extend([("put", tname, k, v) for k, v in zip(fresh_keys, fresh_vals)])
             _index_writes(idx, simple, add_vals, add_slots, True)
-            n_live += len(fresh_keys)
-            self.live.append((csn, self.live[-1][1] + n_live))
+        return n_live + len(fresh_keys)
 
     def _alloc(self, n: int) -> list:
         """``n`` free slot numbers: recycled ones first, then new ones."""
@@ -306,8 +327,18 @@ class TableStore:
     def prune(self, slot_list, h: int) -> None:
         """Drop versions invisible to every snapshot >= ``h``; freeze what is all-visible.
 
-        Index entries of dropped versions are removed in one batch per index.
+        Index entries of dropped versions are removed in one batch per index
+        and part: the latch is taken per part of ``_PART`` slots, each slot's
+        versions and entries changed in one part.
         """
+        n = len(slot_list)
+        if n <= _PART or n >= _WHOLE:
+            self._prune_part(slot_list, h)
+        else:
+            for i in range(0, n, _PART):
+                self._prune_part(slot_list[i:i + _PART], h)
+
+    def _prune_part(self, slot_list, h: int) -> None:
         rows = self.rows
         simple = []
         simple_append = simple.append
@@ -424,10 +455,21 @@ class TableStore:
             self.indexes[pos] = ix
 
     def ready_index(self, ix: SortedIndex) -> SortedIndex:
-        """``ix`` ready for reading (built on first use after recovery).  Caller holds the latch."""
+        """``ix`` ready for reading (built on first use after recovery).  Caller holds the latch
+        exclusively (a reader calls ``build_indexes`` first and finds every index built)."""
         if not ix.ready:
             self._fill(ix)
         return ix
+
+    def build_indexes(self) -> None:
+        """Build the indexes recovery left unbuilt (each on the first query after a reopen).
+        O(1) when all are built; else O(n log n) per index, under the exclusive latch."""
+        if all(ix.ready for ix in list(self.indexes.values())):
+            return
+        with self.latch:
+            for ix in self.indexes.values():
+                if not ix.ready:
+                    self._fill(ix)
 
     def create_index(self, pos: int) -> bool:
         """Build an index on field ``pos``; False if it exists.  O(n log n)."""

@@ -23,7 +23,8 @@ offset+limit is small against the candidates, else a full sort.
 alone (index-only count), corrected for the slots that hold version chains
 (the visibility map: every other slot is all-visible).
 
-Index reads happen in chunks under the table latch (microseconds each);
+Index reads happen in chunks under the table latch, shared with other readers
+(microseconds each);
 scans and point reads take no lock (see heap.py).
 """
 
@@ -129,16 +130,16 @@ def choose(store, q, count_only: bool) -> Plan:
             return Plan("key", len(t.values[0]), keys=sorted(t.values[0]))
     best = None
     ranged = []
-    with store.latch:
+    with store.latch.shared:
         for pos, ix in store.indexes.items():
             rs = _field_ranges(ix, terms)
             if rs is None:
                 if any(t.pos == pos and t.op == "null" for t in terms):
-                    est = len(store.ready_index(ix).nulls)
+                    est = len(_live(store, ix).nulls)
                     if best is None or est < best.est:
                         best = Plan("nulls", est, ix=ix)
                 continue
-            store.ready_index(ix)
+            _live(store, ix)
             est = sum(ix.count_between(a, b) for a, b in rs)
             ranged.append((est, pos, ix, rs))
             if best is None or est < best.est:
@@ -162,7 +163,7 @@ def choose(store, q, count_only: bool) -> Plan:
         ix = store.indexes.get(pos)
         if ix is not None:
             desc = sign < 0 or (sign == 0 and q.descending)
-            with store.latch:
+            with store.latch.shared:
                 rs = _field_ranges(ix, terms)
             if rs is None or len(rs) == 1:
                 walk_cost = min(n, need * n / max(matches, 1.0)) if n else 0
@@ -200,7 +201,7 @@ def _intersect_rows(store, plan, s, pred, skip) -> list:
     scan: the versions ``s`` sees stay while ``s`` is registered, and a slot
     freed and reused meanwhile holds only versions newer than ``s``.
     """
-    with store.latch:
+    with store.latch.shared:
         slots = _intersect_slots(store, plan)
     rows = store.rows
     kp = store.key_pos
@@ -258,9 +259,9 @@ def _live(store, ix) -> SortedIndex:
     A dropped index no longer follows prunes, so it keeps entries of versions
     that are gone (a frozen row would show up under an old value): plan again.
     """
-    if store.indexes.get(ix.pos) is not ix:
+    if store.indexes.get(ix.pos) is not ix or not ix.ready:
         raise _Stale
-    return store.ready_index(ix)
+    return ix
 
 
 def execute(store, s: int, q, overlay: dict | None, mode: str):
@@ -269,6 +270,7 @@ def execute(store, s: int, q, overlay: dict | None, mode: str):
     The result depends only on ``s``, so a run whose index went away is simply repeated.
     """
     while True:
+        store.build_indexes()
         try:
             return _execute(store, s, q, overlay, mode)
         except _Stale:
@@ -349,7 +351,7 @@ def _index_rows(store, plan, s, filt, skip, stop: int = 0) -> list:
     for lo, hi in plan.ranges:
         after = None
         while True:
-            with store.latch:
+            with store.latch.shared:
                 _live(store, ix)
                 chunk = ix.chunk(lo, hi, after, _CHUNK)
                 if not chunk:
@@ -382,7 +384,7 @@ def _null_rows(store, ix, s, pred, skip) -> list:
     """
     p = ix.pos
     kp = store.key_pos
-    with store.latch:
+    with store.latch.shared:
         slots = list(_live(store, ix).nulls)
     rows = store.rows
     out = []
@@ -429,7 +431,7 @@ def _walk(store, plan, s, pred, filt, skip, need, kf, sole_key=False) -> list:
     size = max(16, min(_CHUNK, int(plan.est * 1.2) + 8))   # the expected walk, and a margin
     stop = None             # index in out where the rows past the boundary group start
     while stop is None:
-        with store.latch:
+        with store.latch.shared:
             _live(store, ix)
             chunk = ix.chunk(lo, hi, after, size, reverse=desc)
             if chunk:
@@ -474,7 +476,7 @@ def _index_only_count(store, plan, s, pred):
     ix = plan.ix
     rs = plan.ranges
     p = ix.pos
-    with store.latch:
+    with store.latch.shared:
         _live(store, ix)
         unfrozen = store.unfrozen
         if len(unfrozen) > 65536:

@@ -24,4 +24,4 @@ def vacuum_now(db) -> None:
     """Prune everything the horizon allows, now: wait for the maintainer (it
     vacuums for readers in the background), then vacuum in this thread."""
     assert db._maint.idle(10), "the maintainer did not go idle"
-    db._vacuum()
+    db._vacuum(block=True)

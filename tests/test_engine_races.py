@@ -117,18 +117,15 @@ class SpyLatch:
     def __enter__(self):
         if threading.current_thread() is not self.owner:
             self.other_waiting.set()
-        self.inner.acquire()
+        self.inner.__enter__()
         return self
 
     def __exit__(self, *exc):
-        self.inner.release()
-        return False
+        return self.inner.__exit__(*exc)
 
-    def acquire(self, *a, **kw):
-        return self.inner.acquire(*a, **kw)
-
-    def release(self):
-        self.inner.release()
+    @property
+    def shared(self):
+        return self.inner.shared
 
 
 def test_create_index_while_vacuum_waits_for_the_latch(mem_db, t):
@@ -145,7 +142,8 @@ def test_create_index_while_vacuum_waits_for_the_latch(mem_db, t):
 
     def release_holder():
         try:
-            holder.rollback()       # its vacuum prunes K1 and K3, in this thread
+            holder.rollback()
+            mem_db._vacuum(block=True)        # prunes K1 and K3 (or the maintainer does, just as well)
         except BaseException as e:  # noqa: BLE001
             errors.append(e)
 
@@ -171,8 +169,12 @@ def test_drop_index_while_vacuum_waits_for_the_latch(mem_db, t):
     spy = SpyLatch(st.latch)
     st.latch = spy
 
+    def release_holder():
+        holder.rollback()
+        mem_db._vacuum(block=True)
+
     with spy:
-        th = threading.Thread(target=holder.rollback)
+        th = threading.Thread(target=release_holder)
         th.start()
         assert spy.other_waiting.wait(30)
         t.drop_index("gs")
@@ -208,7 +210,7 @@ def test_transaction_finalizer_inside_the_registry_lock(mem_db, flights):
 
 
 class HookLatch:
-    """The table latch; runs ``hook`` (once) when the ``at``-th acquisition starts."""
+    """The table latch; runs ``hook`` (once) when the ``at``-th reader section starts."""
 
     def __init__(self, inner, at, hook):
         self.inner = inner
@@ -216,6 +218,7 @@ class HookLatch:
         self.hook = hook
         self.n = 0
         self.busy = False
+        self.shared = self
 
     def __enter__(self):
         if not self.busy and self.hook is not None:
@@ -227,18 +230,11 @@ class HookLatch:
                 finally:
                     self.busy = False
                     self.hook = None
-        self.inner.acquire()
+        self.inner.shared.__enter__()
         return self
 
     def __exit__(self, *exc):
-        self.inner.release()
-        return False
-
-    def acquire(self, *a, **kw):
-        return self.inner.acquire(*a, **kw)
-
-    def release(self):
-        self.inner.release()
+        return self.inner.shared.__exit__(*exc)
 
 
 @pytest.mark.parametrize("mode", ["rows", "count", "walk"])
@@ -256,11 +252,16 @@ def test_index_dropped_and_recreated_between_plan_and_read(mem_db, flights, mode
     st = flights._st
 
     def ddl_and_vacuum():
-        flights.drop_index("gs")
-        flights.create_index("gs")
-        holder.rollback()                     # prunes X to a frozen 120
+        st.latch = st.latch.inner             # the DDL and the prune take it exclusively
+        try:
+            flights.drop_index("gs")
+            flights.create_index("gs")
+            holder.rollback()
+            mem_db._vacuum(block=True)                  # prunes X to a frozen 120
+        finally:
+            st.latch = hook
 
-    st.latch = HookLatch(st.latch, 2, ddl_and_vacuum)   # 1st: planning, 2nd: reading
+    hook = st.latch = HookLatch(st.latch, 2, ddl_and_vacuum)   # 1st: planning, 2nd: reading
     try:
         if mode == "rows":
             assert tt.query().range("gs", 50, 130).keys() == ["X"]

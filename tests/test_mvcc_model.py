@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 import aerostore
-from aerostore import arrayindex
+from aerostore import arrayindex, heap
 from conftest import vacuum_now
 
 KEYS = ["a", "b", "c", "d", "e", "f"]
@@ -278,14 +278,16 @@ class SteppedMaintainer:
 
 
 class MaintenanceMachine(MVCCMachine):
-    """The same machine with background folds interleaved at any step: an index's
+    """The same machine with background folds interleaved at any step (and writers
+    taking the latch per two rows): an index's
     layers are frozen (fold_start), transactions read and write while the fold is
     computed, and the new array replaces main later (fold_finish), or the fold is
     dropped because a writer folded everything meanwhile."""
 
     def __init__(self):
-        self._saved = arrayindex._DELTA_MIN
+        self._saved = arrayindex._DELTA_MIN, heap._PART
         arrayindex._DELTA_MIN = 1
+        heap._PART = 2                  # writers take the latch per two rows
         self.jobs = []
         super().__init__()
 
@@ -299,7 +301,7 @@ class MaintenanceMachine(MVCCMachine):
         try:
             super().teardown()
         finally:
-            arrayindex._DELTA_MIN = self._saved
+            arrayindex._DELTA_MIN, heap._PART = self._saved
 
     @rule()
     def fold_start(self):

@@ -1,0 +1,61 @@
+"""Latch: readers share, writers exclude, a waiting writer goes before new readers."""
+
+import threading
+import time
+
+from aerostore.latch import Latch
+
+
+def _in_thread(fn):
+    done = threading.Event()
+    th = threading.Thread(target=lambda: (fn(), done.set()), daemon=True)
+    th.start()
+    return done
+
+
+def test_readers_share():
+    latch = Latch()
+    with latch.shared:
+        assert _in_thread(lambda: latch.shared.__enter__() or latch.shared.__exit__()).wait(5)
+
+
+def test_a_writer_waits_for_readers_and_excludes_them():
+    latch = Latch()
+    log = []
+    latch.shared.__enter__()
+    w = _in_thread(lambda: (latch.__enter__(), log.append("w"), latch.__exit__()))
+    time.sleep(0.05)
+    assert not w.is_set() and log == []
+    latch.shared.__exit__()
+    assert w.wait(5) and log == ["w"]
+    with latch:
+        r = _in_thread(lambda: (latch.shared.__enter__(), log.append("r"), latch.shared.__exit__()))
+        time.sleep(0.05)
+        assert not r.is_set()
+    assert r.wait(5) and log == ["w", "r"]
+
+
+def test_a_waiting_writer_goes_before_new_readers():
+    latch = Latch()
+    order = []
+    latch.shared.__enter__()                    # an old reader
+    w = _in_thread(lambda: (latch.__enter__(), order.append("writer"), latch.__exit__()))
+    while not latch._writers_waiting:
+        time.sleep(0.001)
+    r = _in_thread(lambda: (latch.shared.__enter__(), order.append("new reader"), latch.shared.__exit__()))
+    time.sleep(0.05)
+    assert order == []                          # the new reader waits behind the writer
+    latch.shared.__exit__()
+    assert w.wait(5) and r.wait(5)
+    assert order == ["writer", "new reader"]
+
+
+def test_exclusive_is_reentrant_and_covers_shared_sections():
+    latch = Latch()
+    with latch:
+        with latch:
+            with latch.shared:
+                assert latch.held_exclusively()
+        assert latch.held_exclusively()
+    assert not latch.held_exclusively()
+    assert latch._readers == 0 and latch._owner is None
