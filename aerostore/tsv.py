@@ -189,17 +189,19 @@ class Codec:
             line += chunk.count(nl)
             pos = end
 
-    @staticmethod
-    def text_of(data: bytes, first_line: int = 1) -> str:
-        """UTF-8 bytes (whole lines) as str; DecodeError at the first invalid byte."""
+    def text_of(self, data: bytes, first_line: int = 1) -> str:
+        """UTF-8 bytes (whole lines) as str.
+
+        Invalid UTF-8 raises DecodeError, but for the first bad line, as str
+        input would: the bytes are decoded again with each invalid byte kept as
+        a lone surrogate (``surrogateescape``) and checked line by line, so a
+        bad line before the invalid byte is reported first.
+        """
         try:
             return data.decode("utf-8")
-        except UnicodeDecodeError as e:
-            start = e.start
-            line_start = data.rfind(b"\n", 0, start) + 1
-            raise DecodeError(first_line + data.count(b"\n", 0, start),
-                              data.count(b"\t", line_start, start) + 1,
-                              f"invalid UTF-8 (byte 0x{data[start]:02x})") from None
+        except UnicodeDecodeError:
+            self._slow(data.decode("utf-8", "surrogateescape"), first_line, from_bytes=True)
+            raise AssertionError("invalid UTF-8 that no line check found") from None  # pragma: no cover
 
     def decode_text(self, text: str, first_line: int = 1) -> list:
         """Validated rows of ``text`` (whole lines, no BOM handling); line numbers
@@ -271,11 +273,12 @@ class Codec:
             rows = self._convert_zero(map(str.split, lines, repeat("\t")))
         return rows
 
-    def _slow(self, text: str, first_line: int) -> list:
+    def _slow(self, text: str, first_line: int, from_bytes: bool = False) -> list:
         """The reference decoder, line by line; raises DecodeError at the first bad line.
 
         A CR is part of a line ending only before an LF: at the very end of
         the input (the last piece after the last LF) it is a CR inside a line.
+        ``from_bytes``: see ``decode_line``.
         """
         rows = []
         append = rows.append
@@ -286,18 +289,27 @@ class Codec:
             if line.endswith("\r") and n != last:
                 line = line[:-1]
             if line:
-                append(decode_line(line, n))
+                append(decode_line(line, n, from_bytes))
         return rows
 
-    def decode_line(self, line: str, lineno: int) -> tuple:
-        """One line (without its line ending) as a validated row."""
+    def decode_line(self, line: str, lineno: int, from_bytes: bool = False) -> tuple:
+        """One line (without its line ending) as a validated row.
+
+        Checks in this order: a CR or a lone surrogate (whichever comes first),
+        the column count, then the values left to right.  ``from_bytes``: the
+        line was decoded from bytes with ``surrogateescape``, so a surrogate
+        U+DC80..U+DCFF is an invalid byte, reported as invalid UTF-8.
+        """
         cr = line.find("\r")
+        bad = surrogate_at(line)
+        if bad >= 0 and (cr < 0 or bad < cr):
+            ch = ord(line[bad])
+            what = (f"invalid UTF-8 (byte 0x{ch - 0xDC00:02x})" if from_bytes and 0xDC80 <= ch <= 0xDCFF
+                    else "invalid Unicode (lone surrogate)")
+            raise DecodeError(lineno, line.count("\t", 0, bad) + 1, what)
         if cr >= 0:
             raise DecodeError(lineno, line.count("\t", 0, cr) + 1,
                               "CR inside a line (only CRLF line endings are accepted)")
-        bad = surrogate_at(line)
-        if bad >= 0:
-            raise DecodeError(lineno, line.count("\t", 0, bad) + 1, "invalid Unicode (lone surrogate)")
         cells = line.split("\t")
         width = self.width
         if len(cells) != width:

@@ -10,6 +10,7 @@ import aerostore
 from aerostore import FlightState
 from aerostore.errors import UsageError
 from aerostore.schema import INT_MAX, INT_MIN, as_text, show, surrogate_at
+from test_tcl_support import shim, tcl  # noqa: F401  (fixtures: the built shim, a Tcl interpreter)
 
 
 @aerostore.table
@@ -309,3 +310,23 @@ def test_python_md_code_blocks_run(tmp_path, monkeypatch):
         db = ns.get("db")
         if db is not None:
             db.close()
+
+
+def test_tcl_set_search_and_write_tsv_refuse_lone_surrogates(tcl, tmp_path):
+    """Through the Tcl commands (the issue's repro: `set "bad\\ud800"` then write_tsv).
+    The surrogates are made by Tcl's own backslash escapes: tkinter cannot carry them."""
+    out = tmp_path / "out.tsv"
+    tcl.tk.call("set", "::_out", str(out))
+    got = tcl.eval(r'''
+        set r {}
+        lappend r [catch {FlightState set "bad\ud800" alt 1} m] $m $::errorCode
+        lappend r [catch {FlightState search -compare {{= flight_id "a\ud800"}} -countOnly 1} m] $::errorCode
+        lappend r [catch {FlightState search -compare {{match flight_id "*\udfff"}} -countOnly 1} m] $::errorCode
+        FlightState set ok alt 1
+        lappend r [FlightState write_tsv -file $::_out] [FlightState count]
+    ''')
+    assert tcl.tk.splitlist(got) == (
+        "1", r'bad value "bad\ud800" for field "flight_id": invalid Unicode (lone surrogate)',
+        "AEROSTORE USAGE VALUE flight_id", "1", "AEROSTORE USAGE VALUE flight_id",
+        "1", "AEROSTORE USAGE VALUE flight_id", "1", "1")
+    assert out.read_text() == "ok\t\t\t1\t\t\n"

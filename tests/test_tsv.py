@@ -204,3 +204,28 @@ def test_lone_cr_at_the_end_of_a_file(tmp_path):
         assert db.ingest_file("FlightState", str(p)).inserted == 1
     finally:
         db.close()
+
+
+@pytest.mark.parametrize("data,line,column,what", [
+    # found by tests/test_fuzz_tsv.py: bytes used to report invalid UTF-8 on line 2
+    # before the short line 1 that str input reports
+    (b"0\n\xed\xa0\x80\n", 1, 2, "expected 6 columns (flight_id lat lon altitude gs updated_at), got 1"),
+    (b"A\t1\t2\t3\t4\t5\nB\t1\t2\tx\t4\t5\nC\t\xff\n", 2, 4,
+     'bad value "x" for field "altitude": expected an integer from -2147483648 to 2147483647'),
+    # within a line the leftmost of a CR and a bad character is reported
+    (b"A\t\r\t\xff", 1, 2, "CR inside a line (only CRLF line endings are accepted)"),
+    (b"A\t\xff\t\r", 1, 2, "invalid UTF-8 (byte 0xff)"),
+    ("A\t\ud800\t\r", 1, 2, "invalid Unicode (lone surrogate)"),
+    ("A\t\r\t\ud800", 1, 2, "CR inside a line (only CRLF line endings are accepted)"),
+    (b"A\t1\t2\t3\t4\t\xed\xa0\x80", 1, 6, "invalid UTF-8 (byte 0xed)"),
+])
+def test_bytes_and_str_report_the_same_first_bad_line(data, line, column, what):
+    e = err(data)
+    assert (e.line, e.column, e.what) == (line, column, what)
+    if isinstance(data, bytes):
+        try:
+            text = data.decode("utf-8", "surrogatepass")
+        except UnicodeDecodeError:
+            return
+        s = err(text)
+        assert (s.line, s.column) == (line, column)
