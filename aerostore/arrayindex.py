@@ -14,35 +14,40 @@ Entries are the packed ints of index.py, ``e = key << 32 | slot``, stored as:
   so exact in a double, and numpy orders complex numbers by real part, then
   imaginary part: exactly the order of ``e``.
 
-Layers hold the entries:
+Layers hold the entries, each relative to everything below it:
 
 - ``main``: sorted, unique numpy array;
-- ``delta``: SortedList of entries not in ``main`` (recent adds);
-- ``tomb``: SortedList of entries of ``main`` that are removed;
-- ``frozen``: while a fold runs, the (delta, tomb) pair being folded; the
-  active ``delta``/``tomb`` then hold the writes made since, relative to
-  ``(main - frozen tomb) | frozen delta``.
+- the batch layer ``batch = (delta, tomb)``: two sorted numpy arrays (``Run``),
+  entries absent below (recent adds) and entries present below that are
+  removed;
+- the small layer ``delta``/``tomb``: two SortedLists on top, for writes of a
+  few entries (single-row commits), at most ``_SMALL_MAX`` entries;
+- ``frozen``: while the maintainer folds, the batch layer it is folding,
+  between ``main`` and the batch layer that takes the writes meanwhile.
+
+An entry's presence is [in main] + its delta memberships - its tomb
+memberships, always 0 or 1, so counts add up layer by layer.
 
 Writers apply their entries at once, under the table latch (the commit path,
-before the commit is published; pruning, before the slot is freed or frozen),
-O(log n) each into ``delta``/``tomb``.  A batch of at least ``budget``
-entries (a bulk load) is folded into ``main`` by the writer at C speed
-instead.  Once ``delta`` and ``tomb`` pass the budget (1/32 of ``main``, at
-least 4096 entries), the table's maintainer (maintainer.py) folds them into a
-new ``main`` in three steps: ``fold_start`` (under the latch, O(1): the layers
-are frozen and fresh ones take the writes), ``fold_compute`` (no latch: numpy
-sorts, deletes and inserts, O(n), mostly without the GIL), ``fold_finish``
-(under the latch, O(1): the new array replaces ``main``).  Readers never fold:
-a range count is a few bisects per layer; a walk looks only at the delta and
-tomb entries inside the stretch it returns.
+before the commit is published; pruning, before the slot is freed or frozen):
+a write of fewer than ``_VEC`` entries goes into the small layer, O(log n)
+each; a larger one (a 100-row feed batch) into the batch layer with a few
+vectorised numpy calls, O(batch layer) at C speed, no Python per entry; a full
+small layer moves into the batch layer the same way.  A write of at least
+``budget`` entries (a bulk load) is folded into ``main`` by the writer.  Once
+the layers pass the budget (1/32 of ``main``, at least 4096 entries), the
+table's maintainer (maintainer.py) folds them into a new ``main`` in three
+steps: ``fold_start`` (under the latch, O(small layer): the batch layer is
+frozen, a fresh one takes the writes), ``fold_compute`` (no latch: numpy
+deletes and inserts, O(n)), ``fold_finish`` (under the latch, O(1)).  Readers
+never fold: a range count is a few bisects per layer; a walk looks only at
+the layer entries inside the stretch it returns.
 
 Not thread-safe by itself: the owning TableStore's latch guards every call.
 """
 
 from __future__ import annotations
 
-import time
-from heapq import merge
 
 import numpy as np
 from sortedcontainers import SortedList
@@ -54,8 +59,9 @@ __all__ = ["ArrayIndex", "new_index"]
 _M43 = (1 << 43) - 1
 _M63 = (1 << 63) - 1
 _HI_LIMIT = 1 << 53          # |real part| of any wide entry is at most this
-_DELTA_MIN = 4096            # delta + tomb entries kept before folding into main
-_SLICE = 4096                # entries converted per slice in a fold (the GIL is yielded between)
+_DELTA_MIN = 4096            # layer entries kept before folding into main (at least)
+_VEC = 16                    # a write of this many entries or more goes to the batch layer, vectorised
+_SMALL_MAX = 256             # the small layer moves into the batch layer past this size
 
 
 def _map_big_arrays() -> None:
@@ -139,6 +145,43 @@ class Chunk:
 _EMPTY = Chunk([], [])
 
 
+class Run:
+    """A sorted, unique numpy array of entries behind the read API of a SortedList of
+    packed ints (``bisect_left``, ``irange``, slicing, ``in``, iteration), so that
+    reads treat array layers and SortedList layers alike.  Never written: a writer
+    replaces the whole Run."""
+
+    __slots__ = ("a", "ix")
+
+    def __init__(self, a, ix: "ArrayIndex"):
+        self.a = a
+        self.ix = ix
+
+    def __len__(self):
+        return len(self.a)
+
+    def bisect_left(self, e) -> int:
+        return self.ix._pos_in(self.a, e)
+
+    def bisect_right(self, e) -> int:
+        return self.ix._pos_in(self.a, e, True)
+
+    def irange(self, lo=None, hi=None, inclusive=(True, True)) -> list:
+        i = 0 if lo is None else self.ix._pos_in(self.a, lo, not inclusive[0])
+        j = len(self.a) if hi is None else self.ix._pos_in(self.a, hi, inclusive[1])
+        return self.ix._to_ints(self.a[i:j]) if j > i else []
+
+    def __getitem__(self, sl: slice) -> list:
+        return self.ix._to_ints(self.a[sl])
+
+    def __contains__(self, e) -> bool:
+        i = self.ix._pos_in(self.a, e)
+        return i < len(self.a) and self.ix._to_ints(self.a[i:i + 1])[0] == e
+
+    def __iter__(self):
+        return iter(self.ix._to_ints(self.a))
+
+
 class ArrayIndex(SortedIndex):
     """Sorted (value, slot) entries of one numeric field; see the module docstring."""
 
@@ -149,17 +192,19 @@ class ArrayIndex(SortedIndex):
         self.dtype = dtype
         self.wide = dtype is np.complex128
         self.key_dtype = key_dtype if self.wide else dtype
-        self.main = np.empty(0, dtype)
+        info = np.iinfo(dtype) if not self.wide else None
+        self._lim = (int(info.min), int(info.max)) if info else None
+        self._empty = np.empty(0, dtype)
+        self.main = self._empty
         self.budget = _DELTA_MIN            # layer entries before a fold is due; see _set_main
-        self.delta = SortedList()
+        self.batch = (Run(self._empty, self), Run(self._empty, self))   # (delta, tomb) arrays
+        self.delta = SortedList()           # the small layer, on top of the batch layer
         self.tomb = SortedList()
-        self.frozen = None                  # (delta, tomb) being folded, or None
+        self.frozen = None                  # a batch layer being folded by the maintainer, or None
         self.on_due = None                  # called with self once a fold is due (the table's maintainer)
         self._requested = False
         self._gen = 0                       # bumped when main is replaced: stale fold jobs are dropped
         self.folds = 0                      # folds into main so far (tests count them)
-        info = np.iinfo(dtype) if not self.wide else None
-        self._lim = (int(info.min), int(info.max)) if info else None
 
     # -- conversions --------------------------------------------------------------
     def _to_np(self, entries: list):
@@ -171,16 +216,6 @@ class ArrayIndex(SortedIndex):
         out.imag = [e & _M43 for e in entries]
         return out
 
-    def _to_np_sliced(self, sl) -> np.ndarray:
-        """``_to_np`` of a SortedList nobody writes any more, a slice at a time,
-        yielding the GIL between slices (a fold runs beside readers)."""
-        n = len(sl)
-        out = np.empty(n, self.dtype)
-        for i in range(0, n, _SLICE):
-            out[i:i + _SLICE] = self._to_np(sl[i:i + _SLICE])
-            time.sleep(0)
-        return out
-
     def _to_ints(self, arr) -> list:
         """Packed-int entries of a numpy array, in its order."""
         if not self.wide:
@@ -188,6 +223,12 @@ class ArrayIndex(SortedIndex):
         hs = arr.real.astype(np.int64).tolist()
         ls = arr.imag.astype(np.int64).tolist()
         return [(h << 43) | l for h, l in zip(hs, ls)]
+
+    def _slots_of(self, arr) -> np.ndarray:
+        """The slots of an array of entries, as int64."""
+        if self.wide:
+            return arr.imag.astype(np.int64) & 0xFFFFFFFF
+        return arr.astype(np.int64) & 0xFFFFFFFF
 
     def _split(self, arr) -> Chunk:
         """A Chunk of a slice of ``main``, split into keys and slots at C speed."""
@@ -217,23 +258,26 @@ class ArrayIndex(SortedIndex):
         out.imag = ((k & 2047).astype(np.int64) << SLOT_BITS) | s
         return out
 
-    def _pos(self, e, right: bool = False) -> int:
-        """Position in ``main`` of packed-int entry ``e`` (bisect left, or right)."""
-        main = self.main
+    def _pos_in(self, arr, e, right: bool = False) -> int:
+        """Position in sorted entry array ``arr`` of packed-int entry ``e`` (bisect left, or right)."""
         side = "right" if right else "left"
         if not self.wide:
             lo, hi = self._lim
             if e < lo:
                 return 0
             if e > hi:
-                return len(main)
-            return int(main.searchsorted(e, side))
+                return len(arr)
+            return int(arr.searchsorted(e, side))
         h = e >> 43
         if h < -_HI_LIMIT:
             return 0
         if h > _HI_LIMIT:
-            return len(main)
-        return int(main.searchsorted(complex(h, e & _M43), side))
+            return len(arr)
+        return int(arr.searchsorted(complex(h, e & _M43), side))
+
+    def _pos(self, e, right: bool = False) -> int:
+        """Position in ``main`` of packed-int entry ``e``."""
+        return self._pos_in(self.main, e, right)
 
     # -- writes (at once, under the table latch) -------------------------------------
     def add(self, value, slot: int) -> None:
@@ -249,7 +293,7 @@ class ArrayIndex(SortedIndex):
             tomb.remove(e)
         else:
             self.delta.add(e)
-            self._after_write()
+            self._after_small()
 
     def remove(self, value, slot: int) -> None:
         """Record that no retained version of ``slot`` has ``value`` any more.  O(log n)."""
@@ -264,51 +308,81 @@ class ArrayIndex(SortedIndex):
             delta.remove(e)
         else:
             self.tomb.add(e)
-            self._after_write()
+            self._after_small()
+
+    def _after_small(self) -> None:
+        """Move a full small layer into the batch layer (vectorised), then check the budget."""
+        if len(self.delta) + len(self.tomb) > _SMALL_MAX:
+            self._merge_small()
+        self._after_write()
 
     def _after_write(self) -> None:
         """Tell the owner once the layers pass the budget.  O(1)."""
         if (not self._requested and self.frozen is None
-                and len(self.delta) + len(self.tomb) > self.budget):
+                and self._layer_size() > self.budget):
             self._requested = True
             if self.on_due is not None:
                 self.on_due(self)
 
-    def _apply(self, adds, rms) -> None:
-        """Add entries ``adds`` (each absent) and remove ``rms`` (each present).  O(log n) each.
-
-        An entry removed from ``main`` (or from the frozen delta) becomes a
-        tombstone, one added back cancels it; an entry not in the base becomes
-        a delta entry, and removing it again takes it out.
-        """
-        if len(adds) + len(rms) >= self.budget:
-            self._fold_now(self._to_np(list(adds)) if adds else None,
-                           self._to_np(list(rms)) if rms else None)
-            return
-        delta, tomb = self.delta, self.tomb
-        for e in rms:
-            if e in delta:
-                delta.remove(e)
-            else:
-                tomb.add(e)
-        for e in adds:
-            if e in tomb:
-                tomb.remove(e)
-            else:
-                delta.add(e)
-        self._after_write()
+    def _layer_size(self) -> int:
+        d, t = self.batch
+        return len(d.a) + len(t.a) + len(self.delta) + len(self.tomb)
 
     def _add_many(self, values: list, slots: list) -> None:
-        if len(values) >= self.budget:
+        n = len(values)
+        if n >= self.budget:
             self._fold_now(self._np_entries(values, slots), None)
+        elif n >= _VEC:
+            self._merge_small()
+            self._batch_write(self._np_entries(values, slots), None)
         else:
-            self._apply(self._entries(values, slots), ())
+            for v, s in zip(values, slots):
+                self.add(v, s)
 
     def _remove_many(self, values: list, slots: list) -> None:
-        if len(values) >= self.budget:
+        n = len(values)
+        if n >= self.budget:
             self._fold_now(None, self._np_entries(values, slots))
+        elif n >= _VEC:
+            self._merge_small()
+            self._batch_write(None, self._np_entries(values, slots))
         else:
-            self._apply((), self._entries(values, slots))
+            for v, s in zip(values, slots):
+                self.remove(v, s)
+
+    def _merge_small(self) -> None:
+        """Move the small layer into the batch layer.  O(batch layer) at C speed."""
+        if self.delta or self.tomb:
+            A = self._to_np(list(self.delta)) if self.delta else None
+            R = self._to_np(list(self.tomb)) if self.tomb else None
+            self.delta = SortedList()
+            self.tomb = SortedList()
+            self._batch_write(A, R)
+
+    def _batch_write(self, A, R) -> None:
+        """Apply entry arrays ``A`` (each absent) and ``R`` (each present) to the batch layer,
+        whose base is ``main`` (and the frozen layer): an addition cancels a tombstone or
+        becomes a delta entry, a removal takes a delta entry out or becomes a tombstone.
+        The small layer must be empty.  O(batch layer + k log k), vectorised."""
+        d, t = self.batch[0].a, self.batch[1].a
+        if R is not None and len(R):
+            R = np.sort(R)
+            hit = _member(d, R)
+            if hit.any():
+                d = _without(d, R[hit])
+                R = R[~hit]
+            if len(R):
+                t = _with(t, R)
+        if A is not None and len(A):
+            A = np.sort(A)
+            hit = _member(t, A)
+            if hit.any():
+                t = _without(t, A[hit])
+                A = A[~hit]
+            if len(A):
+                d = _with(d, A)
+        self.batch = (Run(d, self), Run(t, self))
+        self._after_write()
 
     def _set_main(self, main) -> None:
         """Replace ``main``; the layer budget follows its size (1/32, at least _DELTA_MIN)."""
@@ -317,37 +391,35 @@ class ArrayIndex(SortedIndex):
 
     @property
     def pending(self) -> int:
-        """Entries in the layers in front of ``main`` (what a fold would take in)."""
-        n = len(self.delta) + len(self.tomb)
+        """Entries in the layers in front of ``main`` (what folds would take in)."""
+        n = self._layer_size()
         if self.frozen is not None:
             n += len(self.frozen[0]) + len(self.frozen[1])
         return n
 
     def wants_fold(self) -> bool:
         """True when the layers in front of ``main`` passed the budget and no fold runs.  O(1)."""
-        return self.frozen is None and len(self.delta) + len(self.tomb) > self.budget
+        return self.frozen is None and self._layer_size() > self.budget
 
     def fold_start(self, force: bool = False):
         """Freeze the layers for a fold; the job for ``fold_compute``, or None (nothing due,
-        or a fold already runs; ``force``: any layer at all is due).  Latch held, O(1)."""
-        if self.frozen is not None or not (self.delta or self.tomb):
+        or a fold already runs; ``force``: any layer at all is due).  Latch held; O(small layer)."""
+        if self.frozen is not None or not self._layer_size():
             return None
         if not force and not self.wants_fold():
             return None
-        self.frozen = (self.delta, self.tomb)
-        self.delta = SortedList()
-        self.tomb = SortedList()
+        self._merge_small()
+        self.frozen = self.batch
+        self.batch = (Run(self._empty, self), Run(self._empty, self))
         self._requested = False
         self._gen += 1
         return (self._gen, self.main, self.frozen)
 
     def fold_compute(self, job) -> np.ndarray:
-        """The new ``main``: the job's main with its frozen layers folded in.  No latch needed:
-        nothing of the job is written any more.  O(n) at C speed."""
+        """The new ``main``: the job's main with its frozen layer folded in.  No latch needed:
+        nothing of the job is written any more.  O(n) at C speed (numpy)."""
         _gen, main, (delta, tomb) = job
-        A = self._to_np_sliced(delta)
-        R = self._to_np_sliced(tomb)
-        return self._merge(main, A, R)
+        return self._merge(main, delta.a, tomb.a)
 
     def fold_finish(self, job, main) -> bool:
         """Install a ``fold_compute`` result; False if ``main`` was replaced meanwhile.  Latch held, O(1)."""
@@ -361,23 +433,20 @@ class ArrayIndex(SortedIndex):
 
     def settle(self) -> None:
         """Fold every layer into ``main`` now, in the caller's thread.  O(n)."""
-        if self.delta or self.tomb or self.frozen is not None:
+        if self.pending:
             self._fold_now(None, None)
 
     def _fold_now(self, A, R) -> None:
-        """Fold every layer, plus sorted-or-not entry arrays ``A`` (absent) and ``R`` (present),
-        into ``main`` in this thread; a fold running in the maintainer is dropped.  O(n)."""
+        """Fold every layer, plus entry arrays ``A`` (absent) and ``R`` (present), into
+        ``main`` in this thread; a fold running in the maintainer is dropped.  O(n)."""
+        self._merge_small()
+        if A is not None or R is not None:
+            self._batch_write(A, R)
         main = self.main
         if self.frozen is not None:
-            d0, t0 = self.frozen
-            main = self._merge(main, self._to_np(list(d0)), self._to_np(list(t0)))
-        main = self._merge(main, self._to_np(list(self.delta)), self._to_np(list(self.tomb)))
-        if A is not None or R is not None:
-            empty = np.empty(0, self.dtype)
-            main = self._merge(main, np.sort(A) if A is not None else empty,
-                               np.sort(R) if R is not None else empty)
-        self.delta = SortedList()
-        self.tomb = SortedList()
+            main = self._merge(main, self.frozen[0].a, self.frozen[1].a)
+        main = self._merge(main, self.batch[0].a, self.batch[1].a)
+        self.batch = (Run(self._empty, self), Run(self._empty, self))
         self.frozen = None
         self._requested = False
         self._set_main(main)
@@ -385,22 +454,21 @@ class ArrayIndex(SortedIndex):
         self.folds += 1
 
     def _merge(self, main, A, R):
-        """``main`` without the entries ``R`` (all in it) and with ``A`` (none in it).  O(n)."""
+        """``main`` without the sorted entries ``R`` (all in it) and with ``A`` (none in it).  O(n)."""
         if len(R):
-            R = np.sort(R)
             at = np.searchsorted(main, R)
             if len(at) and (at[-1] >= len(main) or not (main[at] == R).all()):
                 raise AssertionError(f"index on field {self.pos}: removing entries it does not hold")
             main = np.delete(main, at)
         if len(A):
-            A = np.sort(A)
             main = np.insert(main, np.searchsorted(main, A), A) if len(main) else A.astype(self.dtype)
         return main
 
     def retire(self) -> None:
         self.nulls = set()
         self.ready = False
-        self._set_main(np.empty(0, self.dtype))
+        self._set_main(self._empty)
+        self.batch = (Run(self._empty, self), Run(self._empty, self))
         self.delta = SortedList()
         self.tomb = SortedList()
         self.frozen = None
@@ -412,15 +480,26 @@ class ArrayIndex(SortedIndex):
         self.retire()
         values, slots, nulls = self._split_nulls(values, slots)
         self.nulls = set(nulls)
-        self._set_main(np.sort(self._np_entries(values, slots)) if values else np.empty(0, self.dtype))
+        self._set_main(np.sort(self._np_entries(values, slots)) if values else self._empty)
         self.ready = True
 
-    # -- reads (the caller holds the table latch) ---------------------------------------
-    def _layers(self):
-        """The (delta, tomb) layers in front of ``main``, oldest first."""
-        if self.frozen is None:
-            return ((self.delta, self.tomb),)
-        return (self.frozen, (self.delta, self.tomb))
+    # -- reads (the caller holds the table latch, shared) ---------------------------------
+    def _layers(self) -> list:
+        """The non-empty (delta, tomb) layers in front of ``main``, oldest first.
+
+        Each layer's delta holds entries absent below it and its tomb entries
+        present below it, so an entry's presence is [in main] + deltas - tombs,
+        which is 0 or 1: counts add up layer by layer.
+        """
+        out = []
+        if self.frozen is not None:
+            out.append(self.frozen)
+        d, t = self.batch
+        if len(d.a) or len(t.a):
+            out.append(self.batch)
+        if self.delta or self.tomb:
+            out.append((self.delta, self.tomb))
+        return out
 
     def __len__(self):
         n = len(self.main)
@@ -430,14 +509,11 @@ class ArrayIndex(SortedIndex):
 
     def entries(self) -> list:
         """Every present entry, sorted.  O(n)."""
-        out = self._to_ints(self.main)
+        out = set(self._to_ints(self.main))
         for d, t in self._layers():
-            if t:
-                gone = set(t)
-                out = [e for e in out if e not in gone]
-            if d:
-                out = list(merge(out, d))
-        return out
+            out.difference_update(t)
+            out.update(d)
+        return sorted(out)
 
     def count_between(self, lo_e, hi_e) -> int:
         i = self._pos(lo_e) if lo_e is not None else 0
@@ -445,84 +521,107 @@ class ArrayIndex(SortedIndex):
         c = j - i if j > i else 0
         for d, t in self._layers():
             for sl, sign in ((d, 1), (t, -1)):
-                if sl:
+                if len(sl):
                     a = sl.bisect_left(lo_e) if lo_e is not None else 0
                     b = sl.bisect_left(hi_e) if hi_e is not None else len(sl)
                     if b > a:
                         c += sign * (b - a)
         return c
 
-    def chunk(self, lo_e, hi_e, after, n: int, reverse: bool = False) -> Chunk:
-        """Up to ``n`` entries in [lo_e, hi_e), strictly after ``after`` in walk order (a Chunk).
-
-        O(log n + n) when no recent write (delta, tomb) falls among the entries
-        returned; otherwise those few are merged in (see ``_merged``).
-        """
-        main = self.main
-        i = self._pos(lo_e) if lo_e is not None else 0
-        j = self._pos(hi_e) if hi_e is not None else len(main)
-        layered = bool(self.delta) or bool(self.tomb) or self.frozen is not None
-        if not reverse:
-            lo_b = lo_e
-            if after is not None:
-                i = max(i, self._pos(after, right=True))
-                lo_b = after + 1 if lo_e is None else max(lo_e, after + 1)
-            if not layered:
-                return self._split(main[i:min(j, i + n)]) if i < j else _EMPTY
-            return self._merged(i, j, lo_b, hi_e, n, False)
-        hi_b = hi_e
-        if after is not None:
-            j = min(j, self._pos(after))
-            hi_b = after if hi_e is None else min(hi_e, after)
-        if not layered:
-            return self._split(main[max(i, j - n):j][::-1]) if i < j else _EMPTY
-        return self._merged(i, j, lo_e, hi_b, n, True)
-
     def slots_between(self, lo_e, hi_e) -> np.ndarray:
         """Slots of the entries in [lo_e, hi_e), as int64, a superset: tombstoned entries are
         kept (the caller rechecks every slot against its row).  O(log n + k) at C speed."""
         i = self._pos(lo_e) if lo_e is not None else 0
         j = self._pos(hi_e) if hi_e is not None else len(self.main)
-        win = self.main[i:j] if j > i else self.main[:0]
-        out = (win.imag.astype(np.int64) if self.wide else win.astype(np.int64)) & 0xFFFFFFFF
-        extra = []
+        parts = [self._slots_of(self.main[i:j] if j > i else self._empty)]
         for d, _t in self._layers():
-            if d:
-                extra.extend(e & 0xFFFFFFFF for e in d.irange(lo_e, hi_e, (True, False)))
-        if extra:
-            out = np.concatenate((out, np.array(extra, np.int64)))
-        return out
+            if isinstance(d, Run):
+                a = d.bisect_left(lo_e) if lo_e is not None else 0
+                b = d.bisect_left(hi_e) if hi_e is not None else len(d)
+                if b > a:
+                    parts.append(self._slots_of(d.a[a:b]))
+            elif d:
+                parts.append(np.array([e & 0xFFFFFFFF for e in d.irange(lo_e, hi_e, (True, False))],
+                                      np.int64))
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
-    def _dead(self, wlo: int, whi: int) -> list:
-        """Entries of ``main`` in [wlo, whi] that are removed, sorted."""
-        if self.frozen is None:
-            return list(self.tomb.irange(wlo, whi)) if self.tomb else []
-        d0, t0 = self.frozen
-        out = list(t0.irange(wlo, whi)) if t0 else []
-        if self.tomb:
-            # a tombstone of the active layer removes a main entry, or a frozen delta one
-            out.extend(e for e in self.tomb.irange(wlo, whi) if e not in d0)
-            out.sort()
-        return out
+    def chunk(self, lo_e, hi_e, after, n: int, reverse: bool = False) -> Chunk:
+        """Up to ``n`` entries in [lo_e, hi_e), strictly after ``after`` in walk order (a Chunk).
 
-    def _added(self, lo_e, hi_e, n: int, reverse: bool) -> list:
-        """Up to ``n`` present entries not in ``main`` in [lo_e, hi_e), from the low or the high end."""
-        if self.frozen is None:
-            return _take(self.delta, lo_e, hi_e, n, reverse)
-        d0 = self.frozen[0]
-        tomb = self.tomb
+        O(log n + n) when no recent write falls among the entries returned;
+        otherwise those few are merged in (see ``_merged``).
+        """
+        main = self.main
+        i = self._pos(lo_e) if lo_e is not None else 0
+        j = self._pos(hi_e) if hi_e is not None else len(main)
+        layers = self._layers()
+        if not reverse:
+            lo_b = lo_e
+            if after is not None:
+                i = max(i, self._pos(after, right=True))
+                lo_b = after + 1 if lo_e is None else max(lo_e, after + 1)
+            if not layers:
+                return self._split(main[i:min(j, i + n)]) if i < j else _EMPTY
+            return self._merged(layers, i, j, lo_b, hi_e, n, False)
+        hi_b = hi_e
+        if after is not None:
+            j = min(j, self._pos(after))
+            hi_b = after if hi_e is None else min(hi_e, after)
+        if not layers:
+            return self._split(main[max(i, j - n):j][::-1]) if i < j else _EMPTY
+        return self._merged(layers, i, j, lo_e, hi_b, n, True)
+
+    @staticmethod
+    def _dead(layers, wlo: int, whi: int) -> list:
+        """Entries of ``main`` in [wlo, whi] that are removed, sorted (net count -1)."""
+        if len(layers) == 1:
+            t = layers[0][1]
+            return t.irange(wlo, whi) if isinstance(t, Run) else list(t.irange(wlo, whi))
+        net = {}
+        for d, t in layers:
+            for e in t.irange(wlo, whi):
+                net[e] = net.get(e, 0) - 1
+            for e in d.irange(wlo, whi):
+                net[e] = net.get(e, 0) + 1
+        return sorted(e for e, c in net.items() if c < 0)
+
+    @staticmethod
+    def _added(layers, lo_e, hi_e, n: int, reverse: bool) -> list:
+        """Up to ``n`` present entries not in ``main`` in [lo_e, hi_e), from the low or the
+        high end (net count +1).  Takes ``want`` entries of each layer's delta; past the
+        nearest edge where a layer may hold more, nothing is known yet: widen and retry."""
+        if len(layers) == 1:
+            return _take(layers[0][0], lo_e, hi_e, n, reverse)
         want = n
         while True:
-            got = _take(d0, lo_e, hi_e, want, reverse)
-            live = [e for e in got if e not in tomb] if tomb else got
-            if len(live) >= n or len(got) < want:
-                break
-            want += n - len(live)
-        out = live[:n] + _take(self.delta, lo_e, hi_e, n, reverse)
-        out.sort(reverse=reverse)
-        return out[:n]
+            edge = None
+            cands = []
+            for d, _t in layers:
+                got = _take(d, lo_e, hi_e, want, reverse)
+                cands.extend(got)
+                if len(got) == want:        # this layer may hold more beyond its last
+                    last = got[-1]
+                    if edge is None or (last > edge if reverse else last < edge):
+                        edge = last
+            if reverse:
+                lo, hi = (edge if edge is not None else lo_e), hi_e
+                cands = [e for e in cands if edge is None or e >= edge]
+            else:
+                lo, hi = lo_e, (edge + 1 if edge is not None else hi_e)
+                cands = [e for e in cands if edge is None or e <= edge]
+            net = {}
+            for e in cands:
+                net[e] = net.get(e, 0) + 1
+            for _d, t in layers:
+                for e in t.irange(lo, hi, (True, False)):
+                    if e in net:
+                        net[e] -= 1
+            out = sorted((e for e, c in net.items() if c > 0), reverse=reverse)
+            if len(out) >= n or edge is None:
+                return out[:n]
+            want *= 2
 
-    def _merged(self, i: int, j: int, lo_b, hi_b, n: int, reverse: bool) -> Chunk:
+    def _merged(self, layers, i: int, j: int, lo_b, hi_b, n: int, reverse: bool) -> Chunk:
         """``chunk`` over main[i:j] (the entries in [lo_b, hi_b)) with the layers in front.
 
         Takes a window of main from the walk's start, widened until it holds
@@ -539,7 +638,7 @@ class ArrayIndex(SortedIndex):
                 dead, wlo, whi = (), None, None
                 break
             wlo, whi = self._to_ints(win[[0, -1]])
-            dead = self._dead(wlo, whi)
+            dead = self._dead(layers, wlo, whi)
             live = len(win) - len(dead)
             whole = a <= i if reverse else b >= j
             if live >= n or whole:
@@ -547,9 +646,9 @@ class ArrayIndex(SortedIndex):
             m += n - live
         if reverse:
             # delta entries below the window come after its n live entries
-            d = self._added(wlo if wlo is not None and a > i else lo_b, hi_b, n, True)
+            d = self._added(layers, wlo if wlo is not None and a > i else lo_b, hi_b, n, True)
         else:
-            d = self._added(lo_b, whi + 1 if whi is not None and b < j else hi_b, n, False)
+            d = self._added(layers, lo_b, whi + 1 if whi is not None and b < j else hi_b, n, False)
         if not dead and not d:
             return self._split(win[::-1] if reverse else win)
         # split at C speed, then drop the dead and insert the delta entries by position
@@ -574,20 +673,57 @@ class ArrayIndex(SortedIndex):
     def _check(self) -> None:
         main = self.main
         assert main.dtype == self.dtype, f"index on field {self.pos}: main has dtype {main.dtype}"
-        if len(main) > 1:
-            assert (main[1:] > main[:-1]).all(), f"index on field {self.pos}: main not strictly sorted"
+        runs = list(self.batch) + (list(self.frozen) if self.frozen is not None else [])
+        for arr in [main] + [r.a for r in runs]:
+            assert arr.dtype == self.dtype, f"index on field {self.pos}: an array has dtype {arr.dtype}"
+            if len(arr) > 1:
+                assert (arr[1:] > arr[:-1]).all(), f"index on field {self.pos}: an array is not strictly sorted"
+        assert len(self.delta) + len(self.tomb) <= _SMALL_MAX, "small layer past its size"
         base = set(self._to_ints(main))
         for d, t in self._layers():
-            d._check()
-            t._check()
+            if isinstance(d, SortedList):
+                d._check()
+                t._check()
             assert not (set(d) & base), f"index on field {self.pos}: a delta entry is already present"
             assert set(t) <= base, f"index on field {self.pos}: a tombstone for an absent entry"
             base = (base - set(t)) | set(d)
         head = main[:64]
         assert self._to_np(self._to_ints(head)).tolist() == head.tolist(), "entry encoding does not round-trip"
         vals = self.entries()
-        assert len(vals) == len(self) == len(set(vals)) == len(base), "duplicate index entries"
+        assert len(vals) == len(self) == len(base), "entry counts disagree"
         assert set(vals) == base, f"index on field {self.pos}: reads disagree with the layers"
+
+
+def _member(arr, xs) -> np.ndarray:
+    """Boolean mask: which of sorted ``xs`` are in sorted ``arr``.  O(k log n)."""
+    if not len(arr):
+        return np.zeros(len(xs), np.bool_)
+    at = np.searchsorted(arr, xs)
+    inside = at < len(arr)
+    hit = np.zeros(len(xs), np.bool_)
+    hit[inside] = arr[at[inside]] == xs[inside]
+    return hit
+
+
+def _with(arr, xs):
+    """Sorted ``arr`` with sorted ``xs`` (none in it) inserted.  O(n + k), a few numpy calls
+    (``np.insert`` costs twice as much on small arrays)."""
+    if not len(arr):
+        return xs
+    at = np.searchsorted(arr, xs) + np.arange(len(xs))
+    out = np.empty(len(arr) + len(xs), arr.dtype)
+    keep = np.ones(len(out), np.bool_)
+    keep[at] = False
+    out[at] = xs
+    out[keep] = arr
+    return out
+
+
+def _without(arr, xs):
+    """Sorted ``arr`` without sorted ``xs`` (all in it).  O(n)."""
+    keep = np.ones(len(arr), np.bool_)
+    keep[np.searchsorted(arr, xs)] = False
+    return arr[keep]
 
 
 def _take(sl, lo_e, hi_e, n: int, reverse: bool) -> list:

@@ -39,8 +39,13 @@ class Model:
 
 @pytest.mark.parametrize("name", sorted(FIELDS))
 @pytest.mark.parametrize("seed", range(4))
-def test_array_index_matches_a_sorted_list(name, seed, monkeypatch):
-    monkeypatch.setattr(arrayindex, "_DELTA_MIN", 16)      # fold often
+@pytest.mark.parametrize("delta_min,small_max", [(16, 256), (100000, 6)],
+                         ids=["fold-often", "batch-layer"])
+def test_array_index_matches_a_sorted_list(name, seed, delta_min, small_max, monkeypatch):
+    # fold-often: most batches fold into main at once; batch-layer: batches of 16+
+    # entries go to the numpy batch layer and the small layer spills into it often
+    monkeypatch.setattr(arrayindex, "_DELTA_MIN", delta_min)
+    monkeypatch.setattr(arrayindex, "_SMALL_MAX", small_max)
     field, gen = FIELDS[name]
     rnd = random.Random(seed)
     ix = new_index(0, field)
@@ -78,13 +83,31 @@ def test_array_index_matches_a_sorted_list(name, seed, monkeypatch):
                         m.present.add((v, s))
             ix.remove_many(rm_v, rm_s)
             ix.add_many(add_v, add_s)
-        else:
-            ix.settle()
+        elif op < 0.85:
             ix._check()
             want = m.entries()
             assert ix.entries() == want
             assert len(ix) == len(want)
             _check_reads(ix, want, rnd)
+        else:
+            if rnd.random() < 0.5:
+                ix.settle()
+            else:                        # a background fold, with writes and reads in between
+                job = ix.fold_start(force=True)
+                if job is not None:
+                    main = ix.fold_compute(job)
+                    s = rnd.randrange(nslots)
+                    v = gen(rnd)
+                    if (v, s) in m.present:
+                        ix.remove(v, s)
+                        m.present.discard((v, s))
+                    else:
+                        ix.add(v, s)
+                        m.present.add((v, s))
+                    _check_reads(ix, m.entries(), rnd)
+                    assert ix.fold_finish(job, main)
+            ix._check()
+            _check_reads(ix, m.entries(), rnd)
     ix.settle()
     ix._check()
     assert ix.entries() == m.entries()
