@@ -38,13 +38,16 @@ demo: setup
 pydemo: venv
 	$(PY) examples/demo.py
 
-test: setup
+# The suite also installs the `bench` extra: tests/test_bench_smoke.py checks the
+# chart bench/report.py draws with matplotlib (skipped where it is missing), and
+# CI runs `make test`.
+test: setup $(VENV)/.bench-installed
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean:
 	rm -rf build *.egg-info aerostore/tclbridge/*.so aerostore/tclbridge/_build
 
-# The benchmarks also need the `bench` extra (matplotlib, for the live-feed charts).
+# The benchmarks also need the `bench` extra (matplotlib, for the charts).
 $(VENV)/.bench-installed: pyproject.toml $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[test,bench]'
 	@touch $@

@@ -5,14 +5,19 @@ the min-max; extras such as rows_per_s get a median too.  "Best peer" is the
 lowest SQLite median of that figure; the ratio is Aerostore's median over it
 (every figure is a cost, so < 1 means Aerostore is ahead).  A figure an engine
 did not produce is shown as n/a with the reason, an error with its message.
+
+latest.png, the ratios as a bar chart, is drawn with matplotlib (the ``bench``
+extra); without it the run still writes latest.json and latest.md, which then
+say why there is no chart.  ``python bench/report.py [latest.json]`` redraws
+the chart from a saved latest.json.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 
-import pngchart
 from engines import BY_NAME as ENGINES
 from workloads import FIGURES, WORKLOADS
 
@@ -221,9 +226,73 @@ def markdown(doc: dict) -> str:
         for (n, why), names in notes.items():
             which = "every figure" if len(names) == len(figs) else ", ".join(names)
             out.append(f"- {ENGINES[n].label}: {which}: {why}")
-    out += ["", "Chart of the ratios: `latest.png`. How to reproduce and what each workload "
-            "does: `docs/benchmarks.md`.", ""]
+    if doc.get("chart_note"):
+        out += ["", doc["chart_note"] + " How to reproduce and what each workload does: "
+                "`docs/benchmarks.md`.", ""]
+    else:
+        out += ["", "Chart of the ratios: `latest.png`. How to reproduce and what each workload "
+                "does: `docs/benchmarks.md`.", ""]
     return "\n".join(out)
+
+
+def _fmt_ratio(r):
+    return f"{fmt(r)}x" if r >= 1 else f"1/{fmt(1 / r)}x"
+
+
+def chart(doc: dict, path: str) -> None:
+    """Draw the Aerostore / best-peer ratios of ``doc`` (latest.json's content)
+    as a PNG at ``path``: one row per figure, one bar per Aerostore variant, on
+    a log axis centred on 1x; green (left) where Aerostore costs less than the
+    best peer, red (right) where it costs more.  ImportError without matplotlib."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    m, cfg, figs = doc["machine"], doc["config"], doc["figures"]
+    aeros = [n for n in cfg["engines"] if ENGINES[n].is_aerostore]
+    # sync-off commits are not durable: mark the rows where that matters
+    labels = [name + (" *" if name.startswith("commit") else "") for name in figs]
+    ratios = [[f["ratios"].get(n) for n in aeros] for f in figs.values()]
+    logs = [abs(math.log10(r)) for row in ratios for r in row if r]
+    span = max(1, math.ceil(max(logs, default=0)))       # whole decades each side of 1x
+    shades = [1.0, 0.5]                                   # the series' alpha: first full, then lighter
+    bar_h = 0.8 / max(1, len(aeros))
+    fig, ax = plt.subplots(figsize=(10, 1.6 + 0.22 * max(1, len(figs)) * max(1, len(aeros))))
+    for i, row in enumerate(ratios):
+        for j, r in enumerate(row):
+            y = i + (j - (len(aeros) - 1) / 2) * bar_h
+            if not r:
+                ax.text(1.05, y, "n/a", va="center", fontsize=7, color="grey")
+                continue
+            color = "#2ca02c" if r < 1 else "#d62728"
+            ax.barh(y, abs(r - 1), left=min(r, 1), height=bar_h * 0.9, color=color,
+                    alpha=shades[j % 2])
+            ax.text(r * (1.08 if r >= 1 else 1 / 1.08), y, _fmt_ratio(r), va="center",
+                    ha="left" if r >= 1 else "right", fontsize=7)
+    if not aeros:
+        ax.text(1.1, -0.4, "no Aerostore figures in this run", va="center", color="grey")
+    ax.set_xscale("log")
+    ax.set_xlim(10.0 ** -(span + 0.5), 10.0 ** (span + 0.5))
+    ax.set_xticks([10.0 ** d for d in range(-span, span + 1)],
+                  [f"{10 ** d:,}x" if d >= 0 else f"1/{10 ** -d:,}x" for d in range(-span, span + 1)],
+                  fontsize=8)
+    ax.minorticks_off()
+    ax.axvline(1, color="black", lw=0.8)
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.set_ylim(len(labels) - 0.5, -0.5 - (0.6 if not aeros else 0))   # first figure on top
+    ax.set_xlabel("<- Aerostore ahead          cost ratio, log scale          Aerostore behind ->",
+                  fontsize=8)
+    if aeros:
+        ax.legend(handles=[Patch(color="dimgrey", alpha=shades[j % 2], label=n)
+                           for j, n in enumerate(aeros)], fontsize=8, loc="lower right")
+    ax.set_title(f"Aerostore / best SQLite peer: {cfg['rows']:,} rows, median of {cfg['reps']} "
+                 f"reps, {m['date']}, {m['cores']} cores\n* sync-off commits are not durable",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
 
 
 def write(outdir: str, machine: dict, config: dict, results: Results) -> dict:
@@ -231,20 +300,29 @@ def write(outdir: str, machine: dict, config: dict, results: Results) -> dict:
     figs = summarize(results, config["rows"])
     config = dict(config, engine_code=results.fingerprints)
     doc = {"machine": machine, "config": config, "figures": figs}
+    try:
+        import matplotlib  # noqa: F401  (know before writing latest.md whether there is a chart)
+    except ImportError as e:
+        doc["chart_note"] = (f"No chart: matplotlib is not installed ({e}); "
+                             "`.venv/bin/pip install -e '.[bench]'` adds it.")
     with open(os.path.join(outdir, "latest.json"), "w") as f:
         json.dump(doc, f, indent=1, sort_keys=False)
     with open(os.path.join(outdir, "latest.md"), "w") as f:
         f.write(markdown(doc))
-    aeros = [n for n in config["engines"] if ENGINES[n].is_aerostore]
-    greys = [(40, 40, 40), (165, 165, 165)]
-    series = [(n, greys[i % 2]) for i, n in enumerate(aeros)]
-    # sync-off commits are not durable: mark the rows where that matters
-    rows = [(name + (" *" if name.startswith("commit") else ""),
-             {n: f["ratios"].get(n) for n in aeros}) for name, f in figs.items()]
-    png = pngchart.ratio_chart(rows, series, "Aerostore / best SQLite peer",
-                               f"{config['rows']:,} rows, median of {config['reps']} reps, "
-                               f"{machine['date']}, {machine['cores']} cores. cost ratio, log scale. "
-                               f"* sync-off commits are not durable")
-    with open(os.path.join(outdir, "latest.png"), "wb") as f:
-        f.write(png)
+    png = os.path.join(outdir, "latest.png")
+    if "chart_note" in doc:
+        if os.path.exists(png):
+            os.remove(png)         # an old run's chart would not match latest.md
+    else:
+        chart(doc, png)
     return doc
+
+
+if __name__ == "__main__":
+    # Redraw latest.png from latest.json (e.g. after a change to the chart).
+    import sys
+    src = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "results", "latest.json")
+    with open(src) as f:
+        saved = json.load(f)
+    chart(saved, os.path.join(os.path.dirname(os.path.abspath(src)), "latest.png"))
