@@ -5,14 +5,15 @@ fresh snapshot.  Two things make a naive loop spin: the winner's commit is
 installed at once but becomes visible only after its WAL flush (a durable
 commit: one fdatasync, milliseconds), so a retry started before then takes a
 snapshot that still misses it and conflicts again; and on a hot key several
-losers retrying in lockstep keep colliding.  So after a conflict:
+losers retrying in lockstep keep colliding.  The first is handled where the
+conflict is raised: ``Transaction.commit`` raises ``WriteConflict`` only once
+the winner (``WriteConflict.csn``) is visible, so any retry loop, this one or
+a user's own, starts on a snapshot that sees it.  Here, after a conflict:
 
-1. wait until the winning commit is visible (``WriteConflict.csn``; the
-   snapshot registry notifies when the watermark moves);
-2. from the second conflict in a row on, sleep a random time up to
+1. from the second conflict in a row on, sleep a random time up to
    ``_BACKOFF_BASE * 2**attempt``, at most ``_BACKOFF_CAP`` (full jitter), so
    that the losers spread out;
-3. run the whole function again in a new transaction.
+2. run the whole function again in a new transaction.
 
 Retrying is bounded by time, not by a count: ``timeout`` seconds (default
 ``DEFAULT_TIMEOUT``) after the first attempt, the last ``WriteConflict`` is
@@ -31,7 +32,6 @@ __all__ = ["run_in_transaction", "DEFAULT_TIMEOUT"]
 DEFAULT_TIMEOUT = 30.0       # seconds of retrying before a conflict is reported
 _BACKOFF_BASE = 50e-6        # seconds
 _BACKOFF_CAP = 5e-3
-_PUBLISH_WAIT = 5.0          # at most this long for the winner to become visible
 
 
 def run_in_transaction(db, fn, *args, timeout: float | None = None, **kw):
@@ -46,7 +46,7 @@ def run_in_transaction(db, fn, *args, timeout: float | None = None, **kw):
         timeout = DEFAULT_TIMEOUT
     elif not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout < 0:
         raise UsageError(f'bad timeout "{timeout}": expected a number of seconds >= 0')
-    deadline = None
+    deadline = time.monotonic() + timeout
     attempt = 0
     while True:
         txn = db.begin()
@@ -54,22 +54,11 @@ def run_in_transaction(db, fn, *args, timeout: float | None = None, **kw):
             out = fn(txn, *args, **kw)
             txn.commit()
             return out
-        except WriteConflict as e:
-            now = time.monotonic()
-            if deadline is None:
-                deadline = now + timeout
-            if now >= deadline:
+        except WriteConflict:
+            if time.monotonic() >= deadline:
                 raise
-            _wait_for_winner(db, e, deadline - now)
             if attempt:
                 time.sleep(random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * (1 << min(attempt, 16)))))
             attempt += 1
         finally:
             txn.rollback()
-
-
-def _wait_for_winner(db, conflict: WriteConflict, left: float) -> None:
-    """Block until the commit that won ``conflict`` is visible (bounded by ``left``)."""
-    csn = getattr(conflict, "csn", None)
-    if csn is not None:
-        db._snaps.wait_published(csn, min(left, _PUBLISH_WAIT))

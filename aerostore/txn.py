@@ -18,12 +18,14 @@ spans keys by writing a common key in both transactions.
 
 from __future__ import annotations
 
-from .errors import ClosedError, UsageError
+from .errors import ClosedError, UsageError, WriteConflict
 from .gcpause import BULK, paused
 from .planner import execute
 from .query import Query
 
 __all__ = ["Transaction", "TxnTable"]
+
+_WINNER_WAIT = 5.0   # seconds a conflicting commit waits for the winner to become visible
 
 
 class Transaction:
@@ -45,10 +47,19 @@ class Transaction:
         return TxnTable(self, self._db._store(name))
 
     def commit(self) -> None:
-        """Make the writes durable and visible, or raise (WriteConflict, StorageIOError)."""
+        """Make the writes durable and visible, or raise (WriteConflict, StorageIOError).
+
+        A ``WriteConflict`` is raised only once the commit that won is visible
+        (it may still be waiting for its flush), so a transaction run again
+        right away sees it, instead of conflicting with it again.
+        """
         self._check()
         try:
             self._db._commit(self)
+        except WriteConflict as e:
+            if e.csn is not None:
+                self._db._snaps.wait_published(e.csn, _WINNER_WAIT)
+            raise
         finally:
             self._end()
 

@@ -93,8 +93,8 @@ def test_bank_transfers_between_four_threads(durable):
 
 
 def test_the_retry_waits_for_the_winner_instead_of_spinning(durable, monkeypatch):
-    """A conflict names the winning commit; the retry waits for it to be visible, so
-    the second attempt sees it and succeeds: two attempts, one wait."""
+    """A conflict names the winning commit and is raised once that commit is visible,
+    so the second attempt sees it and succeeds: two attempts, one wait."""
     t = durable.create_table(aerostore.FlightState)
     t.set("k", {"gs": 1})
     waits = []
