@@ -27,6 +27,9 @@ Rules every entry point shares, each with one home here:
   an ``Int``/``UInt`` field's range must lie within ``INT_MIN .. INT_MAX``
   (-2^63 .. 2^64-1): checked when the field is declared;
 * only ``Int``/``UInt`` fields take ``lo``/``hi`` bounds.
+
+The boolean words, the listing of choices in messages and the shortening of
+values in messages have their home in words.py (``show`` is re-exported here).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Iterable
 
 from .errors import UsageError
+from .words import fmt_choices, parse_bool, show
 
 __all__ = ["Field", "Key", "Int", "UInt", "Float", "Str", "Bool", "Schema", "table",
            "surrogate_at", "as_text", "show", "INT_MIN", "INT_MAX"]
@@ -89,24 +93,6 @@ def as_text(value: Any, name: str, *code, what: str = "field") -> str:
         raise UsageError(f'bad value "{show(value)}" for {what} "{name}": invalid Unicode '
                          "(lone surrogate)", *code)
     return value
-
-
-def show(value) -> str:
-    """A value for an error message: shortened to 60 characters, unprintable
-    characters (control characters, lone surrogates) escaped, so the message
-    itself can always be printed and encoded."""
-    s = value if isinstance(value, str) else str(value)
-    s = s if len(s) <= 60 else s[:57] + "..."
-    if s.isprintable():
-        return s
-    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in s)
-
-
-def _fmt_choices(names: list) -> str:
-    """Tcl_GetIndexFromObj's way of listing choices: ``a, b, or c``."""
-    if len(names) == 1:
-        return names[0]
-    return ", ".join(names[:-1]) + ", or " + names[-1]
 
 
 class Field:
@@ -174,15 +160,10 @@ class Field:
                     raise ValueError
                 return value + 0.0  # -0.0 -> 0.0: one index position for zero
             if kind == "bool":
-                if isinstance(value, str):
-                    v = value.strip().lower()
-                    if v in ("1", "true", "yes", "on"):
-                        return True
-                    if v in ("0", "false", "no", "off"):
-                        return False
-                    raise ValueError
-                if isinstance(value, (bool, int)):
-                    return bool(value)
+                # the file format's words (spaces around allowed here); an int is its truth
+                b = parse_bool(value.strip() if isinstance(value, str) else value, tcl=False)
+                if b is not None:
+                    return b
             raise ValueError
         except (ValueError, TypeError, OverflowError):
             raise UsageError(f'bad value "{show(value)}" for field "{self.name}": expected {self.describe()}',
@@ -190,8 +171,8 @@ class Field:
 
     def _text(self, value: Any) -> str:
         """A str field's value: ``as_text``, without tab, CR or LF; the key non-empty."""
-        if value.__class__ is not str or not value.isascii():      # ASCII str: as_text's identity
-            value = as_text(value, self.name, "VALUE", self.name)
+        if value.__class__ is not str or (not value.isascii() and surrogate_at(value) >= 0):
+            value = as_text(value, self.name, "VALUE", self.name)   # converts, or raises
         for ch in _TEXT_FORBIDDEN:
             if ch in value:
                 raise UsageError(f'bad value for field "{self.name}": tab, CR and LF are not allowed',
@@ -341,7 +322,7 @@ class Schema:
         try:
             return self._pos[name]
         except (KeyError, TypeError):
-            raise UsageError(f'bad field "{name}": must be {_fmt_choices(list(self.names))}',
+            raise UsageError(f'bad field "{name}": must be {fmt_choices(self.names)}',
                              "FIELD", str(name)) from None
 
     def canonical(self, name: str) -> str:
