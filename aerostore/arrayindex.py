@@ -197,7 +197,7 @@ class ArrayIndex(SortedIndex):
         self._empty = np.empty(0, dtype)
         self.main = self._empty
         self.budget = _DELTA_MIN            # layer entries before a fold is due; see _set_main
-        self.batch = (Run(self._empty, self), Run(self._empty, self))   # (delta, tomb) arrays
+        self._set_batch(self._empty, self._empty)   # self.batch: (delta, tomb) arrays
         self.delta = SortedList()           # the small layer, on top of the batch layer
         self.tomb = SortedList()
         self.frozen = None                  # a batch layer being folded by the maintainer, or None
@@ -325,8 +325,12 @@ class ArrayIndex(SortedIndex):
                 self.on_due(self)
 
     def _layer_size(self) -> int:
-        d, t = self.batch
-        return len(d.a) + len(t.a) + len(self.delta) + len(self.tomb)
+        return self._batch_n + len(self.delta) + len(self.tomb)
+
+    def _set_batch(self, delta, tomb) -> None:
+        """Replace the batch layer (two sorted entry arrays)."""
+        self.batch = (Run(delta, self), Run(tomb, self))
+        self._batch_n = len(delta) + len(tomb)
 
     def _add_many(self, values: list, slots: list) -> None:
         n = len(values)
@@ -381,7 +385,7 @@ class ArrayIndex(SortedIndex):
                 A = A[~hit]
             if len(A):
                 d = _with(d, A)
-        self.batch = (Run(d, self), Run(t, self))
+        self._set_batch(d, t)
         self._after_write()
 
     def _set_main(self, main) -> None:
@@ -410,7 +414,7 @@ class ArrayIndex(SortedIndex):
             return None
         self._merge_small()
         self.frozen = self.batch
-        self.batch = (Run(self._empty, self), Run(self._empty, self))
+        self._set_batch(self._empty, self._empty)
         self._requested = False
         self._gen += 1
         return (self._gen, self.main, self.frozen)
@@ -446,7 +450,7 @@ class ArrayIndex(SortedIndex):
         if self.frozen is not None:
             main = self._merge(main, self.frozen[0].a, self.frozen[1].a)
         main = self._merge(main, self.batch[0].a, self.batch[1].a)
-        self.batch = (Run(self._empty, self), Run(self._empty, self))
+        self._set_batch(self._empty, self._empty)
         self.frozen = None
         self._requested = False
         self._set_main(main)
@@ -468,7 +472,7 @@ class ArrayIndex(SortedIndex):
         self.nulls = set()
         self.ready = False
         self._set_main(self._empty)
-        self.batch = (Run(self._empty, self), Run(self._empty, self))
+        self._set_batch(self._empty, self._empty)
         self.delta = SortedList()
         self.tomb = SortedList()
         self.frozen = None
