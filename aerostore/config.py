@@ -2,7 +2,7 @@
 
 | key | default | range | meaning |
 |---|---|---|---|
-| aerostore.synchronous_commit | on | on, off | on: a modifying call returns only after its WAL record is on disk (fdatasync); concurrent committers share one flush (group commit). off: the call returns at once and the WAL writer flushes within ``aerostore.wal_flush_delay_ms``; a crash may lose that window of acknowledged work, never part of a transaction, and never corrupts the store. |
+| aerostore.synchronous_commit | on | on, off (any Tcl boolean: true/false, yes/no, 1/0, ...) | on: a modifying call returns only after its WAL record is on disk (fdatasync); concurrent committers share one flush (group commit). off: the call returns at once and the WAL writer flushes within ``aerostore.wal_flush_delay_ms``; a crash may lose that window of acknowledged work, never part of a transaction, and never corrupts the store. |
 | aerostore.checkpoint_interval_secs | 300 | 0 to 86400 (a day) | seconds between automatic checkpoints (0 = never). A checkpoint bounds recovery time and the WAL's size. |
 | aerostore.ttl_secs | 0 | 0 to 3153600000 (100 years) | rows whose ``now - updated_at`` exceeds this are deleted by the sweeper (0 = off). |
 | aerostore.ttl_sweep_interval_ms | 1000 | 0 to 86400000 (a day) | how often the TTL sweeper runs (0 = off). |
@@ -18,19 +18,19 @@ limit far past any useful value costs nothing and keeps every thread safe.
 from __future__ import annotations
 
 from .errors import UsageError
+from .words import fmt_choices, parse_bool
 
 __all__ = ["Config", "DEFAULTS"]
 
 
 def _bool(v):
-    if isinstance(v, bool):
-        return v
-    s = str(v).strip().lower()
-    if s in ("on", "1", "true", "yes"):
-        return True
-    if s in ("off", "0", "false", "no"):
-        return False
-    raise ValueError
+    """A setting's boolean: Tcl's rule (words.parse_bool), since aerostore::set_config
+    takes it from Tcl: on/off, true/false, yes/no in any case or a unique
+    prefix (``of``), or any number (non-zero is on)."""
+    b = parse_bool(v if isinstance(v, (str, int, float)) else str(v))
+    if b is None:
+        raise ValueError
+    return b
 
 
 def _int_range(lo: int, hi: int):
@@ -82,8 +82,7 @@ class Config:
         try:
             return _SPECS[key]
         except KeyError:
-            from .schema import _fmt_choices
-            raise UsageError(f'bad config key "{key}": must be {_fmt_choices(list(_SPECS))}',
+            raise UsageError(f'bad config key "{key}": must be {fmt_choices(_SPECS)}',
                              "CONFIG", str(key)) from None
 
     def set(self, key: str, value) -> None:

@@ -21,7 +21,8 @@ from __future__ import annotations
 import re
 
 from .errors import UsageError
-from .schema import as_text, show
+from .schema import as_text
+from .words import fmt_choices, parse_bool, show
 
 __all__ = ["Query", "OPERATORS", "glob_to_regex"]
 
@@ -35,7 +36,7 @@ OPERATORS = {
     "null": ("null", 0), "notnull": ("notnull", 0), "true": ("true", 0), "false": ("false", 0),
 }
 _CANON = {"eq": 1, "ne": 1, "lt": 1, "le": 1, "gt": 1, "ge": 1}
-_OP_LIST = "=, ==, !=, <>, <, <=, >, >=, range, in, match, notmatch, match_case, notmatch_case, null, notnull, true, or false"
+_OP_LIST = fmt_choices(OPERATORS)
 _USAGE = {0: "{op} field", 1: "{op} field value", 2: "{op} field low high",
           "in": '{op} field list" or "{op} field value value ?value ...?'}
 
@@ -112,38 +113,10 @@ def glob_to_regex(pattern: str, nocase: bool):
     return re.compile("".join(out), flags).fullmatch
 
 
-def _bool_words() -> dict:
-    """Tcl's boolean words and their unique prefixes (case-insensitive): t, of, ye, ..."""
-    words = {"true": True, "false": False, "yes": True, "no": False, "on": True, "off": False}
-    seen: dict = {}
-    for w, v in words.items():
-        for i in range(1, len(w) + 1):
-            seen.setdefault(w[:i], set()).add(w)
-    return {p: words[ws.pop()] for p, ws in seen.items() if len(ws) == 1}
-
-
-_BOOL_WORDS = _bool_words()
-# Tcl 8.6 numbers: 0x/0b/0o integers, a leading 0 is octal, decimals, floats, Inf (not NaN)
-_TCL_NUMBER = re.compile(
-    r"\s*[+-]?(?:0x[0-9a-f]+|0b[01]+|0o[0-7]+|0[0-7]*|[1-9][0-9]*"
-    r"|(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:e[+-]?[0-9]+)?|[0-9]+e[+-]?[0-9]+|inf(?:inity)?)\s*", re.IGNORECASE)
-
-
 def truth(v):
-    """Tcl boolean value of a field value (as ``expr {$v ? 1 : 0}``): True, False, or None (neither)."""
-    if v is None:
-        return None
-    if isinstance(v, str):
-        w = _BOOL_WORDS.get(v.lower())
-        if w is not None:
-            return w
-        if not _TCL_NUMBER.fullmatch(v):
-            return None
-        t = v.strip().lower().lstrip("+-")
-        if t[:2] in ("0x", "0b", "0o"):
-            return int(t[2:], {"x": 16, "b": 2, "o": 8}[t[1]]) != 0
-        return float(t) != 0
-    return bool(v)
+    """Tcl boolean value of a field value (as ``expr {$v ? 1 : 0}``): True, False,
+    or None (neither; a null too).  Tcl's rule, words.parse_bool."""
+    return parse_bool(v)
 
 
 class Term:
@@ -444,7 +417,7 @@ def _make(kind, terms, schema, skip_keys=False, pos=0):
                 f"        return {ret}\n"
                 f"    return scan\n")
         src = f"def factory({args}):\n{body}"
-        ns = {"_truth": truth, "_text": _text_fn(schema)}
+        ns = {"_truth": parse_bool, "_text": _text_fn(schema)}
         exec(compile(src, f"<aerostore {kind}>", "exec"), ns)
         factory = ns["factory"]
         if len(_cache) > 512:

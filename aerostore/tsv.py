@@ -50,7 +50,8 @@ from operator import itemgetter
 
 from .errors import AerostoreError, DecodeError, TransientError, UsageError
 from .gcpause import paused
-from .schema import show as _show, surrogate_at
+from .schema import surrogate_at
+from .words import BOOL_WORDS, parse_bool, show
 
 __all__ = ["Codec", "codec", "IngestResult", "ingest_tsv", "ingest_file", "export_tsv",
            "write_rows", "write_file_atomic"]
@@ -65,8 +66,6 @@ _ENCODE_ROWS = 8192             # export write granularity
 _LENIENT_CHARS = (" ", "_", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x1f")
 _INT_RE = re.compile(r"[+-]?[0-9]+")
 _FLOAT_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-_BOOL_WORDS = {"1": True, "true": True, "yes": True, "on": True,
-               "0": False, "false": False, "no": False, "off": False}
 
 
 class Codec:
@@ -94,7 +93,7 @@ class Codec:
     # -- code generation ---------------------------------------------------
     def _compile_convert(self, fix_zero: bool):
         bool_fast = {}
-        for word, val in _BOOL_WORDS.items():
+        for word, val in BOOL_WORDS.items():
             for w in (word, word.upper(), word.title()):
                 bool_fast[w] = val
         bool_nonnull = dict(bool_fast)
@@ -332,18 +331,18 @@ class Codec:
                 except ValueError:      # more digits than int() converts
                     v = None
                 if v is None or not f.lo <= v <= f.hi:
-                    raise DecodeError(lineno, col, f'bad value "{_show(s)}" for field "{f.name}": '
+                    raise DecodeError(lineno, col, f'bad value "{show(s)}" for field "{f.name}": '
                                                    f"expected an integer from {f.lo} to {f.hi}")
             elif kind == "float":
                 v = float(s) + 0.0 if _FLOAT_RE.fullmatch(s) else None
                 if v is None or not math.isfinite(v):
-                    raise DecodeError(lineno, col, f'bad value "{_show(s)}" for field "{f.name}": '
+                    raise DecodeError(lineno, col, f'bad value "{show(s)}" for field "{f.name}": '
                                                    "expected a finite number")
             elif kind == "bool":
-                v = _BOOL_WORDS.get(s.lower())
+                v = parse_bool(s, tcl=False)
                 if v is None:
-                    raise DecodeError(lineno, col, f'bad value "{_show(s)}" for field "{f.name}": '
-                                                   "expected a boolean (1 0 true false yes no on off)")
+                    raise DecodeError(lineno, col, f'bad value "{show(s)}" for field "{f.name}": '
+                                                   f"expected a boolean ({' '.join(BOOL_WORDS)})")
             else:
                 v = s
             row.append(v)
@@ -607,7 +606,7 @@ def _unencodable(schema, rows):
     for row in rows:
         for f, v in zip(schema.fields, row):
             if isinstance(v, str) and surrogate_at(v) >= 0:
-                raise UsageError(f'cannot export row "{_show(row[schema.key_pos])}" of table '
+                raise UsageError(f'cannot export row "{show(row[schema.key_pos])}" of table '
                                  f'{schema.name}: field "{f.name}" holds a lone surrogate, which '
                                  "UTF-8 cannot encode; set the field to valid text or delete the row",
                                  "VALUE", f.name)

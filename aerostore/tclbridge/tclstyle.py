@@ -14,6 +14,7 @@ Tcl's syntax exactly (``010`` is 8, ``2.0`` is true).  Every error is a
 from __future__ import annotations
 
 from ..errors import UsageError
+from ..words import fmt_choices, show
 
 __all__ = ["choose", "option_value", "to_bool", "to_int", "split_list", "install_tcl_rules",
            "fmt_choices"]
@@ -36,18 +37,8 @@ def split_list(text, what: str) -> list:
     try:
         return _split(text)
     except ValueError:
-        raise UsageError(f'bad {what} "{_short(text)}": not a well-formed Tcl list',
+        raise UsageError(f'bad {what} "{show(text)}": not a well-formed Tcl list',
                          "LIST", what.split()[0]) from None
-
-
-def fmt_choices(choices) -> str:
-    """``a, b, or c`` -- Tcl_GetIndexFromObj's way of listing choices."""
-    choices = list(choices)
-    if len(choices) == 1:
-        return choices[0]
-    if len(choices) == 2:
-        return f"{choices[0]} or {choices[1]}"
-    return ", ".join(choices[:-1]) + ", or " + choices[-1]
 
 
 def choose(word, choices, what: str, *, exact: bool = False) -> str:
@@ -81,7 +72,7 @@ def to_bool(value, what: str) -> bool:
         return value != 0
     b = _get_boolean(str(value))
     if b is None:
-        raise UsageError(f'expected boolean value but got "{_short(value)}" for {what}',
+        raise UsageError(f'expected boolean value but got "{show(value)}" for {what}',
                          "VALUE", what)
     return b
 
@@ -95,14 +86,10 @@ def to_int(value, what: str, minimum: int | None = None, rule: str = "") -> int:
     else:
         n = _get_int(str(value))
         if n is None:
-            raise UsageError(f'expected integer but got "{_short(value)}" for {what}',
+            raise UsageError(f'expected integer but got "{show(value)}" for {what}',
                              "VALUE", what)
     if minimum is not None and n < minimum:
         raise UsageError(f'bad {what} "{n}": must be {rule or f"an integer >= {minimum}"}',
                          "VALUE", what)
     return n
 
-
-def _short(value) -> str:
-    s = str(value)
-    return s if len(s) <= 60 else s[:57] + "..."
