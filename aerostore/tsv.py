@@ -48,8 +48,9 @@ import time
 from itertools import repeat
 from operator import itemgetter
 
-from .errors import AerostoreError, DecodeError, TransientError, UsageError
+from .errors import AerostoreError, DecodeError, UsageError
 from .gcpause import paused
+from .retry import run_in_transaction
 from .schema import surrogate_at
 from .words import BOOL_WORDS, parse_bool, show
 
@@ -382,8 +383,6 @@ class IngestResult:
         return f"<IngestResult {self}>"
 
 
-_CONFLICT_RETRIES = 100
-
 
 def _batch_size(batch_size) -> int:
     try:
@@ -454,23 +453,19 @@ def _apply(db, name, row_lists, batch_size, txn, result, progress):
         raise
 
 
+def _upsert(txn, name, batch):
+    return txn.table(name).upsert_many(batch)
+
+
 def _apply_batches(db, name, row_lists, batch_size, txn, result, progress):
+    """Each batch one transaction, run again on a write conflict (retry.py: an
+    upsert does not depend on what it read); or all through ``txn``."""
     with paused():
         for batch in _batches(row_lists, batch_size):
             if txn is not None:
-                ins, upd = txn.table(name).upsert_many(batch)
+                ins, upd = _upsert(txn, name, batch)
             else:
-                for attempt in range(_CONFLICT_RETRIES):
-                    tx = db.begin()
-                    try:
-                        ins, upd = tx.table(name).upsert_many(batch)
-                        tx.commit()
-                        break
-                    except TransientError:
-                        if attempt == _CONFLICT_RETRIES - 1:
-                            raise
-                    finally:
-                        tx.rollback()
+                ins, upd = run_in_transaction(db, _upsert, name, batch)
             result.inserted += ins
             result.updated += upd
             result.batches += 1

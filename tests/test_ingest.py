@@ -44,6 +44,25 @@ def test_batches_are_transactions(db):
     assert r.batches == 3 and commits == [4, 4, 2]
 
 
+def test_a_batch_that_loses_a_write_conflict_runs_again(db, monkeypatch):
+    begun = []
+    real_begin = db.begin
+
+    def begin():
+        txn = real_begin()
+        begun.append(txn)
+        if len(begun) == 1:     # another writer commits OLD1 after this snapshot was taken
+            db.table("FlightState").set("OLD1", {"gs": 77})
+        return txn
+
+    monkeypatch.setattr(db, "begin", begin)
+    r = db.ingest_tsv("FlightState", "OLD1\t1\t2\t3\t4\t5\nNEW1\t1\t2\t3\t4\t5\n")
+    # the batch, the other writer, the batch again (retry.run_in_transaction)
+    assert len(begun) == 3
+    assert (r.rows_seen, r.inserted, r.updated, r.batches) == (2, 1, 1, 1)
+    assert db.table("FlightState").get("OLD1") == ("OLD1", 1.0, 2.0, 3, 4, 5)
+
+
 def test_empty_input(db):
     before = table_of(db)
     for data in ("", b"", "\n\n", "\ufeff", b"\xef\xbb\xbf\r\n"):
