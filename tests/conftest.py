@@ -1,4 +1,16 @@
-"""Shared fixtures.  Keep this small: test files define what only they need."""
+"""Shared fixtures.  Keep this small: test files define what only they need.
+
+Python: ``mem_db`` and ``flights`` (an in-memory database and its FlightState
+table), ``open_db`` (``aerostore.open`` whose databases are closed after the
+test).  Tcl (helpers in test_tcl_support.py): ``shim`` (the built C shim),
+``bare_tcl`` (an interpreter with no store open), ``tcl`` (an interpreter on a
+fresh in-memory store) and ``module_tcl`` (the same, shared by one module's
+tests).  The process has one Tcl store (``aerostore::init``); every Tcl fixture
+closes it before and after, so no test sees another's store.
+"""
+
+import glob
+import os
 
 import pytest
 
@@ -20,8 +32,76 @@ def flights(mem_db):
     return mem_db.create_table(FlightState)
 
 
+@pytest.fixture
+def open_db():
+    """``aerostore.open`` for the test: every database it opened is closed after
+    the test, however it ends (closing twice is harmless, so a test may close
+    one itself, e.g. to reopen its directory)."""
+    opened = []
+
+    def _open(*args, **kwargs):
+        db = aerostore.open(*args, **kwargs)
+        opened.append(db)
+        return db
+
+    yield _open
+    for db in reversed(opened):
+        db.close()
+
+
 def vacuum_now(db) -> None:
     """Prune everything the horizon allows, now: wait for the maintainer (it
     vacuums for readers in the background), then vacuum in this thread."""
     assert db._maint.idle(10), "the maintainer did not go idle"
     db._vacuum(block=True)
+
+
+# -- Tcl (imported where used: only the Tcl tests need tkinter) ---------------------
+
+def _stale() -> bool:
+    from test_tcl_support import LIB, ROOT
+    if not os.path.exists(LIB):
+        return True
+    sources = glob.glob(os.path.join(ROOT, "c_shim", "*")) + [
+        os.path.join(ROOT, "aerostore", "tclbridge", "build.py")]
+    return max(os.path.getmtime(p) for p in sources) > os.path.getmtime(LIB)
+
+
+@pytest.fixture(scope="session")
+def shim():
+    """The path of the built shim (built here when missing or stale)."""
+    from test_tcl_support import LIB
+    if _stale():
+        from aerostore.tclbridge import build
+        build.build()
+    return LIB
+
+
+@pytest.fixture
+def bare_tcl(shim):
+    """A fresh interpreter with the package loaded and no store open; whatever
+    store the test opens is closed after it."""
+    from test_tcl_support import Interp, reset_store
+    reset_store()
+    yield Interp()
+    reset_store()
+
+
+@pytest.fixture
+def tcl(bare_tcl):
+    """A fresh interpreter on a fresh in-memory store."""
+    bare_tcl.eval("aerostore::init :memory:")
+    return bare_tcl
+
+
+@pytest.fixture(scope="module")
+def module_tcl(shim):
+    """An interpreter on an in-memory store that one module's tests share (for
+    tests that each add little, such as fuzz examples).  Do not mix it with the
+    function-scoped Tcl fixtures in one module: they close the shared store."""
+    from test_tcl_support import Interp, reset_store
+    reset_store()
+    t = Interp()
+    t.call("aerostore::init", ":memory:")
+    yield t
+    reset_store()

@@ -27,7 +27,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from test_tcl_support import Interp, TclError, reset_store, shim  # noqa: F401
+from test_tcl_support import TclError
 
 SETTINGS = settings(max_examples=1500, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -72,12 +72,9 @@ def as_tcl_sees_it(s: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def t(shim):
-    reset_store()
-    interp = Interp()
-    interp.call("aerostore::init", ":memory:")
-    yield interp
-    reset_store()
+def t(module_tcl):
+    """conftest's module_tcl (one interpreter on one in-memory store), by a short name."""
+    return module_tcl
 
 
 # -- Python -> Tcl -> Python ----------------------------------------------------

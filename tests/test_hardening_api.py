@@ -10,7 +10,6 @@ import aerostore
 from aerostore import FlightState
 from aerostore.errors import UsageError
 from aerostore.schema import INT_MAX, INT_MIN, as_text, show, surrogate_at
-from test_tcl_support import shim, tcl  # noqa: F401  (fixtures: the built shim, a Tcl interpreter)
 
 
 @aerostore.table

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from test_tcl_support import Interp, reset_store, shim, tsv_of  # noqa: F401
+from test_tcl_support import tsv_of
 
 FIELDS = ["flight_id", "lat", "lon", "altitude", "gs", "updated_at"]
 NUMERIC = {"lat": st.sampled_from([-10.5, -1.25, 0.0, 2.5, 3.75, 10.0, 45.125]),
@@ -125,15 +125,6 @@ def sql_of(terms, sort, limit, offset):
     return sql, params
 
 
-@pytest.fixture(scope="module")
-def diff_interp(shim):
-    reset_store()
-    t = Interp()
-    t.call("aerostore::init", ":memory:")
-    yield t
-    reset_store()
-
-
 def check_queries(t, db, queries):
     for terms, sort, limit, offset in queries:
         args = tcl_search_args(t.tk, terms, sort, limit, offset)
@@ -158,8 +149,8 @@ def check_queries(t, db, queries):
        changes=st.lists(st.tuples(st.integers(0, 40), st.sampled_from(FIELDS[1:]),
                                   st.one_of(st.none(), st.integers(0, 20).map(lambda x: x * 25))),
                         max_size=8))
-def test_search_matches_sqlite(diff_interp, rows, queries, changes):
-    t = diff_interp
+def test_search_matches_sqlite(module_tcl, rows, queries, changes):
+    t = module_tcl
     t.call("FlightState", "search", "-delete", "1")
     t.call("FlightState", "ingest_tsv", tsv_of(rows))
     db = sqlite3.connect(":memory:")

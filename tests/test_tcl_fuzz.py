@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from test_tcl_support import ROWS, Interp, TclError, reset_store, shim, tsv_of  # noqa: F401
+from test_tcl_support import ROWS, TclError, tsv_of
 
 SUBCOMMANDS = ["array_get", "array_get_with_nulls", "count", "delete", "exists", "fields", "get",
                "index", "ingest_file", "ingest_tsv", "search", "set", "unwatch", "watch"]
@@ -62,13 +62,9 @@ def _to_tcl(tk, w):
 
 
 @pytest.fixture(scope="module")
-def fuzz_interp(shim):
-    reset_store()
-    t = Interp()
-    t.call("aerostore::init", ":memory:")
-    t.call("FlightState", "ingest_tsv", tsv_of(ROWS))
-    yield t
-    reset_store()
+def fuzz_interp(module_tcl):
+    module_tcl.call("FlightState", "ingest_tsv", tsv_of(ROWS))
+    return module_tcl
 
 
 def _sanitize(sub, args):

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from test_tcl_support import Interp, TclError, reset_store, shim, tcl  # noqa: F401
+from test_tcl_support import TCL_DIR, TclError
 
 
 def tcl_quoted(s: str) -> str:
@@ -178,59 +178,65 @@ def _mode(path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
 
 
-def test_init_refuses_the_empty_path(shim, tmp_path, monkeypatch):
-    reset_store()
+def test_init_refuses_the_empty_path(bare_tcl, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    t = Interp()
-    e = t.error("aerostore::init", "")
+    e = bare_tcl.error("aerostore::init", "")
     assert e.message == 'cannot open data directory "": the path is empty'
     assert e.code == "AEROSTORE USAGE DIR {}"
     assert os.listdir(tmp_path) == []
-    reset_store()
 
 
-def test_init_makes_every_directory_0700(shim, tmp_path):
-    reset_store()
-    os.umask(old := os.umask(0o022))
-    try:
-        t = Interp()
-        d = tmp_path / "a" / "b" / "store"
-        t.call("aerostore::init", str(d))
-        for p in (tmp_path / "a", tmp_path / "a" / "b", d):
-            assert _mode(p) == 0o700, p
-        reset_store()
-        # a directory that exists keeps its mode
-        e = tmp_path / "existing"
-        e.mkdir(mode=0o755)
-        os.chmod(e, 0o755)
-        t.call("aerostore::init", str(e))
-        assert _mode(e) == 0o755
-    finally:
-        os.umask(old)
-        reset_store()
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
 
 
-def test_init_expands_tilde_as_tcl_does(shim, tmp_path, monkeypatch):
-    reset_store()
-    home = tmp_path / "home"
+def test_init_makes_every_directory_0700(bare_tcl, tmp_path, umask_022):
+    d = tmp_path / "a" / "b" / "store"
+    bare_tcl.call("aerostore::init", str(d))
+    for p in (tmp_path / "a", tmp_path / "a" / "b", d):
+        assert _mode(p) == 0o700, p
+
+
+def test_init_keeps_the_mode_of_a_directory_that_exists(bare_tcl, tmp_path, umask_022):
+    e = tmp_path / "existing"
+    e.mkdir(mode=0o755)
+    os.chmod(e, 0o755)
+    bare_tcl.call("aerostore::init", str(e))
+    assert _mode(e) == 0o755
+
+
+@pytest.fixture
+def home_and_work(tmp_path, monkeypatch):
+    """$HOME is tmp_path/home, the working directory tmp_path/work."""
+    home, work = tmp_path / "home", tmp_path / "work"
     home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    work = tmp_path / "work"
     work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
     monkeypatch.chdir(work)
-    t = Interp()
-    assert t.call("aerostore::init", "~/flights") == f"aerostore ready (dir={home}/flights)"
+    return home, work
+
+
+def test_init_expands_tilde_as_tcl_does(bare_tcl, home_and_work):
+    home, work = home_and_work
+    assert bare_tcl.call("aerostore::init", "~/flights") == f"aerostore ready (dir={home}/flights)"
     assert (home / "flights").is_dir() and not (work / "~").exists()
-    assert t.call("aerostore::init", "~/flights") == f"aerostore ready (dir={home}/flights)"
-    reset_store()
-    # only a leading ~ is Tcl's: ./~/x is a directory named ~ here
-    assert t.call("aerostore::init", "./~/x") == f"aerostore ready (dir={work}/~/x)"
-    reset_store()
-    e = t.error("aerostore::init", "~nosuchuser_aerostore/x")
+    assert bare_tcl.call("aerostore::init", "~/flights") == f"aerostore ready (dir={home}/flights)"
+
+
+def test_init_expands_only_a_leading_tilde(bare_tcl, home_and_work):
+    """./~/x is a directory named ~ in the working directory."""
+    home, work = home_and_work
+    assert bare_tcl.call("aerostore::init", "./~/x") == f"aerostore ready (dir={work}/~/x)"
+
+
+def test_init_tilde_of_an_unknown_user(bare_tcl, home_and_work):
+    e = bare_tcl.error("aerostore::init", "~nosuchuser_aerostore/x")
     assert e.message == ('cannot open data directory "~nosuchuser_aerostore/x": '
                          'user "nosuchuser_aerostore" doesn\'t exist')
     assert e.code == "AEROSTORE USAGE DIR ~nosuchuser_aerostore/x"
-    reset_store()
 
 
 def test_init_on_an_unwritable_directory_is_usage_dir(shim):
@@ -238,7 +244,6 @@ def test_init_on_an_unwritable_directory_is_usage_dir(shim):
     import shutil
     import subprocess
     import tempfile
-    from test_tcl_support import TCL_DIR
     top = tempfile.mkdtemp(prefix="aerostore-ro-")
     try:
         os.chmod(top, 0o755)

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from test_tcl_support import ROOT, TCL_DIR, shim, tclsh  # noqa: F401
+from test_tcl_support import ROOT, TCL_DIR, tclsh
 
 
 def test_package_require_from_clean_env_with_weird_path(shim, tmp_path):

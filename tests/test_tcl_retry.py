@@ -4,7 +4,7 @@ threads increment one key through it; every increment lands, none is lost."""
 import re
 from pathlib import Path
 
-from test_tcl_support import ROOT, shim, tclsh  # noqa: F401
+from test_tcl_support import ROOT, tclsh
 
 
 def _pattern() -> str:

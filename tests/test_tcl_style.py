@@ -11,7 +11,7 @@ import pytest
 from aerostore.errors import UsageError
 from aerostore.tclbridge.tclstyle import choose, fmt_choices, option_value, to_bool, to_int
 
-from test_tcl_support import Interp, shim  # noqa: F401
+from test_tcl_support import Interp
 
 
 @pytest.fixture(scope="module")

@@ -1,14 +1,14 @@
-"""Shared helpers of the Tcl extension tests (imported by tests/test_tcl_*.py).
+"""Shared helpers of the Tcl extension tests (imported by tests/test_tcl_*.py);
+the fixtures that use them (``shim``, ``bare_tcl``, ``tcl``, ``module_tcl``)
+are in conftest.py.
 
-``shim`` builds the C shim once per test session if it is missing or older
-than its sources; ``tcl`` is a fresh ``tkinter.Tcl()`` with the package loaded
-and the process's store re-opened in memory; ``tclsh`` runs a script in a real
-tclsh subprocess from a clean environment.
+``Interp`` is a ``tkinter.Tcl()`` with the package loaded and helpers that keep
+errorCode; ``tclsh`` runs a script in a real tclsh subprocess from a clean
+environment; ``ROWS``/``tsv_of`` are a small FlightState data set.
 """
 
 from __future__ import annotations
 
-import glob
 import os
 import subprocess
 import tkinter
@@ -18,23 +18,6 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TCL_DIR = os.path.join(ROOT, "tcl")
 LIB = os.path.join(ROOT, "aerostore", "tclbridge", "libaerostore_tcl.so")
-
-
-def _stale() -> bool:
-    if not os.path.exists(LIB):
-        return True
-    sources = glob.glob(os.path.join(ROOT, "c_shim", "*")) + [
-        os.path.join(ROOT, "aerostore", "tclbridge", "build.py")]
-    return max(os.path.getmtime(p) for p in sources) > os.path.getmtime(LIB)
-
-
-@pytest.fixture(scope="session")
-def shim():
-    """The path of the built shim (built here when missing or stale)."""
-    if _stale():
-        from aerostore.tclbridge import build
-        build.build()
-    return LIB
 
 
 class TclError(Exception):
@@ -89,19 +72,11 @@ class Interp:
 
 
 def reset_store(where=":memory:"):
+    """Close the process's Tcl store (the one ``aerostore::init`` opens), if
+    any.  Tests get this done around them by the fixtures in conftest.py."""
     from aerostore.tclbridge import state
     state.close()
     return where
-
-
-@pytest.fixture
-def tcl(shim):
-    """A fresh interpreter on a fresh in-memory store."""
-    reset_store()
-    t = Interp()
-    t.eval("aerostore::init :memory:")
-    yield t
-    reset_store()
 
 
 def tclsh(script: str, *, cwd=None, env_extra=None, timeout=60, check=True):

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from test_tcl_support import ROOT, shim, tclsh  # noqa: F401
+from test_tcl_support import ROOT, tclsh
 
 TEST_FILES = sorted(glob.glob(os.path.join(ROOT, "tests", "*.test")))
 
