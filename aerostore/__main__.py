@@ -33,7 +33,8 @@ from .checkpoint import FILENAME as CHECKPOINT, read_checkpoint
 from .durable import WAL, DirectoryStorage, lock_directory
 from .errors import AerostoreError, CorruptError, LockedError, StorageIOError, UsageError
 from .schema import Schema
-from .tsv import codec, write_file_atomic, write_rows
+from .ingest import write_file_atomic, write_rows
+from .tsvcodec import codec
 
 EXIT_OK, EXIT_DAMAGED, EXIT_USAGE, EXIT_LOCKED, EXIT_IO = 0, 1, 2, 3, 4
 EXIT_PIPE = 128 + 13          # what a shell reports for a process ended by SIGPIPE

@@ -48,7 +48,7 @@ from .maintainer import Maintainer
 from .retry import run_in_transaction
 from .switching import adopt as _adopt_switch_interval
 from .txn import Transaction, TxnTable
-from . import tsv
+from . import ingest
 from .ttl import TTLSweeper
 from .watch import WatchHub
 
@@ -363,18 +363,18 @@ class Database:
         finally:
             self._vac_lock.release()
 
-    # -- bulk TSV and change subscriptions (tsv.py, watch.py) ----------------------------
-    def ingest_tsv(self, table, data, batch_size=1024, **kw) -> "tsv.IngestResult":
-        """Upsert TSV text/bytes in batches; see aerostore.tsv.ingest_tsv."""
-        return tsv.ingest_tsv(self, table, data, batch_size, **kw)
+    # -- bulk TSV and change subscriptions (ingest.py, watch.py) ----------------------------
+    def ingest_tsv(self, table, data, batch_size=1024, **kw) -> "ingest.IngestResult":
+        """Upsert TSV text/bytes in batches; see aerostore.ingest.ingest_tsv."""
+        return ingest.ingest_tsv(self, table, data, batch_size, **kw)
 
-    def ingest_file(self, table, path, batch_size=1024, **kw) -> "tsv.IngestResult":
-        """Upsert a TSV file, streamed; see aerostore.tsv.ingest_file."""
-        return tsv.ingest_file(self, table, path, batch_size, **kw)
+    def ingest_file(self, table, path, batch_size=1024, **kw) -> "ingest.IngestResult":
+        """Upsert a TSV file, streamed; see aerostore.ingest.ingest_file."""
+        return ingest.ingest_file(self, table, path, batch_size, **kw)
 
     def export_tsv(self, table, dest=None, **kw):
-        """Rows as TSV (text, or written to a path/file); see aerostore.tsv.export_tsv."""
-        return tsv.export_tsv(self, table, dest, **kw)
+        """Rows as TSV (text, or written to a path/file); see aerostore.ingest.export_tsv."""
+        return ingest.export_tsv(self, table, dest, **kw)
 
     def subscribe(self, table, **kw):
         """Subscribe to a table's committed changes; see aerostore.watch."""

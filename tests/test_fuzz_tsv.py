@@ -1,5 +1,5 @@
 """Fuzz targets, run by every `make test` on a bounded budget: the TSV decoder
-(aerostore/tsv.py) and the `-compare` term parser (tclbridge/search.py, through
+(aerostore/tsvcodec.py) and the `-compare` term parser (tclbridge/search.py, through
 a real Tcl interpreter and the C shim), plus the Query builder it feeds.
 
 What must hold for any input:
@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import aerostore
-import aerostore.tsv as tsv
+import aerostore.tsvcodec as tsvcodec
 from aerostore import FlightState
 from aerostore.errors import DecodeError, UsageError
 
@@ -125,12 +125,12 @@ def outcome(c, data):
 
 @contextmanager
 def small_chunks(n):
-    old = tsv._CHUNK_CHARS
-    tsv._CHUNK_CHARS = n
+    old = tsvcodec._CHUNK_CHARS
+    tsvcodec._CHUNK_CHARS = n
     try:
         yield
     finally:
-        tsv._CHUNK_CHARS = old
+        tsvcodec._CHUNK_CHARS = old
 
 
 def assert_inside(schema, data, got):
@@ -164,7 +164,7 @@ def check_rows(schema, rows):
 @given(st.sampled_from(SCHEMAS).flatmap(lambda sc: st.tuples(st.just(sc), tsv_texts(sc))))
 def test_decode_returns_valid_rows_or_a_decode_error(case):
     schema, text = case
-    c = tsv.codec(schema)
+    c = tsvcodec.codec(schema)
     got = outcome(c, text)
     event(f"{got[0]} {len(got[1]) if got[0] == 'rows' else ''}")
     if got[0] == "error":
@@ -186,7 +186,7 @@ def test_decode_returns_valid_rows_or_a_decode_error(case):
 @given(st.sampled_from(SCHEMAS), st.binary(max_size=60) | tsv_texts().map(
     lambda t: t.encode("utf-8", "surrogatepass")))
 def test_decode_of_bytes_never_crashes(schema, data):
-    c = tsv.codec(schema)
+    c = tsvcodec.codec(schema)
     got = outcome(c, data)
     if got[0] == "rows":
         check_rows(schema, got[1])
@@ -197,7 +197,7 @@ def test_decode_of_bytes_never_crashes(schema, data):
 def test_decode_refuses_what_is_not_text():
     for data in (None, 17, ["a\t1"], object()):
         with pytest.raises(UsageError, match="must be str or bytes"):
-            tsv.codec(FlightState).decode(data)
+            tsvcodec.codec(FlightState).decode(data)
 
 
 # -- Query.where, the -compare parser's target ---------------------------------------------------

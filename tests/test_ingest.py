@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import aerostore
-from aerostore import tsv
+from aerostore import ingest
 from aerostore.errors import DecodeError, UsageError
 from aerostore.flightstate import FlightState
 
@@ -147,14 +147,14 @@ def test_bom_accepted_at_start_only(db, tmp_path):
 
 def test_ingest_through_a_transaction(db):
     txn = db.begin()
-    r = tsv.ingest_tsv(db, "FlightState", "T1\t1\t2\t3\t4\t5\nT2\t1\t2\t3\t4\t5\nT1\t\t\t\t\t\n", 2, txn=txn)
+    r = ingest.ingest_tsv(db, "FlightState", "T1\t1\t2\t3\t4\t5\nT2\t1\t2\t3\t4\t5\nT1\t\t\t\t\t\n", 2, txn=txn)
     assert (r.inserted, r.updated, r.batches) == (2, 1, 2)
     assert not db.table("FlightState").exists("T1")          # not committed yet
     assert txn.table("FlightState").get("T1") == ("T1", None, None, None, None, None)
     txn.rollback()
     assert not db.table("FlightState").exists("T1")
     with db.transaction() as txn:
-        tsv.ingest_tsv(db, "FlightState", "T3\t1\t2\t3\t4\t5\n", txn=txn)
+        ingest.ingest_tsv(db, "FlightState", "T3\t1\t2\t3\t4\t5\n", txn=txn)
     assert db.table("FlightState").exists("T3")
 
 
@@ -167,7 +167,7 @@ def _file(tmp_path, n, start=0, name="big.tsv"):
 
 @pytest.mark.parametrize("hold", [64 << 20, 0])
 def test_ingest_file_streams_in_blocks(db, tmp_path, monkeypatch, hold):
-    monkeypatch.setattr(tsv, "_READ_BYTES", 1000)        # many blocks, lines cut across reads
+    monkeypatch.setattr(ingest, "_READ_BYTES", 1000)        # many blocks, lines cut across reads
     p = _file(tmp_path, 3000)
     calls = []
     r = db.ingest_file("FlightState", p, 256, hold_bytes=hold,
@@ -294,7 +294,6 @@ def test_export_to_an_unwritable_path(db, tmp_path):
 
 def test_failed_export_leaves_the_file_intact(db, tmp_path, monkeypatch):
     """write_tsv -file F / export_tsv(path): a failure must not truncate F."""
-    import aerostore.tsv as tsv
     t = db.table("FlightState")
     t.query().delete()
     t.upsert(("A", 1.0, 2.0, 3, 4, 5))
@@ -303,7 +302,7 @@ def test_failed_export_leaves_the_file_intact(db, tmp_path, monkeypatch):
 
     def boom(*a, **k):
         raise OSError(28, "No space left on device")
-    monkeypatch.setattr(tsv.os, "fsync", boom)
+    monkeypatch.setattr(ingest.os, "fsync", boom)
     with pytest.raises(UsageError, match="No space left") as ei:
         db.export_tsv("FlightState", str(target))
     assert ei.value.tcl_errorcode == ["AEROSTORE", "USAGE", "FILE"]

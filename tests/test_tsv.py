@@ -1,4 +1,4 @@
-"""TSV decode/encode (aerostore.tsv.Codec) for FlightState and a custom schema."""
+"""TSV decode/encode (aerostore.tsvcodec.Codec) for FlightState and a custom schema."""
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 from aerostore import schema as S
 from aerostore.errors import DecodeError
 from aerostore.flightstate import FlightState
-from aerostore.tsv import codec
+from aerostore.tsvcodec import codec
 
 C = codec(FlightState)
 GOOD = "UAL123\t40.5\t-73.25\t35000\t450\t1700000000"
@@ -119,8 +119,8 @@ def test_first_bad_line_is_reported_among_many():
 
 
 def test_line_numbers_across_chunks(monkeypatch):
-    import aerostore.tsv as tsv
-    monkeypatch.setattr(tsv, "_CHUNK_CHARS", 64)
+    import aerostore.tsvcodec as tsvcodec
+    monkeypatch.setattr(tsvcodec, "_CHUNK_CHARS", 64)
     lines = [f"K{i}\t1\t2\t3\t4\t5" for i in range(50)]
     lines[37] = ""
     lines[41] = "K\t1\t2\t3\t99999\t5"

@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 from aerostore import schema as S
 from aerostore.errors import DecodeError
 from aerostore.flightstate import FlightState
-from aerostore.tsv import codec
+from aerostore.tsvcodec import codec
 
 TOKENS = ["0", "1", "-1", "+5", "007", "65535", "65536", "-0", "-0.0", "0.0", "-.0", "1.5", ".5", "5.",
           "1e3", "1E-3", "-1.5e+2", "1e999", "-1e999", "nan", "NaN", "inf", "-inf", "Infinity", " 1",

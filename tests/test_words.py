@@ -11,7 +11,7 @@ import aerostore
 from aerostore.config import Config
 from aerostore.errors import DecodeError, UsageError
 from aerostore.query import truth
-from aerostore.tsv import codec
+from aerostore.tsvcodec import codec
 from aerostore.words import BOOL_WORDS, fmt_choices, parse_bool, show
 
 WORDS = ["1", "0", "true", "false", "yes", "no", "on", "off"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import traceback
 
-from .. import tsv
+from .. import ingest
 from ..errors import AerostoreError, UsageError
 from . import state
 from .search import parse_search, term_query
@@ -247,7 +247,7 @@ class Session:
         return parse_search(self, args).run()
 
     def t_ingest_tsv(self, data, batch_size=1024):
-        return str(tsv.ingest_tsv(state.database(), state.TABLE, str(data), batch_size,
+        return str(ingest.ingest_tsv(state.database(), state.TABLE, str(data), batch_size,
                                   txn=self._txn))
 
     def t_ingest_file(self, path, *args):
@@ -264,7 +264,7 @@ class Session:
 
             def progress(phase, rows, elapsed_s, words=words):
                 call(capsule, words + [phase, rows, round(elapsed_s, 3)])
-        return str(tsv.ingest_file(state.database(), state.TABLE, str(path), batch_size,
+        return str(ingest.ingest_file(state.database(), state.TABLE, str(path), batch_size,
                                    txn=self._txn, progress=progress))
 
     def t_write_tsv(self, *args):
@@ -276,7 +276,7 @@ class Session:
                 query = term_query(self._table(), value)
             else:
                 path = str(value)
-        out = tsv.export_tsv(state.database(), state.TABLE, dest=path, query=query, txn=self._txn)
+        out = ingest.export_tsv(state.database(), state.TABLE, dest=path, query=query, txn=self._txn)
         return out
 
     _WATCH_OPTIONS = ("-compare", "-key")
