@@ -138,23 +138,18 @@ def test_bank_transfers_keep_every_snapshot_total(mem_db):
     assert s["versions"] == s["rows"] == N_ACCOUNTS
 
 
-def test_bank_with_synchronous_commit_off(tmp_path):
+def test_bank_with_synchronous_commit_off(tmp_path, open_db):
     """The same invariant on a durable store with asynchronous commit (group flushes)."""
-    db = aerostore.open(str(tmp_path / "bank"), synchronous_commit=False)
-    try:
-        t = setup(db)
-        stats = run_bank(db, n_writers=3, n_readers=1, secs=1.5)
-        assert stats["transfers"] > 0
-        t._check()
-    finally:
-        db.close()
-    db = aerostore.open(str(tmp_path / "bank"))
-    try:
-        t = db.table("Account")
-        assert sum(t.get(k)[1] for k in KEYS) == TOTAL
-        t._check()
-    finally:
-        db.close()
+    db = open_db(str(tmp_path / "bank"), synchronous_commit=False)
+    t = setup(db)
+    stats = run_bank(db, n_writers=3, n_readers=1, secs=1.5)
+    assert stats["transfers"] > 0
+    t._check()
+    db.close()
+    db = open_db(str(tmp_path / "bank"))
+    t = db.table("Account")
+    assert sum(t.get(k)[1] for k in KEYS) == TOTAL
+    t._check()
 
 
 def test_conflicts_are_retried_to_completion(mem_db):
