@@ -26,15 +26,29 @@ def test_declaration_shape():
     assert Trade.name == "Trade"
     assert Trade.names == ("sym", "price", "qty", "lots", "venue", "live")
     assert Trade.key_pos == 0 and Trade.key_name == "sym"
-    assert Trade.default_indexes == ("price", "sym")     # indexes= overrides index=True
+
+
+def test_indexes_argument_overrides_index_flags():
+    assert Trade.default_indexes == ("price", "sym")
+
+
+def test_aliases_name_the_field():
     assert Trade.position("symbol") == 0 and Trade.position("px") == 1
     assert Trade.canonical("px") == "price"
+
+
+def test_flightstate_fields_and_indexes():
     assert FlightState.names == ("flight_id", "lat", "lon", "altitude", "gs", "updated_at")
     assert FlightState.default_indexes == ("altitude", "gs", "lat", "lon", "updated_at")
-    for alias, name in [("flight", "flight_id"), ("ident", "flight_id"), ("latitude", "lat"),
-                        ("long", "lon"), ("longitude", "lon"), ("alt", "altitude"),
-                        ("groundspeed", "gs"), ("updated", "updated_at"), ("ts", "updated_at")]:
-        assert FlightState.canonical(alias) == name
+
+
+@pytest.mark.parametrize("alias,name", [
+    ("flight", "flight_id"), ("ident", "flight_id"), ("latitude", "lat"), ("long", "lon"),
+    ("longitude", "lon"), ("alt", "altitude"), ("groundspeed", "gs"), ("updated", "updated_at"),
+    ("ts", "updated_at"),
+])
+def test_flightstate_aliases(alias, name):
+    assert FlightState.canonical(alias) == name
 
 
 def test_per_field_index_flags_and_named_table():
@@ -75,37 +89,60 @@ def test_bad_declarations():
             a = aerostore.Key()
 
 
-def test_user_table_in_a_database(mem_db):
+@pytest.fixture
+def trades(mem_db):
+    """The Trade table of ``mem_db``, with IBM in it."""
     t = mem_db.create_table(Trade)
-    assert mem_db.create_table(Trade) is t          # idempotent
+    assert t.upsert(("IBM", "101.5", "7", 3, "NYSE", "yes")) is True
+    return t
+
+
+def test_create_table_is_idempotent_and_table_finds_it(mem_db):
+    t = mem_db.create_table(Trade)
+    assert mem_db.create_table(Trade) is t
     assert mem_db.table("Trade") is t and mem_db.table(Trade) is t
     assert t.indexed() == ["sym", "price"]
-    assert t.upsert(("IBM", "101.5", "7", 3, "NYSE", "yes")) is True
-    assert t.get("IBM") == ("IBM", 101.5, 7, 3, "NYSE", True)
-    t.set("IBM", {"px": 99, "live": "off", "qty": -128})
-    assert t.get("IBM") == ("IBM", 99.0, -128, 3, "NYSE", False)
-    assert t.query().true("live").count() == 0 and t.query().false("live").keys() == ["IBM"]
-    assert t.query().eq("symbol", "IBM").keys() == ["IBM"]
+    assert mem_db.tables == ["Trade"]
+
+
+def test_user_table_coerces_values_by_field(trades):
+    assert trades.get("IBM") == ("IBM", 101.5, 7, 3, "NYSE", True)
+    trades.set("IBM", {"px": 99, "live": "off", "qty": -128})
+    assert trades.get("IBM") == ("IBM", 99.0, -128, 3, "NYSE", False)
+
+
+def test_user_table_queries_bools_and_aliases(trades):
+    trades.set("IBM", {"live": "off"})
+    assert trades.query().true("live").count() == 0 and trades.query().false("live").keys() == ["IBM"]
+    assert trades.query().eq("symbol", "IBM").keys() == ["IBM"]
+
+
+def test_a_field_that_is_not_nullable_refuses_null(trades):
     with pytest.raises(UsageError) as ei:
-        t.set("MSFT", {"px": 1})                     # venue may not be null
+        trades.set("MSFT", {"px": 1})                     # venue may not be null
     assert ei.value.code == ("AEROSTORE", "USAGE", "VALUE", "venue")
     with pytest.raises(UsageError, match="venue"):
-        t.upsert({"symbol": "MSFT", "px": 1})
+        trades.upsert({"symbol": "MSFT", "px": 1})
     with pytest.raises(UsageError, match="venue"):
-        t.set("IBM", {"venue": ""})
-    assert t.get("MSFT") is None and t.get("IBM")[4] == "NYSE"
+        trades.set("IBM", {"venue": ""})
+    assert trades.get("MSFT") is None and trades.get("IBM")[4] == "NYSE"
 
+
+def test_create_table_refuses_another_schema_of_the_same_name(trades, mem_db):
     @aerostore.table(name="Trade")
     class Other:
         sym = aerostore.Key()
     with pytest.raises(UsageError, match="another schema"):
         mem_db.create_table(Other)
-    with pytest.raises(UsageError) as ei:
-        mem_db.table("Nope")
-    assert ei.value.code[:3] == ("AEROSTORE", "USAGE", "TABLE")
     with pytest.raises(UsageError):
         mem_db.create_table("Trade")
     assert mem_db.tables == ["Trade"]
+
+
+def test_table_of_an_unknown_name(mem_db):
+    with pytest.raises(UsageError) as ei:
+        mem_db.table("Nope")
+    assert ei.value.code[:3] == ("AEROSTORE", "USAGE", "TABLE")
 
 
 # -- coercion ------------------------------------------------------------------------------------
@@ -153,24 +190,36 @@ def test_bad_field_name_in_tcl_style():
     assert ei.value.code == ("AEROSTORE", "USAGE", "FIELD", "speed")
 
 
-def test_row_checks(flights):
+def test_upsert_refuses_a_short_row_or_a_bad_value(flights):
     with pytest.raises(UsageError, match="6 fields"):
         flights.upsert(("A", 1.0))
     with pytest.raises(UsageError) as ei:
         flights.upsert(("A", 1.0, 2.0, "high", 1, 1))
     assert ei.value.code[-1] == "altitude"
+    assert flights.count() == 0
+
+
+def test_upsert_of_a_dict_by_alias(flights):
     assert flights.upsert({"ident": "A", "alt": "100"}) is True
     assert flights.get("A") == ("A", None, None, 100, None, None)
+    flights._check()
+
+
+def test_set_inserts_then_says_whether_it_inserted(flights):
     assert flights.set("B", {"gs": 5}) is True
     assert flights.get("B") == ("B", None, None, None, 5, None)
-    assert flights.set("B", {"gs": ""}) is False
+    assert flights.set("B", {"gs": ""}) is False              # "" makes the field null
     assert flights.get("B") == ("B", None, None, None, None, None)
+    flights._check()
+
+
+def test_set_refuses_the_key_field_and_unknown_fields(flights):
+    flights.set("B", {"gs": 5})
     with pytest.raises(UsageError, match="cannot change the key"):
         flights.set("B", {"flight_id": "C"})
     with pytest.raises(UsageError):
         flights.set("B", {"nosuch": 1})
-    assert flights.count() == 2
-    flights._check()
+    assert flights.count() == 1 and flights.get("B") == ("B", None, None, None, 5, None)
 
 
 def test_bulk_upsert_validates_like_upsert(flights):
@@ -193,32 +242,43 @@ def test_bulk_upsert_validates_like_upsert(flights):
 
 # -- configuration --------------------------------------------------------------------------------
 
-def test_config_keys_values_and_errors(mem_db):
+def test_config_values_and_their_text(mem_db):
     assert mem_db.get_config("aerostore.synchronous_commit") is True
     assert mem_db.get_config_text("aerostore.synchronous_commit") == "on"
     mem_db.set_config("aerostore.synchronous_commit", "off")
     assert mem_db.get_config_text("aerostore.synchronous_commit") == "off"
     mem_db.set_config("aerostore.ttl_secs", "60")
     assert mem_db.get_config("aerostore.ttl_secs") == 60
+
+
+def test_set_config_of_an_unknown_key(mem_db):
     with pytest.raises(UsageError) as ei:
         mem_db.set_config("aerostore.nope", 1)
     assert ei.value.code == ("AEROSTORE", "USAGE", "CONFIG", "aerostore.nope")
     assert "must be" in str(ei.value)
+
+
+def test_set_config_of_a_bad_value_changes_nothing(mem_db):
+    mem_db.set_config("aerostore.ttl_secs", "60")
     with pytest.raises(UsageError) as ei:
         mem_db.set_config("aerostore.ttl_secs", -1)
     assert ei.value.code[:3] == ("AEROSTORE", "USAGE", "CONFIG")
     with pytest.raises(UsageError):
         mem_db.set_config("aerostore.synchronous_commit", "maybe")
-    assert mem_db.get_config("aerostore.ttl_secs") == 60        # unchanged after a bad set
-    db2 = aerostore.open(":memory:", synchronous_commit=False, **{"aerostore.ttl_secs": 5})
-    try:
-        assert db2.get_config("aerostore.synchronous_commit") is False
-        assert db2.get_config("aerostore.ttl_secs") == 5
-        t = db2.create_table(FlightState)
-        t.upsert(("A", 1, 2, 3, 4, 5))
-        assert t.get("A") is not None          # visible at once with synchronous_commit off
-    finally:
-        db2.close()
+    assert mem_db.get_config("aerostore.ttl_secs") == 60
+    assert mem_db.get_config("aerostore.synchronous_commit") is True
+
+
+def test_open_takes_settings(open_db):
+    db = open_db(":memory:", synchronous_commit=False, **{"aerostore.ttl_secs": 5})
+    assert db.get_config("aerostore.synchronous_commit") is False
+    assert db.get_config("aerostore.ttl_secs") == 5
+    t = db.create_table(FlightState)
+    t.upsert(("A", 1, 2, 3, 4, 5))
+    assert t.get("A") is not None          # visible at once with synchronous_commit off
+
+
+def test_open_refuses_an_unknown_setting():
     with pytest.raises(UsageError):
         aerostore.open(":memory:", bogus=1)
 
@@ -238,28 +298,35 @@ def test_closed_database_and_transaction(mem_db, flights):
 
 # -- error classes ----------------------------------------------------------------------------------
 
-def test_error_hierarchy_and_tcl_errorcodes():
+def test_error_hierarchy():
     assert issubclass(WriteConflict, TransientError) and issubclass(TransientError, AerostoreError)
     assert issubclass(ClosedError, UsageError) and issubclass(ReadOnlyError, StorageIOError)
-    cases = [
-        (UsageError("x"), ["AEROSTORE", "USAGE"]),
-        (UsageError("x", "VALUE", "lat"), ["AEROSTORE", "USAGE", "VALUE", "lat"]),
-        (ClosedError("x"), ["AEROSTORE", "USAGE", "CLOSED"]),
-        (DecodeError(3, 2, "bad int"), ["AEROSTORE", "DECODE", "3", "2"]),
-        (TransientError("x"), ["AEROSTORE", "TRANSIENT"]),
-        (WriteConflict("x"), ["AEROSTORE", "CONFLICT"]),
-        (StorageIOError("x", "ENOSPC"), ["AEROSTORE", "IO", "ENOSPC"]),
-        (ReadOnlyError("x"), ["AEROSTORE", "IO", "READONLY"]),
-        (CorruptError("wal.log", 17, "bad crc"), ["AEROSTORE", "CORRUPT", "wal.log", "17"]),
-        (LockedError("x", "/d"), ["AEROSTORE", "LOCKED", "/d"]),
-    ]
-    for e, code in cases:
-        assert e.tcl_errorcode == code
-        assert e.tcl_errorcode[0] == "AEROSTORE"
-        assert isinstance(e, AerostoreError) and isinstance(e, Exception)
+
+
+@pytest.mark.parametrize("e,code", [
+    (UsageError("x"), ["AEROSTORE", "USAGE"]),
+    (UsageError("x", "VALUE", "lat"), ["AEROSTORE", "USAGE", "VALUE", "lat"]),
+    (ClosedError("x"), ["AEROSTORE", "USAGE", "CLOSED"]),
+    (DecodeError(3, 2, "bad int"), ["AEROSTORE", "DECODE", "3", "2"]),
+    (TransientError("x"), ["AEROSTORE", "TRANSIENT"]),
+    (WriteConflict("x"), ["AEROSTORE", "CONFLICT"]),
+    (StorageIOError("x", "ENOSPC"), ["AEROSTORE", "IO", "ENOSPC"]),
+    (ReadOnlyError("x"), ["AEROSTORE", "IO", "READONLY"]),
+    (CorruptError("wal.log", 17, "bad crc"), ["AEROSTORE", "CORRUPT", "wal.log", "17"]),
+    (LockedError("x", "/d"), ["AEROSTORE", "LOCKED", "/d"]),
+], ids=lambda x: type(x).__name__ if isinstance(x, Exception) else None)
+def test_tcl_errorcodes(e, code):
+    assert e.tcl_errorcode == code
+    assert isinstance(e, AerostoreError) and isinstance(e, Exception)
+
+
+def test_decode_and_corrupt_errors_carry_where():
     d = DecodeError(3, 2, "bad int")
     assert str(d) == "decode error at line 3 column 2: bad int" and (d.line, d.column) == (3, 2)
     c = CorruptError("wal.log", 17, "bad crc")
     assert "wal.log" in str(c) and "17" in str(c) and c.offset == 17
-    # detail words do not leak into the class
+
+
+def test_detail_words_do_not_leak_into_the_class():
+    UsageError("x", "VALUE", "lat")
     assert UsageError.code == ("AEROSTORE", "USAGE")
