@@ -152,33 +152,55 @@ def test_a_row_refreshed_concurrently_is_never_deleted(db):
     assert t.count() == len(refreshed)
 
 
-def test_background_thread_follows_config_and_close():
-    db = aerostore.open(":memory:")
-    db.create_table(FlightState)
-    load(db, [10 ** 6, 0])
-    ttl = db.ttl
+@pytest.fixture
+def live_db(open_db):
+    """A database whose background sweeper follows its settings (off by default),
+    with two rows of which A1000000 is long expired."""
+    d = open_db(":memory:")
+    d.create_table(FlightState)
+    load(d, [10 ** 6, 0])
+    return d
+
+
+def test_background_thread_starts_when_ttl_secs_is_set(live_db):
+    ttl = live_db.ttl
     assert not ttl.running                        # TTL off by default
-    db.set_config("aerostore.ttl_sweep_interval_ms", 10)
+    live_db.set_config("aerostore.ttl_sweep_interval_ms", 10)
     assert not ttl.running
-    db.set_config("aerostore.ttl_secs", 60)
+    live_db.set_config("aerostore.ttl_secs", 60)
     assert ttl.running
-    assert wait_for(lambda: not db.table("FlightState").exists(f"A{10 ** 6}"))
-    db.set_config("aerostore.ttl_secs", 0)
-    assert wait_for(lambda: not ttl.running)
-    db.set_config("aerostore.ttl_secs", 60)
-    assert ttl.running
-    db.set_config("aerostore.ttl_sweep_interval_ms", 0)
-    assert wait_for(lambda: not ttl.running)
-    db.set_config("aerostore.ttl_sweep_interval_ms", 10)
+    assert wait_for(lambda: not live_db.table("FlightState").exists(f"A{10 ** 6}"))
+
+
+@pytest.mark.parametrize("key", ["aerostore.ttl_secs", "aerostore.ttl_sweep_interval_ms"])
+def test_background_thread_stops_when_a_setting_turns_0(live_db, key):
+    live_db.set_config("aerostore.ttl_sweep_interval_ms", 10)
+    live_db.set_config("aerostore.ttl_secs", 60)
+    assert live_db.ttl.running
+    live_db.set_config(key, 0)
+    assert wait_for(lambda: not live_db.ttl.running)
+
+
+def test_background_thread_stop_and_start_are_idempotent(live_db):
+    live_db.set_config("aerostore.ttl_sweep_interval_ms", 10)
+    live_db.set_config("aerostore.ttl_secs", 60)
+    ttl = live_db.ttl
     ttl.stop()
     ttl.stop()
     assert not ttl.running
     ttl.start()
     ttl.start()
     assert ttl.running
-    db.close()
+
+
+def test_background_thread_ends_with_close_and_stays_ended(live_db):
+    live_db.set_config("aerostore.ttl_sweep_interval_ms", 10)
+    live_db.set_config("aerostore.ttl_secs", 60)
+    ttl = live_db.ttl
+    assert ttl.running
+    live_db.close()
     assert not ttl.running
-    db.config.set("aerostore.ttl_secs", 5)        # after close: no thread comes back
+    live_db.config.set("aerostore.ttl_secs", 5)        # after close: no thread comes back
     assert not ttl.running
 
 
