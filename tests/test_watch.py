@@ -11,13 +11,15 @@ from aerostore.flightstate import FlightState
 from aerostore.watch import Lagged
 
 
-def open_db(tmp_path, durable):
-    if durable:
-        db = aerostore.open(str(tmp_path / "data"))
-    else:
-        db = aerostore.open(":memory:")
-    db.create_table(FlightState)
-    return db
+@pytest.fixture
+def new_db(open_db, tmp_path):
+    """new_db(durable=False): a database with the FlightState table, in memory or
+    in tmp_path/data; closed after the test."""
+    def make(durable=False):
+        db = open_db(str(tmp_path / "data") if durable else ":memory:")
+        db.create_table(FlightState)
+        return db
+    return make
 
 
 def collect(sub, n, timeout=10.0):
@@ -31,11 +33,11 @@ def collect(sub, n, timeout=10.0):
 
 
 @pytest.mark.parametrize("durable", [False, True])
-def test_concurrent_writers_with_watchers(tmp_path, durable):
+def test_concurrent_writers_with_watchers(new_db, durable):
     """Writers race on shared keys (conflicts abort some transactions, others
     roll back on purpose); every watcher sees exactly the committed writes, in
     commit order, each once."""
-    db = open_db(tmp_path, durable)
+    db = new_db(durable)
     queued = db.subscribe("FlightState", maxsize=100000)
     called = []
     db.subscribe("FlightState", callback=called.append)
@@ -100,11 +102,10 @@ def test_concurrent_writers_with_watchers(tmp_path, durable):
     for k, row in last.items():
         assert db.table("FlightState").get(k) == row
     assert [e for e in events if e.key == "K3"] == collect(one_key, sum(e.key == "K3" for e in events))
-    db.close()
 
 
-def test_slow_subscriber_never_blocks_writers_and_learns_what_it_missed(tmp_path):
-    db = open_db(tmp_path, False)
+def test_slow_subscriber_never_blocks_writers_and_learns_what_it_missed(new_db):
+    db = new_db()
     slow = db.subscribe("FlightState", maxsize=10)
     t0 = time.monotonic()
     db.ingest_tsv("FlightState", "".join(f"K{i}\t1\t2\t3\t4\t5\n" for i in range(5000)), 100)
@@ -116,11 +117,10 @@ def test_slow_subscriber_never_blocks_writers_and_learns_what_it_missed(tmp_path
     db.table("FlightState").delete("K0")
     ev = slow.get(timeout=1)
     assert (ev.op, ev.key) == ("delete", "K0")
-    db.close()
 
 
-def test_where_query_filter_and_deletes_by_query(tmp_path):
-    db = open_db(tmp_path, False)
+def test_where_query_filter_and_deletes_by_query(new_db):
+    db = new_db()
     flights = db.table("FlightState")
     high = db.subscribe("FlightState", where=flights.query().gt("altitude", 10000))
     db.ingest_tsv("FlightState", "LOW\t1\t2\t500\t4\t5\nHIGH\t1\t2\t30000\t4\t5\nNUL\t\t\t\t\t\n")
@@ -132,11 +132,10 @@ def test_where_query_filter_and_deletes_by_query(tmp_path):
     assert [(e.op, e.key) for e in evs] == [("insert", "HIGH"), ("update", "LOW"), ("update", "HIGH"),
                                             ("delete", "LOW")]
     assert high.get(timeout=0.05) is None
-    db.close()
 
 
-def test_rolled_back_and_conflicting_transactions_publish_nothing(tmp_path):
-    db = open_db(tmp_path, False)
+def test_rolled_back_and_conflicting_transactions_publish_nothing(new_db):
+    db = new_db()
     sub = db.subscribe("FlightState")
     t1 = db.begin()
     t2 = db.begin()
@@ -151,11 +150,10 @@ def test_rolled_back_and_conflicting_transactions_publish_nothing(tmp_path):
     evs = collect(sub, 1)
     assert [(e.op, e.key, e.after[4]) for e in evs] == [("insert", "X", 1)]
     assert sub.get(timeout=0.05) is None
-    db.close()
 
 
-def test_subscription_starts_after_subscribe_and_close_ends_it(tmp_path):
-    db = open_db(tmp_path, False)
+def test_subscription_starts_after_subscribe_and_close_ends_it(new_db):
+    db = new_db()
     db.table("FlightState").set("A", {"gs": 1})
     sub = db.subscribe("FlightState")
     db.table("FlightState").set("B", {"gs": 1})
