@@ -160,20 +160,16 @@ def test_other_declaration_mistakes():
 
 # -- messages match docs/tcl.md and docs/ingest.md ------------------------------------------------
 
-def test_range_messages_say_expected():
-    gs, lat = FlightState.fields[4], FlightState.fields[1]
+@pytest.mark.parametrize("field,value,message", [
+    ("gs", "70000", 'bad value "70000" for field "gs": expected an integer from 0 to 65535'),
+    ("gs", -1, 'bad value "-1" for field "gs": expected an integer from 0 to 65535'),
+    ("lat", float("inf"), 'bad value "inf" for field "lat": expected a finite number'),
+    ("lat", "nan", 'bad value "nan" for field "lat": expected a finite number'),
+])
+def test_range_messages_say_expected(field, value, message):
     with pytest.raises(UsageError) as ei:
-        gs.coerce("70000")
-    assert str(ei.value) == 'bad value "70000" for field "gs": expected an integer from 0 to 65535'
-    with pytest.raises(UsageError) as ei:
-        gs.coerce(-1)
-    assert str(ei.value) == 'bad value "-1" for field "gs": expected an integer from 0 to 65535'
-    with pytest.raises(UsageError) as ei:
-        lat.coerce(float("inf"))
-    assert str(ei.value) == 'bad value "inf" for field "lat": expected a finite number'
-    with pytest.raises(UsageError) as ei:
-        lat.coerce("nan")
-    assert str(ei.value) == 'bad value "nan" for field "lat": expected a finite number'
+        FlightState.fields[FlightState.position(field)].coerce(value)
+    assert str(ei.value) == message
 
 
 def test_show_escapes_what_cannot_be_printed():
@@ -208,19 +204,30 @@ def test_in_values_message_shows_the_fix(t):
                              'not a str (one value: ["UAL1"])')
 
 
-def test_where_in_takes_the_values_themselves(t):
-    q = t.query
-    assert sorted(q().where("in", "alt", 100, 300, 999).keys()) == ["A", "C"]
-    assert sorted(q().where("in", "ident", "A", "abc").keys()) == ["A", "abc"]
-    assert sorted(q().where("in", "gs", [5, 6]).keys()) == ["A", "B"]
-    assert sorted(q().where("in", "gs", (5, 6)).keys()) == ["A", "B"]
-    assert sorted(q().where("in", "gs", "6", "7").keys()) == ["B", "C"]
-    assert q().in_values("gs", iter([8])).keys() == ["abc"]
+@pytest.mark.parametrize("field,values,keys", [
+    ("alt", (100, 300, 999), ["A", "C"]),
+    ("ident", ("A", "abc"), ["A", "abc"]),
+    ("gs", ([5, 6],), ["A", "B"]),
+    ("gs", ((5, 6),), ["A", "B"]),
+    ("gs", ("6", "7"), ["B", "C"]),
+])
+def test_where_in_takes_the_values_themselves_or_one_list(t, field, values, keys):
+    assert sorted(t.query().where("in", field, *values).keys()) == keys
+
+
+def test_in_values_takes_an_iterator(t):
+    assert t.query().in_values("gs", iter([8])).keys() == ["abc"]
+
+
+def test_where_in_without_values(t):
     with pytest.raises(UsageError) as ei:
-        q().where("in", "gs")
+        t.query().where("in", "gs")
     assert str(ei.value) == 'wrong # args: should be "in field list" or "in field value value ?value ...?"'
+
+
+def test_where_in_with_a_bad_value_names_the_field(t):
     with pytest.raises(UsageError, match='field "gs"'):
-        q().where("in", "gs", 5, "fast")
+        t.query().where("in", "gs", 5, "fast")
 
 
 # -- sort keys -------------------------------------------------------------------------------------
@@ -232,12 +239,18 @@ def test_sort_by_malformed_tuples_are_usage_errors(t, key):
     assert ei.value.code == ("AEROSTORE", "USAGE", "SORT")
 
 
-def test_sort_by_lists_and_bad_directions(t):
+def test_sort_by_a_list(t):
     assert t.query().sort_by(["alt", "desc"]).keys() == ["abc", "C", "B", "A"]
-    with pytest.raises(UsageError, match='bad sort direction "up"'):
-        t.query().sort_by(("lat", "up"))
-    with pytest.raises(UsageError, match="bad field"):
-        t.query().sort_by(("nosuch", "asc"))
+
+
+@pytest.mark.parametrize("key,match", [(("lat", "up"), 'bad sort direction "up"'),
+                                       (("nosuch", "asc"), "bad field")])
+def test_sort_by_bad_direction_or_field(t, key, match):
+    with pytest.raises(UsageError, match=match):
+        t.query().sort_by(key)
+
+
+def test_where_with_an_operator_that_is_not_a_str(t):
     with pytest.raises(UsageError, match="bad operator"):
         t.query().where(["="], "alt", 1)
 
@@ -249,13 +262,20 @@ def test_upsert_many_takes_dict_rows_like_upsert(flights):
                                 {"ident": "C", "gs": "7", "ts": 9}]) == (3, 0)
     assert flights.get("A") == ("A", None, None, 100, None, None)
     assert flights.get("C") == ("C", None, None, None, 7, 9)
+
+
+def test_upsert_many_dict_row_replaces_the_whole_row(flights):
+    flights.upsert_many([{"flight_id": "A", "alt": 100}])
     assert flights.upsert_many([{"flight_id": "A", "lat": 1}]) == (0, 1)
     assert flights.get("A") == ("A", 1.0, None, None, None, None)     # a whole row, as upsert
-    with pytest.raises(UsageError, match='bad field "speed"'):
-        flights.upsert_many([{"flight_id": "D", "speed": 1}])
-    with pytest.raises(UsageError, match="the key"):
-        flights.upsert_many([{"alt": 1}])
-    assert flights.get("D") is None
+
+
+@pytest.mark.parametrize("row,match", [({"flight_id": "D", "speed": 1}, 'bad field "speed"'),
+                                       ({"alt": 1}, "the key")])
+def test_upsert_many_refuses_a_bad_dict_row(flights, row, match):
+    with pytest.raises(UsageError, match=match):
+        flights.upsert_many([row])
+    assert flights.count() == 0
 
 
 def test_row_shape_messages_say_what_a_row_is(flights):
