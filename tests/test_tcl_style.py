@@ -26,22 +26,35 @@ def test_fmt_choices():
     assert fmt_choices(["a", "b", "c"]) == "a, b, or c"
 
 
-def test_choose_exact_prefix_ambiguous_bad():
-    opts = ("-limit", "-list", "-offset")
-    assert choose("-limit", opts, "option") == "-limit"
-    assert choose("-o", opts, "option") == "-offset"
-    assert choose("-lim", opts, "option") == "-limit"
+OPTS = ("-limit", "-list", "-offset")
+
+
+@pytest.mark.parametrize("word,chosen", [("-limit", "-limit"), ("-o", "-offset"), ("-lim", "-limit")])
+def test_choose_an_exact_word_or_a_unique_prefix(word, chosen):
+    assert choose(word, OPTS, "option") == chosen
+
+
+def test_choose_an_ambiguous_prefix():
     with pytest.raises(UsageError) as ei:
-        choose("-li", opts, "option")
+        choose("-li", OPTS, "option")
     assert str(ei.value) == 'ambiguous option "-li": must be -limit, -list, or -offset'
     assert ei.value.tcl_errorcode == ["AEROSTORE", "USAGE", "OPTION", "-li"]
+
+
+def test_choose_a_bad_word():
     with pytest.raises(UsageError) as ei:
-        choose("-x", opts, "option")
+        choose("-x", OPTS, "option")
     assert str(ei.value) == 'bad option "-x": must be -limit, -list, or -offset'
+
+
+def test_choose_the_empty_word():
     with pytest.raises(UsageError):
-        choose("", opts, "option")
+        choose("", OPTS, "option")
+
+
+def test_choose_exact_refuses_a_prefix():
     with pytest.raises(UsageError):
-        choose("-o", opts, "option", exact=True)
+        choose("-o", OPTS, "option", exact=True)
 
 
 @pytest.mark.parametrize("text,value", [
