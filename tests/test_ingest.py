@@ -188,7 +188,7 @@ def test_ingest_file_errors(db, tmp_path):
         db.ingest_file("FlightState", tmp_path)
 
 
-def test_export_then_ingest_reproduces_the_table(db, tmp_path):
+def test_export_then_ingest_reproduces_the_table(db, tmp_path, open_db):
     db.ingest_tsv("FlightState", "Zürich✈\t0.1\t-0.0\t-5\t0\t18446744073709551615\n")
     text = db.export_tsv("FlightState")
     assert sorted(text.splitlines()) == sorted(
@@ -198,11 +198,10 @@ def test_export_then_ingest_reproduces_the_table(db, tmp_path):
     buf = io.StringIO()
     assert db.export_tsv("FlightState", buf) == 3
     assert buf.getvalue() == p.read_text(encoding="utf-8") == text
-    other = aerostore.open(":memory:")
+    other = open_db(":memory:")
     other.create_table(FlightState)
     assert other.ingest_file("FlightState", p).inserted == 3
     assert table_of(other) == table_of(db)
-    other.close()
 
 
 def test_export_with_query(db):
@@ -240,9 +239,8 @@ rows = st.lists(st.tuples(keys, st.none() | finite, st.none() | finite, st.none(
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rows, st.integers(1, 8))
 def test_roundtrip_through_the_database(rows, batch):
-    src = aerostore.open(":memory:")
-    dst = aerostore.open(":memory:")
-    try:
+    # hypothesis runs the body many times per fixture: each example closes its own
+    with aerostore.open(":memory:") as src, aerostore.open(":memory:") as dst:
         t = src.create_table(FlightState)
         dst.create_table(FlightState)
         t.upsert_many([FlightState.check_row(r) for r in rows])
@@ -251,9 +249,6 @@ def test_roundtrip_through_the_database(rows, batch):
         assert r.inserted == len(rows)
         assert table_of(dst) == table_of(src)
         assert sorted(dst.export_tsv("FlightState").splitlines()) == sorted(text.splitlines())
-    finally:
-        src.close()
-        dst.close()
 
 
 def test_failure_mid_ingest_reports_what_was_committed(db, monkeypatch):

@@ -188,22 +188,17 @@ def test_arbitrary_text_never_crashes(text):
             assert len(r) == 6 and r[0]
 
 
-def test_lone_cr_at_the_end_of_a_file(tmp_path):
+def test_lone_cr_at_the_end_of_a_file(tmp_path, mem_db, flights):
     """The file reader's last block (no final LF) follows the same rule."""
-    import aerostore
+    db = mem_db
     p = tmp_path / "cr.tsv"
     p.write_bytes((GOOD + "\r\n" + GOOD.replace("UAL", "DAL") + "\r").encode())
-    db = aerostore.open(":memory:")
-    try:
-        db.create_table(FlightState)
-        with pytest.raises(DecodeError) as ei:
-            db.ingest_file("FlightState", str(p))
-        assert (ei.value.line, ei.value.column) == (2, 6)
-        assert db.table("FlightState").count() == 0
-        p.write_bytes((GOOD + "\r\n").encode())
-        assert db.ingest_file("FlightState", str(p)).inserted == 1
-    finally:
-        db.close()
+    with pytest.raises(DecodeError) as ei:
+        db.ingest_file("FlightState", str(p))
+    assert (ei.value.line, ei.value.column) == (2, 6)
+    assert db.table("FlightState").count() == 0
+    p.write_bytes((GOOD + "\r\n").encode())
+    assert db.ingest_file("FlightState", str(p)).inserted == 1
 
 
 @pytest.mark.parametrize("data,line,column,what", [
