@@ -3,7 +3,7 @@
 Every failure the engine reports is one of the classes below; never a bare
 ``Exception``.  Each class carries ``code``, the machine-readable words that the
 Tcl bridge puts in ``errorCode`` (first word always ``AEROSTORE``), so Python and
-Tcl users see the same classification (SPEC section 4).
+Tcl users see the same classification (docs/tcl.md, ERRORS).
 
 Hierarchy::
 

@@ -1,4 +1,4 @@
-"""The Tcl extension: ``package require aerostore`` (SPEC sections 2-4).
+"""The Tcl extension: ``package require aerostore`` (docs/tcl.md).
 
 ``build`` compiles ``c_shim/`` with cffi (embedding mode) into
 ``libaerostore_tcl.so`` beside this file; the shim calls into ``session``

@@ -1,4 +1,4 @@
-"""``FlightState search``: options (SPEC section 3) -> one query on one snapshot.
+"""``FlightState search``: options (docs/tcl.md, SEARCH) -> one query on one snapshot.
 
 ``parse_search(session, args).run()`` answers the shim with either a number
 (nothing to bind or run) or the plan tuple that c_shim/search.c loops over::
