@@ -7,10 +7,9 @@ field's type, so a bad value fails before anything runs.
 
 Predicates and sort keys are compiled to Python source and ``exec``'d once per
 query shape (cached), with the constants bound by a factory call: one function
-call per row, no chain of lambdas (NOTES-perf: 19-28M rows/s for generated scans
-against 14.7M for a lambda per row).
+call per row, no chain of lambdas.
 
-Semantics (SPEC section 3): a null never satisfies a comparison, range, in or
+Semantics (docs/tcl.md, SEARCH): a null never satisfies a comparison, range, in or
 match term; ``range f lo hi`` is lo <= x < hi; ``match`` is a Tcl glob,
 case-insensitive; in sorts null is greater than every value; ties are broken by
 the key, ascending.
