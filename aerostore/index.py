@@ -4,8 +4,9 @@ Entries are ordered by (field value, slot).  For int, bool and float fields an
 entry is one packed Python int, ``key << 32 | slot``: cheaper to store and
 compare than a tuple.  The float key is the IEEE-754 bit pattern made
 order-preserving (negative numbers mirrored), so ranges and sorts on floats are
-integer bisects.  For str fields an entry is the tuple ``(value, slot)``.  Null values are not entries: their slots
-sit in ``nulls`` (nulls sort after every value).
+integer bisects.  For str fields an entry is the tuple ``(value, slot)``.  Null
+values are not entries: their slots sit in ``nulls`` (nulls sort after every
+value).
 
 Index semantics are a set per slot: a slot has one entry for each distinct value
 among the versions its chain retains, so readers recheck every candidate against
