@@ -1,4 +1,4 @@
-"""FlightState, the table of SPEC section 1, declared like any user table."""
+"""FlightState, the table of docs/tcl.md (DESCRIPTION, Values), declared like any user table."""
 
 from .schema import Float, Int, Key, UInt, table
 
