@@ -1,4 +1,4 @@
-"""The TSV row format of any table (SPEC section 1): decode and encode.
+"""The TSV row format of any table (docs/ingest.md, 1. The TSV format): decode and encode.
 
 Format: one row a line, the schema's fields in order, tab-separated (for
 FlightState ``flight_id lat lon altitude gs updated_at``).  ``\\n`` or ``\\r\\n``
