@@ -2,7 +2,7 @@
 
 Compiles ``c_shim/*.c`` with cffi in embedding mode into
 ``aerostore/tclbridge/libaerostore_tcl.so``, the library that
-``tcl/pkgIndex.tcl`` loads.  Facts this relies on (NOTES-shim): Tcl stubs
+``tcl/pkgIndex.tcl`` loads (docs/tcl.md, BUILDING).  Facts this relies on: Tcl stubs
 (``-DUSE_TCL_STUBS``, ``-ltclstub8.6``); linked against this Python's
 libpython with an rpath, so tclsh gets this Python and not the system's; the
 ``sys.executable`` of the building Python is compiled in, so that Python starts
