@@ -11,8 +11,9 @@
  * used as it is.
  *
  * Each Tcl thread gets one Python thread state on its first call and keeps it
- * until the thread exits: taking the GIL is then about 0.25 us, not the 9-10 us
- * of making a thread state per call (NOTES-shim).
+ * until the thread exits: taking the GIL is then cheap, where making a thread
+ * state per call would cost more than the rest of the call (docs/tcl.md,
+ * PERFORMANCE: where the time of a call goes).
  */
 #include "shim.h"
 
