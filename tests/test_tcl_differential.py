@@ -1,7 +1,7 @@
 """Differential test: random searches through the Tcl command against SQLite
 (Python's sqlite3) on the same rows, before and after updates and deletes.
 
-SQL equivalents of SPEC section 3: a null never satisfies a comparison, range,
+SQL equivalents of docs/tcl.md's SEARCH rules: a null never satisfies a comparison, range,
 in or match (SQL's three-valued logic does the same); ``match`` is a
 case-insensitive glob (``lower(f) GLOB lower(p)``); in sorts null is greater
 than every value (``f IS NULL`` first in the ORDER BY); ties by key ascending.

@@ -297,7 +297,7 @@ def test_init_again_keeps_commands_that_exist(tcl):
     tcl.eval("rename FlightState {}; rename fs FlightState")
 
 
-# -- ingest_tsv is atomic per batch (docs/tcl.md, SPEC section 2) ------------------
+# -- ingest_tsv is atomic per batch (docs/tcl.md, FlightState ingest_tsv) --------
 
 def test_ingest_tsv_batches_commit_one_by_one_and_inside_a_transaction_as_one(tcl):
     rows = "".join(f"B{i}\t1\t2\t{i}\t4\t5\n" for i in range(5))
