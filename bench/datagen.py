@@ -6,15 +6,15 @@ every engine, workload and repetition (and by later runs).
 
 Three files per data set, all plain text:
 
-* ``flights-<rows>-s<seed>.tsv``: the rows to ingest, SPEC section 1 layout
+* ``flights-<rows>-s<seed>.tsv``: the rows to ingest, in the TSV format of docs/ingest.md
   (``flight_id lat lon altitude gs updated_at``), keys in random order;
 * ``updates-<rows>-s<seed>.tsv``: a new value for every field of every key, in a
   different random order (the "update all rows" workload);
 * ``keys-<rows>-s<seed>.txt``: up to 100,000 existing keys in random order (point
   gets and single-row commits).
 
-Value distributions are chosen so the query workloads select the fractions the
-peer figures in NOTES-perf.md were measured with: altitude uniform in 0..44999
+Value distributions are chosen so the query workloads select the fractions
+docs/benchmarks.md describes (Data): altitude uniform in 0..44999
 (``altitude > 30000`` selects a third), gs uniform in 0..599 (``gs > 400`` a
 third), lat/lon uniform over the globe with 4-6 decimals, updated_at a fixed epoch
 plus up to a day (fixed so a run never depends on the clock).

@@ -1,5 +1,5 @@
 # aerostore.tcl: the Aerostore side of every workload, through the Tcl commands
-# of SPEC sections 2-3 only (package require aerostore; aerostore::*; FlightState).
+# of docs/tcl.md only (package require aerostore; aerostore::*; FlightState).
 # Sourced by harness.tcl.
 #
 # Parameters: dir (the data directory; the driver gives every process a fresh
