@@ -193,7 +193,16 @@ class TxnTable:
         return existed
 
     def upsert_many(self, rows) -> tuple[int, int]:
-        """Upsert validated row tuples (bulk path for ingest); returns (inserted, updated)."""
+        """Upsert many rows (each a sequence in field order or a ``{field: value}`` dict,
+        validated like ``upsert``; a bad one raises UsageError and nothing is written);
+        returns (inserted, updated)."""
+        check = self.schema.check_row
+        return self.upsert_checked([check(r) for r in rows])
+
+    def upsert_checked(self, rows) -> tuple[int, int]:
+        """``upsert_many`` of rows already validated by this schema (tuples, as
+        ``Schema.check_row`` or the TSV decoder makes them): the ingest path, with
+        no second check per value.  Returns (inserted, updated)."""
         with paused(len(rows) if hasattr(rows, "__len__") else BULK):
             return self._upsert_many(rows)
 
