@@ -28,11 +28,13 @@ import signal
 import sys
 from bisect import bisect_right
 
-from . import wal
-from .checkpoint import FILENAME as CHECKPOINT, read_checkpoint
-from .durable import WAL, DirectoryStorage, lock_directory
 from .errors import AerostoreError, CorruptError, LockedError, StorageIOError, UsageError
 from .schema import Schema
+from .storage import DirectoryStorage, Sink, replay
+from .storage.checkpoint import FILENAME as CHECKPOINT, read_checkpoint
+from .storage.directory import WAL, lock_directory
+from .storage.walformat import HEADER_SIZE
+from .storage.walscan import WalScan, iter_commits, scan
 from .ingest import write_file_atomic, write_rows
 from .tsvcodec import codec
 
@@ -40,8 +42,9 @@ EXIT_OK, EXIT_DAMAGED, EXIT_USAGE, EXIT_LOCKED, EXIT_IO = 0, 1, 2, 3, 4
 EXIT_PIPE = 128 + 13          # what a shell reports for a process ended by SIGPIPE
 
 
-class Image:
-    """The state of a data directory: the checkpoint with the log replayed on top.
+class Image(Sink):
+    """The state of a data directory: the checkpoint with the log replayed on top
+    (``replay(records, image)``).
 
     ``tables``: name -> ``[schema_dict, index_fields, {key: row}]`` in creation order.
     A log that decodes but makes no sense (an op on a table never created, a row
@@ -49,7 +52,7 @@ class Image:
     ``ws`` (the log's ``WalScan``) locates it.
     """
 
-    def __init__(self, checkpoint_csn: int, tables: list, ws: wal.WalScan | None = None):
+    def __init__(self, checkpoint_csn: int, tables: list, ws: WalScan | None = None):
         self.checkpoint_csn = checkpoint_csn
         self._ws = ws
         self.last_csn = checkpoint_csn
@@ -65,46 +68,48 @@ class Image:
         self.tables[name] = [schema, list(index_fields), {}]
         self._keypos[name] = Schema.from_dict(schema).key_pos
 
-    def _bad(self, csn: int, what: str) -> CorruptError:
+    def corrupt(self, csn: int, what: str) -> CorruptError:
         ws = self._ws
         if ws is None:
             return CorruptError("(log)", 0, f"commit {csn}: {what}")
         i = bisect_right(ws.frame_last, csn - 1)
-        offset = ws.frame_ends[i - 1] if i else wal.HEADER_SIZE
+        offset = ws.frame_ends[i - 1] if i else HEADER_SIZE
         return CorruptError(ws.path, offset, f"commit {csn}: {what}")
 
     def _table(self, csn: int, name) -> list:
         try:
             return self.tables[name]
         except (KeyError, TypeError):
-            raise self._bad(csn, f"table {name!r} does not exist") from None
+            raise self.corrupt(csn, f"table {name!r} does not exist") from None
 
-    def apply(self, csn: int, ops) -> None:
-        for op in ops:
-            kind = op[0] if op else None
-            if kind == "put" and len(op) == 4:
-                t = self._table(csn, op[1])
-                if len(op[3]) != len(t[0]["fields"]):
-                    raise self._bad(csn, f"a row of {len(op[3])} values for table {op[1]}")
-                t[2][op[2]] = tuple(op[3])
-            elif kind == "del" and len(op) == 3:
-                self._table(csn, op[1])[2].pop(op[2], None)
-            elif kind == "create_table" and len(op) == 3:
-                if op[1] not in self.tables:
-                    try:
-                        self._create(op[1], op[2], op[2].get("indexes", ()))
-                    except (AttributeError, KeyError, TypeError, ValueError, UsageError):
-                        raise self._bad(csn, f"table {op[1]!r} has an unreadable schema") from None
-            elif kind == "create_index" and len(op) == 3:
-                idx = self._table(csn, op[1])[1]
-                if op[2] not in idx:
-                    idx.append(op[2])
-            elif kind == "drop_index" and len(op) == 3:
-                idx = self._table(csn, op[1])[1]
-                if op[2] in idx:
-                    idx.remove(op[2])
-            else:
-                raise self._bad(csn, f"unknown operation {op!r:.80}")
+    # -- the Sink methods replay() calls ---------------------------------------------
+    def put(self, csn: int, table, key, values) -> None:
+        t = self._table(csn, table)
+        if len(values) != len(t[0]["fields"]):
+            raise self.corrupt(csn, f"a row of {len(values)} values for table {table}")
+        t[2][key] = tuple(values)
+
+    def delete(self, csn: int, table, key) -> None:
+        self._table(csn, table)[2].pop(key, None)
+
+    def create_table(self, csn: int, table, schema) -> None:
+        if table not in self.tables:
+            try:
+                self._create(table, schema, schema.get("indexes", ()))
+            except (AttributeError, KeyError, TypeError, ValueError, UsageError):
+                raise self.corrupt(csn, f"table {table!r} has an unreadable schema") from None
+
+    def create_index(self, csn: int, table, field) -> None:
+        idx = self._table(csn, table)[1]
+        if field not in idx:
+            idx.append(field)
+
+    def drop_index(self, csn: int, table, field) -> None:
+        idx = self._table(csn, table)[1]
+        if field in idx:
+            idx.remove(field)
+
+    def committed(self, csn: int) -> None:
         self.last_csn = csn
         self.commits += 1
 
@@ -124,14 +129,13 @@ def load(path: str) -> tuple:
     if os.path.exists(ckpt_path):
         csn, tables = read_checkpoint(ckpt_path)
         ckpt_bytes = os.path.getsize(ckpt_path)
-    ws = wal.scan(wal_path) if os.path.exists(wal_path) else None
+    ws = scan(wal_path) if os.path.exists(wal_path) else None
     image = Image(csn, tables, ws)
     if ws is not None:
         if ws.base_csn > csn:
             raise CorruptError(ckpt_path, 0, f"{WAL} continues from checkpoint {ws.base_csn} but "
                                              f"{CHECKPOINT} holds only up to {csn}")
-        for commit_csn, ops in wal.iter_commits(wal_path, ws, csn):
-            image.apply(commit_csn, ops)
+        replay(iter_commits(wal_path, ws, csn), image)
     return image, ws, ckpt_bytes
 
 
@@ -197,8 +201,7 @@ def cmd_checkpoint(path: str, out) -> None:
     try:
         rec = storage.recover()
         image = Image(rec.checkpoint_csn, rec.tables)
-        for csn, ops in rec.records:
-            image.apply(csn, ops)
+        replay(rec.records, image)
         last = max(image.last_csn, rec.last_csn)
         rows = storage.checkpoint(last, image.checkpoint_tables())
     finally:

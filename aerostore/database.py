@@ -16,7 +16,7 @@ log, which the commit waits for.  A hook (a subscription callback) that tried
 to commit, change an index, checkpoint or close would wait for itself, so those
 calls raise ``UsageError`` when made from a hook.
 
-Background threads never end silently.  The WAL writer (wal.py) and the index
+Background threads never end silently.  The WAL writer (storage/walwriter.py) and the index
 maintainer (maintainer.py) turn the store read-only (``stats`` gives
 ``read_only_reason``; later writes get ``ReadOnlyError`` naming it); the
 checkpointer here and the TTL sweeper (ttl.py) report the error
@@ -35,13 +35,13 @@ from collections import deque
 from threading import get_ident
 
 from .config import Config
-from .errors import (AerostoreError, ClosedError, CorruptError, ReadOnlyError, StorageIOError,
+from .errors import (AerostoreError, ClosedError, ReadOnlyError, StorageIOError,
                      UsageError, WriteConflict)
 from .mvcc import SnapshotRegistry
 from .planner import execute
 from .query import Query
 from .schema import Schema
-from .storage import MemoryStorage
+from .storage import DirectoryStorage, MemoryStorage, Sink, replay
 from .gcpause import paused
 from .heap import TableStore
 from .maintainer import Maintainer
@@ -74,7 +74,6 @@ class Database:
             if path in (None, ":memory:"):
                 storage = MemoryStorage()
             else:
-                from .durable import DirectoryStorage
                 storage = DirectoryStorage(path, self.config)
         self._storage = storage
         self.path = getattr(storage, "path", path)
@@ -119,34 +118,9 @@ class Database:
             for f in index_fields:
                 st.add_retired_index(schema.position(f))
             st.load(rows)
-        csn = rec.checkpoint_csn
-        for rcsn, ops in rec.records:
-            for op in ops:
-                kind, tname = op[0], op[1]
-                if kind == "create_table":
-                    if tname not in stores:
-                        schema = Schema.from_dict(op[2])
-                        st = stores[tname] = self._new_store(schema)
-                        for f in schema.default_indexes:
-                            st.add_retired_index(schema.position(f))
-                    continue
-                st = stores.get(tname)
-                if st is None:
-                    raise CorruptError("wal.log", -1, f"record {rcsn} names unknown table {tname!r}")
-                if kind == "put":
-                    v = op[3]
-                    st.replay_put(op[2], v if v.__class__ is tuple else tuple(v))
-                elif kind == "del":
-                    st.replay_del(op[2])
-                elif kind == "create_index":
-                    st.add_retired_index(st.schema.position(op[2]))
-                elif kind == "drop_index":
-                    st.indexes.pop(st.schema.position(op[2]), None)
-                else:
-                    raise CorruptError("wal.log", -1, f"record {rcsn} has unknown op {kind!r}")
-            csn = max(csn, rcsn)
-        self._csn = csn
-        self._snaps.watermark = csn
+        replay(rec.records, _Replay(self))
+        self._csn = rec.last_csn
+        self._snaps.watermark = rec.last_csn
 
     # -- tables ----------------------------------------------------------------------
     def create_table(self, schema: Schema) -> "Table":
@@ -519,6 +493,48 @@ def _counting(it, counter):
         yield r
 
 
+class _Replay(Sink):
+    """Recovery: the log's commits applied to the heaps (``replay``); indexes
+    stay retired until their first read builds them."""
+
+    def __init__(self, db: Database):
+        self._db = db
+        self._stores = db._stores
+
+    def _store(self, csn: int, table: str) -> TableStore:
+        st = self._stores.get(table)
+        if st is None:
+            raise self._unknown(csn, table)
+        return st
+
+    def _unknown(self, csn: int, table: str):
+        return self.corrupt(csn, f"table {table!r} does not exist")
+
+    def create_table(self, csn: int, table: str, schema: dict) -> None:
+        if table not in self._stores:
+            sch = Schema.from_dict(schema)
+            st = self._stores[table] = self._db._new_store(sch)
+            for f in sch.default_indexes:
+                st.add_retired_index(sch.position(f))
+
+    def put(self, csn: int, table: str, key: str, values) -> None:
+        st = self._stores.get(table)  # not _store(): one call less on the hot path
+        if st is None:
+            raise self._unknown(csn, table)
+        st.replay_put(key, values if values.__class__ is tuple else tuple(values))
+
+    def delete(self, csn: int, table: str, key: str) -> None:
+        self._store(csn, table).replay_del(key)
+
+    def create_index(self, csn: int, table: str, field: str) -> None:
+        st = self._store(csn, table)
+        st.add_retired_index(st.schema.position(field))
+
+    def drop_index(self, csn: int, table: str, field: str) -> None:
+        st = self._store(csn, table)
+        st.indexes.pop(st.schema.position(field), None)
+
+
 class Table:
     """Autocommit handle of one table: every call is its own transaction.
 
@@ -611,11 +627,11 @@ class Table:
         """Upsert many rows (sequences in field order) in one transaction -> (inserted, updated).
 
         Rows are validated like ``upsert`` (a bad value raises UsageError, nothing applied);
-        only ``TxnTable.upsert_many`` takes pre-validated tuples (the ingest path).
+        ``TxnTable.upsert_checked`` takes pre-validated tuples (the ingest path).
         """
         check = self.schema.check_row
         rows = [check(r) for r in rows]
-        return self._write(lambda t: t.upsert_many(rows))
+        return self._write(lambda t: t.upsert_checked(rows))
 
     def _delete_query(self, q) -> int:
         def run(t):

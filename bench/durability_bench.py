@@ -31,8 +31,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import aerostore  # noqa: E402
-from aerostore import FlightState, fileio  # noqa: E402
-from aerostore.durable import DirectoryStorage  # noqa: E402
+from aerostore import FlightState  # noqa: E402
+from aerostore.storage import DirectoryStorage, fileio  # noqa: E402
 
 
 def rows(n: int, seed: int = 42) -> list:

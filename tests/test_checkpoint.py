@@ -9,11 +9,12 @@ import zlib
 import msgpack
 import pytest
 
-from aerostore import fileio
-from aerostore.checkpoint import SLICE_ROWS, read_checkpoint
 from aerostore.config import Config
-from aerostore.durable import DirectoryStorage
 from aerostore.errors import CorruptError
+from aerostore.storage import DirectoryStorage, walscan
+from aerostore.storage.checkpoint import SLICE_ROWS, read_checkpoint
+from faultyio import FaultyIO
+from test_wal import replay
 
 SCHEMA = {"name": "T", "fields": [{"name": "k", "kind": "str", "aliases": ["key"], "index": False,
                                    "nullable": False, "lo": None, "hi": None, "key": True},
@@ -33,14 +34,7 @@ def open_storage(path, io=None):
 
 
 def state_of(rec):
-    state = {s["name"]: {r[0]: tuple(r) for r in rows} for s, _, rows in rec.tables}
-    for _, ops in rec.records:
-        for op in ops:
-            if op[0] == "put":
-                state.setdefault(op[1], {})[op[2]] = op[3]
-            elif op[0] == "del":
-                state[op[1]].pop(op[2], None)
-    return state
+    return replay(rec)[0]
 
 
 class Model:
@@ -219,7 +213,7 @@ def checkpoint_child(d, m, crash_step):
     pid = os.fork()
     if pid == 0:
         try:
-            io = fileio.FaultyIO()
+            io = FaultyIO()
             s, rec = open_storage(d, io)
             list(rec.records)
             io.crash_at(crash_step, exit_code=42)
@@ -242,7 +236,7 @@ def test_crash_at_every_step_of_a_checkpoint_recovers_the_same_state(tmp_path):
         s.log(csn, ops).wait()
     s.close()
     # Count the mutating steps: opening is the same in every run, then the checkpoint.
-    io = fileio.FaultyIO()
+    io = FaultyIO()
     probe = str(tmp_path / "probe")
     shutil.copytree(src, probe)
     s, rec = open_storage(probe, io)
@@ -291,7 +285,6 @@ def test_a_failing_row_iterator_leaves_no_temp_file(tmp_path):
 @pytest.mark.parametrize("sync", ["on", "off"])
 def test_repeated_checkpoints_while_committing_keep_the_log_index_right(tmp_path, sync):
     """Many cuts while commits flow: the writer's frame index must match the file."""
-    from aerostore import wal
     d = str(tmp_path / "db")
     cfg = Config()
     cfg.set("aerostore.synchronous_commit", sync)
@@ -324,7 +317,7 @@ def test_repeated_checkpoints_while_committing_keep_the_log_index_right(tmp_path
                 at, snap = csn[0], dict(model)
             s.checkpoint(at, [(SCHEMA, ["v"], iter(snap.values()))])
             # (a scan of the live log may see a write in progress as a torn tail)
-            assert wal.scan(os.path.join(d, "wal.log")).base_csn == at
+            assert walscan.scan(os.path.join(d, "wal.log")).base_csn == at
     finally:
         stop.set()
         for t in threads:
@@ -332,7 +325,7 @@ def test_repeated_checkpoints_while_committing_keep_the_log_index_right(tmp_path
     s.log(csn[0] + 1, []).wait()  # flushes anything still pending
     csn[0] += 1
     st = s.stats()
-    ws = wal.scan(os.path.join(d, "wal.log"))
+    ws = walscan.scan(os.path.join(d, "wal.log"))
     assert ws.torn == 0 and st["durable_csn"] == csn[0]
     assert (st["wal_bytes"], st["wal_records"], st["wal_frames"]) == (ws.end, ws.commits, len(ws.frame_ends))
     assert list(ws.frame_last) == list(s._writer._frame_last)
@@ -346,9 +339,8 @@ def test_repeated_checkpoints_while_committing_keep_the_log_index_right(tmp_path
 
 
 def test_a_checkpoint_with_nothing_new_is_not_rewritten_but_finishes_a_missed_cut(tmp_path):
-    from aerostore import wal
     d = str(tmp_path / "db")
-    io = fileio.FaultyIO()
+    io = FaultyIO()
     s, _ = open_storage(d, io)
     m = Model(5)
     for csn, ops in m.commits:
@@ -356,12 +348,12 @@ def test_a_checkpoint_with_nothing_new_is_not_rewritten_but_finishes_a_missed_cu
     io.fail("open", nth=2)  # the checkpoint is written; opening the log copy fails
     with pytest.raises(Exception):
         s.checkpoint(5, m.tables_at(5))
-    assert wal.scan(os.path.join(d, "wal.log")).base_csn == 0
+    assert walscan.scan(os.path.join(d, "wal.log")).base_csn == 0
     mtime = os.stat(os.path.join(d, "checkpoint.dat")).st_mtime_ns
     assert s.checkpoint(5, m.tables_at(5)) == len(m.states[5]["T"])
     assert s.stats()["checkpoints"] == 1
     assert os.stat(os.path.join(d, "checkpoint.dat")).st_mtime_ns == mtime
-    assert wal.scan(os.path.join(d, "wal.log")).base_csn == 5
+    assert walscan.scan(os.path.join(d, "wal.log")).base_csn == 5
     s.close()
     s, rec = open_storage(d)
     assert state_of(rec) == m.states[5] and rec.checkpoint_csn == 5

@@ -8,8 +8,9 @@ import sys
 import pytest
 
 import aerostore
-from aerostore import FlightState, wal
+from aerostore import FlightState
 from aerostore.__main__ import main
+from aerostore.storage import walscan
 
 ROWS = [("UAL1", 40.5, -73.25, 35000, 450, 1700000000),
         ("DAL2", 33.0, -84.0, None, 300, 1700000001),
@@ -90,7 +91,7 @@ def test_damage_exits_1_and_names_the_file(store):
 
 def test_torn_tail_is_reported_not_changed(store):
     path = os.path.join(store, "wal.log")
-    end = wal.scan(path).end
+    end = walscan.scan(path).end
     with open(path, "r+b") as f:
         f.seek(end)
         f.write(b"\1\2\3")
@@ -108,7 +109,7 @@ def test_torn_tail_is_reported_not_changed(store):
 def test_zero_padding_is_not_a_torn_tail(store):
     """Preallocated zeros after the last frame are free space: reported as padding."""
     path = os.path.join(store, "wal.log")
-    end = wal.scan(path).end
+    end = walscan.scan(path).end
     with open(path, "ab") as f:
         f.write(bytes(61489))
     size = os.path.getsize(path)

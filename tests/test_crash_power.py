@@ -11,9 +11,8 @@ import threading
 
 import pytest
 
-from aerostore import fileio, wal
 from aerostore.config import Config
-from aerostore.durable import DirectoryStorage
+from aerostore.storage import DirectoryStorage, fileio, walformat, walscan
 
 DIED_BEFORE_SYNC = 43
 
@@ -88,9 +87,9 @@ def test_power_loss_during_a_group_write(tmp_path, seed):
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == DIED_BEFORE_SYNC
     path = os.path.join(d, "wal.log")
-    ws = wal.scan(path)
+    ws = walscan.scan(path)
     assert ws.torn == 0  # a killed process leaves whole writes
-    synced_end = ws.frame_ends[-2] if len(ws.frame_ends) > 1 else wal.HEADER_SIZE
+    synced_end = ws.frame_ends[-2] if len(ws.frame_ends) > 1 else walformat.HEADER_SIZE
     synced_last = ws.frame_last[-2] if len(ws.frame_last) > 1 else 0
     unsynced = list(range(synced_last + 1, ws.frame_last[-1] + 1))
     how = damage(path, synced_end, rng)

@@ -1,5 +1,6 @@
-"""Fault injection through fileio.FaultyIO: nothing acknowledged is lost, nothing is
-acknowledged after a failure, and the store turns read-only (fail-stop)."""
+"""Fault injection through FaultyIO (tests/faultyio.py): nothing acknowledged is
+lost, nothing is acknowledged after a failure, and the store turns read-only
+(fail-stop)."""
 
 import errno
 import os
@@ -9,10 +10,11 @@ import time
 import pytest
 
 import aerostore
-from aerostore import FlightState, fileio
+from aerostore import FlightState
 from aerostore.config import Config
-from aerostore.durable import DirectoryStorage
 from aerostore.errors import ReadOnlyError, StorageIOError
+from aerostore.storage import DirectoryStorage, fileio
+from faultyio import FaultyIO
 
 
 def open_storage(path, io=None):
@@ -41,7 +43,7 @@ def run_commits(s, first, n, acked, failed):
 @pytest.mark.parametrize("persistent", [False, True])
 def test_failure_fails_the_commit_and_stops_the_log(tmp_path, op, err, partial, persistent):
     d = str(tmp_path / "db")
-    io = fileio.FaultyIO()
+    io = FaultyIO()
     s, _ = open_storage(d, io)
     io.fail(op, nth=4, err=err, persistent=persistent, partial=partial)
     acked, failed = [], []
@@ -67,7 +69,7 @@ def test_failure_fails_the_commit_and_stops_the_log(tmp_path, op, err, partial, 
 def test_failed_group_left_on_disk_is_set_aside_as_torn(tmp_path):
     """If even the clean-up truncate fails, the partial group is a torn tail on reopen."""
     d = str(tmp_path / "db")
-    io = fileio.FaultyIO()
+    io = FaultyIO()
     s, _ = open_storage(d, io)
     s.log(1, []).wait()
     io.fail("write", err=errno.ENOSPC, partial=10)
@@ -82,7 +84,7 @@ def test_failed_group_left_on_disk_is_set_aside_as_torn(tmp_path):
 
 def test_concurrent_committers_nothing_acknowledged_after_the_failure(tmp_path):
     d = str(tmp_path / "db")
-    io = fileio.FaultyIO()
+    io = FaultyIO()
     s, _ = open_storage(d, io)
     io.fail("fdatasync", nth=30, persistent=True)
     lock = threading.Lock()
@@ -121,7 +123,7 @@ def test_concurrent_committers_nothing_acknowledged_after_the_failure(tmp_path):
 def test_checkpoint_failure_keeps_the_store_writable(tmp_path):
     d = str(tmp_path / "db")
     for step in ("open", "write", "fdatasync", "rename", "fsync_dir"):
-        io = fileio.FaultyIO()
+        io = FaultyIO()
         s, _ = open_storage(d, io)
         base = max(committed_in(s), 0)
         s.log(base + 1, [("del", "T", "x")]).wait()
@@ -141,7 +143,7 @@ def committed_in(s):
 
 def test_log_cut_failure_before_rename_keeps_the_old_log(tmp_path):
     d = str(tmp_path / "db")
-    io = fileio.FaultyIO()
+    io = FaultyIO()
     s, _ = open_storage(d, io)
     for csn in range(1, 6):
         s.log(csn, [("del", "T", str(csn))]).wait()
@@ -158,7 +160,7 @@ def test_log_cut_failure_before_rename_keeps_the_old_log(tmp_path):
 
 def test_directory_sync_failure_after_the_log_rename_stops_the_log(tmp_path):
     d = str(tmp_path / "db")
-    io = fileio.FaultyIO()
+    io = FaultyIO()
     s, _ = open_storage(d, io)
     for csn in range(1, 6):
         s.log(csn, []).wait()
@@ -174,7 +176,7 @@ def test_directory_sync_failure_after_the_log_rename_stops_the_log(tmp_path):
 
 
 def test_engine_reports_io_errors_and_turns_read_only(tmp_path, monkeypatch):
-    io = fileio.FaultyIO()
+    io = FaultyIO()
     monkeypatch.setattr(fileio, "DEFAULT", io)
     d = str(tmp_path / "db")
     db = aerostore.open(d)
@@ -227,7 +229,7 @@ def test_interrupted_flush_fails_its_commits_and_stops_the_log(tmp_path):
 def test_engine_with_synchronous_commit_off_stops_after_a_failed_flush(tmp_path, monkeypatch):
     """Nobody waits, so the failure shows on the next commit; nothing acknowledged
     before the failed flush is lost."""
-    io = fileio.FaultyIO()
+    io = FaultyIO()
     monkeypatch.setattr(fileio, "DEFAULT", io)
     d = str(tmp_path / "db")
     db = aerostore.open(d, synchronous_commit=False, wal_flush_delay_ms=1)

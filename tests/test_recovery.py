@@ -10,10 +10,11 @@ import sys
 import pytest
 
 import aerostore
-from aerostore import FlightState, fileio, wal
+from aerostore import FlightState
 from aerostore.config import Config
-from aerostore.durable import DirectoryStorage
 from aerostore.errors import CorruptError, LockedError
+from aerostore.storage import DirectoryStorage, walscan
+from faultyio import FaultyIO
 
 
 def open_storage(path, io=None):
@@ -119,13 +120,13 @@ def test_crash_during_recovery_then_recover_again(tmp_path):
     for c in range(1, 6):
         s.log(c, [("del", "T", str(c))]).wait()
     s.close()
-    end = wal.scan(os.path.join(src, "wal.log")).end
+    end = walscan.scan(os.path.join(src, "wal.log")).end
     with open(os.path.join(src, "wal.log"), "r+b") as f:
         f.seek(end)
         f.write(b"\x07" * 100)
     probe = str(tmp_path / "probe")
     shutil.copytree(src, probe)
-    io = fileio.FaultyIO()
+    io = FaultyIO()
     open_storage(probe, io)[0].close()
     nsteps = len(io.calls)
     assert [c[0] for c in io.calls[:4]] == ["open", "write", "fdatasync", "fsync_dir"]
@@ -135,7 +136,7 @@ def test_crash_during_recovery_then_recover_again(tmp_path):
         pid = os.fork()
         if pid == 0:
             try:
-                fio = fileio.FaultyIO()
+                fio = FaultyIO()
                 fio.crash_at(k, exit_code=42)
                 open_storage(d, fio)
             finally:

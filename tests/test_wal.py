@@ -11,10 +11,10 @@ import zlib
 import msgpack
 import pytest
 
-from aerostore import wal
 from aerostore.config import Config
-from aerostore.durable import DirectoryStorage
 from aerostore.errors import CorruptError, UsageError
+from aerostore import storage
+from aerostore.storage import DirectoryStorage, walformat, walscan, walwriter
 
 SCHEMA = {"name": "T", "fields": [{"name": "k", "kind": "str", "aliases": [], "index": False,
                                    "nullable": False, "lo": None, "hi": None, "key": True},
@@ -23,20 +23,37 @@ SCHEMA = {"name": "T", "fields": [{"name": "k", "kind": "str", "aliases": [], "i
           "indexes": ["v"]}
 
 
+class State(storage.Sink):
+    """{table: {key: values}} and the CSNs replayed; indexes are ignored."""
+
+    def __init__(self, tables):
+        self.state = {s["name"]: {r[0]: r for r in rows} for s, _, rows in tables}
+        self.csns = []
+
+    def create_table(self, csn, table, schema):
+        self.state.setdefault(table, {})
+
+    def put(self, csn, table, key, values):
+        self.state.setdefault(table, {})[key] = values
+
+    def delete(self, csn, table, key):
+        self.state[table].pop(key, None)
+
+    def create_index(self, csn, table, field):
+        pass
+
+    def drop_index(self, csn, table, field):
+        pass
+
+    def committed(self, csn):
+        self.csns.append(csn)
+
+
 def replay(rec):
     """The state a recovery describes: {table: {key: values}} plus the CSNs replayed."""
-    state = {s["name"]: {r[0]: r for r in rows} for s, _, rows in rec.tables}
-    csns = []
-    for csn, ops in rec.records:
-        csns.append(csn)
-        for op in ops:
-            if op[0] == "create_table":
-                state.setdefault(op[1], {})
-            elif op[0] == "put":
-                state[op[1]][op[2]] = op[3]
-            elif op[0] == "del":
-                state[op[1]].pop(op[2], None)
-    return state, csns
+    sink = State(rec.tables)
+    storage.replay(rec.records, sink)
+    return sink.state, sink.csns
 
 
 def reopen(path, **cfg):
@@ -59,8 +76,8 @@ def fill(path, n, start=1):
 
 
 def frame_offsets(path):
-    ws = wal.scan(os.path.join(path, "wal.log"))
-    return [wal.HEADER_SIZE] + list(ws.frame_ends)
+    ws = walscan.scan(os.path.join(path, "wal.log"))
+    return [walformat.HEADER_SIZE] + list(ws.frame_ends)
 
 
 def test_format_matches_the_documented_layout(tmp_path):
@@ -97,6 +114,23 @@ def test_values_round_trip(tmp_path):
     assert commits[1][1][0][3] == tuple(range(5000))
     assert isinstance(commits[0][1][0][2]["fields"], list) and rec.last_csn == 2
     s.close()
+
+
+def test_op_records_are_written_as_the_plain_arrays():
+    row = ("k", 7)
+    named = [walformat.CreateTable("create_table", "T", SCHEMA), walformat.Put("put", "T", "k", row),
+             walformat.CreateIndex("create_index", "T", "v"), walformat.DropIndex("drop_index", "T", "v"),
+             walformat.Del("del", "T", "k")]
+    plain = [("create_table", "T", SCHEMA), ("put", "T", "k", row), ("create_index", "T", "v"),
+             ("drop_index", "T", "v"), ("del", "T", "k")]
+    assert walformat.encode_commit(3, named) == walformat.encode_commit(3, plain)
+
+
+def test_replay_refuses_an_op_it_does_not_know():
+    for bad in [("put", "T", "k"), ("merge", "T", "k"), (), 5, ("del", "T", "k", "extra")]:
+        with pytest.raises(CorruptError) as ei:
+            storage.replay([(1, ()), (2, (("create_table", "T", SCHEMA), bad))], State([]))
+        assert "commit 2: unknown operation" in str(ei.value)
 
 
 def test_commits_must_come_in_csn_order(tmp_path):
@@ -227,7 +261,7 @@ def test_zeros_after_the_log_are_free_space_and_torn_files_are_numbered(tmp_path
     assert replay(rec)[1] == [1, 2] and rec.torn_bytes == 0
     s.close()
     for n in (1, 2):
-        end = wal.scan(path).end
+        end = walscan.scan(path).end
         with open(path, "r+b") as f:  # a write that never completed, in free space
             f.seek(end)
             f.write(b"\x05" * 100)
@@ -323,7 +357,7 @@ def test_a_valid_frame_far_after_a_bad_one_is_found(tmp_path):
 def test_asynchronous_commits_flush_themselves_when_the_writer_is_starved(tmp_path, monkeypatch):
     """A committer that never waits can keep the writer thread off the GIL; the
     commit that finds the oldest pending record past wal_flush_delay_ms flushes."""
-    monkeypatch.setattr(wal.WalWriter, "_run", lambda self: None)  # a writer that never runs
+    monkeypatch.setattr(walwriter.WalWriter, "_run", lambda self: None)  # a writer that never runs
     cfg = Config()
     cfg.set("aerostore.synchronous_commit", "off")
     cfg.set("aerostore.wal_flush_delay_ms", 20)

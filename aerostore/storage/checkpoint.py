@@ -7,9 +7,9 @@ File format of ``checkpoint.dat`` (integers little-endian)
 | 0 | 8 | magic ``b"AEROCKP1"`` |
 | 8 | ... | frames, back to back, to the end of the file |
 
-A frame is ``length`` (4 bytes, >= 1), ``crc`` (4 bytes: CRC-32 of the length
-field, then of the payload) and ``length`` bytes of msgpack payload, an array
-whose first element names it.  The frames come in this order:
+A frame (framing.py) is ``length`` (4 bytes, >= 1), ``crc`` (4 bytes: CRC-32
+of the length field, then of the payload) and ``length`` bytes of msgpack
+payload, an array whose first element names it.  The frames come in this order:
 
 1. ``["checkpoint", 1, csn, table_count]``: format version 1; ``csn`` is the
    snapshot the checkpoint holds (every commit with CSN <= csn, nothing after).
@@ -36,17 +36,12 @@ one, and the log still holds every commit either of them needs.
 
 from __future__ import annotations
 
-import errno
 import os
-import struct
 import time
-import zlib
 from itertools import islice
 
-import msgpack
-
-from .errors import CorruptError, StorageIOError
-from .wal import pack
+from ..errors import CorruptError, StorageIOError
+from .framing import HEAD, checksum, errno_name, frame, pack, unpack
 
 __all__ = ["MAGIC", "FILENAME", "TEMP_FILENAME", "SLICE_ROWS", "write_checkpoint",
            "read_checkpoint"]
@@ -60,14 +55,11 @@ _FLUSH_BYTES = 1 << 20
 # before a waiting thread wakes (CPython hands it over only after the 5 ms switch
 # interval), so the pause must be long enough for a waiter to get it.
 _YIELD_SECS = 0.0001
-_LEN = struct.Struct("<I")
-_HEAD = struct.Struct("<II")
 
 
 def _frame(obj) -> bytes:
     payload = pack(obj)
-    n = _LEN.pack(len(payload))
-    return _HEAD.pack(len(payload), zlib.crc32(payload, zlib.crc32(n))) + payload
+    return frame(len(payload), payload)
 
 
 def write_checkpoint(io, dirpath: str, csn: int, tables) -> tuple[int, int]:
@@ -134,16 +126,8 @@ def write_checkpoint(io, dirpath: str, csn: int, tables) -> tuple[int, int]:
             raise
         raise StorageIOError(f"checkpoint: {step} {tmp} failed: {e.strerror or e}; "
                              "the log is intact, so every commit is still recoverable",
-                             _errno_name(e)) from None
+                             errno_name(e)) from None
     return sum(counts), written
-
-
-def _errno_name(e: OSError) -> str:
-    return errno.errorcode.get(e.errno or 0, "EIO")
-
-
-def _lists(d: dict) -> dict:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
 def read_checkpoint(path: str) -> tuple[int, list]:
@@ -166,36 +150,33 @@ def _read(path: str, buf, size: int) -> tuple[int, list]:
     ntables = 0
     tables: list = []
     rows = None
-    unpack = msgpack.unpackb
     while True:
-        if size - pos < _HEAD.size:
+        if size - pos < HEAD.size:
             raise CorruptError(path, pos, "checkpoint ends before its end frame")
-        length, crc = _HEAD.unpack_from(buf, pos)
-        end = pos + _HEAD.size + length
+        length, crc = HEAD.unpack_from(buf, pos)
+        end = pos + HEAD.size + length
         if length == 0 or end > size:
             raise CorruptError(path, pos, "frame length runs past the end of the file")
-        body = buf[pos + _HEAD.size:end]
-        if zlib.crc32(body, zlib.crc32(buf[pos:pos + 4])) != crc:
+        if checksum(buf, pos, end) != crc:
             raise CorruptError(path, pos, "frame checksum mismatch")
         try:
-            frame = unpack(body, use_list=False, object_hook=_lists,
-                           unicode_errors="surrogatepass", strict_map_key=False)
-            kind = frame[0]
+            payload = unpack(buf[pos + HEAD.size:end])
+            kind = payload[0]
         except Exception:  # msgpack raises several unrelated types on bad input
             raise CorruptError(path, pos, "frame payload does not decode") from None
         if csn is None:
-            if kind != "checkpoint" or len(frame) != 4 or frame[1] != 1:
+            if kind != "checkpoint" or len(payload) != 4 or payload[1] != 1:
                 raise CorruptError(path, pos, "missing or unsupported checkpoint header frame")
-            csn, ntables = frame[2], frame[3]
-        elif kind == "table" and len(frame) == 3 and isinstance(frame[1], dict):
+            csn, ntables = payload[2], payload[3]
+        elif kind == "table" and len(payload) == 3 and isinstance(payload[1], dict):
             rows = []
-            tables.append((frame[1], list(frame[2]), rows))
-        elif kind == "rows" and rows is not None and len(frame) == 2:
-            rows.extend(frame[1])
-        elif kind == "end" and len(frame) == 2:
+            tables.append((payload[1], list(payload[2]), rows))
+        elif kind == "rows" and rows is not None and len(payload) == 2:
+            rows.extend(payload[1])
+        elif kind == "end" and len(payload) == 2:
             if end != size:
                 raise CorruptError(path, end, "bytes after the end frame")
-            if len(tables) != ntables or list(frame[1]) != [len(t[2]) for t in tables]:
+            if len(tables) != ntables or list(payload[1]) != [len(t[2]) for t in tables]:
                 raise CorruptError(path, pos, "table or row counts do not match the end frame")
             return csn, tables
         else:

@@ -1,4 +1,4 @@
-"""``DirectoryStorage``: the durable ``Storage`` (docs/architecture.md) over a data directory.
+"""``DirectoryStorage``: the durable ``Storage`` (interface.py) over a data directory.
 
 A data directory holds (see docs/durability.md):
 
@@ -6,7 +6,7 @@ A data directory holds (see docs/durability.md):
 |---|---|
 | ``lock`` | flock'ed by the owning process; holds its pid (for the error message) |
 | ``checkpoint.dat`` | the last checkpoint (checkpoint.py) |
-| ``wal.log`` | commits after (or around) that checkpoint (wal.py) |
+| ``wal.log`` | commits after (or around) that checkpoint (walformat.py) |
 | ``wal.log.torn-N`` | torn tails set aside by recovery, kept as evidence |
 | ``*.tmp`` | a checkpoint or log cut in progress; removed on open |
 
@@ -27,13 +27,18 @@ import threading
 import time
 import weakref
 
-from . import fileio, storage, wal
+from ..config import Config
+from ..errors import ClosedError, CorruptError, LockedError, StorageIOError, UsageError
+from . import fileio
 from .checkpoint import FILENAME as CHECKPOINT, TEMP_FILENAME as CHECKPOINT_TMP
 from .checkpoint import read_checkpoint, write_checkpoint
-from .config import Config
-from .errors import ClosedError, CorruptError, LockedError, StorageIOError, UsageError
+from .framing import errno_name
+from .interface import Recovered, Storage
+from .walformat import encode_commit, make_header
+from .walscan import WalScan, iter_commits, scan
+from .walwriter import Ticket, WalWriter
 
-__all__ = ["DirectoryStorage", "Recovered", "WAL", "LOCK"]
+__all__ = ["DirectoryStorage", "WAL", "LOCK", "lock_directory"]
 
 WAL = "wal.log"
 LOCK = "lock"
@@ -47,23 +52,6 @@ _open_stores: "weakref.WeakSet[DirectoryStorage]" = weakref.WeakSet()
 def _close_open_stores() -> None:
     for store in list(_open_stores):
         store.close()
-
-
-class Recovered(storage.Recovered):
-    """What ``recover()`` found.
-
-    ``checkpoint_csn``: the CSN the checkpoint holds (0 if none).  ``tables``:
-    ``(schema_dict, index_fields, rows)`` per table of the checkpoint.
-    ``records``: iterator of ``(csn, ops)`` with ``csn > checkpoint_csn``, in CSN
-    order (read lazily; raises ``CorruptError`` if a frame does not decode).
-    ``last_csn``: the highest CSN on disk, so the next commit is ``last_csn + 1``.
-    ``torn_bytes``: size of a torn tail that was set aside (0 if none).
-    """
-
-    def __init__(self, checkpoint_csn, tables, records, last_csn, torn_bytes):
-        super().__init__(checkpoint_csn, tables, records)
-        self.last_csn = last_csn
-        self.torn_bytes = torn_bytes
 
 
 def lock_directory(path: str, exclusive: bool = True) -> int:
@@ -92,12 +80,12 @@ def lock_directory(path: str, exclusive: bool = True) -> int:
     return fd
 
 
-class DirectoryStorage(storage.Storage):
+class DirectoryStorage(Storage):
     """The durable storage of one data directory (see the module docstring).
 
     ``config`` is the database's ``Config``; ``aerostore.synchronous_commit`` and
     ``aerostore.wal_flush_delay_ms`` are read at every commit.  ``io`` is the
-    file layer (``fileio.DEFAULT``; tests pass a ``fileio.FaultyIO``).
+    file layer (``fileio.DEFAULT``; the fault tests pass their ``FaultyIO``).
     """
 
     durable = True
@@ -116,10 +104,10 @@ class DirectoryStorage(storage.Storage):
             self._lock_fd = lock_directory(self.path)
         except OSError as e:
             raise StorageIOError(f"cannot open data directory {self.path}: {e.strerror or e}",
-                                 errno.errorcode.get(e.errno or 0, "EIO")) from None
+                                 errno_name(e)) from None
         self._wal_path = os.path.join(self.path, WAL)
         self._ckpt_path = os.path.join(self.path, CHECKPOINT)
-        self._writer: wal.WalWriter | None = None
+        self._writer: WalWriter | None = None
         self._closed = False
         self._ckpt_lock = threading.Lock()
         self._ckpt_csn = 0
@@ -137,11 +125,12 @@ class DirectoryStorage(storage.Storage):
         except OSError as e:
             self._release_lock()
             raise StorageIOError(f"removing a leftover temp file in {self.path} failed: "
-                                 f"{e.strerror or e}", errno.errorcode.get(e.errno or 0, "EIO")) from None
+                                 f"{e.strerror or e}", errno_name(e)) from None
 
     # -- recovery ------------------------------------------------------------
     def recover(self) -> Recovered:
-        """Load the checkpoint, check the log, set a torn tail aside, start the writer."""
+        """Load the checkpoint, check the log, set a torn tail aside, start the writer
+        (see ``Storage.recover``)."""
         if self._closed:
             raise ClosedError("the store is closed")
         if self._writer is not None:
@@ -151,7 +140,7 @@ class DirectoryStorage(storage.Storage):
             return self._recover(t0)
         except OSError as e:
             raise StorageIOError(f"opening {self.path} failed: {e.strerror or e}",
-                                 errno.errorcode.get(e.errno or 0, "EIO")) from None
+                                 errno_name(e)) from None
 
     def _recover(self, t0: float) -> Recovered:
         ckpt_csn, tables = 0, []
@@ -161,7 +150,7 @@ class DirectoryStorage(storage.Storage):
         self._ckpt_rows = sum(len(t[2]) for t in tables)
         if not os.path.exists(self._wal_path):
             self._create_wal(ckpt_csn)
-        ws = wal.scan(self._wal_path)
+        ws = scan(self._wal_path)
         if ws.base_csn > ckpt_csn:
             raise CorruptError(self._ckpt_path if os.path.exists(self._ckpt_path) else self._wal_path, 0,
                                f"{WAL} continues from checkpoint {ws.base_csn} but {CHECKPOINT} "
@@ -171,24 +160,24 @@ class DirectoryStorage(storage.Storage):
             self._set_torn_tail_aside(ws)
         fd = self._io.open(self._wal_path, os.O_WRONLY)
         last = max(ckpt_csn, ws.last_csn)
-        self._writer = wal.WalWriter(self._wal_path, self._io, fd, ws, self._settings, last)
+        self._writer = WalWriter(self._wal_path, self._io, fd, ws, self._settings, last)
         _open_stores.add(self)
         self._recovery_ms = (time.perf_counter() - t0) * 1000.0
-        return Recovered(ckpt_csn, tables, wal.iter_commits(self._wal_path, ws, ckpt_csn), last, torn)
+        return Recovered(ckpt_csn, tables, iter_commits(self._wal_path, ws, ckpt_csn), last, torn)
 
     def _create_wal(self, base_csn: int) -> None:
         tmp = self._wal_path + ".tmp"
         io = self._io
         fd = io.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         try:
-            io.write(fd, wal.make_header(base_csn))
+            io.write(fd, make_header(base_csn))
             io.fdatasync(fd)
         finally:
             io.close(fd)
         io.rename(tmp, self._wal_path)
         io.fsync_dir(self.path)
 
-    def _set_torn_tail_aside(self, ws: wal.WalScan) -> None:
+    def _set_torn_tail_aside(self, ws: WalScan) -> None:
         """Copy the torn tail to ``wal.log.torn-N`` (synced), then cut it off the log."""
         io = self._io
         n = 1
@@ -222,13 +211,14 @@ class DirectoryStorage(storage.Storage):
         return c.get("aerostore.synchronous_commit"), c.get("aerostore.wal_flush_delay_ms")
 
     # -- commits -------------------------------------------------------------
-    def log(self, csn: int, ops, on_durable=None) -> wal.Ticket:
-        """Queue commit ``csn``; see docs/architecture.md.  Call under the commit lock."""
+    def log(self, csn: int, ops, on_durable=None) -> Ticket:
+        """Queue commit ``csn`` for the log writer (see ``Storage.log``).  Call under
+        the commit lock."""
         w = self._writer
         if w is None:
             raise ClosedError("the store is closed") if self._closed else \
                 UsageError("recover() must run before log()")
-        return w.submit(csn, wal.encode_commit(csn, ops), on_durable,
+        return w.submit(csn, encode_commit(csn, ops), on_durable,
                         self._config.get("aerostore.synchronous_commit"))
 
     # -- checkpoints -----------------------------------------------------------

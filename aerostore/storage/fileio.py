@@ -1,9 +1,10 @@
-"""The thin file layer under the WAL and checkpoints, and its fault-injecting twin.
+"""The thin file layer under the WAL and checkpoints.
 
 Every call that changes the data directory (open, write/pwrite, fdatasync,
-truncate, rename, unlink, directory fsync) goes through a ``FileIO`` object, so tests can
-swap in ``FaultyIO`` and make the N-th write fail with ENOSPC, an fdatasync fail
-with EIO, once or for good, or end the process at an exact step (a crash).
+truncate, rename, unlink, directory fsync) goes through a ``FileIO`` object, so
+tests can swap in a faulty one (tests/faultyio.py) and make the N-th write fail
+with ENOSPC, an fdatasync fail with EIO, once or for good, or end the process at
+an exact step (a crash).
 Reads are not routed through here: recovery reads with plain ``os``/``mmap``,
 and a read error surfaces as ``OSError`` from the open path.
 
@@ -13,10 +14,9 @@ steps that matter for durability, and the fault tests count those steps.
 
 from __future__ import annotations
 
-import errno as _errno
 import os
 
-__all__ = ["FileIO", "FaultyIO", "DEFAULT"]
+__all__ = ["FileIO", "DEFAULT"]
 
 
 class FileIO:
@@ -65,100 +65,3 @@ class FileIO:
 
 
 DEFAULT = FileIO()
-
-
-class FaultyIO(FileIO):
-    """A ``FileIO`` that fails or crashes on chosen calls (for tests).
-
-    ``fail(op, nth, err, persistent)``: the ``nth`` call of ``op`` (counted from
-    now, 1-based; ``pwrite`` counts as ``write``) raises ``OSError(err)``; with
-    ``persistent`` every later call of that op fails too.  A failing write may
-    first write part of its data (``partial`` bytes), as a full disk does.  ``crash_at(n)`` ends the process
-    with ``os._exit(exit_code)`` just before the n-th mutating call of any kind,
-    which leaves the files exactly as a killed process would.  ``calls`` lists
-    every mutating call made, as ``(op, detail)``.
-    """
-
-    def __init__(self):
-        self.calls: list = []
-        self._rules: list = []
-        self._counts: dict = {}
-        self._crash_at = None
-        self._exit_code = 0
-
-    def fail(self, op: str, nth: int = 1, err: int = _errno.EIO, *, persistent: bool = False,
-             partial: int = 0) -> None:
-        start = self._counts.get(op, 0)
-        self._rules.append((op, start + nth, err, persistent, partial))
-
-    def crash_at(self, n: int, exit_code: int = 0) -> None:
-        self._crash_at = n
-        self._exit_code = exit_code
-
-    def _step(self, op: str, detail) -> tuple | None:
-        self.calls.append((op, detail))
-        if self._crash_at is not None and len(self.calls) >= self._crash_at:
-            os._exit(self._exit_code)
-        n = self._counts[op] = self._counts.get(op, 0) + 1
-        for rop, nth, err, persistent, partial in self._rules:
-            if rop == op and (n == nth or (persistent and n > nth)):
-                return err, partial
-        return None
-
-    @staticmethod
-    def _raise(err: int):
-        raise OSError(err, os.strerror(err))
-
-    def open(self, path, flags, mode=0o600):
-        fault = self._step("open", os.path.basename(path))
-        if fault:
-            self._raise(fault[0])
-        return super().open(path, flags, mode)
-
-    def write(self, fd, data):
-        fault = self._step("write", len(data))
-        if fault:
-            err, partial = fault
-            if partial:
-                super().write(fd, memoryview(data)[:partial])
-            self._raise(err)
-        super().write(fd, data)
-
-    def pwrite(self, fd, data, offset):
-        fault = self._step("write", len(data))
-        if fault:
-            err, partial = fault
-            if partial:
-                super().pwrite(fd, memoryview(data)[:partial], offset)
-            self._raise(err)
-        super().pwrite(fd, data, offset)
-
-    def fdatasync(self, fd):
-        fault = self._step("fdatasync", fd)
-        if fault:
-            self._raise(fault[0])
-        super().fdatasync(fd)
-
-    def truncate(self, fd, length):
-        fault = self._step("truncate", length)
-        if fault:
-            self._raise(fault[0])
-        super().truncate(fd, length)
-
-    def rename(self, src, dst):
-        fault = self._step("rename", os.path.basename(dst))
-        if fault:
-            self._raise(fault[0])
-        super().rename(src, dst)
-
-    def unlink(self, path):
-        fault = self._step("unlink", os.path.basename(path))
-        if fault:
-            self._raise(fault[0])
-        super().unlink(path)
-
-    def fsync_dir(self, path):
-        fault = self._step("fsync_dir", path)
-        if fault:
-            self._raise(fault[0])
-        super().fsync_dir(path)

@@ -1,8 +1,10 @@
 """The Storage interface between the engine and its files, and MemoryStorage.
 
-The engine (database.py) talks to storage through five calls; see
-docs/architecture.md.  ``MemoryStorage`` is the ``:memory:`` store: nothing is
-written, every commit is "durable" at once, nothing survives the process.
+The engine (database.py) talks to storage through the calls of ``Storage``;
+their contract is written on the methods below (in the manner of ZODB's
+``IStorage``).  ``MemoryStorage`` is the ``:memory:`` store: nothing is written,
+every commit is "durable" at once, nothing survives the process.
+``directory.DirectoryStorage`` is the durable one.
 """
 
 from __future__ import annotations
@@ -11,22 +13,52 @@ __all__ = ["Storage", "Recovered", "Ticket", "DoneTicket", "MemoryStorage"]
 
 
 class Recovered:
-    """What recovery found: checkpoint tables and the WAL records after it."""
+    """What ``Storage.recover()`` found.
 
-    def __init__(self, checkpoint_csn: int = 0, tables=(), records=()):
+    ``checkpoint_csn``: the CSN the checkpoint holds (0 if none).
+
+    ``tables``: ``(schema_dict, index_fields, rows)`` per table of the
+    checkpoint, in creation order; ``rows`` is a list of row tuples.
+
+    ``records``: an iterator of ``(csn, ops)`` pairs (``walformat.Commit``)
+    with ``csn > checkpoint_csn``, in CSN order; each op is a tuple in the
+    layout of the op records (``walformat.Put`` ...), to be applied with
+    ``walformat.replay``.  Read lazily: iterating raises ``CorruptError`` if a
+    frame does not decode.
+
+    ``last_csn``: the highest CSN the storage holds (the checkpoint's, or the
+    last logged commit's), so the next commit is ``last_csn + 1``.
+
+    ``torn_bytes``: the size of a torn log tail recovery set aside (0 if none).
+    """
+
+    def __init__(self, checkpoint_csn: int = 0, tables=(), records=(), last_csn: int | None = None,
+                 torn_bytes: int = 0):
         self.checkpoint_csn = checkpoint_csn
-        self.tables = list(tables)   # (schema_dict, index_fields, rows)
-        self.records = records       # iterator of (csn, ops) in CSN order
+        self.tables = list(tables)
+        self.records = records
+        self.last_csn = checkpoint_csn if last_csn is None else last_csn
+        self.torn_bytes = torn_bytes
 
 
 class Ticket:
-    """A commit's place in the log; ``wait()`` returns once it is on disk, or raises."""
+    """A commit's place in the log, returned by ``Storage.log()``."""
 
     def wait(self) -> None:  # pragma: no cover - interface
+        """Block until the commit is durable, then return None.
+
+        Raises ``StorageIOError`` if its write or fdatasync failed (the store
+        is read-only from then on), or ``ReadOnlyError`` if the log had
+        stopped before the commit could be written.  Either way the commit
+        was not applied (the log cuts a failed group off its file, once, on a
+        best-effort basis).
+        """
         raise NotImplementedError
 
 
 class DoneTicket(Ticket):
+    """The ticket of a commit that is durable already."""
+
     __slots__ = ()
 
     def wait(self) -> None:
@@ -37,7 +69,10 @@ _DONE = DoneTicket()
 
 
 class Storage:
-    """Interface; see docs/architecture.md for the contract of each call.
+    """What the engine needs from storage.  One instance per data directory;
+    ``recover()`` runs first and once, ``close()`` last.
+
+    ``durable``: True when commits survive the process.
 
     ``log_lost``: True once the log file was removed or replaced under the
     running store; the store is read-only then, and only a checkpoint can save
@@ -48,18 +83,60 @@ class Storage:
     log_lost = False
 
     def recover(self) -> Recovered:  # pragma: no cover - interface
+        """Load what the storage holds and make it ready for ``log()``.
+
+        Returns a ``Recovered``; its ``records`` must be consumed before the
+        first ``log()``.  Raises ``CorruptError`` if a file is damaged (the
+        storage is then unusable: close it), ``StorageIOError`` if reading
+        fails, ``UsageError`` if called twice, ``ClosedError`` after ``close()``.
+        """
         raise NotImplementedError
 
-    def log(self, csn: int, ops: list, on_durable) -> Ticket:  # pragma: no cover
+    def log(self, csn: int, ops: list, on_durable=None) -> Ticket:  # pragma: no cover
+        """Queue commit ``csn``, whose ``ops`` are op records (``walformat.Put`` ...,
+        or tuples of the same layout).  Returns its ``Ticket``.
+
+        Called under the engine's commit lock, so submission order is CSN
+        order; ``csn`` must exceed every CSN logged or recovered before.
+        ``on_durable(csn)``, if given, is called once the commit is durable, in
+        CSN order, from the log writer's thread or from a committer leading a
+        flush inside ``Ticket.wait()`` (``MemoryStorage``: before ``log()``
+        returns); it must be quick and must not need the commit lock.
+
+        Raises ``UsageError`` if a value cannot be stored, if ``csn`` is out of
+        order or if ``recover()`` has not run; ``ReadOnlyError`` once the log has
+        stopped (a write failed); ``ClosedError`` after ``close()``.  Nothing is
+        logged then.
+        """
         raise NotImplementedError
 
-    def checkpoint(self, csn: int, tables) -> None:  # pragma: no cover
+    def checkpoint(self, csn: int, tables) -> int:  # pragma: no cover
+        """Store the snapshot at ``csn`` so the log before it is no longer needed.
+
+        ``tables``: ``(schema_dict, index_fields, row_iterator)`` per table, the
+        rows visible at ``csn``; every iterator is consumed, while commits go on.
+        Writes the checkpoint atomically, then drops the log's commits with
+        CSN <= ``csn``.  A checkpoint at or before the one held already is not
+        written.  Returns the number of rows the iterators yielded.
+
+        Raises ``StorageIOError`` if the checkpoint cannot be written (the store
+        stays writable; the previous checkpoint and the log are intact), or if
+        cutting the log finds it removed or replaced (the store is then
+        read-only, the checkpoint written first); ``ReadOnlyError`` once the
+        log has stopped; ``UsageError`` if ``recover()`` has not run;
+        ``ClosedError`` after ``close()``; and whatever a row iterator raises.
+        """
         raise NotImplementedError
 
     def stats(self) -> dict:  # pragma: no cover
+        """Counters: at least ``wal_bytes``, ``wal_records`` and ``checkpoints``
+        (ints); a durable storage adds ``wal_failed`` (str: why the log stopped,
+        "" while it runs) and the counters of its log and checkpoints."""
         raise NotImplementedError
 
     def close(self) -> None:  # pragma: no cover
+        """Make pending commits durable (unless the log stopped), stop background
+        threads and release the directory.  Idempotent."""
         raise NotImplementedError
 
 
@@ -72,14 +149,13 @@ class MemoryStorage(Storage):
     def recover(self) -> Recovered:
         return Recovered()
 
-    def log(self, csn: int, ops: list, on_durable) -> Ticket:
-        on_durable(csn)
+    def log(self, csn: int, ops: list, on_durable=None) -> Ticket:
+        if on_durable is not None:
+            on_durable(csn)
         return _DONE
 
-    def checkpoint(self, csn: int, tables) -> None:
-        for _schema, _indexes, rows in tables:
-            for _ in rows:
-                pass
+    def checkpoint(self, csn: int, tables) -> int:
+        return sum(sum(1 for _ in rows) for _schema, _indexes, rows in tables)
 
     def stats(self) -> dict:
         return {"wal_bytes": 0, "wal_records": 0, "checkpoints": 0}

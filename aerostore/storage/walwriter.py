@@ -1,53 +1,6 @@
-"""The write-ahead log: file format, recovery scan, and the group-commit writer.
+"""Writing the write-ahead log: group commit, failures, and the log cut.
 
-File format of ``wal.log`` (all integers little-endian)
-------------------------------------------------------
-Header, 20 bytes, written once (the file is created as ``wal.log.tmp``, synced,
-then renamed, so a ``wal.log`` always has a whole header):
-
-| offset | size | field |
-|---|---|---|
-| 0 | 8 | magic ``b"AEROWAL1"`` |
-| 8 | 8 | ``base_csn``: the checkpoint CSN this log continues from (0 = none) |
-| 16 | 4 | CRC-32 of bytes 0..15 |
-
-Then frames, back to back, then zero bytes to the end of the file: the log is
-preallocated in steps (see ``PREALLOC_MIN``), and a group overwrites zeros.  A
-frame is one group flush: the commits the writer wrote with one ``write()`` and
-made durable with one ``fdatasync`` (the writer splits very large groups into
-several frames, all in the same write):
-
-| offset | size | field |
-|---|---|---|
-| 0 | 4 | ``length``: payload bytes (>= 1) |
-| 4 | 4 | ``crc``: CRC-32 of the length field, then of bytes 8..end of the frame |
-| 8 | 4 | ``count``: commits in the frame (>= 1) |
-| 12 | 8 | ``first_csn``: CSN of the first commit |
-| 20 | 8 | ``last_csn``: CSN of the last commit |
-| 28 | length | payload: a msgpack array of ``count`` commits |
-
-Each commit is the msgpack array ``[csn, ops]``; ``ops`` is an array of
-operations, each an array whose first element names it:
-``["put", table, key, [values...]]``, ``["del", table, key]``,
-``["create_table", table, schema_map]``, ``["create_index", table, field]``,
-``["drop_index", table, field]``.  Values are nil, int (to 2^64-1), float64,
-str (UTF-8; lone surrogates pass through) or bool.  CSNs strictly increase
-through the file, within and across frames.
-
-Why frames are per flush and not per commit: a crash during an unsynced write
-may persist the pages of that write in any order, so a later commit of the
-group can survive while an earlier one is lost.  Because the whole group shares
-one checksum, such a group is dropped as a unit; and because the writer never
-starts a write before the previous one is synced, a valid frame after a bad one
-proves the bad one had been synced: that is damage, not a torn write.
-
-Recovery rule (``scan``): frames are checked in order.  Where only zero bytes
-remain, the log ends cleanly.  Otherwise the first bad frame (short header,
-length past the end, bad checksum, CSNs out of order) ends the log.  If any
-valid frame starts anywhere after it, the file is damaged and ``CorruptError``
-names the file and the bad frame's offset.  Otherwise the rest of the file is a
-torn tail: a write that never completed its fdatasync, so no commit in it was
-acknowledged (with ``synchronous_commit on``).
+The file format is in walformat.py.
 
 Group commit (``WalWriter``): committers encode their record in their own thread
 and enqueue it under the engine's commit lock (so queue order is CSN order).
@@ -87,31 +40,21 @@ from __future__ import annotations
 
 import errno
 import os
-import struct
 import threading
 import time
 import traceback
-import zlib
 from array import array
 from bisect import bisect_right
-from mmap import ACCESS_READ, mmap
+from typing import Callable, NamedTuple, Optional
 
-import msgpack
+from ..errors import ClosedError, ReadOnlyError, StorageIOError, UsageError
+from . import interface
+from .framing import errno_name
+from .walformat import COUNTED, HEADER_SIZE, build_frames, make_header
+from .walscan import WalScan
 
-from . import storage
-from .errors import ClosedError, CorruptError, ReadOnlyError, StorageIOError, UsageError
+__all__ = ["Ticket", "Pending", "WalWriter", "PREALLOC_MIN", "PREALLOC_MAX"]
 
-__all__ = ["MAGIC", "HEADER_SIZE", "FRAME_HEADER_SIZE", "Ticket", "WalScan", "WalWriter",
-           "pack", "encode_commit", "make_header", "build_frames", "scan", "iter_commits"]
-
-MAGIC = b"AEROWAL1"
-_HEADER = struct.Struct("<8sQI")
-HEADER_SIZE = _HEADER.size  # 20
-_FRAME = struct.Struct("<IIIQQ")
-FRAME_HEADER_SIZE = _FRAME.size  # 28
-_LEN = struct.Struct("<I")
-_COUNTED = struct.Struct("<IQQ")
-MAX_FRAME_PAYLOAD = 32 << 20  # the writer starts a new frame beyond this (see _candidates)
 # The log grows in steps of zero bytes, written and synced with a group, so that
 # later groups overwrite allocated space: their fdatasync then has no file size
 # to journal (about 1.5x the commits per second of appending).  A step is the
@@ -123,231 +66,11 @@ PREALLOC_MIN, PREALLOC_MAX = 64 << 10, 16 << 20
 # synchronous commit whose committer never waits is still flushed.
 _BACKSTOP_SECS = 0.2
 
-def pack(obj) -> bytes:
-    """msgpack ``obj``.  Strings with lone surrogates (which Tcl can produce) are
-    written with ``surrogatepass``; that handler costs a third more, so it is
-    only used when the fast path refuses."""
-    try:
-        return msgpack.packb(obj)
-    except UnicodeEncodeError:
-        return msgpack.packb(obj, unicode_errors="surrogatepass")
-
-
-def encode_commit(csn: int, ops) -> bytes:
-    """The msgpack record ``[csn, ops]``; called in the committer's thread."""
-    try:
-        return pack((csn, ops))
-    except (TypeError, ValueError, OverflowError) as e:
-        raise UsageError(f"commit {csn} holds a value the log cannot store: {e}") from None
-
-
-def make_header(base_csn: int) -> bytes:
-    head = struct.pack("<8sQ", MAGIC, base_csn)
-    return head + _LEN.pack(zlib.crc32(head))
-
-
-def _array_header(n: int) -> bytes:
-    if n < 16:
-        return bytes((0x90 | n,))
-    if n < 0x10000:
-        return b"\xdc" + n.to_bytes(2, "big")
-    return b"\xdd" + n.to_bytes(4, "big")
-
-
-def _frame(records: list) -> bytes:
-    """One frame holding consecutive records (``(csn, payload, ...)`` tuples)."""
-    n = len(records)
-    body = b"".join([_COUNTED.pack(n, records[0][0], records[-1][0]), _array_header(n),
-                     *[r[1] for r in records]])
-    length = _LEN.pack(len(body) - 20)
-    return b"".join((length, _LEN.pack(zlib.crc32(body, zlib.crc32(length))), body))
-
-
-def build_frames(records: list) -> list:
-    """Encode a group of records (``(csn, payload, ...)`` tuples) as frames.
-
-    Returns the frames; a group whose payloads pass ``MAX_FRAME_PAYLOAD`` is split.
-    """
-    if len(records) == 1:
-        return [_frame(records)]
-    frames = []
-    start, size = 0, 0
-    for i, r in enumerate(records):
-        size += len(r[1])
-        if size >= MAX_FRAME_PAYLOAD or i == len(records) - 1:
-            frames.append(_frame(records[start:i + 1]))
-            start, size = i + 1, 0
-    return frames
-
-
-class WalScan:
-    """What ``scan`` found in a log file.
-
-    ``frame_ends``/``frame_last``/``frame_counts``: per valid frame, its end offset,
-    last CSN and commit count.  ``end``: where the valid log ends.  ``torn``: the
-    byte count of a torn tail after ``end`` (0 if none).  ``size``: file size.
-    """
-
-    def __init__(self, path: str, base_csn: int, size: int):
-        self.path = path
-        self.base_csn = base_csn
-        self.size = size
-        self.frame_ends = array("Q")
-        self.frame_last = array("Q")
-        self.frame_counts = array("Q")
-        self.end = HEADER_SIZE
-        self.torn = 0
-
-    @property
-    def commits(self) -> int:
-        return sum(self.frame_counts)
-
-    @property
-    def last_csn(self) -> int:
-        return self.frame_last[-1] if self.frame_last else self.base_csn
-
-
-def _valid_frame(buf, pos: int, size: int, prev_last: int) -> int:
-    """End offset of a valid frame at ``pos``, or 0."""
-    if size - pos < FRAME_HEADER_SIZE:
-        return 0
-    length, crc, count, first, last = _FRAME.unpack_from(buf, pos)
-    end = pos + FRAME_HEADER_SIZE + length
-    if length == 0 or end > size or count == 0 or count > length or first > last \
-            or first <= prev_last:
-        return 0
-    if zlib.crc32(buf[pos + 8:end], zlib.crc32(buf[pos:pos + 4])) != crc:
-        return 0
-    return end
-
-
-_ZERO_TO_ONE = bytes([1] + [0] * 255)  # bytes.translate table: 1 where the byte is 0
-
-
-def _candidates(buf, start: int, size: int):
-    """Offsets in ``[start, size)`` where a frame header could begin, cheaply.
-
-    A header has a commit count of 1 .. 2^24-1 (a 32 MiB frame holds fewer) and
-    CSNs below 2^56, so its bytes 8..10 are not all zero and bytes 11, 19 and 27
-    are.  Bitwise operations on big integers (one byte per offset) test that for
-    a whole chunk of offsets at C speed; only the survivors get the exact check.
-    Without this, searching a torn tail of many megabytes would take seconds.
-    """
-    chunk = 1 << 22
-    q0 = start
-    while q0 <= size - FRAME_HEADER_SIZE:
-        n = min(chunk, size - FRAME_HEADER_SIZE + 1 - q0)
-        z = bytes(buf[q0:q0 + n + 27]).translate(_ZERO_TO_ONE)
-
-        def col(k):
-            return int.from_bytes(z[k:k + n], "little")
-
-        hits = col(11) & col(19) & col(27) & ~(col(8) & col(9) & col(10))
-        if hits:
-            m = hits.to_bytes(n, "little")
-            i = m.find(1)
-            while i >= 0:
-                yield q0 + i
-                i = m.find(1, i + 1)
-        q0 += n
-
-
-def scan(path: str) -> WalScan:
-    """Check every frame of the log at ``path``; see the module docstring for the rule.
-
-    Raises ``CorruptError`` for a bad header or damage before the end.  Reads only.
-    """
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if size < HEADER_SIZE:
-            raise CorruptError(path, 0, f"file too short for a log header ({size} bytes)")
-        with mmap(f.fileno(), 0, access=ACCESS_READ) as mm:
-            buf = memoryview(mm)
-            try:
-                return _scan(path, buf, size)
-            finally:
-                buf.release()
-
-
-def _scan(path: str, buf, size: int) -> WalScan:
-    magic, base_csn, crc = _HEADER.unpack_from(buf, 0)
-    if magic != MAGIC:
-        raise CorruptError(path, 0, "not an aerostore write-ahead log (bad magic)")
-    if zlib.crc32(buf[:16]) != crc:
-        raise CorruptError(path, 0, "log header checksum mismatch")
-    ws = WalScan(path, base_csn, size)
-    pos, prev_last = HEADER_SIZE, 0
-    ends, lasts, counts = ws.frame_ends, ws.frame_last, ws.frame_counts
-    while pos < size:
-        end = _valid_frame(buf, pos, size, prev_last)
-        if not end:
-            break
-        count, _, last = _COUNTED.unpack_from(buf, pos + 8)
-        ends.append(end)
-        lasts.append(last)
-        counts.append(count)
-        prev_last = last
-        pos = end
-    ws.end = pos
-    # Past the last non-zero byte there is only preallocated space.
-    used = pos + len(bytes(buf[pos:size]).rstrip(b"\0"))
-    if pos < used:
-        # A bad frame.  Damage if any valid frame starts after it; else a torn tail.
-        if size - pos >= FRAME_HEADER_SIZE:
-            length = _LEN.unpack_from(buf, pos)[0]
-            probe = pos + FRAME_HEADER_SIZE + length
-            if probe < size and _valid_frame(buf, probe, size, prev_last):
-                raise CorruptError(path, pos, "frame checksum mismatch before the end of the log")
-        for q in _candidates(buf, pos + 1, min(size, used + FRAME_HEADER_SIZE)):
-            if _valid_frame(buf, q, size, prev_last):
-                raise CorruptError(path, pos, f"damaged frame; a valid frame follows at offset {q}")
-        ws.torn = size - pos
-    return ws
-
-
-def _lists(d: dict) -> dict:
-    """msgpack object hook: arrays inside maps (schema dicts) come back as lists."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-
-def iter_commits(path: str, ws: WalScan, after_csn: int):
-    """Yield ``(csn, ops)`` for every commit with ``csn > after_csn``, in CSN order.
-
-    Ops are tuples as the engine logged them (values as tuples, schema maps as
-    dicts with lists).  Only the frames ``ws`` found valid are read.
-    """
-    i = bisect_right(ws.frame_last, after_csn)
-    if i == len(ws.frame_ends):
-        return
-    start = ws.frame_ends[i - 1] if i else HEADER_SIZE
-    with open(path, "rb") as f, mmap(f.fileno(), 0, access=ACCESS_READ) as mm:
-        buf = memoryview(mm)
-        try:
-            pos = start
-            for end in ws.frame_ends[i:]:
-                try:
-                    commits = msgpack.unpackb(buf[pos + FRAME_HEADER_SIZE:end], use_list=False,
-                                              object_hook=_lists, unicode_errors="surrogatepass",
-                                              strict_map_key=False)
-                    ok = isinstance(commits, tuple) and all(
-                        isinstance(c, tuple) and len(c) == 2 and isinstance(c[0], int)
-                        for c in commits)
-                except Exception:  # msgpack raises several unrelated types on bad input
-                    ok = False
-                if not ok:
-                    raise CorruptError(path, pos, "frame payload is not a list of commits")
-                pos = end
-                for commit in commits:
-                    if commit[0] > after_csn:
-                        yield commit
-        finally:
-            buf.release()
-
 
 _UNFINISHED = object()  # a Ticket's error before it is finished
 
 
-class Ticket(storage.Ticket):
+class Ticket(interface.Ticket):
     """A commit's claim on durability.  ``wait()`` returns once the record is on
     disk, or raises ``StorageIOError`` (``ReadOnlyError`` if the log had already
     stopped) when it never will be."""
@@ -390,11 +113,15 @@ def _io_error(what: str, path: str, e: OSError, stops_log: bool = True) -> Stora
         tail = "the store is now read-only, reopen it once the disk is healthy"
     else:
         tail = "the log is intact and the store stays writable"
-    return StorageIOError(f"{what} {path} failed: {e.strerror or e}; {tail}", _errno_name(e))
+    return StorageIOError(f"{what} {path} failed: {e.strerror or e}; {tail}", errno_name(e))
 
 
-def _errno_name(e: OSError) -> str:
-    return errno.errorcode.get(e.errno or 0, "EIO")
+class Pending(NamedTuple):
+    """A commit queued for the log; a group flush writes a batch of them, in CSN order."""
+    csn: int
+    payload: bytes                # walformat.encode_commit(csn, ops)
+    on_durable: Optional[Callable[[int], None]]  # run with csn once on disk (or None)
+    ticket: Ticket                # finished once durable, or failed
 
 
 class _CutJob:
@@ -461,7 +188,7 @@ class WalWriter:
                 raise UsageError(f"commit {csn} logged after commit {self._last_logged}")
             self._last_logged = csn
             pending = self._pending
-            pending.append((csn, payload, on_durable, ticket))
+            pending.append(Pending(csn, payload, on_durable, ticket))
             if len(pending) == 1:
                 self._pending_since = time.monotonic()
             if sync:
@@ -569,7 +296,7 @@ class WalWriter:
             rest, self._pending = self._pending, []
             queued, self._cut = self._cut, None
             self._flushing = True
-        left = [item for item in batch if not item[3].done] + rest
+        left = [item for item in batch if not item.ticket.done] + rest
         try:
             if left:
                 self._flush(left)
@@ -598,8 +325,8 @@ class WalWriter:
                 self._failed = err
             rest, self._pending = self._pending, []
         for item in items:
-            if not item[3].done:
-                item[3]._finish(err)
+            if not item.ticket.done:
+                item.ticket._finish(err)
         self._fail_pending(rest)
 
     def _flush(self, batch: list) -> None:
@@ -632,14 +359,14 @@ class WalWriter:
             pos = self._end
             for f in frames:
                 pos += len(f)
-                count, _, last = _COUNTED.unpack_from(f, 8)
+                count, _, last = COUNTED.unpack_from(f, 8)
                 self._frame_ends.append(pos)
                 self._frame_last.append(last)
                 self._frame_counts.append(count)
             self._end = pos
             self._allocated = allocated
             self._records += len(batch)
-            self.durable_csn = batch[-1][0]
+            self.durable_csn = batch[-1].csn
             self.flushes += 1
             self.commits_flushed += len(batch)
             self._last_batch = len(batch)
@@ -654,7 +381,7 @@ class WalWriter:
                         traceback.print_exc()
         finally:  # the commits are durable: release every committer, come what may
             for item in batch:
-                item[3]._finish()
+                item.ticket._finish()
 
     def _fail(self, err: StorageIOError, batch: list) -> None:
         """Stop the log with ``err``: it fails ``batch`` (the group just written),
@@ -664,7 +391,7 @@ class WalWriter:
                 self._failed = err
             rest, self._pending = self._pending, []
         for item in batch:
-            item[3]._finish(err)
+            item.ticket._finish(err)
         self._fail_pending(rest)
         # Best effort: cut the failed group off so it cannot reappear on reopen.
         try:
@@ -675,7 +402,7 @@ class WalWriter:
 
     def _fail_pending(self, items: list) -> None:
         for item in items:
-            item[3]._finish(self._read_only())
+            item.ticket._finish(self._read_only())
 
     def _read_only(self) -> ReadOnlyError:
         """What a write gets once the log has stopped; names the reason."""
@@ -692,7 +419,7 @@ class WalWriter:
         except FileNotFoundError:
             what, name = "was removed", "ENOENT"
         except OSError as e:
-            what, name = f"cannot be checked ({e.strerror or e})", _errno_name(e)
+            what, name = f"cannot be checked ({e.strerror or e})", errno_name(e)
         else:
             if now.st_ino == mine.st_ino and now.st_dev == mine.st_dev:
                 return None

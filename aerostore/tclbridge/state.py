@@ -25,7 +25,7 @@ import errno
 import os
 import threading
 
-from .. import fileio
+from ..storage import fileio
 from ..config import Config
 from ..errors import UsageError
 
