@@ -26,16 +26,15 @@ def run(*argv):
 @pytest.fixture
 def store(tmp_path):
     d = str(tmp_path / "db")
-    db = aerostore.open(d)
-    t = db.create_table(FlightState)
-    for r in ROWS:
-        t.upsert(r)
-    db.checkpoint()
-    t.delete("DAL2")
-    t.upsert(("DAL2", 1.0, 2.0, 3, 4, 5))
-    t.upsert(("ZZZ9", 0.0, 0.0, None, None, None))
-    t.delete("ZZZ9")
-    db.close()
+    with aerostore.open(d) as db:             # closed before the test: the CLI takes the lock
+        t = db.create_table(FlightState)
+        for r in ROWS:
+            t.upsert(r)
+        db.checkpoint()
+        t.delete("DAL2")
+        t.upsert(("DAL2", 1.0, 2.0, 3, 4, 5))
+        t.upsert(("ZZZ9", 0.0, 0.0, None, None, None))
+        t.delete("ZZZ9")
     return d
 
 
@@ -72,9 +71,8 @@ def test_checkpoint_folds_the_log(store):
     assert (code, out) == (0, "checkpoint rows=3 csn=8\n")
     code, out = run("verify", store)
     assert "checkpoint.dat: csn 8" in out and "records 0" in out and "rows 3" in out
-    db = aerostore.open(store)
-    assert db.table("FlightState").count() == 3
-    db.close()
+    with aerostore.open(store) as db:
+        assert db.table("FlightState").count() == 3
 
 
 def test_damage_exits_1_and_names_the_file(store):
@@ -118,15 +116,17 @@ def test_zero_padding_is_not_a_torn_tail(store):
     assert f"wal.log: {size - end} bytes of zero padding at offset {end} (preallocated space" in out
 
 
-def test_locked_and_usage(store, tmp_path):
-    db = aerostore.open(store)
-    assert run("verify", store)[0] == 3
-    assert run("checkpoint", store)[0] == 3
-    db.close()
-    assert run("verify")[0] == 2
-    assert run("frobnicate", store)[0] == 2
-    assert run("verify", str(tmp_path))[0] == 2
-    assert run("verify", store, "extra")[0] == 2
+def test_a_store_open_elsewhere_exits_3(store):
+    with aerostore.open(store):
+        assert run("verify", store)[0] == 3
+        assert run("checkpoint", store)[0] == 3
+
+
+@pytest.mark.parametrize("argv", [["verify"], ["frobnicate", "STORE"], ["verify", "TMP"],
+                                  ["verify", "STORE", "extra"]])
+def test_usage_errors_exit_2(store, tmp_path, argv):
+    argv = [{"STORE": store, "TMP": str(tmp_path)}.get(a, a) for a in argv]
+    assert run(*argv)[0] == 2
 
 
 # -- argument parsing, pipes, several tables, atomic output ---------------------------------------
@@ -136,27 +136,32 @@ def cli(*argv, **kw):
                           text=True, timeout=60, **kw)
 
 
-def test_help_exits_0_and_usage_errors_exit_2(store):
+def test_help_exits_0():
     for argv in (["--help"], ["-h"], ["export", "--help"], ["verify", "-h"]):
         r = cli(*argv)
         assert r.returncode == 0, argv
         assert "usage: python -m aerostore" in r.stdout and r.stderr == ""
     assert "verify" in cli("--help").stdout and "-o FILE" in cli("export", "-h").stdout
+
+
+def test_usage_errors_exit_2_with_the_usage_on_stderr(store):
     for argv in ([], ["frobnicate", store], ["verify"], ["verify", store, "extra"],
                  ["export", store, "A", "B"]):
         r = cli(*argv)
         assert r.returncode == 2, argv
         assert "usage: python -m aerostore" in r.stderr and r.stdout == ""
-    assert run("--help")[0] == 0 and run("export")[0] == 2        # main() returns the code
+
+
+def test_main_returns_the_exit_code():
+    assert run("--help")[0] == 0 and run("export")[0] == 2
 
 
 @pytest.fixture
 def big_store(tmp_path):
     d = str(tmp_path / "big")
-    db = aerostore.open(d)
-    db.create_table(FlightState).ingest_tsv(
-        "".join(f"K{i:06d}\t1.5\t2.5\t{i}\t{i % 600}\t{i}\n" for i in range(20000)))
-    db.close()
+    with aerostore.open(d) as db:
+        db.create_table(FlightState).ingest_tsv(
+            "".join(f"K{i:06d}\t1.5\t2.5\t{i}\t{i % 600}\t{i}\n" for i in range(20000)))
     return d
 
 
@@ -178,15 +183,14 @@ def test_export_into_a_closed_pipe_is_quiet(big_store):
 
 def test_export_with_several_tables_needs_the_table(tmp_path):
     d = str(tmp_path / "two")
-    db = aerostore.open(d)
-    db.create_table(FlightState).upsert(("UAL1", 1.0, 2.0, 3, 4, 5))
 
     @aerostore.table
     class Gate:
         gate = aerostore.Key()
         flight = aerostore.Str()
-    db.create_table(Gate).upsert(("A1", "UAL1"))
-    db.close()
+    with aerostore.open(d) as db:
+        db.create_table(FlightState).upsert(("UAL1", 1.0, 2.0, 3, 4, 5))
+        db.create_table(Gate).upsert(("A1", "UAL1"))
     r = cli("export", d)
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr == f"{d} holds 2 tables: name the one to export: FlightState Gate\n"
@@ -196,31 +200,43 @@ def test_export_with_several_tables_needs_the_table(tmp_path):
     assert r.returncode == 2 and "its tables: FlightState Gate" in r.stderr
 
 
-def test_export_to_a_file_replaces_it_whole(store, tmp_path):
-    target = tmp_path / "out.tsv"
-    target.write_text("old contents\n")
-    os.chmod(target, 0o640)
+@pytest.fixture
+def target(tmp_path):
+    """tmp_path/out.tsv, holding "old contents", mode 0640."""
+    t = tmp_path / "out.tsv"
+    t.write_text("old contents\n")
+    os.chmod(t, 0o640)
+    return t
+
+
+def test_export_to_a_file_replaces_it_whole(store, target):
     assert run("export", store, "-o", str(target)) == (0, "")
     assert target.read_text() == run("export", store)[1]
     assert os.stat(target).st_mode & 0o777 == 0o640          # the replaced file's mode is kept
-    target.write_text("old contents\n")
+    assert sorted(os.listdir(target.parent)) == ["db", "out.tsv"]   # no temporary files left
+
+
+def test_a_failed_export_leaves_the_file_as_it_was(store, target):
     code, _ = run("export", store, "Nope", "--output", str(target))
     assert code == 2 and target.read_text() == "old contents\n"
+    assert sorted(os.listdir(target.parent)) == ["db", "out.tsv"]
+
+
+def test_export_into_a_missing_directory(store, tmp_path):
     r = cli("export", store, "-o", str(tmp_path / "no" / "such" / "dir.tsv"))
     assert r.returncode == 2 and "cannot write" in r.stderr
-    assert sorted(os.listdir(tmp_path)) == sorted(["out.tsv", "db"])   # no temporary files left
+    assert sorted(os.listdir(tmp_path)) == ["db"]
 
 
 def test_export_of_a_lone_surrogate_is_an_error_not_a_traceback(tmp_path):
     """The log can hold a lone surrogate (surrogatepass) that a transaction's
     unchecked upsert_many stored; TSV cannot: a clear error, no traceback."""
     d = str(tmp_path / "surrogate")
-    db = aerostore.open(d)
-    t = db.create_table(FlightState)
-    t.upsert(("OK1", 1.0, 2.0, 3, 4, 5))
-    with db.transaction() as txn:        # the unchecked bulk path
-        txn.table("FlightState").upsert_many([("bad\ud800", None, None, None, None, None)])
-    db.close()
+    with aerostore.open(d) as db:
+        t = db.create_table(FlightState)
+        t.upsert(("OK1", 1.0, 2.0, 3, 4, 5))
+        with db.transaction() as txn:        # the unchecked bulk path
+            txn.table("FlightState").upsert_many([("bad\ud800", None, None, None, None, None)])
     target = tmp_path / "out.tsv"
     target.write_text("keep\n")
     for argv in (["export", d], ["export", d, "-o", str(target)]):
