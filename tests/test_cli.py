@@ -230,13 +230,13 @@ def test_export_into_a_missing_directory(store, tmp_path):
 
 def test_export_of_a_lone_surrogate_is_an_error_not_a_traceback(tmp_path):
     """The log can hold a lone surrogate (surrogatepass) that a transaction's
-    unchecked upsert_many stored; TSV cannot: a clear error, no traceback."""
+    unchecked upsert_checked stored; TSV cannot: a clear error, no traceback."""
     d = str(tmp_path / "surrogate")
     with aerostore.open(d) as db:
         t = db.create_table(FlightState)
         t.upsert(("OK1", 1.0, 2.0, 3, 4, 5))
         with db.transaction() as txn:        # the unchecked bulk path
-            txn.table("FlightState").upsert_many([("bad\ud800", None, None, None, None, None)])
+            txn.table("FlightState").upsert_checked([("bad\ud800", None, None, None, None, None)])
     target = tmp_path / "out.tsv"
     target.write_text("keep\n")
     for argv in (["export", d], ["export", d, "-o", str(target)]):
