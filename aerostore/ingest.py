@@ -133,7 +133,7 @@ def _apply(db, name, row_lists, batch_size, txn, result, progress):
 
 
 def _upsert(txn, name, batch):
-    return txn.table(name).upsert_many(batch)
+    return txn.table(name).upsert_checked(batch)      # rows the decoder validated
 
 
 def _apply_batches(db, name, row_lists, batch_size, txn, result, progress):
@@ -244,7 +244,7 @@ def write_rows(write, c: Codec, rows, *, encode: bool = False) -> None:
 
     ``encode``: pieces go out as UTF-8 bytes, else as str.  A row that UTF-8
     cannot encode (a lone surrogate: the entry points refuse them, but
-    ``TxnTable.upsert_many`` stores rows as given) raises UsageError naming the
+    ``TxnTable.upsert_checked`` stores rows as given) raises UsageError naming the
     row and field, before its piece is written.
     """
     for i in range(0, len(rows), _ENCODE_ROWS):

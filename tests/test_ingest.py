@@ -333,7 +333,7 @@ def test_export_of_a_stored_lone_surrogate_is_a_usage_error(db, tmp_path):
     """Only the unvalidated bulk path can still store one; export names the row
     instead of failing with UnicodeEncodeError, and leaves the file alone."""
     with db.transaction() as txn:
-        txn.table("FlightState").upsert_many([("bad\ud800", None, None, None, None, None)])
+        txn.table("FlightState").upsert_checked([("bad\ud800", None, None, None, None, None)])
     target = tmp_path / "out.tsv"
     target.write_text("precious\n")
     for dest in (str(target), io.StringIO()):
