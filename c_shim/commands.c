@@ -4,9 +4,11 @@
  * Every interpreter that loads the package gets a ShimInterp and a Python
  * Session (aerostore.tclbridge.session); the engine behind them is one per
  * process.  Commands check subcommands, options and argument counts here, in
- * Tcl's own words (Tcl_GetIndexFromObjStruct, Tcl_WrongNumArgs), then convert
- * the arguments in C and call one Session method: `FlightState get k` calls
- * session.t_get(k), `aerostore::init d` calls session.a_init(d).
+ * Tcl's own words (Tcl_GetIndexFromObjStruct, Tcl_WrongNumArgs; options.c),
+ * then convert the arguments in C and call one Session method: `FlightState
+ * get k` calls session.t_get(k), `aerostore::init d` calls session.a_init(d),
+ * `FlightState write_tsv -file f` calls session.t_write_tsv(None, f) (an
+ * option not given is None).
  *
  * Safe interpreters get FlightState with a read-only subset of subcommands
  * and none of the aerostore:: commands (no files, no configuration).
@@ -20,7 +22,7 @@
 #define PACKAGE_VERSION "0.1"
 #define TABLE_COMMAND "FlightState"
 
-typedef enum { CALL, SEARCH, INDEX, TRANSACTION, INIT } Kind;
+typedef enum { CALL, SEARCH, INDEX, TRANSACTION, INIT, INGEST_FILE, WRITE_TSV, WATCH } Kind;
 
 /* One subcommand or command.  `name` first: Tcl_GetIndexFromObjStruct reads it.
  * Arguments after the command words: at least min, at most max (-1: any), and
@@ -42,13 +44,13 @@ static const Spec table_subs[] = {
     {"fields", "t_fields", CALL, 0, 0, 0, ""},
     {"get", "t_get", CALL, 1, -1, 1, "key ?field ...?"},
     {"index", NULL, INDEX, 1, 2, 0, "indexed|create field|drop field"},
-    {"ingest_file", "t_ingest_file", CALL, 1, 4, 0, "path ?batch_size? ?-progress command?"},
+    {"ingest_file", "t_ingest_file", INGEST_FILE, 1, 4, 0, "path ?batch_size? ?-progress command?"},
     {"ingest_tsv", "t_ingest_tsv", CALL, 1, 2, 0, "tsv ?batch_size?"},
     {"search", "t_search", SEARCH, 0, -1, 0, "?-option value ...?"},
     {"set", "t_set", CALL, 3, -1, 2, "key field value ?field value ...?"},
     {"unwatch", "t_unwatch", CALL, 1, 1, 0, "id"},
-    {"watch", "t_watch", CALL, 1, -1, 2, "?-key key? ?-compare list? callback"},
-    {"write_tsv", "t_write_tsv", CALL, 0, -1, 1, "?-option value ...?"},
+    {"watch", "t_watch", WATCH, 1, -1, 2, "?-key key? ?-compare list? callback"},
+    {"write_tsv", "t_write_tsv", WRITE_TSV, 0, -1, 1, "?-option value ...?"},
     {NULL, NULL, CALL, 0, 0, 0, NULL}
 };
 
@@ -162,6 +164,68 @@ PyObject *shim_call(ShimInterp *si, const char *method, int n, Tcl_Obj *const ob
     return r;
 }
 
+PyObject *shim_call_values(ShimInterp *si, const char *method, int n, PyObject *const args[])
+{
+    PyObject *small[9], **stack = small, *name, *r;
+    int i;
+
+    if (!si->session) {
+        PyErr_SetString(PyExc_RuntimeError, "the interpreter is being deleted");
+        return NULL;
+    }
+    name = method_name(method);
+    if (!name) {
+        return NULL;
+    }
+    if (n + 1 > 9) {
+        stack = PyMem_Malloc(sizeof(PyObject *) * (n + 1));
+        if (!stack) {
+            return PyErr_NoMemory();
+        }
+    }
+    stack[0] = si->session;
+    for (i = 0; i < n; i++) {
+        stack[i + 1] = args[i];
+    }
+    r = PyObject_VectorcallMethod(name, stack, n + 1, NULL);
+    if (stack != small) {
+        PyMem_Free(stack);
+    }
+    return r;
+}
+
+/* session.<method>(*vals), each Tcl value converted, NULL as None; the
+ * answer becomes the interp's result. */
+static int call_optional(ShimInterp *si, Tcl_Interp *interp, const char *method,
+                         int n, Tcl_Obj *const vals[])
+{
+    PyGILState_STATE g = shim_gil_enter();
+    PyObject *args[4] = {NULL}, *r = NULL;
+    Tcl_Obj *res = NULL;
+    int i, code = TCL_OK;
+
+    for (i = 0; i < n; i++) {
+        if (!(args[i] = shim_arg_or_none(vals[i]))) {
+            break;
+        }
+    }
+    if (i == n) {
+        r = shim_call_values(si, method, n, args);
+    }
+    while (i-- > 0) {
+        Py_DECREF(args[i]);
+    }
+    res = r ? shim_py_to_tcl(r) : NULL;
+    Py_XDECREF(r);
+    if (res) {
+        Tcl_SetObjResult(interp, res);
+    } else {
+        code = shim_python_error(interp);
+    }
+    shim_gil_leave(g);
+    return code;
+}
+
 static int call_and_set_result(ShimInterp *si, Tcl_Interp *interp, const char *method,
                                int n, Tcl_Obj *const objv[])
 {
@@ -192,17 +256,87 @@ static int check_arity(Tcl_Interp *interp, const Spec *spec, int words, int objc
     return TCL_OK;
 }
 
-static int lookup(Tcl_Interp *interp, Tcl_Obj *word, const Spec *table, const char *what,
-                  const char *code_word, int *idx)
+static int lookup(Tcl_Interp *interp, Tcl_Obj *word, const Spec *table, int *idx)
 {
-    if (Tcl_GetIndexFromObjStruct(interp, word, table, sizeof(Spec), what, 0, idx) != TCL_OK) {
-        Tcl_Obj *code = Tcl_NewStringObj("AEROSTORE USAGE", -1);
-        Tcl_ListObjAppendElement(NULL, code, Tcl_NewStringObj(code_word, -1));
-        Tcl_ListObjAppendElement(NULL, code, word);
-        Tcl_SetObjErrorCode(interp, code);
-        return TCL_ERROR;
+    return shim_lookup(interp, word, table, sizeof(Spec), "subcommand", "SUBCOMMAND", idx);
+}
+
+/* ---- commands with options ---------------------------------------------- */
+
+static const ShimOption progress_option[] = {
+    {"-progress", SHIM_OPT_VALUE, 0, NULL},
+    {NULL, SHIM_OPT_VALUE, 0, NULL}
+};
+
+/* FlightState ingest_file path ?batch_size? ?-progress command?: a word after
+ * the path that does not start with "-" is the batch size. */
+static int ingest_file_cmd(ShimInterp *si, Tcl_Interp *interp, int objc, Tcl_Obj *const objv[])
+{
+    Tcl_Obj *vals[3] = {objv[2], NULL, NULL};      /* path, batch_size, -progress */
+    ShimOptionValue v;
+    int i = 3, idx;
+
+    if (i < objc && Tcl_GetString(objv[i])[0] != '-') {
+        vals[1] = objv[i++];
     }
-    return TCL_OK;
+    for (; i < objc; i += 2) {
+        if (shim_option(interp, objc, objv, i, progress_option, &idx, &v) != TCL_OK) {
+            return TCL_ERROR;
+        }
+        vals[2] = v.obj;
+    }
+    return call_optional(si, interp, "t_ingest_file", 3, vals);
+}
+
+static const ShimOption write_tsv_options[] = {
+    {"-compare", SHIM_OPT_VALUE, 0, NULL},
+    {"-file", SHIM_OPT_VALUE, 0, NULL},
+    {NULL, SHIM_OPT_VALUE, 0, NULL}
+};
+
+/* FlightState write_tsv ?-compare terms? ?-file path? (the last of each wins) */
+static int write_tsv_cmd(ShimInterp *si, Tcl_Interp *interp, int objc, Tcl_Obj *const objv[])
+{
+    Tcl_Obj *vals[2] = {NULL, NULL};
+    ShimOptionValue v;
+    int i, idx;
+
+    for (i = 2; i < objc; i += 2) {
+        if (shim_option(interp, objc, objv, i, write_tsv_options, &idx, &v) != TCL_OK) {
+            return TCL_ERROR;
+        }
+        vals[idx] = v.obj;
+    }
+    return call_optional(si, interp, "t_write_tsv", 2, vals);
+}
+
+static const ShimOption watch_options[] = {
+    {"-compare", SHIM_OPT_VALUE, 0, NULL},
+    {"-key", SHIM_OPT_VALUE, 0, NULL},
+    {NULL, SHIM_OPT_VALUE, 0, NULL}
+};
+
+/* FlightState watch ?-key key? ?-compare terms? callback: the callback is the
+ * last word; a last word that names an option is that option without its
+ * value (`watch -key`, the callback forgotten). */
+static int watch_cmd(ShimInterp *si, Tcl_Interp *interp, int objc, Tcl_Obj *const objv[])
+{
+    Tcl_Obj *vals[3] = {NULL, NULL, objv[objc - 1]};   /* -compare, -key, callback */
+    ShimOptionValue v;
+    int i, idx, last = objc - 1;
+
+    if (Tcl_GetString(objv[last])[0] == '-'
+            && Tcl_GetIndexFromObjStruct(NULL, objv[last], watch_options, sizeof(ShimOption),
+                                         "option", 0, &idx) == TCL_OK) {
+        return shim_missing_value(interp, watch_options[idx].name);
+    }
+    for (i = 2; i < last; i += 2) {
+        if (shim_option(interp, last, objv, i, watch_options, &idx, &v) != TCL_OK) {
+            return TCL_ERROR;
+        }
+        vals[idx] = v.obj;
+    }
+    return call_optional(si, interp, "t_watch", 3, vals);
 }
 
 /* ---- FlightState -------------------------------------------------------- */
@@ -217,7 +351,7 @@ static int table_cmd(ClientData cd, Tcl_Interp *interp, int objc, Tcl_Obj *const
         Tcl_WrongNumArgs(interp, 1, objv, "subcommand ?arg ...?");
         return shim_usage_error(interp, "WRONGARGS");
     }
-    if (lookup(interp, objv[1], si->safe ? safe_table_subs : table_subs, "subcommand", "SUBCOMMAND", &idx) != TCL_OK) {
+    if (lookup(interp, objv[1], si->safe ? safe_table_subs : table_subs, &idx) != TCL_OK) {
         return TCL_ERROR;
     }
     spec = &(si->safe ? safe_table_subs : table_subs)[idx];
@@ -228,7 +362,7 @@ static int table_cmd(ClientData cd, Tcl_Interp *interp, int objc, Tcl_Obj *const
     case SEARCH:
         return shim_search(si, interp, objc, objv);
     case INDEX:
-        if (lookup(interp, objv[2], index_subs, "subcommand", "SUBCOMMAND", &idx) != TCL_OK) {
+        if (lookup(interp, objv[2], index_subs, &idx) != TCL_OK) {
             return TCL_ERROR;
         }
         spec = &index_subs[idx];
@@ -236,6 +370,12 @@ static int table_cmd(ClientData cd, Tcl_Interp *interp, int objc, Tcl_Obj *const
             return TCL_ERROR;
         }
         return call_and_set_result(si, interp, spec->method, objc - 3, objv + 3);
+    case INGEST_FILE:
+        return ingest_file_cmd(si, interp, objc, objv);
+    case WRITE_TSV:
+        return write_tsv_cmd(si, interp, objc, objv);
+    case WATCH:
+        return watch_cmd(si, interp, objc, objv);
     default:
         return call_and_set_result(si, interp, spec->method, objc - 2, objv + 2);
     }

@@ -128,6 +128,14 @@ PyObject *shim_arg_to_py(Tcl_Obj *obj)
     return shim_str_from_utf(s, len);
 }
 
+PyObject *shim_arg_or_none(Tcl_Obj *obj)
+{
+    if (!obj) {
+        Py_RETURN_NONE;
+    }
+    return shim_arg_to_py(obj);
+}
+
 int shim_args_to_py(int n, Tcl_Obj *const objv[], PyObject **stack)
 {
     int i;
@@ -392,68 +400,6 @@ done:
 PyMethodDef shim_split_list_def = {
     "split_list", split_list, METH_O,
     "split_list(text) -> list of str: the elements of a Tcl list (ValueError if malformed)."
-};
-
-/* ---- Tcl's integer and boolean rules for the Python side ---------------- */
-
-static Tcl_Obj *text_arg(PyObject *arg)
-{
-    Tcl_Obj *obj;
-
-    if (!PyUnicode_Check(arg)) {
-        PyErr_SetString(PyExc_TypeError, "a str is needed");
-        return NULL;
-    }
-    obj = str_to_tcl(arg);
-    if (obj) {
-        Tcl_IncrRefCount(obj);
-    }
-    return obj;
-}
-
-static PyObject *get_int(PyObject *self, PyObject *arg)
-{
-    Tcl_Obj *obj = text_arg(arg);
-    Tcl_WideInt w;
-    int ok;
-
-    (void)self;
-    if (!obj) {
-        return NULL;
-    }
-    ok = Tcl_GetWideIntFromObj(NULL, obj, &w) == TCL_OK;
-    Tcl_DecrRefCount(obj);
-    if (!ok) {
-        Py_RETURN_NONE;
-    }
-    return PyLong_FromLongLong((long long)w);
-}
-
-static PyObject *get_boolean(PyObject *self, PyObject *arg)
-{
-    Tcl_Obj *obj = text_arg(arg);
-    int b, ok;
-
-    (void)self;
-    if (!obj) {
-        return NULL;
-    }
-    ok = Tcl_GetBooleanFromObj(NULL, obj, &b) == TCL_OK;
-    Tcl_DecrRefCount(obj);
-    if (!ok) {
-        Py_RETURN_NONE;
-    }
-    return PyBool_FromLong(b);
-}
-
-PyMethodDef shim_get_int_def = {
-    "get_int", get_int, METH_O,
-    "get_int(text) -> int, or None: Tcl_GetWideIntFromObj's reading of text."
-};
-
-PyMethodDef shim_get_boolean_def = {
-    "get_boolean", get_boolean, METH_O,
-    "get_boolean(text) -> bool, or None: Tcl_GetBooleanFromObj's reading of text."
 };
 
 /* ---- errors ------------------------------------------------------------- */

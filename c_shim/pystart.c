@@ -122,19 +122,18 @@ static int start_interpreter(void)
 static void import_bridge(void)
 {
     PyGILState_STATE g = shim_gil_enter();
-    PyMethodDef *defs[] = {&shim_split_list_def, &shim_post_event_def, &shim_call_tcl_def,
-                           &shim_get_int_def, &shim_get_boolean_def};
-    PyObject *fns[5] = {NULL}, *r = NULL;
+    PyMethodDef *defs[] = {&shim_split_list_def, &shim_post_event_def, &shim_call_tcl_def};
+    PyObject *fns[3] = {NULL}, *r = NULL;
     int i, n = 0;
 
     shim_convert_init();
     shim_session_module = PyImport_ImportModule("aerostore.tclbridge.session");
     if (shim_session_module) {
-        for (n = 0; n < 5 && (fns[n] = PyCFunction_New(defs[n], NULL)) != NULL; n++) {
+        for (n = 0; n < 3 && (fns[n] = PyCFunction_New(defs[n], NULL)) != NULL; n++) {
         }
-        if (n == 5) {
-            r = PyObject_CallMethod(shim_session_module, "install_shim", "OOOOO",
-                                    fns[0], fns[1], fns[2], fns[3], fns[4]);
+        if (n == 3) {
+            r = PyObject_CallMethod(shim_session_module, "install_shim", "OOO",
+                                    fns[0], fns[1], fns[2]);
         }
     }
     if (!r) {

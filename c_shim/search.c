@@ -1,18 +1,24 @@
 /*
- * FlightState search: the row loop.
+ * FlightState search: the options and the row loop.
  *
- * session.t_search(*args) parses the options, runs the query on one snapshot
- * and answers either a number (nothing to bind or run: -countOnly, or no
- * -key/-get/-array.../-code) or a plan tuple:
+ * The options are read here, by Tcl (options.c: unique prefixes, -limit and
+ * -offset by Tcl_GetWideIntFromObj, -countOnly and -delete by
+ * Tcl_GetBooleanFromObj; later options override earlier ones).  Then
  *
- *   (count, rows, key_pos, positions, names, mode, key_arg, bind_arg, code_arg, finish)
+ *   session.t_search(compare, sort, fields, desc, limit, offset, mode, key, code,
+ *                    count_only, delete)
  *
- * rows are row tuples; positions/names the fields to bind, in order; mode
- * 0 none, 1 -get, 2 -array_get, 3 -array_get_with_nulls, 4 -array; *_arg the
- * index among the arguments after "search" of the -key variable, the bind
- * variable and the -code body (-1: absent); finish None, or a callable
- * finish(visited, completed) -> result for -delete (it deletes the visited rows,
- * or nothing when completed is false).
+ * (compare, sort, fields: the values given, or None; mode 0 none, 1 -get,
+ * 2 -array_get, 3 -array_get_with_nulls, 4 -array; key and code: whether -key
+ * and -code were given) runs the query on one snapshot and answers either a
+ * number (nothing to bind or run: -countOnly, or no -key/-get/-array.../-code)
+ * or a plan tuple:
+ *
+ *   (count, rows, key_pos, positions, names, finish)
+ *
+ * rows are row tuples; positions/names the fields to bind, in order; finish
+ * None, or a callable finish(visited, completed) -> result for -delete (it
+ * deletes the visited rows, or nothing when completed is false).
  *
  * Here, rows are converted to Tcl values in chunks while holding the GIL, then
  * bound and the body run with the GIL released.  The body is the caller's
@@ -27,6 +33,100 @@
 #define CHUNK 64
 
 enum { BIND_NONE, BIND_GET, BIND_ARRAY_GET, BIND_ARRAY_GET_NULLS, BIND_ARRAY };
+
+static const ShimOption search_options[] = {
+    {"-array", SHIM_OPT_VALUE, 0, NULL},
+    {"-array_get", SHIM_OPT_VALUE, 0, NULL},
+    {"-array_get_with_nulls", SHIM_OPT_VALUE, 0, NULL},
+    {"-asc", SHIM_OPT_FLAG, 0, NULL},
+    {"-code", SHIM_OPT_VALUE, 0, NULL},
+    {"-compare", SHIM_OPT_VALUE, 0, NULL},
+    {"-countOnly", SHIM_OPT_BOOL, 0, NULL},
+    {"-delete", SHIM_OPT_BOOL, 0, NULL},
+    {"-desc", SHIM_OPT_FLAG, 0, NULL},
+    {"-fields", SHIM_OPT_VALUE, 0, NULL},
+    {"-get", SHIM_OPT_VALUE, 0, NULL},
+    {"-key", SHIM_OPT_VALUE, 0, NULL},
+    {"-limit", SHIM_OPT_INT, 0, "an integer >= 0 (0 = no limit)"},
+    {"-offset", SHIM_OPT_INT, 0, "an integer >= 0"},
+    {"-sort", SHIM_OPT_VALUE, 0, NULL},
+    {NULL, SHIM_OPT_VALUE, 0, NULL}
+};
+enum { O_ARRAY, O_ARRAY_GET, O_ARRAY_GET_NULLS, O_ASC, O_CODE, O_COMPARE, O_COUNT_ONLY, O_DELETE,
+       O_DESC, O_FIELDS, O_GET, O_KEY, O_LIMIT, O_OFFSET, O_SORT };
+
+/* The options of one search. */
+typedef struct Options {
+    Tcl_Obj *compare, *sort, *fields;      /* NULL: not given */
+    int desc, count_only, del;
+    Tcl_WideInt limit, offset;
+    int mode;
+    Tcl_Obj *key_var, *bind_var, *body;    /* NULL: not given */
+} Options;
+
+static int parse_options(Tcl_Interp *interp, int objc, Tcl_Obj *const objv[], Options *o)
+{
+    ShimOptionValue v;
+    int i, idx, mode;
+
+    for (i = 0; i < objc; i += v.obj ? 2 : 1) {
+        if (shim_option(interp, objc, objv, i, search_options, &idx, &v) != TCL_OK) {
+            return TCL_ERROR;
+        }
+        switch (idx) {
+        case O_ASC: o->desc = 0; break;
+        case O_DESC: o->desc = 1; break;
+        case O_COMPARE: o->compare = v.obj; break;
+        case O_SORT: o->sort = v.obj; break;
+        case O_FIELDS: o->fields = v.obj; break;
+        case O_LIMIT: o->limit = v.num; break;
+        case O_OFFSET: o->offset = v.num; break;
+        case O_COUNT_ONLY: o->count_only = (int)v.num; break;
+        case O_DELETE: o->del = (int)v.num; break;
+        case O_KEY: o->key_var = v.obj; break;
+        case O_CODE: o->body = v.obj; break;
+        default:       /* -get, -array_get, -array_get_with_nulls, -array */
+            mode = idx == O_GET ? BIND_GET : idx == O_ARRAY_GET ? BIND_ARRAY_GET
+                 : idx == O_ARRAY_GET_NULLS ? BIND_ARRAY_GET_NULLS : BIND_ARRAY;
+            if (o->mode && o->mode != mode) {
+                return shim_usage_message(interp, Tcl_NewStringObj("only one of -get, -array_get, "
+                                          "-array_get_with_nulls and -array may be given", -1),
+                                          "OPTION", search_options[idx].name);
+            }
+            o->mode = mode;
+            o->bind_var = v.obj;
+        }
+    }
+    return TCL_OK;
+}
+
+/* session.t_search(...) with the options (see the top of this file). */
+static PyObject *call_search(ShimInterp *si, const Options *o)
+{
+    PyObject *args[11] = {NULL}, *r = NULL;
+    int i, n = 11;
+
+    args[0] = shim_arg_or_none(o->compare);
+    args[1] = args[0] ? shim_arg_or_none(o->sort) : NULL;
+    args[2] = args[1] ? shim_arg_or_none(o->fields) : NULL;
+    args[3] = PyBool_FromLong(o->desc);
+    args[4] = PyLong_FromLongLong((long long)o->limit);
+    args[5] = PyLong_FromLongLong((long long)o->offset);
+    args[6] = PyLong_FromLong(o->mode);
+    args[7] = PyBool_FromLong(o->key_var != NULL);
+    args[8] = PyBool_FromLong(o->body != NULL);
+    args[9] = PyBool_FromLong(o->count_only);
+    args[10] = PyBool_FromLong(o->del);
+    for (i = 0; i < n && args[i]; i++) {
+    }
+    if (i == n) {
+        r = shim_call_values(si, "t_search", n, args);
+    }
+    for (i = 0; i < n; i++) {
+        Py_XDECREF(args[i]);
+    }
+    return r;
+}
 
 typedef struct Plan {
     Py_ssize_t count;
@@ -47,25 +147,23 @@ static int var_error(Tcl_Interp *interp)
     return shim_usage_error(interp, "VARIABLE");
 }
 
-static int plan_from_tuple(Plan *p, PyObject *t, int nargs, Tcl_Obj *const args[])
+static int plan_from_tuple(Plan *p, PyObject *t, const Options *o)
 {
     PyObject *positions, *names;
-    long key_arg, bind_arg, code_arg;
     int i;
 
-    if (!PyArg_ParseTuple(t, "nO!iO!O!illlO", &p->count, &PyList_Type, &p->rows, &p->key_pos,
-                          &PyTuple_Type, &positions, &PyTuple_Type, &names, &p->mode,
-                          &key_arg, &bind_arg, &code_arg, &p->finish)) {
+    if (!PyArg_ParseTuple(t, "nO!iO!O!O", &p->count, &PyList_Type, &p->rows, &p->key_pos,
+                          &PyTuple_Type, &positions, &PyTuple_Type, &names, &p->finish)) {
         return -1;
     }
-    if (key_arg >= nargs || bind_arg >= nargs || code_arg >= nargs
-            || PyTuple_GET_SIZE(positions) != PyTuple_GET_SIZE(names)) {
+    if (PyTuple_GET_SIZE(positions) != PyTuple_GET_SIZE(names)) {
         PyErr_SetString(PyExc_ValueError, "bad search plan");
         return -1;
     }
-    p->key_var = key_arg >= 0 ? args[key_arg] : NULL;
-    p->bind_var = bind_arg >= 0 ? args[bind_arg] : NULL;
-    p->body = code_arg >= 0 ? args[code_arg] : NULL;
+    p->mode = o->mode;
+    p->key_var = o->key_var;
+    p->bind_var = o->bind_var;
+    p->body = o->body;
     if (p->finish == Py_None) {
         p->finish = NULL;
     }
@@ -272,12 +370,18 @@ static int run_rows(Tcl_Interp *interp, Plan *p, Tcl_Obj *cmd, Py_ssize_t *visit
 
 int shim_search(ShimInterp *si, Tcl_Interp *interp, int objc, Tcl_Obj *const objv[])
 {
-    PyGILState_STATE g = shim_gil_enter();
-    PyObject *r = shim_call(si, "t_search", objc - 2, objv + 2);
+    PyGILState_STATE g;
+    PyObject *r;
+    Options o = {0};
     Plan p = {0};
     Py_ssize_t visited, result;
     int code, completed;
 
+    if (parse_options(interp, objc - 2, objv + 2, &o) != TCL_OK) {
+        return TCL_ERROR;
+    }
+    g = shim_gil_enter();
+    r = call_search(si, &o);
     if (!r) {
         code = shim_python_error(interp);
         goto out;
@@ -287,7 +391,7 @@ int shim_search(ShimInterp *si, Tcl_Interp *interp, int objc, Tcl_Obj *const obj
         code = TCL_OK;
         goto out;
     }
-    if (plan_from_tuple(&p, r, objc - 2, objv + 2) != 0) {
+    if (plan_from_tuple(&p, r, &o) != 0) {
         code = shim_python_error(interp);
         goto out;
     }

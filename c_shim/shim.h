@@ -9,7 +9,8 @@
  * one method of the interp's Session object, and converts the answer back.
  *
  * Files: pystart.c (Python start-up, one thread state per Tcl thread),
- * convert.c (values and errors), commands.c (Aerostore_Init and the commands),
+ * convert.c (values and errors), options.c (option words and values, read
+ * by Tcl), commands.c (Aerostore_Init and the commands),
  * search.c (the row loop of FlightState search), events.c (watch callbacks
  * delivered through Tcl's thread event queue).
  */
@@ -61,9 +62,35 @@ int shim_args_to_py(int n, Tcl_Obj *const objv[], PyObject **stack);
 void shim_decref_args(int n, PyObject **stack);
 /* The Python callable `split_list(str) -> list of str` (Tcl list syntax). */
 extern PyMethodDef shim_split_list_def;
-/* `get_int(str)` and `get_boolean(str)`: Tcl_GetWideIntFromObj and
- * Tcl_GetBooleanFromObj for the Python side (None: not one). */
-extern PyMethodDef shim_get_int_def, shim_get_boolean_def;
+
+/* ---- options.c ---------------------------------------------------------- */
+
+/* One option of a command.  `name` first: Tcl_GetIndexFromObjStruct reads it. */
+typedef enum { SHIM_OPT_VALUE, SHIM_OPT_FLAG, SHIM_OPT_INT, SHIM_OPT_BOOL } ShimOptKind;
+typedef struct ShimOption {
+    const char *name;
+    ShimOptKind kind;
+    Tcl_WideInt min;           /* SHIM_OPT_INT: the smallest value allowed ... */
+    const char *rule;          /* ... and how the message says it (NULL: no bound) */
+} ShimOption;
+typedef struct ShimOptionValue {
+    Tcl_Obj *obj;              /* the value word (NULL for a flag) */
+    Tcl_WideInt num;           /* SHIM_OPT_INT: the integer; SHIM_OPT_BOOL: 0 or 1 */
+} ShimOptionValue;
+
+/* Look `word` up in a table of structs whose first member is the name
+ * (Tcl_GetIndexFromObjStruct: unique prefixes); on error the message is Tcl's
+ * and errorCode AEROSTORE USAGE <code_word> <word>. */
+int shim_lookup(Tcl_Interp *interp, Tcl_Obj *word, const void *table, int size,
+                const char *what, const char *code_word, int *idx);
+/* The option objv[i] and its value (objv[i+1], checked for its kind): its
+ * index in `options` in *idx.  TCL_OK, or TCL_ERROR with a Tcl-style error. */
+int shim_option(Tcl_Interp *interp, int objc, Tcl_Obj *const objv[], int i,
+                const ShimOption *options, int *idx, ShimOptionValue *out);
+/* `"-x" option requires an additional argument` (AEROSTORE USAGE OPTION -x). */
+int shim_missing_value(Tcl_Interp *interp, const char *option);
+/* Set message (a new Tcl_Obj) and errorCode AEROSTORE USAGE word ?detail?; TCL_ERROR. */
+int shim_usage_message(Tcl_Interp *interp, Tcl_Obj *message, const char *word, const char *detail);
 
 /* ---- commands.c --------------------------------------------------------- */
 
@@ -82,6 +109,10 @@ void shim_interp_ref(ShimInterp *si);
 /* session.<method>(*objv converted to Python); new reference, or NULL with a
  * Python error.  GIL held. */
 PyObject *shim_call(ShimInterp *si, const char *method, int n, Tcl_Obj *const objv[]);
+/* session.<method>(*args): n Python values (borrowed); the same contract. */
+PyObject *shim_call_values(ShimInterp *si, const char *method, int n, PyObject *const args[]);
+/* An optional argument: its Python value, or None for NULL (new reference). */
+PyObject *shim_arg_or_none(Tcl_Obj *obj);
 void shim_interp_unref(ShimInterp *si);
 
 /* ---- search.c ----------------------------------------------------------- */

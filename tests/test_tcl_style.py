@@ -1,103 +1,133 @@
-"""Tcl's argument conventions in Python (aerostore.tclbridge.tclstyle).
-
-Lists, integers and booleans are read by Tcl itself, through helpers the shim
-installs when a Tcl interpreter loads it: the tests that need them load it.
-"""
+"""Tcl's argument conventions, read by Tcl itself in the shim (c_shim/options.c):
+option words with unique prefixes and Tcl's messages, integers by
+Tcl_GetWideIntFromObj, booleans by Tcl_GetBooleanFromObj, on the caller's own
+Tcl values."""
 
 from __future__ import annotations
 
 import pytest
 
-from aerostore.errors import UsageError
-from aerostore.tclbridge.tclstyle import choose, fmt_choices, option_value, to_bool, to_int
-
-from test_tcl_support import Interp
+ROWS = 20
 
 
 @pytest.fixture(scope="module")
-def rules(shim):
-    """The shim loaded into this process, so tclstyle has Tcl's readers."""
-    Interp()
+def t(module_tcl):
+    """An interpreter on a store of ROWS rows."""
+    for i in range(ROWS):
+        module_tcl.call("FlightState", "set", f"K{i:02d}", "alt", str(i))
+    return module_tcl
 
 
-def test_fmt_choices():
-    assert fmt_choices(["a"]) == "a"
-    assert fmt_choices(["a", "b"]) == "a or b"
-    assert fmt_choices(["a", "b", "c"]) == "a, b, or c"
+def visits(t, *options) -> int:
+    """How many rows a search's -code runs for, with these options."""
+    t.eval("set ::n 0")
+    t.call("FlightState", "search", *options, "-key", "::k", "-code", "incr ::n")
+    return int(t.eval("set ::n"))
 
 
-OPTS = ("-limit", "-list", "-offset")
+SEARCH_OPTIONS = ("-array, -array_get, -array_get_with_nulls, -asc, -code, -compare, -countOnly, "
+                  "-delete, -desc, -fields, -get, -key, -limit, -offset, or -sort")
 
 
-@pytest.mark.parametrize("word,chosen", [("-limit", "-limit"), ("-o", "-offset"), ("-lim", "-limit")])
-def test_choose_an_exact_word_or_a_unique_prefix(word, chosen):
-    assert choose(word, OPTS, "option") == chosen
+def test_options_take_unique_prefixes(t):
+    assert visits(t, "-lim", "3") == 3
+    assert visits(t, "-l", "4", "-o", "18") == 2
+    assert t.call("FlightState", "search", "-countO", "1") == str(ROWS)
 
 
-def test_choose_an_ambiguous_prefix():
-    with pytest.raises(UsageError) as ei:
-        choose("-li", OPTS, "option")
-    assert str(ei.value) == 'ambiguous option "-li": must be -limit, -list, or -offset'
-    assert ei.value.tcl_errorcode == ["AEROSTORE", "USAGE", "OPTION", "-li"]
+@pytest.mark.parametrize("word,kind", [("-c", "ambiguous"), ("-a", "ambiguous"), ("", "ambiguous"),
+                                       ("-x", "bad"), ("limit", "bad")])
+def test_bad_and_ambiguous_options(t, word, kind):
+    e = t.error("FlightState", "search", word, "1")
+    assert e.message == f'{kind} option "{word}": must be {SEARCH_OPTIONS}'
+    assert e.code == f"AEROSTORE USAGE OPTION {{{word}}}" if not word else \
+        e.code == f"AEROSTORE USAGE OPTION {word}"
 
 
-def test_choose_a_bad_word():
-    with pytest.raises(UsageError) as ei:
-        choose("-x", OPTS, "option")
-    assert str(ei.value) == 'bad option "-x": must be -limit, -list, or -offset'
+def test_two_options_are_listed_as_tcl_does(t):
+    e = t.error("FlightState", "write_tsv", "-x", "1")
+    assert e.message == 'bad option "-x": must be -compare or -file'
+    assert e.code == "AEROSTORE USAGE OPTION -x"
 
 
-def test_choose_the_empty_word():
-    with pytest.raises(UsageError):
-        choose("", OPTS, "option")
+def test_operators_are_exact(t):
+    e = t.error("FlightState", "search", "-compare", "{matc flight_id x}")
+    assert e.message.startswith('bad operator "matc": must be =, ==, !=, <>, <, <=, >, >=, range, in, ')
+    assert e.code == "AEROSTORE USAGE OPERATOR matc"
 
 
-def test_choose_exact_refuses_a_prefix():
-    with pytest.raises(UsageError):
-        choose("-o", OPTS, "option", exact=True)
-
-
-@pytest.mark.parametrize("text,value", [
+@pytest.mark.parametrize("value,counts", [
     ("1", True), ("0", False), ("5", True), ("-1", True), ("0x0", False), ("true", True),
     ("FALSE", False), ("t", True), ("f", False), ("yes", True), ("n", False), ("on", True),
-    ("off", False), (" 1 ", True), (1, True), (0, False), (True, True), ("2.0", True),
-    ("0.0", False), ("1e3", True), ("010", True)])
-def test_to_bool(rules, text, value):
-    assert to_bool(text, "-x") is value
+    ("off", False), ("of", False), (" 1 ", True), ("2.0", True), ("0.0", False), ("1e3", True),
+    ("010", True), ("[expr {2.0}]", True), ("[expr {0}]", False), ("[expr {3 > 2}]", True)])
+def test_booleans_as_tcl_reads_them(t, value, counts):
+    t.eval("set ::n 0")
+    t.eval(f"FlightState search -countOnly {value} -key ::k -code {{incr ::n}}")
+    assert int(t.eval("set ::n")) == (0 if counts else ROWS)
 
 
-@pytest.mark.parametrize("text", ["", "o", "maybe", "2.5x", "nope", "08"])
-def test_to_bool_rejects(rules, text):
-    with pytest.raises(UsageError) as ei:
-        to_bool(text, "-countOnly")
-    assert ei.value.tcl_errorcode[:3] == ["AEROSTORE", "USAGE", "VALUE"]
+@pytest.mark.parametrize("value", ["", "o", "maybe", "2.5x", "nope", "08", " on"])
+def test_booleans_refused(t, value):
+    e = t.error("FlightState", "search", "-countOnly", value)
+    assert e.message == f'expected boolean value but got "{value}" for -countOnly'
+    assert e.code == "AEROSTORE USAGE VALUE -countOnly"
 
 
-@pytest.mark.parametrize("text,value", [
-    ("10", 10), (" 7 ", 7), ("0x10", 16), ("0o17", 15), ("0b101", 5), ("-3", -3),
-    ("010", 8), (12, 12), (True, 1), (2 ** 70, 2 ** 70)])
-def test_to_int(rules, text, value):
-    assert to_int(text, "-limit") == value
+@pytest.mark.parametrize("value,n", [
+    ("10", 10), (" 7 ", 7), ("0x10", 16), ("0o17", 15), ("0b101", 5), ("010", 8), ("0", ROWS),
+    ("[expr {12}]", 12), ("[expr {3 * 1}]", 3)])
+def test_integers_as_tcl_reads_them(t, value, n):
+    t.eval("set ::n 0")
+    t.eval(f"FlightState search -limit {value} -key ::k -code {{incr ::n}}")
+    assert int(t.eval("set ::n")) == n
 
 
-@pytest.mark.parametrize("text", ["", "x", "1.5", "1_000", "1e3", "2.0", "0x", "08",
-                                  "123456789012345678901234567890"])
-def test_to_int_rejects(rules, text):
-    with pytest.raises(UsageError) as ei:
-        to_int(text, "-limit")
-    assert str(ei.value).startswith('expected integer but got "')
+@pytest.mark.parametrize("value", ["", "x", "1.5", "1_000", "1e3", "2.0", "0x", "08",
+                                   "123456789012345678901234567890"])
+def test_integers_refused(t, value):
+    e = t.error("FlightState", "search", "-limit", value)
+    assert e.message == f'expected integer but got "{value}" for -limit'
+    assert e.code == "AEROSTORE USAGE VALUE -limit"
 
 
-def test_to_int_minimum(rules):
-    assert to_int("0", "-offset", 0) == 0
-    with pytest.raises(UsageError) as ei:
-        to_int("-1", "-offset", 0)
-    assert str(ei.value) == 'bad -offset "-1": must be an integer >= 0'
+def test_integer_bounds(t):
+    assert visits(t, "-offset", "0") == ROWS
+    e = t.error("FlightState", "search", "-offset", "-1")
+    assert e.message == 'bad -offset "-1": must be an integer >= 0'
+    assert e.code == "AEROSTORE USAGE VALUE -offset"
+    e = t.error("FlightState", "search", "-limit", "-0x2")
+    assert e.message == 'bad -limit "-2": must be an integer >= 0 (0 = no limit)'
 
 
-def test_option_value_names_the_option():
-    assert option_value(["-file", "x"], 0, "-file") == "x"
-    with pytest.raises(UsageError) as ei:
-        option_value(["-compare"], 0, "-compare")
-    assert str(ei.value) == '"-compare" option requires an additional argument'
-    assert ei.value.tcl_errorcode == ["AEROSTORE", "USAGE", "OPTION", "-compare"]
+def test_a_long_value_is_shortened_in_the_message(t):
+    e = t.error("FlightState", "search", "-limit", "y" * 70)
+    assert e.message == f'expected integer but got "{"y" * 57}..." for -limit'
+    assert t.error("FlightState", "search", "-limit", "y" * 60).message == \
+        f'expected integer but got "{"y" * 60}" for -limit'
+
+
+@pytest.mark.parametrize("words,option", [
+    (("write_tsv", "-compare"), "-compare"), (("search", "-limit"), "-limit"),
+    (("search", "-asc", "-key"), "-key"), (("watch", "-key"), "-key"),
+    (("watch", "-compare", "{}", "-k"), "-key"), (("ingest_file", "/nonexistent", "-prog"), "-progress")])
+def test_an_option_without_its_value(t, words, option):
+    e = t.error("FlightState", *words)
+    assert e.message == f'"{option}" option requires an additional argument'
+    assert e.code == f"AEROSTORE USAGE OPTION {option}"
+
+
+def test_later_options_override_earlier_ones(t):
+    assert visits(t, "-limit", "2", "-limit", "5") == 5
+    assert t.list("FlightState", "search", "-sort", "alt", "-desc", "-asc", "-limit", "1",
+                  "-get", "::g") == ["1"]
+    assert t.eval("lindex $::g 0") == "K00"
+    assert t.call("FlightState", "write_tsv", "-compare", "{= alt 1}", "-compare", "{= alt 2}") \
+        .startswith("K02\t")
+
+
+def test_one_binding_option(t):
+    e = t.error("FlightState", "search", "-get", "a", "-array", "b")
+    assert e.message == "only one of -get, -array_get, -array_get_with_nulls and -array may be given"
+    assert e.code == "AEROSTORE USAGE OPTION -array"
+    assert visits(t, "-get", "a", "-get", "b") == ROWS

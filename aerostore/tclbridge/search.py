@@ -1,9 +1,11 @@
 """``FlightState search``: options (docs/tcl.md, SEARCH) -> one query on one snapshot.
 
-``parse_search(session, args).run()`` answers the shim with either a number
-(nothing to bind or run) or the plan tuple that c_shim/search.c loops over::
+The shim reads the options (c_shim/search.c, with Tcl's own API) and calls
+``Session.t_search``, which runs ``Search(session, ...).run()``.  The answer is
+either a number (nothing to bind or run) or the plan tuple that
+c_shim/search.c loops over::
 
-    (count, rows, key_pos, positions, names, mode, key_arg, bind_arg, code_arg, finish)
+    (count, rows, key_pos, positions, names, finish)
 
 Decisions written down in docs/tcl.md: -asc and -desc are flags (no value);
 -countOnly 1 only counts (no binding, no -code); without -code the bound
@@ -15,27 +17,17 @@ the visit -- an error in -code deletes nothing.  Inside
 
 from __future__ import annotations
 
+from .. import query as _query
 from ..errors import UsageError
+from ..words import fmt_choices
 from . import state
-from .tclstyle import choose, option_value, split_list, to_bool, to_int
+from .tclstyle import split_list
 
-__all__ = ["parse_search", "term_query", "OPERATORS"]
+__all__ = ["Search", "term_query", "OPERATORS"]
 
-# operator -> number of values after the field
-OPERATORS = {
-    "=": 1, "==": 1, "!=": 1, "<>": 1, "<": 1, "<=": 1, ">": 1, ">=": 1,
-    "range": 2, "in": 1,
-    "match": 1, "notmatch": 1, "match_case": 1, "notmatch_case": 1,
-    "null": 0, "notnull": 0, "true": 0, "false": 0,
-}
+# operator -> number of values after the field (query.OPERATORS is the home)
+OPERATORS = {op: n for op, (_, n) in _query.OPERATORS.items()}
 _TERM_USAGE = {0: "field", 1: "field value", 2: "field lo hi"}
-_OP_NAMES = tuple(OPERATORS)
-
-OPTIONS = ("-array", "-array_get", "-array_get_with_nulls", "-asc", "-code", "-compare",
-           "-countOnly", "-delete", "-desc", "-fields", "-get", "-key", "-limit", "-offset",
-           "-sort")
-_FLAGS = ("-asc", "-desc")
-_BIND = {"-get": 1, "-array_get": 2, "-array_get_with_nulls": 3, "-array": 4}
 
 
 _PARSED: dict = {}          # -compare text -> its terms as (op, field, values); bounded
@@ -53,8 +45,11 @@ def _parse_terms(compare) -> tuple:
         words = split_list(term, "-compare term")
         if not words:
             raise UsageError('bad -compare term "": must be {op field ?value ...?}', "TERM")
-        op = choose(words[0], _OP_NAMES, "operator", exact=True)
-        nvalues = OPERATORS[op]
+        op = words[0]
+        nvalues = OPERATORS.get(op)
+        if nvalues is None:
+            raise UsageError(f'bad operator "{op}": must be {fmt_choices(OPERATORS)}',
+                             "OPERATOR", op)
         if len(words) != 2 + nvalues:
             raise UsageError(f'wrong # args: should be "{op} {_TERM_USAGE[nvalues]}"',
                              "TERM", op)
@@ -82,23 +77,32 @@ def term_query(table, compare):
 _QUERIES_MAX = 64      # Query objects a session keeps for repeated searches
 
 
-class _Search:
-    """The parsed options of one search."""
+class Search:
+    """One search: the options the shim read (c_shim/search.c).
 
-    def __init__(self, session):
+    ``compare``, ``sort``, ``fields``: the values given, or None; ``mode`` the
+    binding (0 none, 1 -get, 2 -array_get, 3 -array_get_with_nulls, 4 -array);
+    ``key``, ``code``: whether -key and -code were given.
+    """
+
+    def __init__(self, session, compare, sort, fields, desc, limit, offset, mode, key, code,
+                 count_only, delete):
+        if delete and session.safe:
+            raise UsageError("search -delete is not allowed in a safe interpreter", "SAFE")
+        if delete and count_only:
+            raise UsageError("-countOnly and -delete cannot be combined", "OPTION", "-delete")
         self.session = session
-        self.compare = None
-        self.sort = None
-        self.desc = False
-        self.limit = 0
-        self.offset = 0
-        self.fields = None
-        self.key_arg = -1
-        self.bind_arg = -1
-        self.mode = 0
-        self.code_arg = -1
-        self.count_only = False
-        self.delete = False
+        self.compare = compare
+        self.sort = sort
+        self.fields = fields
+        self.desc = desc
+        self.limit = limit
+        self.offset = offset
+        self.mode = mode
+        self.key = key
+        self.code = code
+        self.count_only = count_only
+        self.delete = delete
 
     # -- building the query ----------------------------------------------------
     def _query(self, table):
@@ -157,12 +161,11 @@ class _Search:
         key_pos, positions, names = self._binding()
         if not self.mode:                    # only -key/-code: convert no field values
             positions = names = ()
-        return (count, rows, key_pos, positions, names, self.mode,
-                self.key_arg, self.bind_arg, self.code_arg, finish)
+        return (count, rows, key_pos, positions, names, finish)
 
     # -- running -----------------------------------------------------------------
     def run(self):
-        binds = self.key_arg >= 0 or self.mode or self.code_arg >= 0
+        binds = self.key or self.mode or self.code
         if self.delete:
             return self._run_delete(binds)
         q = self._query(self.session._table())
@@ -171,7 +174,7 @@ class _Search:
                 self._binding()              # -fields is checked even when unused
             return q.count()
         rows = q.rows()
-        if self.code_arg < 0:
+        if not self.code:
             return self._plan(len(rows), rows[-1:])
         return self._plan(len(rows), rows)
 
@@ -207,50 +210,7 @@ class _Search:
 
         if not binds:
             return finish(len(rows), True)
-        if self.code_arg < 0:
+        if not self.code:
             # Nothing to run per row: bind the last row, delete them all.
             return self._plan(len(rows), rows[-1:], lambda visited, ok: finish(len(rows), ok))
         return self._plan(len(rows), rows, finish)
-
-
-def parse_search(session, args) -> _Search:
-    """Parse ``FlightState search`` arguments (everything after "search")."""
-    s = _Search(session)
-    i, n = 0, len(args)
-    while i < n:
-        opt = choose(args[i], OPTIONS, "option")
-        if opt in _FLAGS:
-            s.desc = opt == "-desc"
-            i += 1
-            continue
-        value = option_value(args, i, opt)
-        if opt == "-compare":
-            s.compare = value
-        elif opt == "-sort":
-            s.sort = value
-        elif opt == "-limit":
-            s.limit = to_int(value, "-limit", 0, "an integer >= 0 (0 = no limit)")
-        elif opt == "-offset":
-            s.offset = to_int(value, "-offset", 0)
-        elif opt == "-fields":
-            s.fields = value
-        elif opt == "-key":
-            s.key_arg = i + 1
-        elif opt in _BIND:
-            if s.mode and s.mode != _BIND[opt]:
-                raise UsageError("only one of -get, -array_get, -array_get_with_nulls and "
-                                 "-array may be given", "OPTION", opt)
-            s.mode = _BIND[opt]
-            s.bind_arg = i + 1
-        elif opt == "-code":
-            s.code_arg = i + 1
-        elif opt == "-countOnly":
-            s.count_only = to_bool(value, "-countOnly")
-        elif opt == "-delete":
-            s.delete = to_bool(value, "-delete")
-        i += 2
-    if s.delete and session.safe:
-        raise UsageError("search -delete is not allowed in a safe interpreter", "SAFE")
-    if s.delete and s.count_only:
-        raise UsageError("-countOnly and -delete cannot be combined", "OPTION", "-delete")
-    return s

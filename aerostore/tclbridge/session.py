@@ -20,8 +20,8 @@ import traceback
 from .. import ingest
 from ..errors import AerostoreError, UsageError
 from . import state
-from .search import parse_search, term_query
-from .tclstyle import choose, install_tcl_rules, option_value, split_list
+from .search import Search, term_query
+from .tclstyle import install_tcl_rules, split_list
 
 __all__ = ["Session", "install_shim", "tcl_error", "shutdown"]
 
@@ -29,10 +29,10 @@ _post_event = None        # post_event(capsule, (callback, words)): queue to the
 _call_tcl = None          # call_tcl(capsule, words): run now, on the interp's thread
 
 
-def install_shim(split_list_fn, post_event_fn, call_tcl_fn, get_int_fn, get_boolean_fn) -> None:
+def install_shim(split_list_fn, post_event_fn, call_tcl_fn) -> None:
     """Called once by the shim with its C helpers."""
     global _post_event, _call_tcl
-    install_tcl_rules(split_list_fn, get_int_fn, get_boolean_fn)
+    install_tcl_rules(split_list_fn)
     _post_event = post_event_fn
     _call_tcl = call_tcl_fn
 
@@ -243,64 +243,42 @@ class Session:
         state.flights().drop_index(str(field))
         return None
 
-    def t_search(self, *args):
-        return parse_search(self, args).run()
+    def t_search(self, *options):
+        """The options as the shim read them (c_shim/search.c); see search.Search."""
+        return Search(self, *options).run()
 
     def t_ingest_tsv(self, data, batch_size=1024):
         return str(ingest.ingest_tsv(state.database(), state.TABLE, str(data), batch_size,
-                                  txn=self._txn))
+                                     txn=self._txn))
 
-    def t_ingest_file(self, path, *args):
-        """``path ?batch_size? ?-progress command?``: the command is called as
-        ``{*}command phase rows elapsed_s`` about once a second (phase validate,
-        then apply)."""
-        batch_size, progress = 1024, None
-        if args and not str(args[0]).startswith("-"):
-            batch_size, args = args[0], args[1:]
-        for i in range(0, len(args), 2):
-            opt = choose(args[i], ("-progress",), "option")
-            words = split_list(option_value(args, i, opt), "-progress command")
+    def t_ingest_file(self, path, batch_size, progress_command):
+        """``path ?batch_size? ?-progress command?`` (None: not given): the command
+        is called as ``{*}command phase rows elapsed_s`` about once a second
+        (phase validate, then apply)."""
+        progress = None
+        if progress_command is not None:
+            words = split_list(progress_command, "-progress command")
             capsule, call = self._capsule, _call_tcl
 
-            def progress(phase, rows, elapsed_s, words=words):
+            def progress(phase, rows, elapsed_s):
                 call(capsule, words + [phase, rows, round(elapsed_s, 3)])
-        return str(ingest.ingest_file(state.database(), state.TABLE, str(path), batch_size,
-                                   txn=self._txn, progress=progress))
+        return str(ingest.ingest_file(state.database(), state.TABLE, str(path),
+                                      1024 if batch_size is None else batch_size,
+                                      txn=self._txn, progress=progress))
 
-    def t_write_tsv(self, *args):
-        query, path = None, None
-        for i in range(0, len(args), 2):
-            opt = choose(args[i], ("-compare", "-file"), "option")
-            value = option_value(args, i, opt)
-            if opt == "-compare":
-                query = term_query(self._table(), value)
-            else:
-                path = str(value)
-        out = ingest.export_tsv(state.database(), state.TABLE, dest=path, query=query, txn=self._txn)
-        return out
+    def t_write_tsv(self, compare, path):
+        """``?-compare terms? ?-file path?`` (None: not given)."""
+        query = term_query(self._table(), compare) if compare is not None else None
+        return ingest.export_tsv(state.database(), state.TABLE, dest=None if path is None else str(path),
+                                 query=query, txn=self._txn)
 
-    _WATCH_OPTIONS = ("-compare", "-key")
-
-    def t_watch(self, *args):
-        """``?-key key? ?-compare terms? callback``: the callback is the last
-        word; a last word that names an option is that option missing its value
-        (``watch -key`` with the callback forgotten)."""
-        *opts, callback = args
-        if str(callback).startswith("-"):
-            try:
-                opt = choose(callback, self._WATCH_OPTIONS, "option")
-            except UsageError:
-                pass
-            else:
-                option_value(args, len(args) - 1, opt)
-        key = where = None
-        for i in range(0, len(opts), 2):
-            opt = choose(opts[i], self._WATCH_OPTIONS, "option")
-            value = option_value(opts, i, opt)
-            if opt == "-key":
-                key = state.flights().schema.coerce_key(value)
-            else:
-                where = term_query(state.flights(), value)
+    def t_watch(self, compare, key, callback):
+        """``?-key key? ?-compare terms? callback`` (None: not given); the shim
+        read the options (a last word naming an option is that option without
+        its value)."""
+        if key is not None:
+            key = state.flights().schema.coerce_key(key)
+        where = term_query(state.flights(), compare) if compare is not None else None
         split_list(callback, "callback")
         names = self._schema().names
         capsule = self._capsule
