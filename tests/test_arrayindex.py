@@ -39,13 +39,15 @@ class Model:
 
 @pytest.mark.parametrize("name", sorted(FIELDS))
 @pytest.mark.parametrize("seed", range(4))
-@pytest.mark.parametrize("delta_min,small_max", [(16, 256), (100000, 6)],
+@pytest.mark.parametrize("delta_min,small_max,fold_slice", [(16, 256, 1 << 16), (100000, 6, 7)],
                          ids=["fold-often", "batch-layer"])
-def test_array_index_matches_a_sorted_list(name, seed, delta_min, small_max, monkeypatch):
+def test_array_index_matches_a_sorted_list(name, seed, delta_min, small_max, fold_slice, monkeypatch):
     # fold-often: most batches fold into main at once; batch-layer: batches of 16+
-    # entries go to the numpy batch layer and the small layer spills into it often
+    # entries go to the numpy batch layer, the small layer spills into it often,
+    # and folds merge main seven entries at a time
     monkeypatch.setattr(arrayindex, "_DELTA_MIN", delta_min)
     monkeypatch.setattr(arrayindex, "_SMALL_MAX", small_max)
+    monkeypatch.setattr(arrayindex, "_FOLD_SLICE", fold_slice)
     field, gen = FIELDS[name]
     rnd = random.Random(seed)
     ix = new_index(0, field)
