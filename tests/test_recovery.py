@@ -39,13 +39,14 @@ def test_second_opener_gets_locked_error_until_the_first_closes(tmp_path):
     with pytest.raises(LockedError) as ei:
         DirectoryStorage(d)
     assert ei.value.code == ("AEROSTORE", "LOCKED", os.path.abspath(d))
-    assert f"pid {os.getpid()}" in str(ei.value)
+    assert "already open in this process" in str(ei.value)     # not "another process"
     code = ("import sys, aerostore\n"
             "try:\n aerostore.open(sys.argv[1])\n"
             "except aerostore.LockedError as e:\n print(' '.join(e.code[:2]), e); sys.exit(0)\n"
             "sys.exit(1)\n")
     r = subprocess.run([sys.executable, "-c", code, d], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.startswith("AEROSTORE LOCKED"), r.stderr
+    assert f"another process (pid {os.getpid()})" in r.stdout
     s.close()
     s, _ = open_storage(d)
     s.close()
@@ -99,18 +100,29 @@ def test_a_cut_log_without_its_checkpoint_is_corrupt(tmp_path):
     assert "checkpoint" in ei.value.what
 
 
-def test_a_directory_that_cannot_be_created_is_an_io_error(tmp_path):
+def test_a_directory_that_cannot_be_created_is_a_usage_error(tmp_path):
+    """Python and Tcl alike: AEROSTORE USAGE DIR dir, the path quoted (docs/tcl.md)."""
     (tmp_path / "file").write_text("x")
-    with pytest.raises(aerostore.StorageIOError) as ei:
-        DirectoryStorage(str(tmp_path / "file" / "db"))
-    assert ei.value.code == ("AEROSTORE", "IO", "ENOTDIR")
+    where = str(tmp_path / "file" / "db")
+    with pytest.raises(aerostore.UsageError) as ei:
+        DirectoryStorage(where)
+    assert ei.value.code == ("AEROSTORE", "USAGE", "DIR", where)
+    assert str(ei.value) == f'cannot open data directory "{where}": Not a directory'
 
 
 def test_not_a_directory(tmp_path):
     p = tmp_path / "file"
     p.write_text("x")
-    with pytest.raises(aerostore.UsageError):
+    with pytest.raises(aerostore.UsageError) as ei:
         DirectoryStorage(str(p))
+    assert ei.value.code == ("AEROSTORE", "USAGE", "DIR", str(p))
+
+
+def test_new_directories_and_their_parents_are_private(tmp_path):
+    where = tmp_path / "a" / "b" / "db"
+    DirectoryStorage(str(where)).close()
+    for d in (tmp_path / "a", tmp_path / "a" / "b", where):
+        assert (d.stat().st_mode & 0o777) == 0o700, d
 
 
 def test_crash_during_recovery_then_recover_again(tmp_path):

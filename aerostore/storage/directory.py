@@ -54,6 +54,38 @@ def _close_open_stores() -> None:
         store.close()
 
 
+def directory_error(path: str, err: int) -> UsageError:
+    """The error of a data directory that cannot be used: ``AEROSTORE USAGE DIR path``."""
+    return UsageError(f'cannot open data directory "{path}": {os.strerror(err)}', "DIR", path)
+
+
+def prepare_directory(path: str, io: "fileio.FileIO | None" = None) -> None:
+    """Make ``path`` and its missing parents (mode 0700, each new name fsynced into
+    its parent), and check that it is a directory this process can write; else
+    ``directory_error``.  An existing directory keeps its mode."""
+    missing = []
+    p = path
+    while not os.path.lexists(p):
+        missing.append(p)
+        p = os.path.dirname(p)
+    try:
+        for d in reversed(missing):
+            try:
+                os.mkdir(d, 0o700)
+            except FileExistsError:
+                continue            # made meanwhile by someone else: theirs to set
+            os.chmod(d, 0o700)      # exactly 0700, whatever the umask
+            (io or fileio.DEFAULT).fsync_dir(os.path.dirname(d))
+        if not os.path.isdir(path):
+            raise directory_error(path, errno.ENOTDIR)
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise directory_error(path, errno.EACCES)
+        if os.statvfs(path).f_flag & os.ST_RDONLY:
+            raise directory_error(path, errno.EROFS)
+    except OSError as e:
+        raise directory_error(path, e.errno or errno.EIO) from None
+
+
 def lock_directory(path: str, exclusive: bool = True) -> int:
     """Take the directory's lock file; returns its descriptor or raises ``LockedError``.
 
@@ -72,7 +104,10 @@ def lock_directory(path: str, exclusive: bool = True) -> int:
             pid = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
         finally:
             os.close(fd)
-        raise LockedError(f"data directory {path} is in use by another process (pid {pid}); "
+        if pid == str(os.getpid()):
+            raise LockedError(f'data directory "{path}" is already open in this process; close it '
+                              f'(db.close()) before opening it again', path) from None
+        raise LockedError(f'data directory "{path}" is in use by another process (pid {pid}); '
                           "one process at a time may open it", path) from None
     if exclusive:
         os.ftruncate(fd, 0)
@@ -94,17 +129,11 @@ class DirectoryStorage(Storage):
         self.path = os.path.abspath(path)
         self._config = config if config is not None else Config()
         self._io = io if io is not None else fileio.DEFAULT
-        if os.path.exists(self.path) and not os.path.isdir(self.path):
-            raise UsageError(f"{self.path} is not a directory")
+        prepare_directory(self.path, self._io)
         try:
-            if not os.path.exists(self.path):
-                os.makedirs(self.path, 0o700)
-                os.chmod(self.path, 0o700)
-                self._io.fsync_dir(os.path.dirname(self.path))  # the new name is durable too
             self._lock_fd = lock_directory(self.path)
         except OSError as e:
-            raise StorageIOError(f"cannot open data directory {self.path}: {e.strerror or e}",
-                                 errno_name(e)) from None
+            raise directory_error(self.path, e.errno or errno.EIO) from None
         self._wal_path = os.path.join(self.path, WAL)
         self._ckpt_path = os.path.join(self.path, CHECKPOINT)
         self._writer: WalWriter | None = None

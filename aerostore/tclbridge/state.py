@@ -25,7 +25,7 @@ import errno
 import os
 import threading
 
-from ..storage import fileio
+from ..storage.directory import directory_error
 from ..config import Config
 from ..errors import UsageError
 
@@ -51,37 +51,6 @@ def _where(data_dir: str) -> str:
     return MEMORY if data_dir == MEMORY else os.path.abspath(data_dir)
 
 
-def _dir_error(where: str, err: int) -> UsageError:
-    return UsageError(f'cannot open data directory "{where}": {os.strerror(err)}', "DIR", where)
-
-
-def _prepare_dir(where: str) -> None:
-    """Make ``where`` and its missing parents (mode 0700, each new name
-    fsynced into its parent), and check it is a directory this process can
-    write; else the UsageError ``DIR``."""
-    missing = []
-    p = where
-    while not os.path.lexists(p):
-        missing.append(p)
-        p = os.path.dirname(p)
-    try:
-        for d in reversed(missing):
-            try:
-                os.mkdir(d, 0o700)
-            except FileExistsError:
-                continue            # made meanwhile by someone else: theirs to set
-            os.chmod(d, 0o700)      # exactly 0700, whatever the umask
-            fileio.DEFAULT.fsync_dir(os.path.dirname(d))
-        if not os.path.isdir(where):
-            raise _dir_error(where, errno.ENOTDIR)
-        if not os.access(where, os.W_OK | os.X_OK):
-            raise _dir_error(where, errno.EACCES)
-        if os.statvfs(where).f_flag & os.ST_RDONLY:
-            raise _dir_error(where, errno.EROFS)
-    except OSError as e:
-        raise _dir_error(where, e.errno or errno.EIO) from None
-
-
 def open_store(data_dir: str) -> str:
     """Open the process's store at ``data_dir`` (or find it open); its directory."""
     global _db, _dir, _flights, current
@@ -96,12 +65,10 @@ def open_store(data_dir: str) -> str:
                                  f'(close it first with aerostore::close)', "OPEN", _dir)
             return _dir
         config = {k.split(".", 1)[1]: v for k, v in _changed.items()}
-        if where != MEMORY:
-            _prepare_dir(where)
         try:
             db = aerostore.open(where, **config)
         except OSError as e:
-            raise _dir_error(where, e.errno or errno.EIO) from None
+            raise directory_error(where, e.errno or errno.EIO) from None
         try:
             _flights = db.create_table(FlightState)
         except BaseException:
