@@ -11,8 +11,8 @@ Only the engine's own rules live here.  The Tcl commands read their option
 words and values with Tcl's C API in c_shim/ (``Tcl_GetIndexFromObjStruct``,
 ``Tcl_GetWideIntFromObj``, ``Tcl_GetBooleanFromObj``), so nothing here
 re-implements Tcl for them; ``parse_bool(..., tcl=True)`` serves the engine,
-which reads Tcl's words without a Tcl interpreter at hand (tests/test_words.py
-checks it against Tcl).
+which reads Tcl's words without a Tcl interpreter at hand (tests/test_query_oracle.py
+checks it against Tcl's ``expr``).
 """
 
 from __future__ import annotations

@@ -134,10 +134,9 @@ static PyObject *method_name(const char *method)
     return cache[i].py;
 }
 
-/* session.<method>(*objv converted); new reference or NULL (Python error). */
-PyObject *shim_call(ShimInterp *si, const char *method, int n, Tcl_Obj *const objv[])
+PyObject *shim_call_stack(ShimInterp *si, const char *method, PyObject **base, int n)
 {
-    PyObject *small[9], **base = small, *name, *r = NULL;
+    PyObject *name;
 
     if (!si->session) {
         PyErr_SetString(PyExc_RuntimeError, "the interpreter is being deleted");
@@ -147,49 +146,27 @@ PyObject *shim_call(ShimInterp *si, const char *method, int n, Tcl_Obj *const ob
     if (!name) {
         return NULL;
     }
+    base[1] = si->session;
+    return PyObject_VectorcallMethod(name, base + 1, (n + 1) | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+}
+
+/* session.<method>(*objv converted); new reference or NULL (Python error). */
+PyObject *shim_call(ShimInterp *si, const char *method, int n, Tcl_Obj *const objv[])
+{
+    PyObject *small[9], **base = small, *r = NULL;
+
     if (n + 2 > 9) {
         base = PyMem_Malloc(sizeof(PyObject *) * (n + 2));
         if (!base) {
             return PyErr_NoMemory();
         }
     }
-    base[1] = si->session;
     if (shim_args_to_py(n, objv, base + 2) == 0) {
-        r = PyObject_VectorcallMethod(name, base + 1, (n + 1) | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        r = shim_call_stack(si, method, base, n);
         shim_decref_args(n, base + 2);
     }
     if (base != small) {
         PyMem_Free(base);
-    }
-    return r;
-}
-
-PyObject *shim_call_values(ShimInterp *si, const char *method, int n, PyObject *const args[])
-{
-    PyObject *small[9], **stack = small, *name, *r;
-    int i;
-
-    if (!si->session) {
-        PyErr_SetString(PyExc_RuntimeError, "the interpreter is being deleted");
-        return NULL;
-    }
-    name = method_name(method);
-    if (!name) {
-        return NULL;
-    }
-    if (n + 1 > 9) {
-        stack = PyMem_Malloc(sizeof(PyObject *) * (n + 1));
-        if (!stack) {
-            return PyErr_NoMemory();
-        }
-    }
-    stack[0] = si->session;
-    for (i = 0; i < n; i++) {
-        stack[i + 1] = args[i];
-    }
-    r = PyObject_VectorcallMethod(name, stack, n + 1, NULL);
-    if (stack != small) {
-        PyMem_Free(stack);
     }
     return r;
 }
@@ -200,20 +177,20 @@ static int call_optional(ShimInterp *si, Tcl_Interp *interp, const char *method,
                          int n, Tcl_Obj *const vals[])
 {
     PyGILState_STATE g = shim_gil_enter();
-    PyObject *args[4] = {NULL}, *r = NULL;
+    PyObject *base[2 + 3], *r = NULL;     /* n <= 3 */
     Tcl_Obj *res = NULL;
     int i, code = TCL_OK;
 
     for (i = 0; i < n; i++) {
-        if (!(args[i] = shim_arg_or_none(vals[i]))) {
+        if (!(base[2 + i] = shim_arg_or_none(vals[i]))) {
             break;
         }
     }
     if (i == n) {
-        r = shim_call_values(si, method, n, args);
+        r = shim_call_stack(si, method, base, n);
     }
     while (i-- > 0) {
-        Py_DECREF(args[i]);
+        Py_DECREF(base[2 + i]);
     }
     res = r ? shim_py_to_tcl(r) : NULL;
     Py_XDECREF(r);
@@ -273,17 +250,13 @@ static const ShimOption progress_option[] = {
 static int ingest_file_cmd(ShimInterp *si, Tcl_Interp *interp, int objc, Tcl_Obj *const objv[])
 {
     Tcl_Obj *vals[3] = {objv[2], NULL, NULL};      /* path, batch_size, -progress */
-    ShimOptionValue v;
-    int i = 3, idx;
+    int i = 3;
 
     if (i < objc && Tcl_GetString(objv[i])[0] != '-') {
         vals[1] = objv[i++];
     }
-    for (; i < objc; i += 2) {
-        if (shim_option(interp, objc, objv, i, progress_option, &idx, &v) != TCL_OK) {
-            return TCL_ERROR;
-        }
-        vals[2] = v.obj;
+    if (shim_value_options(interp, objc, objv, i, progress_option, vals + 2) != TCL_OK) {
+        return TCL_ERROR;
     }
     return call_optional(si, interp, "t_ingest_file", 3, vals);
 }
@@ -298,14 +271,9 @@ static const ShimOption write_tsv_options[] = {
 static int write_tsv_cmd(ShimInterp *si, Tcl_Interp *interp, int objc, Tcl_Obj *const objv[])
 {
     Tcl_Obj *vals[2] = {NULL, NULL};
-    ShimOptionValue v;
-    int i, idx;
 
-    for (i = 2; i < objc; i += 2) {
-        if (shim_option(interp, objc, objv, i, write_tsv_options, &idx, &v) != TCL_OK) {
-            return TCL_ERROR;
-        }
-        vals[idx] = v.obj;
+    if (shim_value_options(interp, objc, objv, 2, write_tsv_options, vals) != TCL_OK) {
+        return TCL_ERROR;
     }
     return call_optional(si, interp, "t_write_tsv", 2, vals);
 }
@@ -322,19 +290,15 @@ static const ShimOption watch_options[] = {
 static int watch_cmd(ShimInterp *si, Tcl_Interp *interp, int objc, Tcl_Obj *const objv[])
 {
     Tcl_Obj *vals[3] = {NULL, NULL, objv[objc - 1]};   /* -compare, -key, callback */
-    ShimOptionValue v;
-    int i, idx, last = objc - 1;
+    int idx, last = objc - 1;
 
     if (Tcl_GetString(objv[last])[0] == '-'
             && Tcl_GetIndexFromObjStruct(NULL, objv[last], watch_options, sizeof(ShimOption),
                                          "option", 0, &idx) == TCL_OK) {
         return shim_missing_value(interp, watch_options[idx].name);
     }
-    for (i = 2; i < last; i += 2) {
-        if (shim_option(interp, last, objv, i, watch_options, &idx, &v) != TCL_OK) {
-            return TCL_ERROR;
-        }
-        vals[idx] = v.obj;
+    if (shim_value_options(interp, last, objv, 2, watch_options, vals) != TCL_OK) {
+        return TCL_ERROR;
     }
     return call_optional(si, interp, "t_watch", 3, vals);
 }

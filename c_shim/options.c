@@ -98,3 +98,18 @@ int shim_option(Tcl_Interp *interp, int objc, Tcl_Obj *const objv[], int i,
     }
     return TCL_OK;
 }
+
+int shim_value_options(Tcl_Interp *interp, int objc, Tcl_Obj *const objv[], int i,
+                       const ShimOption *options, Tcl_Obj **vals)
+{
+    ShimOptionValue v;
+    int idx;
+
+    for (; i < objc; i += 2) {
+        if (shim_option(interp, objc, objv, i, options, &idx, &v) != TCL_OK) {
+            return TCL_ERROR;
+        }
+        vals[idx] = v.obj;
+    }
+    return TCL_OK;
+}

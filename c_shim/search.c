@@ -103,7 +103,7 @@ static int parse_options(Tcl_Interp *interp, int objc, Tcl_Obj *const objv[], Op
 /* session.t_search(...) with the options (see the top of this file). */
 static PyObject *call_search(ShimInterp *si, const Options *o)
 {
-    PyObject *args[11] = {NULL}, *r = NULL;
+    PyObject *base[2 + 11] = {NULL}, **args = base + 2, *r = NULL;
     int i, n = 11;
 
     args[0] = shim_arg_or_none(o->compare);
@@ -120,7 +120,7 @@ static PyObject *call_search(ShimInterp *si, const Options *o)
     for (i = 0; i < n && args[i]; i++) {
     }
     if (i == n) {
-        r = shim_call_values(si, "t_search", n, args);
+        r = shim_call_stack(si, "t_search", base, n);
     }
     for (i = 0; i < n; i++) {
         Py_XDECREF(args[i]);

@@ -87,6 +87,10 @@ int shim_lookup(Tcl_Interp *interp, Tcl_Obj *word, const void *table, int size,
  * index in `options` in *idx.  TCL_OK, or TCL_ERROR with a Tcl-style error. */
 int shim_option(Tcl_Interp *interp, int objc, Tcl_Obj *const objv[], int i,
                 const ShimOption *options, int *idx, ShimOptionValue *out);
+/* Option/value pairs objv[i], objv[i+1], ... before objc, of value options
+ * only: vals[index in options] = the value (the last of each wins). */
+int shim_value_options(Tcl_Interp *interp, int objc, Tcl_Obj *const objv[], int i,
+                       const ShimOption *options, Tcl_Obj **vals);
 /* `"-x" option requires an additional argument` (AEROSTORE USAGE OPTION -x). */
 int shim_missing_value(Tcl_Interp *interp, const char *option);
 /* Set message (a new Tcl_Obj) and errorCode AEROSTORE USAGE word ?detail?; TCL_ERROR. */
@@ -109,8 +113,10 @@ void shim_interp_ref(ShimInterp *si);
 /* session.<method>(*objv converted to Python); new reference, or NULL with a
  * Python error.  GIL held. */
 PyObject *shim_call(ShimInterp *si, const char *method, int n, Tcl_Obj *const objv[]);
-/* session.<method>(*args): n Python values (borrowed); the same contract. */
-PyObject *shim_call_values(ShimInterp *si, const char *method, int n, PyObject *const args[]);
+/* session.<method>(*base[2 .. 2+n)): n Python values (borrowed); base[0] and
+ * base[1] are the call's own (scratch for vectorcall, the session); the same
+ * contract. */
+PyObject *shim_call_stack(ShimInterp *si, const char *method, PyObject **base, int n);
 /* An optional argument: its Python value, or None for NULL (new reference). */
 PyObject *shim_arg_or_none(Tcl_Obj *obj);
 void shim_interp_unref(ShimInterp *si);
