@@ -5,7 +5,7 @@ Random FlightState data with nulls and many ties; queries built at random throug
 without indexes, over frozen rows, over version chains kept alive by an old
 snapshot, and inside a transaction with its own pending writes.
 
-The oracle follows SPEC section 3, written independently of the engine:
+The oracle follows docs/tcl.md (search), written independently of the engine:
 nulls never satisfy a comparison, range, in or match term; ``range`` is
 lo <= x < hi; ``match`` is a Tcl glob, case-insensitive (``match_case``
 case-sensitive); in sorts null is greater than every value (so first when
