@@ -447,6 +447,7 @@ class ArrayIndex(SortedIndex):
     def _fold_now(self, A, R) -> None:
         """Fold every layer, plus entry arrays ``A`` (absent) and ``R`` (present), into
         ``main`` in this thread; a fold running in the maintainer is dropped.  O(n)."""
+        self._requested = True              # folded here: nothing to ask the maintainer for
         self._merge_small()
         if A is not None or R is not None:
             self._batch_write(A, R)

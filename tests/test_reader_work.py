@@ -31,6 +31,7 @@ def loaded(monkeypatch):
     t.upsert_many([(f"K{i:05d}", rnd.uniform(-90, 90), rnd.uniform(-180, 180), rnd.randrange(45000),
                     rnd.randrange(700), i) for i in range(5000)])
     st = t._st
+    assert db._maint.idle(10)               # nothing of the load is still being folded
     st.maintainer = Recorder()
     db._maint._vacuum = None                # readers' vacuum requests go nowhere
     holder = db.begin()                     # keeps versions (and the prune queue) alive
