@@ -472,7 +472,15 @@ def _walk(store, plan, s, pred, filt, skip, need, kf, sole_key=False) -> list:
 
 
 def _index_only_count(store, plan, s, pred):
-    """Exact count of visible rows in the plan's ranges from the index alone, or None."""
+    """Exact count of visible rows in the plan's ranges from the index alone, or None.
+
+    The entries in the ranges count each frozen slot once; a slot with a version
+    chain has an entry per distinct value of its chain, so for each such slot
+    the chain's values in the ranges are taken off and its visible row put
+    back if it matches.  Every term is on the index's field, so ``pred`` of a
+    version's row says whether that version's value is in the ranges.
+    O(log n + chained slots).
+    """
     ix = plan.ix
     rs = plan.ranges
     p = ix.pos
@@ -484,6 +492,26 @@ def _index_only_count(store, plan, s, pred):
         c = sum(ix.count_between(a, b) for a, b in rs)
         if not unfrozen:
             return c
+        rows = store.rows
+        for slot in unfrozen:
+            head = rows[slot]
+            v = head
+            hit = None
+            while v is not None:
+                vals = v.values
+                if pred(vals):
+                    val = vals[p]
+                    if hit is None:
+                        hit = [val]
+                        c -= 1
+                    elif val not in hit:
+                        hit.append(val)
+                        c -= 1
+                v = v.prev
+            r = visible(head, s)
+            if r is not None and pred(r):
+                c += 1
+        return c
         rows = store.rows
         key = ix.key
         entry = ix.entry
