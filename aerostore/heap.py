@@ -462,14 +462,17 @@ class TableStore:
             self._fill(ix)
         return ix
 
-    def build_indexes(self) -> None:
-        """Build the indexes recovery left unbuilt (each on the first query after a reopen).
-        O(1) when all are built; else O(n log n) per index, under the exclusive latch."""
-        if all(ix.ready for ix in list(self.indexes.values())):
+    def build_indexes(self, positions) -> None:
+        """Build those of the indexes on ``positions`` that recovery left unbuilt (each on
+        the first query that can use it after a reopen).  O(len(positions)) when they
+        are built; else O(n log n) per index, under the exclusive latch."""
+        indexes = self.indexes
+        if all(indexes[p].ready for p in positions if p in indexes):
             return
         with self.latch:
-            for ix in self.indexes.values():
-                if not ix.ready:
+            for p in positions:
+                ix = indexes.get(p)
+                if ix is not None and not ix.ready:
                     self._fill(ix)
 
     def create_index(self, pos: int) -> bool:

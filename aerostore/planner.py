@@ -269,8 +269,10 @@ def execute(store, s: int, q, overlay: dict | None, mode: str):
 
     The result depends only on ``s``, so a run whose index went away is simply repeated.
     """
+    wanted = {t.pos for t in q.terms}
+    wanted.update(pos for pos, _sign in q.sort)
     while True:
-        store.build_indexes()
+        store.build_indexes(wanted)     # only the indexes this query can use
         try:
             return _execute(store, s, q, overlay, mode)
         except _Stale:

@@ -37,7 +37,7 @@ def run(n, batch):
     def load(rs):
         for i in range(0, len(rs), batch):
             with db.transaction() as txn:
-                txn.table("FlightState").upsert_many(rs[i:i + batch])
+                txn.table("FlightState").upsert_checked(rs[i:i + batch])   # rows made valid; the ingest path
 
     dt, _ = timed(lambda: load(rows))
     res["insert rows/s"] = n / dt
@@ -95,7 +95,7 @@ def memory_per_row(n):
     t = db.create_table(aerostore.FlightState)
     for i in range(0, n, 10000):
         with db.transaction() as txn:
-            txn.table("FlightState").upsert_many(rows[i:i + 10000])
+            txn.table("FlightState").upsert_checked(rows[i:i + 10000])
     t._st.settle()
     del rows
     gc.collect()
