@@ -199,7 +199,6 @@ class ArrayIndex(SortedIndex):
         self._empty = np.empty(0, dtype)
         self.main = self._empty
         self.budget = _DELTA_MIN            # layer entries before a fold is due; see _set_main
-        self._big = 0                       # the largest batch write since main was set
         self._set_batch(self._empty, self._empty)   # self.batch: (delta, tomb) arrays
         self.delta = SortedList()           # the small layer, on top of the batch layer
         self.tomb = SortedList()
@@ -322,18 +321,10 @@ class ArrayIndex(SortedIndex):
     def _after_write(self) -> None:
         """Tell the owner once the layers pass the budget.  O(1)."""
         if (not self._requested and self.frozen is None
-                and self._layer_size() > self._due_at()):
+                and self._layer_size() > self.budget):
             self._requested = True
             if self.on_due is not None:
                 self.on_due(self)
-
-    def _due_at(self) -> int:
-        """Layer entries past which a fold is due: the budget, or eight times the largest
-        write since the last fold, whichever is more.  Why: a fold costs O(n) and each
-        batch write O(batch layer); bulk commits of k entries fold every ~8k entries
-        instead of every 1/32 of the index (a feed's 100-row batches are unaffected)."""
-        big = self._big << 3
-        return big if big > self.budget else self.budget
 
     def _layer_size(self) -> int:
         return self._batch_n + len(self.delta) + len(self.tomb)
@@ -380,9 +371,6 @@ class ArrayIndex(SortedIndex):
         becomes a delta entry, a removal takes a delta entry out or becomes a tombstone.
         The small layer must be empty.  O(batch layer + k log k), vectorised."""
         d, t = self.batch[0].a, self.batch[1].a
-        k = (len(A) if A is not None else 0) + (len(R) if R is not None else 0)
-        if k > self._big:
-            self._big = k
         if R is not None and len(R):
             R = np.sort(R)
             hit = _member(d, R)
@@ -406,7 +394,6 @@ class ArrayIndex(SortedIndex):
         """Replace ``main``; the layer budget follows its size (1/32, at least _DELTA_MIN)."""
         self.main = main
         self.budget = max(_DELTA_MIN, len(main) >> 5)
-        self._big = 0
 
     @property
     def pending(self) -> int:
@@ -418,7 +405,7 @@ class ArrayIndex(SortedIndex):
 
     def wants_fold(self) -> bool:
         """True when the layers in front of ``main`` passed the budget and no fold runs.  O(1)."""
-        return self.frozen is None and self._layer_size() > self._due_at()
+        return self.frozen is None and self._layer_size() > self.budget
 
     def fold_start(self, force: bool = False):
         """Freeze the layers for a fold; the job for ``fold_compute``, or None (nothing due,
