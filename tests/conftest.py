@@ -6,9 +6,11 @@ test).  Tcl (helpers in test_tcl_support.py): ``shim`` (the built C shim),
 ``bare_tcl`` (an interpreter with no store open), ``tcl`` (an interpreter on a
 fresh in-memory store) and ``module_tcl`` (the same, shared by one module's
 tests).  The process has one Tcl store (``aerostore::init``); every Tcl fixture
-closes it before and after, so no test sees another's store.
+closes it before and after, so no test sees another's store.  ``within(fn)``
+runs a call that might hang in a helper thread, with a timeout.
 """
 
+import threading
 import glob
 import os
 
@@ -105,3 +107,23 @@ def module_tcl(shim):
     t.call("aerostore::init", ":memory:")
     yield t
     reset_store()
+
+
+def within(fn, *args, timeout=20.0):
+    """``fn(*args)`` in a helper thread: its result, or its exception re-raised.
+    Fails the test if it is still running after ``timeout`` seconds (a hang)."""
+    out = {}
+
+    def run():
+        try:
+            out["value"] = fn(*args)
+        except BaseException as e:  # noqa: BLE001 - handed to the test thread
+            out["error"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(timeout)
+    assert not t.is_alive(), f"{getattr(fn, '__name__', fn)} hung"
+    if "error" in out:
+        raise out["error"]
+    return out.get("value")

@@ -36,6 +36,15 @@ class Model:
         ix = self.ix
         return sorted(ix.entry(ix.key(v), s) for v, s in self.present)
 
+    def toggle(self, v, s):
+        """Remove (v, s) if present, else add it: in the index and in the model."""
+        if (v, s) in self.present:
+            self.ix.remove(v, s)
+            self.present.discard((v, s))
+        else:
+            self.ix.add(v, s)
+            self.present.add((v, s))
+
 
 @pytest.mark.parametrize("name", sorted(FIELDS))
 @pytest.mark.parametrize("seed", range(4))
@@ -58,14 +67,7 @@ def test_array_index_matches_a_sorted_list(name, seed, delta_min, small_max, fol
         op = rnd.random()
         if op < 0.35:            # single writes
             for _ in range(rnd.randrange(1, 6)):
-                s = rnd.randrange(nslots)
-                v = gen(rnd)
-                if (v, s) in m.present:
-                    ix.remove(v, s)
-                    m.present.discard((v, s))
-                else:
-                    ix.add(v, s)
-                    m.present.add((v, s))
+                m.toggle(gen(rnd), rnd.randrange(nslots))
         elif op < 0.7:           # bulk writes, vectorised when >= 64
             n = rnd.choice([5, 70, 200])
             add_v, add_s, rm_v, rm_s = [], [], [], []
@@ -98,14 +100,7 @@ def test_array_index_matches_a_sorted_list(name, seed, delta_min, small_max, fol
                 job = ix.fold_start(force=True)
                 if job is not None:
                     main = ix.fold_compute(job)
-                    s = rnd.randrange(nslots)
-                    v = gen(rnd)
-                    if (v, s) in m.present:
-                        ix.remove(v, s)
-                        m.present.discard((v, s))
-                    else:
-                        ix.add(v, s)
-                        m.present.add((v, s))
+                    m.toggle(gen(rnd), rnd.randrange(nslots))
                     _check_reads(ix, m.entries(), rnd)
                     assert ix.fold_finish(job, main)
             ix._check()

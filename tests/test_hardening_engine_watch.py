@@ -10,32 +10,13 @@ import pytest
 import aerostore
 from aerostore import FlightState
 from aerostore.errors import UsageError
+from conftest import within
 
 TIMEOUT = 20.0
 
 
 def row(key, updated_at=5):
     return (key, 1.0, 2.0, 3, 4, updated_at)
-
-
-def within(fn, *args, timeout=TIMEOUT):
-    """``fn(*args)`` in a helper thread: its result, or its exception re-raised.
-    Fails the test if it is still running after ``timeout`` seconds (a hang)."""
-    out = {}
-
-    def run():
-        try:
-            out["value"] = fn(*args)
-        except BaseException as e:  # noqa: BLE001 - handed to the test thread
-            out["error"] = e
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    t.join(timeout)
-    assert not t.is_alive(), f"{getattr(fn, '__name__', fn)} hung"
-    if "error" in out:
-        raise out["error"]
-    return out.get("value")
 
 
 @pytest.fixture(params=["memory", "sync", "async"])
