@@ -5,7 +5,7 @@ and its list pointer); here it costs 8 or 16, and folding a big batch of writes
 in is a C-speed sort, ``searchsorted``, ``delete`` and ``insert`` instead of a
 Python-level filter and sort of every entry.  (numpy is a dependency for this.)
 
-Entries are the packed ints of index.py, ``e = key << 32 | slot``, stored as:
+Entries are the packed ints of entries.py, ``e = key << SLOT_BITS | slot``, stored as:
 
 - **narrow** (the key fits 32 bits: an int field with -2**31 <= lo, hi < 2**31,
   or bool): ``e`` itself, int64; an int field with 0 <= lo, hi < 2**32: uint64.
@@ -53,12 +53,12 @@ import time
 import numpy as np
 from sortedcontainers import SortedList
 
-from .index import SLOT_BITS, SortedIndex
+from .entries import SLOT_BITS, SLOT_MASK, np_float_keys
+from .index import SortedIndex
 
 __all__ = ["ArrayIndex", "new_index"]
 
 _M43 = (1 << 43) - 1
-_M63 = (1 << 63) - 1
 _HI_LIMIT = 1 << 53          # |real part| of any wide entry is at most this
 _DELTA_MIN = 4096            # layer entries kept before folding into main (at least)
 _VEC = 16                    # a write of this many entries or more goes to the batch layer, vectorised
@@ -229,17 +229,17 @@ class ArrayIndex(SortedIndex):
     def _slots_of(self, arr) -> np.ndarray:
         """The slots of an array of entries, as int64."""
         if self.wide:
-            return arr.imag.astype(np.int64) & 0xFFFFFFFF
-        return arr.astype(np.int64) & 0xFFFFFFFF
+            return arr.imag.astype(np.int64) & SLOT_MASK
+        return arr.astype(np.int64) & SLOT_MASK
 
     def _split(self, arr) -> Chunk:
         """A Chunk of a slice of ``main``, split into keys and slots at C speed."""
         if not self.wide:
-            return Chunk((arr >> SLOT_BITS).tolist(), (arr & 0xFFFFFFFF).tolist())
+            return Chunk((arr >> SLOT_BITS).tolist(), (arr & SLOT_MASK).tolist())
         lo = arr.imag.astype(np.int64)
         hi = arr.real.astype(self.key_dtype)
         keys = (hi << 11) | (lo >> SLOT_BITS).astype(self.key_dtype)
-        return Chunk(keys.tolist(), (lo & 0xFFFFFFFF).tolist())
+        return Chunk(keys.tolist(), (lo & SLOT_MASK).tolist())
 
     def _np_entries(self, values: list, slots: list):
         """Entries of non-null ``values`` at ``slots``, vectorised (no per-row Python)."""
@@ -251,8 +251,7 @@ class ArrayIndex(SortedIndex):
                 k = np.array(values, dtype=self.dtype)
             return (k << SLOT_BITS) | s.astype(k.dtype)
         if self.kind == "float":
-            i = np.array(values, dtype=np.float64).view(np.int64)
-            k = np.where(i >= 0, i, -(i & _M63))
+            k = np_float_keys(values)
         else:
             k = np.array(values, dtype=self.key_dtype)
         out = np.empty(len(k), np.complex128)
@@ -576,7 +575,7 @@ class ArrayIndex(SortedIndex):
                 if b > a:
                     parts.append(self._slots_of(d.a[a:b]))
             elif d:
-                parts.append(np.array([e & 0xFFFFFFFF for e in d.irange(lo_e, hi_e, (True, False))],
+                parts.append(np.array([e & SLOT_MASK for e in d.irange(lo_e, hi_e, (True, False))],
                                       np.int64))
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
@@ -699,7 +698,7 @@ class ArrayIndex(SortedIndex):
             d = sorted(d)
             for k, (p, e) in enumerate(zip(win.searchsorted(self._to_np(d)).tolist(), d)):
                 keys.insert(p + k, e >> SLOT_BITS)
-                slots.insert(p + k, e & 0xFFFFFFFF)
+                slots.insert(p + k, e & SLOT_MASK)
         if reverse:
             keys.reverse()
             slots.reverse()

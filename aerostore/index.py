@@ -1,8 +1,8 @@
 """SortedIndex: one sorted secondary index over one field of one table.
 
 Entries are ordered by (field value, slot).  For int, bool and float fields an
-entry is one packed Python int, ``key << 32 | slot``: cheaper to store and
-compare than a tuple.  The float key is the IEEE-754 bit pattern made
+entry is one packed Python int, ``key << SLOT_BITS | slot`` (entries.py): cheaper
+to store and compare than a tuple.  The float key is the IEEE-754 bit pattern made
 order-preserving (negative numbers mirrored), so ranges and sorts on floats are
 integer bisects.  For str fields an entry is the tuple ``(value, slot)``.  Null
 values are not entries: their slots sit in ``nulls`` (nulls sort after every
@@ -32,37 +32,19 @@ Not thread-safe by itself: the owning TableStore's latch guards every call.
 
 from __future__ import annotations
 
-from array import array
-from struct import Struct
 from sys import getsizeof
 
 import numpy as np
 from sortedcontainers import SortedList
 
-__all__ = ["SortedIndex", "SLOT_BITS", "SLOT_MASK"]
+from .entries import SLOT_BITS, SLOT_MASK, float_key, float_keys
 
-SLOT_BITS = 32
-SLOT_MASK = (1 << SLOT_BITS) - 1
-_M63 = (1 << 63) - 1
-_PACK_D = Struct("<d").pack
-_UNPACK_Q = Struct("<q").unpack
+__all__ = ["SortedIndex"]
+
 _STR_SLOT_END = 1 << SLOT_BITS  # larger than any slot
 # A batch at least 1/_REBUILD of the index is merged by one C-speed sort of the
 # whole list instead of entry by entry.
 _REBUILD = 16
-
-
-def float_key(x: float) -> int:
-    """Order-preserving int for a finite float (0.0 and -0.0 share a key)."""
-    i = _UNPACK_Q(_PACK_D(x))[0]
-    return i if i >= 0 else -(i & _M63)
-
-
-def float_keys(xs) -> list:
-    """``float_key`` over a sequence of floats, at C speed for the bit casts."""
-    q = array("q")
-    q.frombytes(array("d", xs).tobytes())
-    return [i if i >= 0 else -(i & _M63) for i in q]
 
 
 def compacted(s: set) -> set:

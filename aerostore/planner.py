@@ -35,7 +35,8 @@ from operator import itemgetter
 
 import numpy as np
 
-from .index import SLOT_MASK, SortedIndex
+from .entries import SLOT_MASK
+from .index import SortedIndex
 from .mvcc import visible
 from .query import compile_entry_filter, compile_predicate, compile_scan, sort_key_fn
 

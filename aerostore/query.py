@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 
+from .entries import SLOT_BITS, SLOT_MASK
 from .errors import UsageError
 from .schema import as_text
 from .words import fmt_choices, parse_bool, show
@@ -378,7 +379,8 @@ def _make(kind, terms, schema, skip_keys=False, pos=0):
         elif kind in ("packed", "tuple", "pairs"):
             loop = "for e in chunk"
             if kind == "packed":
-                slot, check = "e & 0xFFFFFFFF", f"r[{pos}] is None or key(r[{pos}]) != e >> 32"
+                slot = f"e & {SLOT_MASK:#x}"
+                check = f"r[{pos}] is None or key(r[{pos}]) != e >> {SLOT_BITS}"
             elif kind == "pairs":
                 loop = "for k, sl in zip(chunk.keys, chunk.slots)"
                 slot, check = "sl", f"r[{pos}] is None or key(r[{pos}]) != k"
