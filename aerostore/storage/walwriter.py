@@ -58,10 +58,13 @@ __all__ = ["Ticket", "Pending", "WalWriter", "PREALLOC_MIN", "PREALLOC_MAX"]
 # The log grows in steps of zero bytes, written and synced with a group, so that
 # later groups overwrite allocated space: their fdatasync then has no file size
 # to journal (about 1.5x the commits per second of appending).  A step is the
-# log's size, between these bounds, so small stores stay small.  Groups of
-# PREALLOC_MIN bytes or more just append: for them the zeros would double the
-# bytes written while the size update is noise.
-PREALLOC_MIN, PREALLOC_MAX = 64 << 10, 16 << 20
+# log's size, between these bounds, so small stores stay small; at most 2 MiB,
+# because the group that carries a step waits for it: 16 MiB of zeros and their
+# fdatasync took 20-70 ms, the slowest commit of a live feed (2 MiB: 2-3 ms;
+# the zeros are written once either way).  Groups of PREALLOC_MIN bytes or more
+# just append: for them the zeros would double the bytes written while the size
+# update is noise.
+PREALLOC_MIN, PREALLOC_MAX = 64 << 10, 2 << 20
 # The idle writer thread looks for pending commits this often even unnotified: a
 # synchronous commit whose committer never waits is still flushed.
 _BACKSTOP_SECS = 0.2
