@@ -10,18 +10,7 @@
 # taken inside the process with [clock microseconds], so process start-up, package
 # loading and data preparation are never part of a figure.
 
-set ::P [dict create]
-proc param {name {default ""}} {
-    if {[dict exists $::P $name]} { return [dict get $::P $name] }
-    if {$default ne ""} { return $default }
-    error "missing parameter $name"
-}
-
-proc now {} { clock microseconds }
-
-proc json_str {s} {
-    return "\"[string map {\\ \\\\ \" \\\" \n \\n \r \\r \t \\t} $s]\""
-}
+source [file join [file dirname [info script]] common.tcl]
 
 # emit figure value unit ?key value ...?  -> one JSON object on stdout.
 # Numbers are written as numbers, everything else as a string.

@@ -21,18 +21,7 @@
 # for the feed) with every sample: start time relative to the phase start and
 # latency, both in microseconds, so latency over time can be plotted.
 
-set ::P [dict create]
-proc param {name {default ""}} {
-    if {[dict exists $::P $name]} { return [dict get $::P $name] }
-    if {$default ne ""} { return $default }
-    error "missing parameter $name"
-}
-
-proc now {} { clock microseconds }
-
-proc json_str {s} {
-    return "\"[string map {\\ \\\\ \" \\\" \n \\n \r \\r \t \\t} $s]\""
-}
+source [file join [file dirname [info script]] common.tcl]
 
 # Keys of the data set, the same function as bench/datagen.py's _key: row n of
 # the data set has key live_key(n); n >= rows are keys the data set lacks.
