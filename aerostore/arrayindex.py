@@ -53,7 +53,7 @@ import time
 import numpy as np
 from sortedcontainers import SortedList
 
-from .entries import SLOT_BITS, SLOT_MASK, np_float_keys
+from .entries import SLOT_BITS, SLOT_MASK, EntryForm, np_float_keys
 from .index import SortedIndex
 
 __all__ = ["ArrayIndex", "new_index"]
@@ -190,7 +190,7 @@ class ArrayIndex(SortedIndex):
     def __init__(self, pos: int, kind: str, dtype, key_dtype=None):
         super().__init__(pos, kind)
         self.sl = None                      # the SortedList of the base class is not used
-        self.entry_form = "pairs"
+        self.entry_form = EntryForm.PAIRS
         self.dtype = dtype
         self.wide = dtype is np.complex128
         self.key_dtype = key_dtype if self.wide else dtype

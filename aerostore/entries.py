@@ -6,22 +6,36 @@ For int, bool and float fields an index entry is one packed int,
 made order-preserving (negative numbers mirrored), so ranges and sorts on
 floats are integer bisects; ``float_key``, ``float_keys`` and
 ``np_float_keys`` are that one mapping for a scalar, a list and a numpy array.
+
+``EntryForm`` names how an index hands out entries (its ``entry_form``).
 """
 
 from __future__ import annotations
 
 from array import array
+from enum import Enum
 from struct import Struct
 
 import numpy as np
 
-__all__ = ["SLOT_BITS", "SLOT_MASK", "float_key", "float_keys", "np_float_keys"]
+__all__ = ["SLOT_BITS", "SLOT_MASK", "EntryForm", "float_key", "float_keys", "np_float_keys"]
 
 SLOT_BITS = 32
 SLOT_MASK = (1 << SLOT_BITS) - 1
 _M63 = (1 << 63) - 1
 _PACK_D = Struct("<d").pack
 _UNPACK_Q = Struct("<q").unpack
+
+
+class EntryForm(str, Enum):
+    """How an index hands out entries.  A str: equal to, hashing and formatting as its value."""
+
+    PACKED = "packed"   # packed ints, ``key << SLOT_BITS | slot``
+    TUPLE = "tuple"     # (value, slot) tuples (str fields)
+    PAIRS = "pairs"     # a chunk with parallel ``keys`` and ``slots`` lists (ArrayIndex)
+
+    __str__ = str.__str__
+    __format__ = str.__format__
 
 
 def float_key(x: float) -> int:

@@ -37,7 +37,7 @@ from sys import getsizeof
 import numpy as np
 from sortedcontainers import SortedList
 
-from .entries import SLOT_BITS, SLOT_MASK, float_key, float_keys
+from .entries import SLOT_BITS, SLOT_MASK, EntryForm, float_key, float_keys
 
 __all__ = ["SortedIndex"]
 
@@ -67,7 +67,7 @@ class SortedIndex:
         self.pos = pos
         self.kind = kind
         self.packed = kind != "str"
-        self.entry_form = "packed" if self.packed else "tuple"   # what chunk() returns
+        self.entry_form = EntryForm.PACKED if self.packed else EntryForm.TUPLE   # what chunk() returns
         self.sl = SortedList()
         self.nulls: set = set()
         self.on_due = None     # ArrayIndex calls it once a background fold is due

@@ -31,6 +31,7 @@ scans and point reads take no lock (see heap.py).
 from __future__ import annotations
 
 import heapq
+from enum import Enum
 from operator import itemgetter
 
 import numpy as np
@@ -104,6 +105,25 @@ def _field_ranges(ix, terms):
     return out
 
 
+class PlanKind(str, Enum):
+    """A plan's access path.  A str: equal to, hashing and formatting as its value."""
+
+    KEY = "key"               # primary-key lookups
+    INDEX = "index"           # one index's ranges
+    INTERSECT = "intersect"   # the slots several indexes' ranges share
+    WALK = "walk"             # an index walked in sort order until the limit
+    SCAN = "scan"             # every slot
+    NULLS = "nulls"           # one index's null slots
+
+    __str__ = str.__str__
+    __format__ = str.__format__
+
+
+# The members as module globals: on Python 3.11 reading one costs a fifth of
+# reading PlanKind.SCAN, and execute() compares the kind several times a query.
+KEY, INDEX, INTERSECT, WALK, SCAN, NULLS = PlanKind
+
+
 class Plan:
     __slots__ = ("kind", "ix", "ranges", "keys", "est", "desc", "parts")
 
@@ -125,10 +145,10 @@ def choose(store, q, count_only: bool) -> Plan:
     n = len(store.slots)
     for t in terms:
         if t.pos == kp and t.op == "eq":
-            return Plan("key", 1, keys=[t.values[0]])
+            return Plan(KEY, 1, keys=[t.values[0]])
     for t in terms:
         if t.pos == kp and t.op == "in":
-            return Plan("key", len(t.values[0]), keys=sorted(t.values[0]))
+            return Plan(KEY, len(t.values[0]), keys=sorted(t.values[0]))
     best = None
     ranged = []
     with store.latch.shared:
@@ -138,15 +158,15 @@ def choose(store, q, count_only: bool) -> Plan:
                 if any(t.pos == pos and t.op == "null" for t in terms):
                     est = len(_live(store, ix).nulls)
                     if best is None or est < best.est:
-                        best = Plan("nulls", est, ix=ix)
+                        best = Plan(NULLS, est, ix=ix)
                 continue
             _live(store, ix)
             est = sum(ix.count_between(a, b) for a, b in rs)
             ranged.append((est, pos, ix, rs))
             if best is None or est < best.est:
-                best = Plan("index", est, ix=ix, ranges=rs)
+                best = Plan(INDEX, est, ix=ix, ranges=rs)
     matches = best.est if best is not None else (n if not terms else n / 3)
-    if len(ranged) > 1 and best.kind == "index" and n:
+    if len(ranged) > 1 and best.kind == INDEX and n:
         # ranges on several indexes: the matches are about the smallest range
         # times the others' selectivities; intersecting slot sets may beat one range
         ranged.sort(key=itemgetter(0, 1))
@@ -156,7 +176,7 @@ def choose(store, q, count_only: bool) -> Plan:
         matches = out
         cost = sum(r[0] for r in ranged) * _SLOT_COST + out
         if cost < best.est and not (count_only and _index_only(best, q)):
-            best = Plan("intersect", cost, parts=[(ix, rs, est) for est, _pos, ix, rs in ranged])
+            best = Plan(INTERSECT, cost, parts=[(ix, rs, est) for est, _pos, ix, rs in ranged])
     sort = q.sort
     need = q.offset_n + q.limit_n
     if sort and q.limit_n and not count_only:
@@ -170,11 +190,11 @@ def choose(store, q, count_only: bool) -> Plan:
                 walk_cost = min(n, need * n / max(matches, 1.0)) if n else 0
                 other = best.est * 1.3 if best is not None else n * _SCAN_COST * 1.3
                 if walk_cost <= other:
-                    return Plan("walk", walk_cost, ix=ix, ranges=rs or [(None, None)], desc=desc)
+                    return Plan(WALK, walk_cost, ix=ix, ranges=rs or [(None, None)], desc=desc)
     if best is not None and (best.est <= n * _SCAN_COST
-                             or (count_only and best.kind == "index" and _index_only(best, q))):
+                             or (count_only and best.kind == INDEX and _index_only(best, q))):
         return best
-    return Plan("scan", n)
+    return Plan(SCAN, n)
 
 
 def _intersect_slots(store, plan):
@@ -220,19 +240,19 @@ def _intersect_rows(store, plan, s, pred, skip) -> list:
 
 def describe(store, plan: Plan, q, count_only: bool) -> str:
     names = store.schema.names
-    if plan.kind == "key":
+    if plan.kind == KEY:
         return f"key lookup ({len(plan.keys)} key{'s' if len(plan.keys) != 1 else ''})"
-    if plan.kind == "intersect":
+    if plan.kind == INTERSECT:
         parts = " & ".join(f"{names[ix.pos]} ({est} entries)" for ix, _rs, est in plan.parts)
         s = f"index intersect {parts}, ~{int(plan.est)} rows rechecked"
         if q.sort and not count_only:
             s += f", then heap top {q.offset_n + q.limit_n}" if q.limit_n else ", then sort"
         return s
-    if plan.kind == "scan":
+    if plan.kind == SCAN:
         s = f"full scan ({plan.est} rows, compiled predicate)"
-    elif plan.kind == "nulls":
+    elif plan.kind == NULLS:
         s = f"index nulls {names[plan.ix.pos]} (~{plan.est} rows)"
-    elif plan.kind == "index":
+    elif plan.kind == INDEX:
         only = count_only and _index_only(plan, q)
         s = f"index {'only count ' if only else 'range '}{names[plan.ix.pos]} ({plan.est} entries)"
     else:
@@ -291,12 +311,12 @@ def _execute(store, s: int, q, overlay: dict | None, mode: str):
     terms = q.terms
     need = q.offset_n + q.limit_n if q.limit_n else 0
 
-    if count_only and not skip and plan.kind == "index" and _index_only(plan, q):
+    if count_only and not skip and plan.kind == INDEX and _index_only(plan, q):
         c = _index_only_count(store, plan, s, compile_predicate(schema, terms))
         if c is not None:
             return _clamp(c, q)
     stop = need if need and not q.sort else 0     # an unsorted limit: stop early
-    if count_only and plan.kind == "scan":
+    if count_only and plan.kind == SCAN:
         c = compile_scan(schema, terms, True, skip is not None, bool(stop))(store.rows, s, visible, skip, stop)
         if skip:
             pred = compile_predicate(schema, terms)
@@ -304,12 +324,12 @@ def _execute(store, s: int, q, overlay: dict | None, mode: str):
         return _clamp(c, q)
 
     kf = sort_key_fn(schema, q.sort, q.descending) if q.sort else None
-    if plan.kind == "walk":
+    if plan.kind == WALK:
         rows = _walk(store, plan, s, compile_predicate(schema, terms),
                      _entry_filter(schema, terms, plan.ix, skip), skip, need, kf, len(q.sort) == 1)
-    elif plan.kind == "scan":
+    elif plan.kind == SCAN:
         rows = compile_scan(schema, terms, False, skip is not None, bool(stop))(store.rows, s, visible, skip, stop)
-    elif plan.kind == "key":
+    elif plan.kind == KEY:
         pred = compile_predicate(schema, terms)
         rows = []
         for k in plan.keys:
@@ -318,9 +338,9 @@ def _execute(store, s: int, q, overlay: dict | None, mode: str):
             r = store.get(k, s)
             if r is not None and pred(r):
                 rows.append(r)
-    elif plan.kind == "nulls":
+    elif plan.kind == NULLS:
         rows = _null_rows(store, plan.ix, s, compile_predicate(schema, terms), skip)
-    elif plan.kind == "intersect":
+    elif plan.kind == INTERSECT:
         rows = _intersect_rows(store, plan, s, compile_predicate(schema, terms), skip)
     else:
         rows = _index_rows(store, plan, s, _entry_filter(schema, terms, plan.ix, skip), skip, stop)
@@ -329,7 +349,7 @@ def _execute(store, s: int, q, overlay: dict | None, mode: str):
         rows.extend(r for r in overlay.values() if r is not None and pred(r))
     if count_only:
         return _clamp(len(rows), q)
-    if kf is not None and (plan.kind != "walk" or skip):
+    if kf is not None and (plan.kind != WALK or skip):
         if need and need * 8 < len(rows):
             rows = heapq.nsmallest(need, rows, key=kf)
         else:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-from .entries import SLOT_BITS, SLOT_MASK
+from .entries import SLOT_BITS, SLOT_MASK, EntryForm
 from .errors import UsageError
 from .schema import as_text
 from .words import fmt_choices, parse_bool, show
@@ -336,11 +336,11 @@ def compile_scan(schema, terms, count_only: bool, skip_keys: bool, limited: bool
     return _make(kind, terms, schema, skip_keys)
 
 
-def compile_entry_filter(schema, terms, pos: int, form: str, skip_keys: bool):
+def compile_entry_filter(schema, terms, pos: int, form: EntryForm, skip_keys: bool):
     """filt(chunk, rows, s, visible, key, skip, out) for index entries of field ``pos``.
 
-    ``form`` is how the index hands out entries (its ``entry_form``): "packed"
-    ints, "tuple" (value, slot) pairs, or "pairs" (a chunk with parallel
+    ``form`` is how the index hands out entries (its ``entry_form``): PACKED
+    ints, TUPLE (value, slot) pairs, or PAIRS (a chunk with parallel
     ``keys`` and ``slots`` lists).  For each entry: the row its slot shows
     snapshot ``s``; a chained slot's row must carry the entry's key (else the
     entry belongs to another version); rows satisfying every term go to
@@ -376,12 +376,12 @@ def _make(kind, terms, schema, skip_keys=False, pos=0):
         skip = f"\n            if r[{kp}] in skip: continue" if skip_keys else ""
         if kind == "pred":
             body = f"    def pred(r):\n        return {cond}\n    return pred\n"
-        elif kind in ("packed", "tuple", "pairs"):
+        elif kind in (EntryForm.PACKED, EntryForm.TUPLE, EntryForm.PAIRS):
             loop = "for e in chunk"
-            if kind == "packed":
+            if kind == EntryForm.PACKED:
                 slot = f"e & {SLOT_MASK:#x}"
                 check = f"r[{pos}] is None or key(r[{pos}]) != e >> {SLOT_BITS}"
-            elif kind == "pairs":
+            elif kind == EntryForm.PAIRS:
                 loop = "for k, sl in zip(chunk.keys, chunk.slots)"
                 slot, check = "sl", f"r[{pos}] is None or key(r[{pos}]) != k"
             else:
