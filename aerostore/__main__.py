@@ -49,12 +49,12 @@ class Image(Sink):
     ``tables``: name -> ``[schema_dict, index_fields, {key: row}]`` in creation order.
     A log that decodes but makes no sense (an op on a table never created, a row
     of the wrong width) is ``CorruptError`` at the frame holding the commit;
-    ``ws`` (the log's ``WalScan``) locates it.
+    ``wscan`` (the log's ``WalScan``) locates it.
     """
 
-    def __init__(self, checkpoint_csn: int, tables: list, ws: WalScan | None = None):
+    def __init__(self, checkpoint_csn: int, tables: list, wscan: WalScan | None = None):
         self.checkpoint_csn = checkpoint_csn
-        self._ws = ws
+        self._wscan = wscan
         self.last_csn = checkpoint_csn
         self.commits = 0
         self.tables: dict = {}
@@ -69,12 +69,12 @@ class Image(Sink):
         self._keypos[name] = Schema.from_dict(schema).key_pos
 
     def corrupt(self, csn: int, what: str) -> CorruptError:
-        ws = self._ws
-        if ws is None:
+        wscan = self._wscan
+        if wscan is None:
             return CorruptError("(log)", 0, f"commit {csn}: {what}")
-        i = bisect_right(ws.frame_last, csn - 1)
-        offset = ws.frame_ends[i - 1] if i else HEADER_SIZE
-        return CorruptError(ws.path, offset, f"commit {csn}: {what}")
+        i = bisect_right(wscan.frame_last, csn - 1)
+        offset = wscan.frame_ends[i - 1] if i else HEADER_SIZE
+        return CorruptError(wscan.path, offset, f"commit {csn}: {what}")
 
     def _table(self, csn: int, name) -> list:
         try:
@@ -129,14 +129,14 @@ def load(path: str) -> tuple:
     if os.path.exists(ckpt_path):
         csn, tables = read_checkpoint(ckpt_path)
         ckpt_bytes = os.path.getsize(ckpt_path)
-    ws = scan(wal_path) if os.path.exists(wal_path) else None
-    image = Image(csn, tables, ws)
-    if ws is not None:
-        if ws.base_csn > csn:
-            raise CorruptError(ckpt_path, 0, f"{WAL} continues from checkpoint {ws.base_csn} but "
+    wscan = scan(wal_path) if os.path.exists(wal_path) else None
+    image = Image(csn, tables, wscan)
+    if wscan is not None:
+        if wscan.base_csn > csn:
+            raise CorruptError(ckpt_path, 0, f"{WAL} continues from checkpoint {wscan.base_csn} but "
                                              f"{CHECKPOINT} holds only up to {csn}")
-        replay(iter_commits(wal_path, ws, csn), image)
-    return image, ws, ckpt_bytes
+        replay(iter_commits(wal_path, wscan, csn), image)
+    return image, wscan, ckpt_bytes
 
 
 def _is_data_dir(path: str) -> bool:
@@ -144,35 +144,35 @@ def _is_data_dir(path: str) -> bool:
         os.path.exists(os.path.join(path, n)) for n in (WAL, CHECKPOINT))
 
 
-def wal_tail(ws) -> tuple:
+def wal_tail(wscan) -> tuple:
     """``(torn, padding)`` bytes after the valid log: a torn tail runs from
-    ``ws.end`` to the last non-zero byte; the zeros after it are preallocated
+    ``wscan.end`` to the last non-zero byte; the zeros after it are preallocated
     space (the log grows in zero-filled steps), not data."""
-    if ws.end >= ws.size:
+    if wscan.end >= wscan.size:
         return 0, 0
-    with open(ws.path, "rb") as f:
-        f.seek(ws.end)
-        rest = f.read(ws.size - ws.end)
+    with open(wscan.path, "rb") as f:
+        f.seek(wscan.end)
+        rest = f.read(wscan.size - wscan.end)
     used = len(rest.rstrip(b"\0"))
     return used, len(rest) - used
 
 
 def cmd_verify(path: str, out) -> None:
-    image, ws, ckpt_bytes = load(path)
+    image, wscan, ckpt_bytes = load(path)
     ntables = len(image.tables)
     out.write(f"{CHECKPOINT}: " + (f"csn {image.checkpoint_csn}, {ckpt_bytes} bytes\n"
                                     if ckpt_bytes else "none\n"))
-    if ws is None:
+    if wscan is None:
         out.write(f"{WAL}: none\n")
     else:
-        torn, padding = wal_tail(ws)
-        out.write(f"{WAL}: base csn {ws.base_csn}, {len(ws.frame_ends)} frames, "
-                  f"{ws.commits} records, {ws.end} bytes valid\n")
+        torn, padding = wal_tail(wscan)
+        out.write(f"{WAL}: base csn {wscan.base_csn}, {len(wscan.frame_ends)} frames, "
+                  f"{wscan.commits} records, {wscan.end} bytes valid\n")
         if torn:
-            out.write(f"{WAL}: torn tail of {torn} bytes at offset {ws.end} "
+            out.write(f"{WAL}: torn tail of {torn} bytes at offset {wscan.end} "
                       f"(set aside as {WAL}.torn-N on the next open)\n")
         if padding:
-            out.write(f"{WAL}: {padding} bytes of zero padding at offset {ws.end + torn} "
+            out.write(f"{WAL}: {padding} bytes of zero padding at offset {wscan.end + torn} "
                       "(preallocated space, not data)\n")
     for name, (_, idx, rows) in image.tables.items():
         out.write(f"table {name}: {len(rows)} rows, indexes {' '.join(idx) or '-'}\n")
@@ -181,13 +181,13 @@ def cmd_verify(path: str, out) -> None:
 
 
 def cmd_stats(path: str, out) -> None:
-    image, ws, ckpt_bytes = load(path)
-    tail = wal_tail(ws) if ws else (0, 0)
+    image, wscan, ckpt_bytes = load(path)
+    tail = wal_tail(wscan) if wscan else (0, 0)
     pairs = [("data_dir", os.path.abspath(path)), ("checkpoint_csn", image.checkpoint_csn),
              ("checkpoint_bytes", ckpt_bytes),
-             ("wal_base_csn", ws.base_csn if ws else 0), ("wal_bytes", ws.end if ws else 0),
-             ("wal_frames", len(ws.frame_ends) if ws else 0),
-             ("wal_records", ws.commits if ws else 0), ("wal_torn_bytes", tail[0]),
+             ("wal_base_csn", wscan.base_csn if wscan else 0), ("wal_bytes", wscan.end if wscan else 0),
+             ("wal_frames", len(wscan.frame_ends) if wscan else 0),
+             ("wal_records", wscan.commits if wscan else 0), ("wal_torn_bytes", tail[0]),
              ("wal_padding_bytes", tail[1]),
              ("replayed_records", image.commits), ("last_csn", image.last_csn),
              ("tables", len(image.tables)), ("rows", image.rows)]

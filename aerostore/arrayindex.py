@@ -173,8 +173,8 @@ class Run:
         j = len(self.a) if hi is None else self.ix._pos_in(self.a, hi, inclusive[1])
         return self.ix._to_ints(self.a[i:j]) if j > i else []
 
-    def __getitem__(self, sl: slice) -> list:
-        return self.ix._to_ints(self.a[sl])
+    def __getitem__(self, part: slice) -> list:
+        return self.ix._to_ints(self.a[part])
 
     def __contains__(self, e) -> bool:
         i = self.ix._pos_in(self.a, e)

@@ -65,17 +65,17 @@ def _index_writes(idx, pairs, vals: dict, slots: dict, add: bool) -> None:
     if not idx:
         return
     if len(pairs) < _FEW:
-        for sl, r, o in pairs:
+        for slot, r, o in pairs:
             for ix in idx:
                 p = ix.pos
                 if r[p] != o[p]:
                     if add:
-                        ix.add(r[p], sl)
+                        ix.add(r[p], slot)
                     else:
-                        ix.remove(r[p], sl)
+                        ix.remove(r[p], slot)
         pairs = ()
     if pairs:
-        sls = list(map(_first, pairs))
+        pair_slots = list(map(_first, pairs))
         news = list(zip(*map(_second, pairs)))   # columns of the rows, at C speed
         olds = list(zip(*map(_third, pairs)))
     for ix in idx:
@@ -85,10 +85,10 @@ def _index_writes(idx, pairs, vals: dict, slots: dict, add: bool) -> None:
             diff = list(map(ne, nv, olds[p]))
             if all(diff):
                 vals[p].extend(nv)
-                slots[p].extend(sls)
+                slots[p].extend(pair_slots)
             elif any(diff):
                 vals[p].extend(compress(nv, diff))
-                slots[p].extend(compress(sls, diff))
+                slots[p].extend(compress(pair_slots, diff))
         if vals[p]:
             if add:
                 ix.add_many(vals[p], slots[p])

@@ -382,8 +382,8 @@ def _make(kind, terms, schema, skip_keys=False, pos=0):
                 slot = f"e & {SLOT_MASK:#x}"
                 check = f"r[{pos}] is None or key(r[{pos}]) != e >> {SLOT_BITS}"
             elif kind == EntryForm.PAIRS:
-                loop = "for k, sl in zip(chunk.keys, chunk.slots)"
-                slot, check = "sl", f"r[{pos}] is None or key(r[{pos}]) != k"
+                loop = "for k, slot in zip(chunk.keys, chunk.slots)"
+                slot, check = "slot", f"r[{pos}] is None or key(r[{pos}]) != k"
             else:
                 slot, check = "e[1]", f"r[{pos}] != e[0]"
             body = (

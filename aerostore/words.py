@@ -34,7 +34,7 @@ def _unique_prefixes() -> dict:
     for w in words:
         for i in range(1, len(w) + 1):
             seen.setdefault(w[:i], set()).add(w)
-    return {p: words[ws.pop()] for p, ws in seen.items() if len(ws) == 1}
+    return {p: words[matches.pop()] for p, matches in seen.items() if len(matches) == 1}
 
 
 _TCL_WORDS = _unique_prefixes()

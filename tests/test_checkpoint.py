@@ -325,16 +325,16 @@ def test_repeated_checkpoints_while_committing_keep_the_log_index_right(tmp_path
     s.log(csn[0] + 1, []).wait()  # flushes anything still pending
     csn[0] += 1
     st = s.stats()
-    ws = walscan.scan(os.path.join(d, "wal.log"))
-    assert ws.torn == 0 and st["durable_csn"] == csn[0]
-    assert (st["wal_bytes"], st["wal_records"], st["wal_frames"]) == (ws.end, ws.commits, len(ws.frame_ends))
-    assert list(ws.frame_last) == list(s._writer._frame_last)
-    assert list(ws.frame_ends) == list(s._writer._frame_ends)
+    wscan = walscan.scan(os.path.join(d, "wal.log"))
+    assert wscan.torn == 0 and st["durable_csn"] == csn[0]
+    assert (st["wal_bytes"], st["wal_records"], st["wal_frames"]) == (wscan.end, wscan.commits, len(wscan.frame_ends))
+    assert list(wscan.frame_last) == list(s._writer._frame_last)
+    assert list(wscan.frame_ends) == list(s._writer._frame_ends)
     s.close()
     s, rec = open_storage(d)
     assert state_of(rec)["T"] == model and rec.last_csn == csn[0]
     st = s.stats()
-    assert (st["wal_bytes"], st["wal_records"], st["wal_frames"]) == (ws.end, ws.commits, len(ws.frame_ends))
+    assert (st["wal_bytes"], st["wal_records"], st["wal_frames"]) == (wscan.end, wscan.commits, len(wscan.frame_ends))
     s.close()
 
 

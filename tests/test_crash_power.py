@@ -87,11 +87,11 @@ def test_power_loss_during_a_group_write(tmp_path, seed):
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == DIED_BEFORE_SYNC
     path = os.path.join(d, "wal.log")
-    ws = walscan.scan(path)
-    assert ws.torn == 0  # a killed process leaves whole writes
-    synced_end = ws.frame_ends[-2] if len(ws.frame_ends) > 1 else walformat.HEADER_SIZE
-    synced_last = ws.frame_last[-2] if len(ws.frame_last) > 1 else 0
-    unsynced = list(range(synced_last + 1, ws.frame_last[-1] + 1))
+    wscan = walscan.scan(path)
+    assert wscan.torn == 0  # a killed process leaves whole writes
+    synced_end = wscan.frame_ends[-2] if len(wscan.frame_ends) > 1 else walformat.HEADER_SIZE
+    synced_last = wscan.frame_last[-2] if len(wscan.frame_last) > 1 else 0
+    unsynced = list(range(synced_last + 1, wscan.frame_last[-1] + 1))
     how = damage(path, synced_end, rng)
     s = DirectoryStorage(d, Config())
     rec = s.recover()

@@ -76,8 +76,8 @@ def fill(path, n, start=1):
 
 
 def frame_offsets(path):
-    ws = walscan.scan(os.path.join(path, "wal.log"))
-    return [walformat.HEADER_SIZE] + list(ws.frame_ends)
+    wscan = walscan.scan(os.path.join(path, "wal.log"))
+    return [walformat.HEADER_SIZE] + list(wscan.frame_ends)
 
 
 def test_format_matches_the_documented_layout(tmp_path):

@@ -179,20 +179,20 @@ class DirectoryStorage(Storage):
         self._ckpt_rows = sum(len(t[2]) for t in tables)
         if not os.path.exists(self._wal_path):
             self._create_wal(ckpt_csn)
-        ws = scan(self._wal_path)
-        if ws.base_csn > ckpt_csn:
+        wscan = scan(self._wal_path)
+        if wscan.base_csn > ckpt_csn:
             raise CorruptError(self._ckpt_path if os.path.exists(self._ckpt_path) else self._wal_path, 0,
-                               f"{WAL} continues from checkpoint {ws.base_csn} but {CHECKPOINT} "
+                               f"{WAL} continues from checkpoint {wscan.base_csn} but {CHECKPOINT} "
                                f"holds only up to {ckpt_csn} (checkpoint missing or replaced)")
-        torn = ws.torn
+        torn = wscan.torn
         if torn:
-            self._set_torn_tail_aside(ws)
+            self._set_torn_tail_aside(wscan)
         fd = self._io.open(self._wal_path, os.O_WRONLY)
-        last = max(ckpt_csn, ws.last_csn)
-        self._writer = WalWriter(self._wal_path, self._io, fd, ws, self._settings, last)
+        last = max(ckpt_csn, wscan.last_csn)
+        self._writer = WalWriter(self._wal_path, self._io, fd, wscan, self._settings, last)
         _open_stores.add(self)
         self._recovery_ms = (time.perf_counter() - t0) * 1000.0
-        return Recovered(ckpt_csn, tables, iter_commits(self._wal_path, ws, ckpt_csn), last, torn)
+        return Recovered(ckpt_csn, tables, iter_commits(self._wal_path, wscan, ckpt_csn), last, torn)
 
     def _create_wal(self, base_csn: int) -> None:
         tmp = self._wal_path + ".tmp"
@@ -206,19 +206,19 @@ class DirectoryStorage(Storage):
         io.rename(tmp, self._wal_path)
         io.fsync_dir(self.path)
 
-    def _set_torn_tail_aside(self, ws: WalScan) -> None:
+    def _set_torn_tail_aside(self, wscan: WalScan) -> None:
         """Copy the torn tail to ``wal.log.torn-N`` (synced), then cut it off the log."""
         io = self._io
         n = 1
         while os.path.exists(f"{self._wal_path}.torn-{n}"):
             n += 1
         with open(self._wal_path, "rb") as f:
-            f.seek(ws.end)
-            tail = f.read(ws.torn)
+            f.seek(wscan.end)
+            tail = f.read(wscan.torn)
         # Keep it up to the 4 KiB block of its last non-zero byte: the zeros after
         # that are preallocated space, not evidence.
         last = len(tail.rstrip(b"\0"))
-        tail = tail[:min(len(tail), -(-(ws.end + last) // 4096) * 4096 - ws.end)]
+        tail = tail[:min(len(tail), -(-(wscan.end + last) // 4096) * 4096 - wscan.end)]
         fd = io.open(f"{self._wal_path}.torn-{n}", os.O_WRONLY | os.O_CREAT | os.O_EXCL)
         try:
             io.write(fd, tail)
@@ -228,12 +228,12 @@ class DirectoryStorage(Storage):
         io.fsync_dir(self.path)
         fd = io.open(self._wal_path, os.O_WRONLY)
         try:
-            io.truncate(fd, ws.end)
+            io.truncate(fd, wscan.end)
             io.fdatasync(fd)
         finally:
             io.close(fd)
-        ws.size = ws.end
-        self._torn_set_aside = ws.torn
+        wscan.size = wscan.end
+        self._torn_set_aside = wscan.torn
 
     def _settings(self) -> tuple:
         c = self._config

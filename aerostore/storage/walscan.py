@@ -121,9 +121,9 @@ def _scan(path: str, buf, size: int) -> WalScan:
         raise CorruptError(path, 0, "not an aerostore write-ahead log (bad magic)")
     if zlib.crc32(buf[:16]) != crc:
         raise CorruptError(path, 0, "log header checksum mismatch")
-    ws = WalScan(path, base_csn, size)
+    wscan = WalScan(path, base_csn, size)
     pos, prev_last = HEADER_SIZE, 0
-    ends, lasts, counts = ws.frame_ends, ws.frame_last, ws.frame_counts
+    ends, lasts, counts = wscan.frame_ends, wscan.frame_last, wscan.frame_counts
     while pos < size:
         end = _valid_frame(buf, pos, size, prev_last)
         if not end:
@@ -134,7 +134,7 @@ def _scan(path: str, buf, size: int) -> WalScan:
         counts.append(count)
         prev_last = last
         pos = end
-    ws.end = pos
+    wscan.end = pos
     # Past the last non-zero byte there is only preallocated space.
     used = pos + len(bytes(buf[pos:size]).rstrip(b"\0"))
     if pos < used:
@@ -147,25 +147,25 @@ def _scan(path: str, buf, size: int) -> WalScan:
         for q in _candidates(buf, pos + 1, min(size, used + FRAME_HEADER_SIZE)):
             if _valid_frame(buf, q, size, prev_last):
                 raise CorruptError(path, pos, f"damaged frame; a valid frame follows at offset {q}")
-        ws.torn = size - pos
-    return ws
+        wscan.torn = size - pos
+    return wscan
 
 
-def iter_commits(path: str, ws: WalScan, after_csn: int):
+def iter_commits(path: str, wscan: WalScan, after_csn: int):
     """Yield ``(csn, ops)`` for every commit with ``csn > after_csn``, in CSN order.
 
     Ops are tuples as the engine logged them (values as tuples, schema maps as
-    dicts with lists).  Only the frames ``ws`` found valid are read.
+    dicts with lists).  Only the frames ``wscan`` found valid are read.
     """
-    i = bisect_right(ws.frame_last, after_csn)
-    if i == len(ws.frame_ends):
+    i = bisect_right(wscan.frame_last, after_csn)
+    if i == len(wscan.frame_ends):
         return
-    start = ws.frame_ends[i - 1] if i else HEADER_SIZE
+    start = wscan.frame_ends[i - 1] if i else HEADER_SIZE
     with open(path, "rb") as f, mmap(f.fileno(), 0, access=ACCESS_READ) as mm:
         buf = memoryview(mm)
         try:
             pos = start
-            for end in ws.frame_ends[i:]:
+            for end in wscan.frame_ends[i:]:
                 try:
                     commits = unpack(buf[pos + FRAME_HEADER_SIZE:end])
                     ok = isinstance(commits, tuple) and all(

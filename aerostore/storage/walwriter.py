@@ -140,25 +140,25 @@ class _CutJob:
 class WalWriter:
     """Appends commits to an open log with group commit; one thread does all writes.
 
-    ``fd`` is open for appending at offset ``ws.end`` of the log described by ``ws``.
+    ``fd`` is open for appending at offset ``wscan.end`` of the log described by ``wscan``.
     ``settings()`` returns ``(synchronous_commit, wal_flush_delay_ms)`` and is
     read on every group, so configuration changes apply at once.  ``last_csn``
     is the highest CSN recovered; commits must come after it.
     """
 
-    def __init__(self, path: str, io, fd: int, ws: WalScan, settings, last_csn: int):
+    def __init__(self, path: str, io, fd: int, wscan: WalScan, settings, last_csn: int):
         self.path = path
         self._dir = os.path.dirname(path) or "."
         self._io = io
         self._fd = fd
         self._settings = settings
-        self._end = ws.end
-        self._allocated = ws.size  # the file's size: zeros after _end are preallocated
-        self._frame_ends = array("Q", ws.frame_ends)
-        self._frame_last = array("Q", ws.frame_last)
-        self._frame_counts = array("Q", ws.frame_counts)
-        self._records = ws.commits
-        self.base_csn = ws.base_csn
+        self._end = wscan.end
+        self._allocated = wscan.size  # the file's size: zeros after _end are preallocated
+        self._frame_ends = array("Q", wscan.frame_ends)
+        self._frame_last = array("Q", wscan.frame_last)
+        self._frame_counts = array("Q", wscan.frame_counts)
+        self._records = wscan.commits
+        self.base_csn = wscan.base_csn
         self._last_logged = last_csn
         self.durable_csn = last_csn
         self._cond = threading.Condition(threading.Lock())
