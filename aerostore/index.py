@@ -20,8 +20,9 @@ reader never has writes to fold in before it can read (``add``/``remove``
 O(log n); ``add_many``/``remove_many`` rebuild the sorted list at C speed when
 the batch is large against the index, amortised O(1) per entry).
 
-This class stores the entries in a SortedList; it serves str fields and ints
-wider than 64 bits.  Numeric fields get an ArrayIndex (arrayindex.py): the same
+This class stores the entries in a SortedList; it serves str fields and int
+fields whose declared range spans more than 64 bits (from below 0 to 2**63 or
+more).  Numeric fields get an ArrayIndex (arrayindex.py): the same
 entries and reads, stored in a numpy array (8-16 bytes an entry instead of
 36-48) with small sorted layers of recent writes in front, which a background
 maintainer folds into the array.  ``arrayindex.new_index`` picks the class for
