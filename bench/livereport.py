@@ -10,19 +10,11 @@ import json
 import os
 
 import liveplot
+from report import fmt
 from livestats import KINDS, TARGETS_MS, bins
 
 
-def fmt_ms(x):
-    if x is None:
-        return "-"
-    if x >= 100:
-        return f"{x:,.0f}"
-    if x >= 10:
-        return f"{x:.1f}"
-    if x >= 1:
-        return f"{x:.2f}"
-    return f"{x:.3f}"
+fmt_ms = fmt   # one number format for both reports (report.py)
 
 
 def fmt_rate(x):

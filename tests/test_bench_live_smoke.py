@@ -9,31 +9,23 @@ fake session, without Tcl.
 """
 import json
 import os
-import shutil
 import subprocess
 import sys
 
 import pytest
+
+from test_tcl_support import tclsh_can
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(REPO, "bench")
 LIVE = os.path.join(BENCH, "live.py")
 
 
-def _tcl_ok(script):
-    if not shutil.which("tclsh"):
-        return False, "tclsh not installed"
-    env = dict(os.environ, TCLLIBPATH=os.path.join(REPO, "tcl"))
-    p = subprocess.run(["tclsh"], input="if {[catch {%s} m]} {puts stderr $m; exit 1}" % script,
-                       capture_output=True, text=True, env=env, timeout=120)
-    return p.returncode == 0, p.stderr.strip()
-
-
 def test_live_smoke_aerostore(tmp_path):
-    ok, why = _tcl_ok("package require Thread")
+    ok, why = tclsh_can("package require Thread")
     if not ok:
         pytest.skip(f"package Thread does not load (apt-get install tcl-thread): {why}")
-    ok, why = _tcl_ok("package require aerostore")
+    ok, why = tclsh_can("package require aerostore")
     if not ok:
         pytest.skip(f"`package require aerostore` does not load yet (shim not built?): {why}")
     out = tmp_path / "results"

@@ -14,26 +14,18 @@ skipped.
 import importlib.util
 import json
 import os
-import shutil
 import struct
 import subprocess
 import sys
 
 import pytest
 
+from test_tcl_support import tclsh_can
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(REPO, "bench")
 RUN = os.path.join(BENCH, "run.py")
 HAVE_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
-
-
-def _tcl_ok(script):
-    if not shutil.which("tclsh"):
-        return False, "tclsh not installed"
-    env = dict(os.environ, TCLLIBPATH=os.path.join(REPO, "tcl"))
-    p = subprocess.run(["tclsh"], input="if {[catch {%s} m]} {puts stderr $m; exit 1}" % script,
-                       capture_output=True, text=True, env=env, timeout=120)
-    return p.returncode == 0, p.stderr.strip()
 
 
 def _run(tmp_path, engines):
@@ -86,7 +78,7 @@ def _check_outputs(out, engines):
 
 
 def test_bench_smoke_sqlite(tmp_path):
-    ok, why = _tcl_ok("package require sqlite3")
+    ok, why = tclsh_can("package require sqlite3")
     if not ok:
         pytest.skip(f"SQLite's Tcl binding is not installed (make sysdeps): {why}")
     doc = _check_outputs(_run(tmp_path, "sqlite-mem,sqlite-wal"), ["sqlite-mem", "sqlite-wal"])
@@ -95,7 +87,7 @@ def test_bench_smoke_sqlite(tmp_path):
 
 
 def test_bench_smoke_aerostore(tmp_path):
-    ok, why = _tcl_ok("package require aerostore")
+    ok, why = tclsh_can("package require aerostore")
     if not ok:
         pytest.skip(f"`package require aerostore` does not load yet (shim not built?): {why}")
     engines = ["aerostore-sync-on", "aerostore-sync-off", "sqlite-mem"]

@@ -10,6 +10,7 @@ environment; ``ROWS``/``tsv_of`` are a small FlightState data set.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tkinter
 
@@ -106,3 +107,14 @@ ROWS = [
 def tsv_of(rows) -> str:
     return "".join("\t".join("" if v is None else repr(v) if isinstance(v, float) else str(v)
                              for v in r) + "\n" for r in rows)
+
+
+def tclsh_can(script):
+    """(True, "") if a tclsh with this repository's tcl/ on its path runs ``script``
+    without error, else (False, why): for skipping tests that need a package."""
+    if not shutil.which("tclsh"):
+        return False, "tclsh not installed"
+    env = dict(os.environ, TCLLIBPATH=TCL_DIR)
+    p = subprocess.run(["tclsh"], input="if {[catch {%s} m]} {puts stderr $m; exit 1}" % script,
+                       capture_output=True, text=True, env=env, timeout=120)
+    return p.returncode == 0, p.stderr.strip()
