@@ -36,7 +36,6 @@ from operator import itemgetter
 
 import numpy as np
 
-from .entries import SLOT_MASK
 from .index import SortedIndex
 from .mvcc import visible
 from .query import compile_entry_filter, compile_predicate, compile_scan, sort_key_fn
