@@ -1,0 +1,279 @@
+"""Columns: the settled rows of one table as typed numpy arrays, one per numeric field.
+
+Why: a predicate over Python tuples costs a bytecode loop per row, with the
+GIL held throughout; over typed arrays it is a few numpy expressions per chunk
+of rows, at C speed.  Under a live feed every reader's filter work is time
+that the feed and the other readers wait for (docs/architecture.md, "The live
+feed"), so scans and index walks test the settled rows here, and only the few
+slots with a version chain in Python.
+
+Layout, per slot (the heap's slot numbers, heap.py):
+
+- ``state[slot]`` (uint8): ``EMPTY`` (a free slot, or past the end),
+  ``FROZEN`` (the columns hold the row, and it is visible to every snapshot:
+  the heap's ``rows[slot]`` is a tuple), ``CHAIN`` (a version chain: the
+  columns say nothing; read ``rows[slot]``);
+- ``cols[pos][slot]``: the value of numeric field ``pos`` (int64, uint64 for
+  unsigned 64-bit ranges, float64, or int8 for bools), 0 where null;
+- ``nulls[pos][slot]`` (bool): the field is null.
+
+Only int, float and bool fields have columns; strings stay in the tuples.
+The arrays have a capacity (doubled when a slot past it is written: amortised
+O(1) per slot); slots past ``n`` are EMPTY.
+
+Writers (the heap, under the table's exclusive latch) call ``thaw`` when a
+slot gets a chain, ``freeze`` when it settles into a tuple, ``clear`` when it
+is freed, and ``load`` for a bulk replacement.  Readers (under the shared
+latch) call ``mask``/``vector_terms``.  Not thread-safe by itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["Columns", "EMPTY", "FROZEN", "CHAIN", "VECTOR_OPS"]
+
+EMPTY, FROZEN, CHAIN = 0, 1, 2
+
+_MIN_CAP = 1024
+
+# ops a column answers exactly as query.py's generated predicate does
+# (a null satisfies none of them but "null"); "true"/"false" on bool columns only
+VECTOR_OPS = frozenset(("eq", "ne", "lt", "le", "gt", "ge", "range", "in", "null", "notnull"))
+
+
+def column_dtype(field):
+    """The numpy dtype of ``field``'s column, or None (no column: strings)."""
+    kind = field.kind
+    if kind == "float":
+        return np.dtype(np.float64)
+    if kind == "bool":
+        return np.dtype(np.int8)
+    if kind == "int":
+        if field.lo is not None and field.lo >= 0 and field.hi is not None and field.hi >= 1 << 63:
+            return np.dtype(np.uint64)
+        return np.dtype(np.int64)
+    return None
+
+
+class Columns:
+    """Typed arrays of a table's settled rows; see the module docstring."""
+
+    def __init__(self, schema):
+        self.schema = schema
+        self.dtypes = {}
+        for pos, f in enumerate(schema.fields):
+            dt = column_dtype(f)
+            if dt is not None and pos != schema.key_pos:
+                self.dtypes[pos] = dt
+        self.kinds = schema.kinds
+        self.n = 0                      # slots below n may be non-EMPTY
+        self.cap = 0
+        self.state = np.zeros(0, np.uint8)
+        self.cols = {p: np.zeros(0, dt) for p, dt in self.dtypes.items()}
+        self.nulls = {p: np.zeros(0, bool) for p in self.dtypes}
+        # integer columns: the constants a comparison can take in numpy (bools: any)
+        self._limits = {p: (int(np.iinfo(dt).min), int(np.iinfo(dt).max))
+                        if self.kinds[p] == "int" else None for p, dt in self.dtypes.items()}
+
+    # -- writes (exclusive latch) ----------------------------------------------
+    def _grow(self, n: int) -> None:
+        """Capacity for slots below ``n``; O(n) when it doubles, amortised O(1) per slot."""
+        if n > self.n:
+            self.n = n
+        if n <= self.cap:
+            return
+        cap = max(_MIN_CAP, self.cap * 2, n)
+        state = np.zeros(cap, np.uint8)
+        state[:self.cap] = self.state
+        self.state = state
+        for p, dt in self.dtypes.items():
+            col = np.zeros(cap, dt)
+            col[:self.cap] = self.cols[p]
+            self.cols[p] = col
+            nul = np.zeros(cap, bool)
+            nul[:self.cap] = self.nulls[p]
+            self.nulls[p] = nul
+        self.cap = cap
+
+    def freeze(self, slots: list, rows: list) -> None:
+        """The settled tuples ``rows`` now hold ``slots``: write their values.  O(len * fields) in C."""
+        if not slots:
+            return
+        self._grow(max(slots) + 1)
+        if len(slots) == 1:
+            slot, r = slots[0], rows[0]
+            for p, col in self.cols.items():
+                v = r[p]
+                if v is None:
+                    col[slot] = 0
+                    self.nulls[p][slot] = True
+                else:
+                    col[slot] = v
+                    self.nulls[p][slot] = False
+            self.state[slot] = FROZEN
+            return
+        idx = np.array(slots, np.intp)
+        values = list(zip(*rows))
+        for p, col in self.cols.items():
+            vals = values[p]
+            if None in vals:
+                self.nulls[p][idx] = np.array([v is None for v in vals], bool)
+                vals = [0 if v is None else v for v in vals]
+            else:
+                self.nulls[p][idx] = False
+            col[idx] = np.array(vals, col.dtype)
+        self.state[idx] = FROZEN
+
+    def thaw(self, slots) -> None:
+        """``slots`` now hold version chains (their column values no longer count)."""
+        if len(slots) == 1:
+            slot = slots[0]
+            self._grow(slot + 1)
+            self.state[slot] = CHAIN
+            return
+        if len(slots):
+            idx = np.array(slots, np.intp)
+            self._grow(int(idx.max()) + 1)
+            self.state[idx] = CHAIN
+
+    def clear(self, slots) -> None:
+        """``slots`` are free."""
+        if len(slots):
+            self.state[np.array(slots, np.intp)] = EMPTY
+
+    def load(self, rows: list) -> None:
+        """Replace everything: ``rows`` (tuples, or None for a free slot) hold slots 0.. in order.  O(n) in C."""
+        n = len(rows)
+        self.cap = 0
+        self.n = 0
+        self.state = np.zeros(0, np.uint8)
+        self.cols = {p: np.zeros(0, dt) for p, dt in self.dtypes.items()}
+        self.nulls = {p: np.zeros(0, bool) for p in self.dtypes}
+        if not n:
+            return
+        self._grow(n)
+        live = [i for i, r in enumerate(rows) if r is not None] if None in rows else None
+        if live is None:
+            self.freeze_range(rows)
+        else:
+            self.freeze(live, [rows[i] for i in live])
+
+    def freeze_range(self, rows: list) -> None:
+        """``load`` of rows without holes: slot i holds ``rows[i]``."""
+        n = len(rows)
+        values = list(zip(*rows))
+        for p, col in self.cols.items():
+            vals = values[p]
+            if None in vals:
+                self.nulls[p][:n] = np.array([v is None for v in vals], bool)
+                vals = [0 if v is None else v for v in vals]
+            col[:n] = np.array(vals, col.dtype)
+        self.state[:n] = FROZEN
+
+    # -- reads (shared latch) -------------------------------------------------
+    def vector_terms(self, terms) -> tuple[list, list]:
+        """Split ``terms`` into (those the columns answer exactly, the rest)."""
+        vec, rest = [], []
+        for t in terms:
+            if self._answers(t):
+                vec.append(t)
+            else:
+                rest.append(t)
+        return vec, rest
+
+    def _answers(self, t) -> bool:
+        p = t.pos
+        if p not in self.dtypes:
+            return False
+        op = t.op
+        if op in ("true", "false"):
+            return self.kinds[p] == "bool"
+        if op not in VECTOR_OPS:
+            return False
+        lim = self._limits[p]
+        if lim is None or op in ("null", "notnull"):
+            return True
+        vals = t.values[0] if op == "in" else t.values
+        lo, hi = lim
+        # an integer constant outside the column's range has no numpy comparison
+        # that agrees with Python's; such terms stay in Python
+        return all(v is None or (v.__class__ is int and lo <= v <= hi) for v in vals)
+
+    def mask(self, terms, slots=None) -> np.ndarray:
+        """Bool array: FROZEN and every term in ``terms`` (all answered here) holds.
+
+        Over every slot below ``n`` when ``slots`` is None, else over ``slots``
+        (a numpy int array) in their order.  O(len * terms) in C.
+        """
+        if slots is None:
+            m = self.state[:self.n] == FROZEN
+            get = _prefix(self.n)
+        else:
+            m = self.state[slots] == FROZEN
+            get = _gather(slots)
+        for t in terms:
+            p = t.pos
+            op = t.op
+            nul = get(self.nulls[p])
+            if op == "null":
+                m &= nul
+                continue
+            col = get(self.cols[p])
+            if op == "notnull":
+                m &= ~nul
+                continue
+            if op == "true":
+                m &= col != 0
+            elif op == "false":
+                m &= col == 0
+            elif op == "eq":
+                m &= col == t.values[0]
+            elif op == "ne":
+                m &= col != t.values[0]
+            elif op == "lt":
+                m &= col < t.values[0]
+            elif op == "le":
+                m &= col <= t.values[0]
+            elif op == "gt":
+                m &= col > t.values[0]
+            elif op == "ge":
+                m &= col >= t.values[0]
+            elif op == "range":
+                lo, hi = t.values
+                m &= (col >= lo) & (col < hi)
+            elif op == "in":
+                vals = [v for v in t.values[0] if v is not None]
+                m &= np.isin(col, np.array(vals, col.dtype)) if vals else False
+            m &= ~nul
+        return m
+
+    def _check(self, rows: list) -> None:
+        """Assert that the columns agree with the heap's ``rows`` (tests)."""
+        n = len(rows)
+        assert self.n <= self.cap and len(self.state) == self.cap
+        assert not self.state[max(n, self.n):].any(), "state set past the heap"
+        for slot in range(n):
+            r = rows[slot]
+            st = int(self.state[slot]) if slot < self.cap else EMPTY
+            if r is None:
+                assert st == EMPTY, f"slot {slot}: free in the heap, state {st}"
+            elif r.__class__ is tuple:
+                assert st == FROZEN, f"slot {slot}: frozen in the heap, state {st}"
+                for p, col in self.cols.items():
+                    v = r[p]
+                    if v is None:
+                        assert self.nulls[p][slot], f"slot {slot} field {p}: null not marked"
+                    else:
+                        assert not self.nulls[p][slot], f"slot {slot} field {p}: marked null"
+                        assert col[slot] == v, f"slot {slot} field {p}: {col[slot]!r} != {v!r}"
+            else:
+                assert st == CHAIN, f"slot {slot}: chain in the heap, state {st}"
+
+
+def _prefix(n: int):
+    return lambda a: a[:n]
+
+
+def _gather(slots):
+    return lambda a: a[slots]

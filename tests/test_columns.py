@@ -1,0 +1,124 @@
+"""columns.Columns: typed arrays of settled rows answer terms exactly as the generated predicate does."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aerostore.columns import CHAIN, EMPTY, FROZEN, Columns
+from aerostore.query import Query, compile_predicate
+from aerostore.schema import Bool, Float, Int, Key, Str, UInt, table
+
+
+@table
+class Wide:
+    k = Key()
+    i32 = Int(bits=32)
+    u64 = UInt(bits=64)
+    f = Float()
+    b = Bool()
+    s = Str()
+
+
+S = Wide
+U64_MAX = (1 << 64) - 1
+
+ints = st.one_of(st.none(), st.integers(-(1 << 31), (1 << 31) - 1))
+u64s = st.one_of(st.none(), st.sampled_from([0, 1, 7, 1 << 40, (1 << 63) - 1, 1 << 63, U64_MAX]),
+                 st.integers(0, U64_MAX))
+floats = st.one_of(st.none(), st.sampled_from([0.0, -0.0, 1.5, -2.25]),
+                   st.floats(allow_nan=False, allow_infinity=False, width=64))
+bools = st.one_of(st.none(), st.booleans())
+rows_st = st.lists(st.tuples(ints, u64s, floats, bools), min_size=0, max_size=40)
+
+
+def _rows(vals):
+    return [(f"k{i}", a, b, c, d, "x") for i, (a, b, c, d) in enumerate(vals)]
+
+
+def _term_st():
+    cmp_ops = st.sampled_from(["=", "!=", "<", "<=", ">", ">="])
+    return st.one_of(
+        st.tuples(cmp_ops, st.just("i32"), st.integers(-(1 << 31), (1 << 31) - 1)),
+        st.tuples(cmp_ops, st.just("u64"), st.integers(0, U64_MAX)),
+        st.tuples(cmp_ops, st.just("f"), st.floats(allow_nan=False, allow_infinity=False)),
+        st.tuples(st.just("range"), st.just("f"), st.floats(-1e6, 1e6), st.floats(-1e6, 1e6)),
+        st.tuples(st.just("range"), st.just("i32"), st.integers(-100, 100), st.integers(-100, 100)),
+        st.tuples(st.just("in"), st.just("i32"), st.lists(st.integers(-5, 5), max_size=4)),
+        st.tuples(st.just("in"), st.just("u64"), st.lists(st.sampled_from([0, 7, U64_MAX]), max_size=3)),
+        st.tuples(st.sampled_from(["null", "notnull"]), st.sampled_from(["i32", "u64", "f", "b"])),
+        st.tuples(st.sampled_from(["true", "false"]), st.just("b")),
+        st.tuples(st.just("="), st.just("b"), st.booleans()),
+    )
+
+
+def _query(terms):
+    q = Query(SimpleNamespace(schema=S))
+    for t in terms:
+        op, field, *vals = t
+        if op == "in":
+            q.where("in", field, vals[0])
+        else:
+            q.where(op, field, *vals)
+    return q
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows_st, st.lists(_term_st(), min_size=1, max_size=3), st.data())
+def test_mask_agrees_with_the_predicate(vals, terms, data):
+    rows = _rows(vals)
+    states = data.draw(st.lists(st.sampled_from([EMPTY, FROZEN, CHAIN]), min_size=len(rows),
+                                max_size=len(rows)))
+    c = Columns(S)
+    c.load(rows)
+    c.thaw([i for i, s in enumerate(states) if s == CHAIN])
+    c.clear([i for i, s in enumerate(states) if s == EMPTY])
+    q = _query(terms)
+    vec, rest = c.vector_terms(q.terms)
+    assert not rest, f"every generated term has a column answer: {rest}"
+    pred = compile_predicate(S, q.terms)
+    want = [states[i] == FROZEN and bool(pred(r)) for i, r in enumerate(rows)]
+    assert c.mask(vec).tolist() == want
+    if rows:
+        slots = np.array(data.draw(st.lists(st.integers(0, len(rows) - 1), max_size=10)), np.intp)
+        assert c.mask(vec, slots).tolist() == [want[s] for s in slots]
+
+
+def test_terms_without_a_column_answer_stay_in_python():
+    c = Columns(S)
+    q = _query([("match", "s", "a*"), ("true", "i32"), (">", "i32", 3), ("match", "i32", "1*")])
+    vec, rest = c.vector_terms(q.terms)
+    assert [t.op for t in vec] == ["gt"]
+    assert [t.op for t in rest] == ["match", "true", "match"]
+
+
+def test_freeze_thaw_clear_follow_the_heap():
+    c = Columns(S)
+    rows = _rows([(1, 2, 3.0, True), (None, None, None, None), (5, U64_MAX, -0.0, False)])
+    c.load(rows)
+    c._check(rows)
+    c.thaw([1])
+    heap = [rows[0], object(), rows[2]]
+    c._check(heap)
+    c.clear([0])
+    heap[0] = None
+    c._check(heap)
+    new = ("k9", -7, 9, 2.5, None, None)
+    c.freeze([1], [new])
+    heap[1] = new
+    c._check(heap)
+    more = [("k%d" % i, i, i, float(i), i % 2 == 0, None) for i in range(3, 3000)]
+    c.freeze(list(range(3, 3000)), more)      # grows past the capacity
+    c._check(heap + more)
+    assert c.mask(_query([(">", "i32", 2990)]).terms).sum() == 9
+
+
+def test_check_catches_a_stale_value():
+    c = Columns(S)
+    rows = _rows([(1, 2, 3.0, True)])
+    c.load(rows)
+    c.cols[1][0] = 5
+    with pytest.raises(AssertionError, match="field 1"):
+        c._check(rows)
