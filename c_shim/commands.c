@@ -22,17 +22,54 @@
 #define PACKAGE_VERSION "0.1"
 #define TABLE_COMMAND "FlightState"
 
-typedef enum { CALL, SEARCH, INDEX, TRANSACTION, INIT, INGEST_FILE, WRITE_TSV, WATCH } Kind;
+typedef enum { CALL, SEARCH, INDEX, TRANSACTION, INIT, OPTIONS } Kind;
+
+/* The words of a command with options (Kind OPTIONS), after the command
+ * words: `lead` words, then (if `maybe`) one word that does not start with
+ * "-" or nothing, then option/value pairs (value options only; the last of
+ * each wins), then (if `tail`) a last word.  The method gets them in that
+ * order, the options' values in table order, None for each one not given. */
+typedef struct OptionForm {
+    const ShimOption *options;     /* ends with a NULL name */
+    int lead, maybe, tail;
+} OptionForm;
+
+#define MAX_OPTION_ARGS 4          /* the most arguments an OptionForm passes on */
+
+/* FlightState ingest_file path ?batch_size? ?-progress command? */
+static const ShimOption ingest_file_options[] = {
+    {"-progress", SHIM_OPT_VALUE, 0, NULL},
+    {NULL, SHIM_OPT_VALUE, 0, NULL}
+};
+static const OptionForm ingest_file_form = {.options = ingest_file_options, .lead = 1, .maybe = 1};
+
+/* FlightState write_tsv ?-compare terms? ?-file path? */
+static const ShimOption write_tsv_options[] = {
+    {"-compare", SHIM_OPT_VALUE, 0, NULL},
+    {"-file", SHIM_OPT_VALUE, 0, NULL},
+    {NULL, SHIM_OPT_VALUE, 0, NULL}
+};
+static const OptionForm write_tsv_form = {.options = write_tsv_options};
+
+/* FlightState watch ?-key key? ?-compare terms? callback */
+static const ShimOption watch_options[] = {
+    {"-compare", SHIM_OPT_VALUE, 0, NULL},
+    {"-key", SHIM_OPT_VALUE, 0, NULL},
+    {NULL, SHIM_OPT_VALUE, 0, NULL}
+};
+static const OptionForm watch_form = {.options = watch_options, .tail = 1};
 
 /* One subcommand or command.  `name` first: Tcl_GetIndexFromObjStruct reads it.
  * Arguments after the command words: at least min, at most max (-1: any), and
- * beyond min they come in groups of `step` (0: no extra). */
+ * beyond min they come in groups of `step` (0: no extra).  `form`: the words
+ * of a Kind OPTIONS command. */
 typedef struct Spec {
     const char *name;
     const char *method;
     Kind kind;
     int min, max, step;
     const char *usage;
+    const OptionForm *form;
 } Spec;
 
 static const Spec table_subs[] = {
@@ -44,13 +81,14 @@ static const Spec table_subs[] = {
     {"fields", "t_fields", CALL, 0, 0, 0, ""},
     {"get", "t_get", CALL, 1, -1, 1, "key ?field ...?"},
     {"index", NULL, INDEX, 1, 2, 0, "indexed|create field|drop field"},
-    {"ingest_file", "t_ingest_file", INGEST_FILE, 1, 4, 0, "path ?batch_size? ?-progress command?"},
+    {"ingest_file", "t_ingest_file", OPTIONS, 1, 4, 0, "path ?batch_size? ?-progress command?",
+     &ingest_file_form},
     {"ingest_tsv", "t_ingest_tsv", CALL, 1, 2, 0, "tsv ?batch_size?"},
     {"search", "t_search", SEARCH, 0, -1, 0, "?-option value ...?"},
     {"set", "t_set", CALL, 3, -1, 2, "key field value ?field value ...?"},
     {"unwatch", "t_unwatch", CALL, 1, 1, 0, "id"},
-    {"watch", "t_watch", WATCH, 1, -1, 2, "?-key key? ?-compare list? callback"},
-    {"write_tsv", "t_write_tsv", WRITE_TSV, 0, -1, 1, "?-option value ...?"},
+    {"watch", "t_watch", OPTIONS, 1, -1, 2, "?-key key? ?-compare list? callback", &watch_form},
+    {"write_tsv", "t_write_tsv", OPTIONS, 0, -1, 1, "?-option value ...?", &write_tsv_form},
     {NULL, NULL, CALL, 0, 0, 0, NULL}
 };
 
@@ -171,15 +209,28 @@ PyObject *shim_call(ShimInterp *si, const char *method, int n, Tcl_Obj *const ob
     return r;
 }
 
+/* The answer r of a call (a new reference, or NULL with a Python error) as
+ * the interp's result, or the error; TCL_OK or TCL_ERROR.  GIL held. */
+static int set_result(Tcl_Interp *interp, PyObject *r)
+{
+    Tcl_Obj *res = r ? shim_py_to_tcl(r) : NULL;
+
+    Py_XDECREF(r);
+    if (!res) {
+        return shim_python_error(interp);
+    }
+    Tcl_SetObjResult(interp, res);
+    return TCL_OK;
+}
+
 /* session.<method>(*vals), each Tcl value converted, NULL as None; the
  * answer becomes the interp's result. */
 static int call_optional(ShimInterp *si, Tcl_Interp *interp, const char *method,
                          int n, Tcl_Obj *const vals[])
 {
     PyGILState_STATE g = shim_gil_enter();
-    PyObject *base[2 + 3], *r = NULL;     /* n <= 3 */
-    Tcl_Obj *res = NULL;
-    int i, code = TCL_OK;
+    PyObject *base[2 + MAX_OPTION_ARGS], *r = NULL;     /* n <= MAX_OPTION_ARGS */
+    int i, code;
 
     for (i = 0; i < n; i++) {
         if (!(base[2 + i] = shim_arg_or_none(vals[i]))) {
@@ -192,13 +243,7 @@ static int call_optional(ShimInterp *si, Tcl_Interp *interp, const char *method,
     while (i-- > 0) {
         Py_DECREF(base[2 + i]);
     }
-    res = r ? shim_py_to_tcl(r) : NULL;
-    Py_XDECREF(r);
-    if (res) {
-        Tcl_SetObjResult(interp, res);
-    } else {
-        code = shim_python_error(interp);
-    }
+    code = set_result(interp, r);
     shim_gil_leave(g);
     return code;
 }
@@ -207,16 +252,8 @@ static int call_and_set_result(ShimInterp *si, Tcl_Interp *interp, const char *m
                                int n, Tcl_Obj *const objv[])
 {
     PyGILState_STATE g = shim_gil_enter();
-    PyObject *r = shim_call(si, method, n, objv);
-    Tcl_Obj *res = r ? shim_py_to_tcl(r) : NULL;
-    int code = TCL_OK;
+    int code = set_result(interp, shim_call(si, method, n, objv));
 
-    Py_XDECREF(r);
-    if (res) {
-        Tcl_SetObjResult(interp, res);
-    } else {
-        code = shim_python_error(interp);
-    }
     shim_gil_leave(g);
     return code;
 }
@@ -240,67 +277,48 @@ static int lookup(Tcl_Interp *interp, Tcl_Obj *word, const Spec *table, int *idx
 
 /* ---- commands with options ---------------------------------------------- */
 
-static const ShimOption progress_option[] = {
-    {"-progress", SHIM_OPT_VALUE, 0, NULL},
-    {NULL, SHIM_OPT_VALUE, 0, NULL}
-};
-
-/* FlightState ingest_file path ?batch_size? ?-progress command?: a word after
- * the path that does not start with "-" is the batch size. */
-static int ingest_file_cmd(ShimInterp *si, Tcl_Interp *interp, int objc, Tcl_Obj *const objv[])
+/* session.<method>(...) with the words of spec->form (see OptionForm).  A
+ * word after the lead ones that does not start with "-" is the `maybe` word
+ * (ingest_file's batch size); a last word that names an option is that option
+ * without its value (`watch -key`: the callback forgotten), not the tail. */
+static int options_cmd(ShimInterp *si, Tcl_Interp *interp, const Spec *spec, int objc,
+                       Tcl_Obj *const objv[])
 {
-    Tcl_Obj *vals[3] = {objv[2], NULL, NULL};      /* path, batch_size, -progress */
-    int i = 3;
+    const OptionForm *f = spec->form;
+    Tcl_Obj *vals[MAX_OPTION_ARGS] = {NULL};
+    int i = 2, n = 0, nopt = 0, end = objc, idx;
 
-    if (i < objc && Tcl_GetString(objv[i])[0] != '-') {
-        vals[1] = objv[i++];
+    while (f->options[nopt].name) {
+        nopt++;
     }
-    if (shim_value_options(interp, objc, objv, i, progress_option, vals + 2) != TCL_OK) {
+    if (f->lead + f->maybe + nopt + f->tail > MAX_OPTION_ARGS) {      /* a table's mistake */
+        Tcl_SetObjResult(interp, Tcl_ObjPrintf("aerostore: internal error: %s passes more than "
+                                               "%d arguments", spec->name, MAX_OPTION_ARGS));
+        Tcl_SetErrorCode(interp, "AEROSTORE", "INTERNAL", NULL);
         return TCL_ERROR;
     }
-    return call_optional(si, interp, "t_ingest_file", 3, vals);
-}
-
-static const ShimOption write_tsv_options[] = {
-    {"-compare", SHIM_OPT_VALUE, 0, NULL},
-    {"-file", SHIM_OPT_VALUE, 0, NULL},
-    {NULL, SHIM_OPT_VALUE, 0, NULL}
-};
-
-/* FlightState write_tsv ?-compare terms? ?-file path? (the last of each wins) */
-static int write_tsv_cmd(ShimInterp *si, Tcl_Interp *interp, int objc, Tcl_Obj *const objv[])
-{
-    Tcl_Obj *vals[2] = {NULL, NULL};
-
-    if (shim_value_options(interp, objc, objv, 2, write_tsv_options, vals) != TCL_OK) {
+    while (n < f->lead) {          /* the arity check saw them */
+        vals[n++] = objv[i++];
+    }
+    if (f->maybe) {
+        if (i < objc && Tcl_GetString(objv[i])[0] != '-') {
+            vals[n] = objv[i++];
+        }
+        n++;
+    }
+    if (f->tail) {
+        end = objc - 1;
+        if (Tcl_GetString(objv[end])[0] == '-'
+                && Tcl_GetIndexFromObjStruct(NULL, objv[end], f->options, sizeof(ShimOption),
+                                             "option", 0, &idx) == TCL_OK) {
+            return shim_missing_value(interp, f->options[idx].name);
+        }
+        vals[n + nopt] = objv[end];
+    }
+    if (shim_value_options(interp, end, objv, i, f->options, vals + n) != TCL_OK) {
         return TCL_ERROR;
     }
-    return call_optional(si, interp, "t_write_tsv", 2, vals);
-}
-
-static const ShimOption watch_options[] = {
-    {"-compare", SHIM_OPT_VALUE, 0, NULL},
-    {"-key", SHIM_OPT_VALUE, 0, NULL},
-    {NULL, SHIM_OPT_VALUE, 0, NULL}
-};
-
-/* FlightState watch ?-key key? ?-compare terms? callback: the callback is the
- * last word; a last word that names an option is that option without its
- * value (`watch -key`, the callback forgotten). */
-static int watch_cmd(ShimInterp *si, Tcl_Interp *interp, int objc, Tcl_Obj *const objv[])
-{
-    Tcl_Obj *vals[3] = {NULL, NULL, objv[objc - 1]};   /* -compare, -key, callback */
-    int idx, last = objc - 1;
-
-    if (Tcl_GetString(objv[last])[0] == '-'
-            && Tcl_GetIndexFromObjStruct(NULL, objv[last], watch_options, sizeof(ShimOption),
-                                         "option", 0, &idx) == TCL_OK) {
-        return shim_missing_value(interp, watch_options[idx].name);
-    }
-    if (shim_value_options(interp, last, objv, 2, watch_options, vals) != TCL_OK) {
-        return TCL_ERROR;
-    }
-    return call_optional(si, interp, "t_watch", 3, vals);
+    return call_optional(si, interp, spec->method, n + nopt + f->tail, vals);
 }
 
 /* ---- FlightState -------------------------------------------------------- */
@@ -334,12 +352,8 @@ static int table_cmd(ClientData cd, Tcl_Interp *interp, int objc, Tcl_Obj *const
             return TCL_ERROR;
         }
         return call_and_set_result(si, interp, spec->method, objc - 3, objv + 3);
-    case INGEST_FILE:
-        return ingest_file_cmd(si, interp, objc, objv);
-    case WRITE_TSV:
-        return write_tsv_cmd(si, interp, objc, objv);
-    case WATCH:
-        return watch_cmd(si, interp, objc, objv);
+    case OPTIONS:
+        return options_cmd(si, interp, spec, objc, objv);
     default:
         return call_and_set_result(si, interp, spec->method, objc - 2, objv + 2);
     }
