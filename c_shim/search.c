@@ -5,12 +5,12 @@
  * -offset by Tcl_GetWideIntFromObj, -countOnly and -delete by
  * Tcl_GetBooleanFromObj; later options override earlier ones).  Then
  *
- *   session.t_search(compare, sort, fields, desc, limit, offset, mode, key, code,
+ *   session.t_search(compare, sort, fields, desc, limit, offset, bind, key, code,
  *                    count_only, delete)
  *
- * (compare, sort, fields: the values given, or None; mode 0 none, 1 -get,
- * 2 -array_get, 3 -array_get_with_nulls, 4 -array; key and code: whether -key
- * and -code were given) runs the query on one snapshot and answers either a
+ * (compare, sort, fields: the values given, or None; bind: the binding option
+ * given, by its full name (-get, -array_get, -array_get_with_nulls or -array),
+ * or None; key and code: whether -key and -code were given) runs the query on one snapshot and answers either a
  * number (nothing to bind or run: -countOnly, or no -key/-get/-array.../-code)
  * or a plan tuple:
  *
@@ -32,8 +32,6 @@
 
 #define CHUNK 64
 
-enum { BIND_NONE, BIND_GET, BIND_ARRAY_GET, BIND_ARRAY_GET_NULLS, BIND_ARRAY };
-
 static const ShimOption search_options[] = {
     {"-array", SHIM_OPT_VALUE, 0, NULL},
     {"-array_get", SHIM_OPT_VALUE, 0, NULL},
@@ -54,20 +52,24 @@ static const ShimOption search_options[] = {
 };
 enum { O_ARRAY, O_ARRAY_GET, O_ARRAY_GET_NULLS, O_ASC, O_CODE, O_COMPARE, O_COUNT_ONLY, O_DELETE,
        O_DESC, O_FIELDS, O_GET, O_KEY, O_LIMIT, O_OFFSET, O_SORT };
+/* A binding is the index of its option here (O_GET, O_ARRAY_GET,
+ * O_ARRAY_GET_NULLS or O_ARRAY), or NO_BIND; Python is told the option's
+ * name, never a number. */
+#define NO_BIND (-1)
 
 /* The options of one search. */
 typedef struct Options {
     Tcl_Obj *compare, *sort, *fields;      /* NULL: not given */
     int desc, count_only, del;
     Tcl_WideInt limit, offset;
-    int mode;
+    int bind;                              /* O_GET ... O_ARRAY, or NO_BIND */
     Tcl_Obj *key_var, *bind_var, *body;    /* NULL: not given */
 } Options;
 
 static int parse_options(Tcl_Interp *interp, int objc, Tcl_Obj *const objv[], Options *o)
 {
     ShimOptionValue v;
-    int i, idx, mode;
+    int i, idx;
 
     for (i = 0; i < objc; i += v.obj ? 2 : 1) {
         if (shim_option(interp, objc, objv, i, search_options, &idx, &v) != TCL_OK) {
@@ -86,14 +88,12 @@ static int parse_options(Tcl_Interp *interp, int objc, Tcl_Obj *const objv[], Op
         case O_KEY: o->key_var = v.obj; break;
         case O_CODE: o->body = v.obj; break;
         default:       /* -get, -array_get, -array_get_with_nulls, -array */
-            mode = idx == O_GET ? BIND_GET : idx == O_ARRAY_GET ? BIND_ARRAY_GET
-                 : idx == O_ARRAY_GET_NULLS ? BIND_ARRAY_GET_NULLS : BIND_ARRAY;
-            if (o->mode && o->mode != mode) {
+            if (o->bind != NO_BIND && o->bind != idx) {
                 return shim_usage_message(interp, Tcl_NewStringObj("only one of -get, -array_get, "
                                           "-array_get_with_nulls and -array may be given", -1),
                                           "OPTION", search_options[idx].name);
             }
-            o->mode = mode;
+            o->bind = idx;
             o->bind_var = v.obj;
         }
     }
@@ -112,7 +112,8 @@ static PyObject *call_search(ShimInterp *si, const Options *o)
     args[3] = PyBool_FromLong(o->desc);
     args[4] = PyLong_FromLongLong((long long)o->limit);
     args[5] = PyLong_FromLongLong((long long)o->offset);
-    args[6] = PyLong_FromLong(o->mode);
+    args[6] = o->bind == NO_BIND ? shim_arg_or_none(NULL)
+                                 : PyUnicode_FromString(search_options[o->bind].name);
     args[7] = PyBool_FromLong(o->key_var != NULL);
     args[8] = PyBool_FromLong(o->body != NULL);
     args[9] = PyBool_FromLong(o->count_only);
@@ -137,7 +138,7 @@ typedef struct Plan {
     Tcl_Obj **names;           /* field names, one Tcl_Obj each (refcounted) */
     Tcl_Obj **scratch;         /* room for one row's values (-get) */
     Tcl_Obj *empty;            /* the value bound for a null (refcounted) */
-    int mode;
+    int bind;                  /* O_GET ... O_ARRAY, or NO_BIND */
     Tcl_Obj *key_var, *bind_var, *body;
     PyObject *finish;          /* borrowed, or NULL */
 } Plan;
@@ -160,7 +161,7 @@ static int plan_from_tuple(Plan *p, PyObject *t, const Options *o)
         PyErr_SetString(PyExc_ValueError, "bad search plan");
         return -1;
     }
-    p->mode = o->mode;
+    p->bind = o->bind;
     p->key_var = o->key_var;
     p->bind_var = o->bind_var;
     p->body = o->body;
@@ -270,10 +271,10 @@ static int bind_row(Tcl_Interp *interp, Plan *p, Tcl_Obj **v)
                                       TCL_LEAVE_ERR_MSG)) {
         return var_error(interp);
     }
-    if (p->mode == BIND_NONE) {
+    if (p->bind == NO_BIND) {
         return TCL_OK;
     }
-    if (p->mode == BIND_ARRAY) {
+    if (p->bind == O_ARRAY) {
         for (j = 0; j < p->nf; j++) {
             if (v[j + 1]) {
                 if (!Tcl_ObjSetVar2(interp, p->bind_var, p->names[j], v[j + 1], TCL_LEAVE_ERR_MSG)) {
@@ -285,7 +286,7 @@ static int bind_row(Tcl_Interp *interp, Plan *p, Tcl_Obj **v)
         }
         return TCL_OK;
     }
-    if (p->mode == BIND_GET) {
+    if (p->bind == O_GET) {
         for (j = 0; j < p->nf; j++) {
             p->scratch[j] = v[j + 1] ? v[j + 1] : p->empty;
         }
@@ -296,7 +297,7 @@ static int bind_row(Tcl_Interp *interp, Plan *p, Tcl_Obj **v)
         value = Tcl_NewDictObj();
         for (j = 0; j < p->nf; j++) {
             Tcl_Obj *x = v[j + 1];
-            if (x || p->mode == BIND_ARRAY_GET_NULLS) {
+            if (x || p->bind == O_ARRAY_GET_NULLS) {
                 Tcl_DictObjPut(NULL, value, p->names[j], x ? x : p->empty);
             }
         }
@@ -377,6 +378,7 @@ int shim_search(ShimInterp *si, Tcl_Interp *interp, int objc, Tcl_Obj *const obj
     Py_ssize_t visited, result;
     int code, completed;
 
+    o.bind = NO_BIND;
     if (parse_options(interp, objc - 2, objv + 2, &o) != TCL_OK) {
         return TCL_ERROR;
     }

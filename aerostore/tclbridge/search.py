@@ -80,12 +80,13 @@ _QUERIES_MAX = 64      # Query objects a session keeps for repeated searches
 class Search:
     """One search: the options the shim read (c_shim/search.c).
 
-    ``compare``, ``sort``, ``fields``: the values given, or None; ``mode`` the
-    binding (0 none, 1 -get, 2 -array_get, 3 -array_get_with_nulls, 4 -array);
-    ``key``, ``code``: whether -key and -code were given.
+    ``compare``, ``sort``, ``fields``: the values given, or None; ``bind``
+    the binding option given, by its full name (``-get``, ``-array_get``,
+    ``-array_get_with_nulls`` or ``-array``: only the shim tells them apart),
+    or None; ``key``, ``code``: whether -key and -code were given.
     """
 
-    def __init__(self, session, compare, sort, fields, desc, limit, offset, mode, key, code,
+    def __init__(self, session, compare, sort, fields, desc, limit, offset, bind, key, code,
                  count_only, delete):
         if delete and session.safe:
             raise UsageError("search -delete is not allowed in a safe interpreter", "SAFE")
@@ -98,7 +99,7 @@ class Search:
         self.desc = desc
         self.limit = limit
         self.offset = offset
-        self.mode = mode
+        self.bind = bind
         self.key = key
         self.code = code
         self.count_only = count_only
@@ -159,13 +160,13 @@ class Search:
 
     def _plan(self, count, rows, finish=None):
         key_pos, positions, names = self._binding()
-        if not self.mode:                    # only -key/-code: convert no field values
+        if self.bind is None:                # only -key/-code: convert no field values
             positions = names = ()
         return (count, rows, key_pos, positions, names, finish)
 
     # -- running -----------------------------------------------------------------
     def run(self):
-        binds = self.key or self.mode or self.code
+        binds = self.key or self.bind is not None or self.code
         if self.delete:
             return self._run_delete(binds)
         q = self._query(self.session._table())
