@@ -254,9 +254,14 @@ class Database:
             ops: list = []
             for tname, ws in writes.items():
                 if ws:
-                    touched: list = []
-                    stores[tname].install(ws, csn, tname, changes, ops, touched)
-                    self._prune_q.append((csn, stores[tname], touched))
+                    st = stores[tname]
+                    done = st.install(ws, csn, tname)
+                    self._prune_q.append((csn, st, done.touched))
+                    if ops:                     # a second table: its records after the first's
+                        ops += done.ops
+                        changes += done.changes
+                    else:
+                        ops, changes = done.ops, done.changes
             self._pending_pub.append((csn, changes))
             sync = self.config.get("aerostore.synchronous_commit")
             try:

@@ -29,13 +29,14 @@ from __future__ import annotations
 from collections import deque
 from itertools import compress
 from operator import itemgetter, ne
+from typing import NamedTuple
 
 from .arrayindex import new_index
 from .index import SortedIndex, compacted
 from .latch import Latch
 from .mvcc import INF, Version, visible
 
-__all__ = ["TableStore"]
+__all__ = ["TableStore", "Installed"]
 
 _FEW = 8  # below this many rows, index writes go one by one instead of in batches
 # Writers take the latch per part of this many rows, so a reader waits for one
@@ -102,6 +103,13 @@ _first, _second, _third = itemgetter(0), itemgetter(1), itemgetter(2)
 def _newer_csn(head) -> int:
     """The CSN of the newest commit on a chain (its delete, else its head's insert)."""
     return head.xmax if head.xmax < INF else head.xmin
+
+
+class Installed(NamedTuple):
+    """What ``TableStore.install`` made of one table's write set, in write-set order."""
+    ops: list         # WAL ops: ("put", table, key, row) or ("del", table, key)
+    changes: list     # change records for the publish hooks: (table, op, key, old, new)
+    touched: list     # the slots to prune once the vacuum horizon allows
 
 
 class TableStore:
@@ -212,16 +220,19 @@ class TableStore:
                 return key, _newer_csn(head)
         return None
 
-    def install(self, ws: dict, csn: int, tname: str, changes: list, ops: list, touched: list) -> None:
+    def install(self, ws: dict, csn: int, tname: str) -> Installed:
         """Install a committed write set (key -> row tuple, or None to delete) as CSN ``csn``.
 
-        Appends the WAL ops, the change records and the slots to prune later.
-        Caller holds the commit lock.  O(len(ws)); index entries are applied
-        at once, batched per index (index.py).  The latch is taken per part of
-        ``_PART`` rows, each row's heap change and index entries in one part,
-        so readers wait for at most one part; the commit is not published yet,
-        so no reader needs the parts done before its own.
+        Returns the WAL ops, the change records and the slots to prune later
+        (``Installed``).  Caller holds the commit lock.  O(len(ws)); index
+        entries are applied at once, batched per index (index.py).  The latch
+        is taken per part of ``_PART`` rows, each row's heap change and index
+        entries in one part, so readers wait for at most one part; the commit
+        is not published yet, so no reader needs the parts done before its own.
         """
+        ops: list = []
+        changes: list = []
+        touched: list = []
         idx = list(self.indexes.values())
         n = len(ws)
         if n <= _PART or n >= _WHOLE:
@@ -233,10 +244,12 @@ class TableStore:
                 n_live += self._install_part(items[i:i + _PART], csn, tname, changes, ops, touched, idx)
         with self.latch:
             self.live.append((csn, self.live[-1][1] + n_live))
+        return Installed(ops, changes, touched)
 
     def _install_part(self, items, csn: int, tname: str, changes: list, ops: list, touched: list,
                       idx: list) -> int:
-        """``install`` of some of the write set, under the latch; the change in live rows."""
+        """``install`` of some of the write set, under the latch: appends to
+        ``changes``, ``ops`` and ``touched``; the change in live rows."""
         slots = self.slots
         rows = self.rows
         fresh_keys = []
