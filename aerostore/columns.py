@@ -142,8 +142,10 @@ class Columns:
         if len(slots):
             self.state[np.array(slots, np.intp)] = EMPTY
 
-    def load(self, rows: list) -> None:
-        """Replace everything: ``rows`` (tuples, or None for a free slot) hold slots 0.. in order.  O(n) in C."""
+    def load(self, rows: list, all_settled: bool = False) -> None:
+        """Replace everything from a heap's ``rows`` (slot i holds ``rows[i]``: a
+        settled tuple, a version chain, or None); ``all_settled``: every one is a
+        tuple.  O(n) in C, plus a Python pass when some slots are not tuples."""
         n = len(rows)
         self.cap = 0
         self.n = 0
@@ -153,11 +155,12 @@ class Columns:
         if not n:
             return
         self._grow(n)
-        live = [i for i, r in enumerate(rows) if r is not None] if None in rows else None
-        if live is None:
+        if all_settled:
             self.freeze_range(rows)
-        else:
-            self.freeze(live, [rows[i] for i in live])
+            return
+        settled = [i for i, r in enumerate(rows) if r.__class__ is tuple]
+        self.freeze(settled, [rows[i] for i in settled])
+        self.thaw([i for i, r in enumerate(rows) if r is not None and r.__class__ is not tuple])
 
     def freeze_range(self, rows: list) -> None:
         """``load`` of rows without holes: slot i holds ``rows[i]``."""

@@ -32,6 +32,7 @@ from operator import itemgetter, ne
 from typing import NamedTuple
 
 from .arrayindex import new_index
+from .columns import Columns
 from .index import SortedIndex, compacted
 from .latch import Latch
 from .mvcc import INF, Version, visible
@@ -129,6 +130,9 @@ class TableStore:
         self.unfrozen: set = set()
         self.n_frozen = 0
         self.latch = Latch()
+        # typed arrays of the settled rows (columns.py), built on the first query
+        # that can use them; None until then (writers keep them exact once built)
+        self.columns: Columns | None = None
 
     # -- reads -------------------------------------------------------------------
     def get(self, key, s: int):
@@ -261,7 +265,7 @@ class TableStore:
         tappend = touched.append
         simple = []
         simple_append = simple.append
-        n_thawed = 0
+        thawed = []
         n_live = 0
         with self.latch:
             unfrozen = self.unfrozen      # under the latch: prune may replace it
@@ -277,7 +281,7 @@ class TableStore:
                 if head.__class__ is tuple:
                     cur = head
                     old = Version(0, csn, head, None)
-                    n_thawed += 1
+                    thawed.append(slot)
                     unfrozen.add(slot)
                     rows[slot] = old
                 else:
@@ -306,9 +310,14 @@ class TableStore:
                             add_slots[p].append(slot)
                 cappend((tname, "update" if cur is not None else "insert", key, cur, values))
                 oappend(("put", tname, key, values))
-            self.n_frozen -= n_thawed
+            self.n_frozen -= len(thawed)
+            cols = self.columns
+            if cols is not None and thawed:
+                cols.thaw(thawed)
             if fresh_keys:
                 new_slots = self._alloc(len(fresh_keys))
+                if cols is not None:
+                    cols.thaw(new_slots)
                 for key, values, slot in zip(fresh_keys, fresh_vals, new_slots):
                     rows[slot] = Version(csn, INF, values, None)
                 slots.update(zip(fresh_keys, new_slots))
@@ -356,7 +365,7 @@ class TableStore:
         rows = self.rows
         simple = []
         simple_append = simple.append
-        n_frozen = 0
+        settled = []
         freed = []
         with self.latch:
             unfrozen = self.unfrozen
@@ -395,7 +404,7 @@ class TableStore:
                     v.prev = None
                     if newer is None and v.xmax == INF:
                         rows[slot] = v.values
-                        n_frozen += 1
+                        settled.append(slot)
                         unfrozen.discard(slot)
                 if dropped is None or not idx:
                     continue
@@ -408,7 +417,13 @@ class TableStore:
                     for val in _chain_values(dropped, p) - _chain_values(head, p):
                         rm_vals[p].append(val)
                         rm_slots[p].append(slot)
-            self.n_frozen += n_frozen
+            self.n_frozen += len(settled)
+            cols = self.columns
+            if cols is not None:
+                if settled:
+                    cols.freeze(settled, [rows[slot] for slot in settled])
+                if freed:
+                    cols.clear(freed)
             self.unfrozen = compacted(unfrozen)
             _index_writes(idx, simple, rm_vals, rm_slots, False)
             # entries of freed slots are gone (applied above): they can be reused at once
@@ -434,11 +449,12 @@ class TableStore:
             self.unfrozen = set()
             self.n_frozen = len(rows)
             self.live = deque([(0, len(rows))])
+            self.columns = None
             for ix in self.indexes.values():
                 ix.retire()
 
     def replay_put(self, key, values: tuple) -> None:
-        """Recovery only (single-threaded, indexes retired): upsert a frozen row."""
+        """Recovery only (single-threaded, indexes retired, no columns yet): upsert a frozen row."""
         slot = self.slots.get(key)
         if slot is None:
             slot = self.free.pop() if self.free else len(self.rows)
@@ -487,6 +503,20 @@ class TableStore:
                 ix = indexes.get(p)
                 if ix is not None and not ix.ready:
                     self._fill(ix)
+
+    def build_columns(self) -> Columns:
+        """The table's columns (columns.py), built from the heap on first use.
+        O(1) once built; else O(n) in C (plus a Python pass over the slots if
+        some hold chains), under the exclusive latch."""
+        cols = self.columns
+        if cols is not None:
+            return cols
+        with self.latch:
+            if self.columns is None:
+                cols = Columns(self.schema)
+                cols.load(self.rows, all_settled=self.n_frozen == len(self.rows))
+                self.columns = cols
+            return self.columns
 
     def create_index(self, pos: int) -> bool:
         """Build an index on field ``pos``; False if it exists.  O(n log n)."""
@@ -555,6 +585,8 @@ class TableStore:
             for pos, ix in self.indexes.items():
                 self.ready_index(ix)
                 ix._check()
+            if self.columns is not None:
+                self.columns._check(rows)
                 want = set()
                 nulls = set()
                 for slot, head in enumerate(rows):

@@ -72,7 +72,7 @@ def test_mask_agrees_with_the_predicate(vals, terms, data):
     states = data.draw(st.lists(st.sampled_from([EMPTY, FROZEN, CHAIN]), min_size=len(rows),
                                 max_size=len(rows)))
     c = Columns(S)
-    c.load(rows)
+    c.load(rows, all_settled=True)
     c.thaw([i for i, s in enumerate(states) if s == CHAIN])
     c.clear([i for i, s in enumerate(states) if s == EMPTY])
     q = _query(terms)
