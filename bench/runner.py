@@ -79,11 +79,13 @@ def run_tcl(engine: Engine, workload: str, params: list, timeout: float,
 def engine_fingerprint(kind: str) -> str:
     """A short hash of the engine's code, so a template is rebuilt when the
     engine (and maybe its file format) changes: Aerostore's Python package and
-    shim sources, or the SQLite Tcl file."""
+    shim sources, or the SQLite Tcl files (sqlite.tcl and the schema's
+    sqlite_lib.tcl)."""
     if kind == "aerostore":
         roots = [os.path.join(REPO, "aerostore"), os.path.join(REPO, "c_shim")]
     else:
-        roots = [os.path.join(BENCH, "tcl", kind + ".tcl")]
+        roots = [p for p in (os.path.join(BENCH, "tcl", kind + ".tcl"),
+                             os.path.join(BENCH, "tcl", kind + "_lib.tcl")) if os.path.exists(p)]
     h = hashlib.sha1()
     for root in roots:
         paths = [root] if os.path.isfile(root) else sorted(
@@ -116,9 +118,9 @@ class Scratch:
                 # templates of older engine code are of no further use
                 for old in os.listdir(tdir) if os.path.isdir(tdir) else ():
                     if old.startswith(stem):
-                        _remove(os.path.join(tdir, old))
+                        remove_path(os.path.join(tdir, old))
                 for p in (path, path + "-wal", path + "-shm"):
-                    _remove(p)
+                    remove_path(p)
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 prep = Engine(engine.name, engine.kind, (("sync", "on"),) if engine.is_aerostore
                               else (("mode", "wal"),), "prepare")
@@ -138,7 +140,7 @@ class Scratch:
     def run(self, engine: Engine, workload, rep: int, commits: int, max_secs: float,
             wrap: tuple = ()) -> Outcome:
         store_parent = os.path.join(self.cache, "run", f"{engine.name}-{workload.name}-{rep}")
-        _remove(store_parent)
+        remove_path(store_parent)
         os.makedirs(store_parent)
         store = os.path.join(store_parent, "store" if engine.is_aerostore else "db.sqlite")
         try:
@@ -160,10 +162,11 @@ class Scratch:
             out.fingerprint = fp
             return out
         finally:
-            _remove(store_parent)
+            remove_path(store_parent)
 
 
-def _remove(path: str):
+def remove_path(path: str):
+    """Remove a file or a whole directory, if there."""
     if os.path.isdir(path):
         shutil.rmtree(path, ignore_errors=True)
     elif os.path.exists(path):

@@ -6,8 +6,8 @@
 #
 # The engine file defines one proc per workload (wl_<name>) written the way a Tcl
 # programmer would use that engine; this file only holds what both sides share:
-# parameters, the clock, the per-call timing loop, RSS, JSON output.  Timing is
-# taken inside the process with [clock microseconds], so process start-up, package
+# parameters, the clock, the timing loops, RSS, JSON output.  Timing is taken
+# inside the process with [clock microseconds], so process start-up, package
 # loading and data preparation are never part of a figure.
 
 source [file join [file dirname [info script]] common.tcl]
@@ -81,11 +81,93 @@ proc read_keys {path {limit 0}} {
     return $keys
 }
 
-# drive_threads tids keys per: give each thread (which defines "run keys deadline"
-# -> commits done) its share of keys, start them together, wait for all, and emit
-# the commit8 figure (wall time per commit).  Shared by both engines.
-proc drive_threads {tids keys per} {
-    set nthreads [llength $tids]
+# emit_rows figure dt n ?key value ...?: a figure of dt seconds for n rows.
+proc emit_rows {figure dt n args} {
+    emit $figure $dt s rows $n rows_per_s [expr {$n / $dt}] {*}$args
+}
+
+# emit_memory rss0 n: the memory figure, RSS growth since rss0 (kB) per row.
+proc emit_memory {rss0 n} {
+    set kb [expr {[rss_kb] - $rss0}]
+    emit memory [expr {$kb * 1024.0 / $n}] B/row rss_delta_kb $kb rows $n
+}
+
+# per_call figure body: the figure is time_per_call's median in ms; its check,
+# the result of the last call.
+proc per_call {figure body} {
+    lassign [time_per_call $body] us samples calls result
+    emit $figure [expr {$us / 1000.0}] ms samples $samples calls $calls check $result
+}
+
+# The figures below are the same loops for every engine; the engine gives its
+# commands as text (@NAME@ in a template: the engine's get, commit, ...), and
+# the figure proc puts them in with [string map] and runs the result as a proc:
+# the engine's command stands in the timed loop as if written there by hand,
+# with no call or eval added per operation (time_per_call does the same).
+proc run_inline {params template map args} {
+    proc __bench_inline $params [string map $map $template]
+    return [__bench_inline {*}$args]
+}
+
+# fig_get get: the get figure.  `get` reads the whole row of key $k; every key
+# of [param keys] once, after 1000 untimed reads.
+proc fig_get {get} {
+    run_inline {keys} {
+        foreach k [lrange $keys 0 999] { @GET@ }
+        set t0 [now]
+        foreach k $keys {
+            set row [@GET@]
+        }
+        set dt [expr {double([now] - $t0)}]
+        emit get [expr {$dt / [llength $keys]}] us calls [llength $keys] check [llength $row]
+    } [list @GET@ [string trim $get]] [read_keys [param keys]]
+}
+
+# fig_commit1 commit: the commit1 figure.  `commit` sets altitude $n on key $k
+# in one autocommit transaction; [param commits] keys, or [param max_secs].
+proc fig_commit1 {commit} {
+    run_inline {keys} {
+        set deadline [expr {[now] + [param max_secs] * 1000000}]
+        set t0 [now]
+        set n 0
+        foreach k $keys {
+            @COMMIT@
+            incr n
+            if {[now] > $deadline} break
+        }
+        set dt [expr {double([now] - $t0)}]
+        emit commit1 [expr {$dt / $n}] us/commit commits $n commits_per_s [expr {$n * 1e6 / $dt}]
+    } [list @COMMIT@ $commit] [read_keys [param keys] [param commits]]
+}
+
+# fig_commit8 setup arg commit: the commit8 figure, the same commits from
+# [param threads] (8) Tcl threads, each with its share of the keys.  Every
+# thread runs `setup` (its own engine handle; $arg is arg) before the clock
+# starts; then all start together, and the figure is wall time per commit.
+proc fig_commit8 {setup arg commit} {
+    package require Thread
+    set nthreads [param threads 8]
+    set per [expr {[param commits] / $nthreads}]
+    set keys [read_keys [param keys] [expr {$per * $nthreads}]]
+    set script [string map [list @SETUP@ $setup @COMMIT@ $commit] {
+        proc setup {arg} {@SETUP@}
+        proc run {keys deadline} {
+            set n 0
+            foreach k $keys {
+                @COMMIT@
+                incr n
+                if {[clock microseconds] > $deadline} break
+            }
+            return $n
+        }
+        thread::wait
+    }]
+    set tids {}
+    for {set t 0} {$t < $nthreads} {incr t} {
+        set tid [thread::create $script]
+        thread::send $tid [list setup $arg]
+        lappend tids $tid
+    }
     set deadline [expr {[now] + [param max_secs] * 1000000}]
     set t0 [now]
     set t 0
@@ -104,9 +186,27 @@ proc drive_threads {tids keys per} {
         commits_per_s [expr {$total * 1e6 / $dt}]
 }
 
+# fig_reopen figure open get count rows ?key value ...?: the reopen or recover
+# figure, seconds from `open` (the store as the driver left it) to the answer
+# of a first `get` of a key, and (figure_query) on to the answer of a first
+# indexed `count`; `rows` counts the rows (untimed).  Extra key value pairs go
+# with the first figure.
+proc fig_reopen {figure open get count rows args} {
+    run_inline {figure k extra} {
+        set t0 [now]
+        @OPEN@
+        set row [@GET@]
+        set dt [expr {([now] - $t0) / 1e6}]
+        set c [@COUNT@]
+        set dq [expr {([now] - $t0) / 1e6}]
+        emit $figure $dt s check [llength $row] rows [@ROWS@] {*}$extra
+        emit ${figure}_query $dq s check $c
+    } [list @OPEN@ $open @GET@ [string trim $get] @COUNT@ [string trim $count] @ROWS@ $rows] \
+        $figure [lindex [read_keys [param keys] 1] 0] $args
+}
+
 lassign $argv engine_file workload
-set ::P [lrange $argv 2 end]
-if {[llength $::P] % 2} { puts stderr "parameters must be name value pairs"; exit 2 }
+set_params [lrange $argv 2 end]
 source $engine_file
 if {[info commands wl_$workload] eq ""} {
     emit $workload null "" na "workload not implemented for this engine"

@@ -10,7 +10,7 @@
 set HERE [file dirname [file normalize [info script]]]
 source [file join $HERE live_lib.tcl]
 lassign $argv ENGINE_FILE params command
-set ::P $params
+set_params $params
 source $ENGINE_FILE
 if {[catch {
     eng_connect

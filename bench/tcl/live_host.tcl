@@ -22,8 +22,7 @@
 set HERE [file dirname [file normalize [info script]]]
 source [file join $HERE live_lib.tcl]
 lassign $argv ENGINE_FILE
-set ::P [lrange $argv 1 end]
-if {[llength $::P] % 2} { puts stderr "parameters must be name value pairs"; exit 2 }
+set_params [lrange $argv 1 end]
 source $ENGINE_FILE
 package require Thread
 

@@ -2,7 +2,8 @@
 # whether it runs as a Tcl thread (Aerostore, SQLite: live_host.tcl) or as a
 # process of its own (PostgreSQL through Pgtcl: live_client.tcl).
 #
-# The engine file sourced beside this one defines, in every thread/process:
+# The engine file sourced beside this one defines, in every thread/process (the
+# q_ procs of Aerostore and SQLite are aerostore_lib.tcl's and sqlite_lib.tcl's):
 #   eng_connect                  open this thread's connection (or engine handle)
 #   eng_feed tsv                 commit one batch of TSV rows, durably, as ONE
 #                                transaction; errors propagate
