@@ -32,7 +32,7 @@ import machine                                   # noqa: E402
 import pg                                        # noqa: E402
 from engines import BENCH, TCL_DIR, BY_NAME as ENGINE_BY_NAME, availability, tcl_env, tcl_eval  # noqa: E402
 from livestats import KINDS, TARGETS_MS, summarize_phase  # noqa: E402
-from runner import Scratch, engine_fingerprint   # noqa: E402
+from runner import Scratch, engine_fingerprint, remove_path   # noqa: E402
 
 HOST = os.path.join(TCL_DIR, "live_host.tcl")
 CLIENT = os.path.join(TCL_DIR, "live_client.tcl")
@@ -149,7 +149,7 @@ class ThreadSession:
             raise SessionError(tpl)
         self.fingerprint = engine_fingerprint(self.engine.kind)
         self.workdir = os.path.join(workdir, f"{name}-{ds.rows}")
-        _remove(self.workdir)
+        remove_path(self.workdir)
         os.makedirs(self.workdir)
         t0 = time.monotonic()
         if self.engine.is_aerostore:
@@ -251,7 +251,7 @@ class ThreadSession:
                 self.proc.kill()
                 self.proc.wait()
             self.stderr.close()
-            _remove(self.workdir)
+            remove_path(self.workdir)
 
 
 class ProcessSession:
@@ -331,6 +331,21 @@ class ProcessSession:
 def open_session(name, ds, scratch, workdir, a):
     cls = ProcessSession if LIVE_ENGINES[name][1] == "processes" else ThreadSession
     return cls(name, ds, scratch, workdir, a.timeout, a.batch_rows)
+
+
+def in_session(name, ds, scratch, workdir, a, work, e, err_key):
+    """Open a session of engine `name` on data set ds, run work(session), and
+    close it whatever happens; a failure is kept in e[err_key] and logged."""
+    sess = None
+    try:
+        sess = open_session(name, ds, scratch, workdir, a)
+        work(sess)
+    except (SessionError, RuntimeError, OSError) as err:
+        e[err_key] = str(err)
+        log(f"{name}: {err_key[:-len('error')].replace('_', ' ')}ERROR {err}")   # "ERROR", "sweep ERROR"
+    finally:
+        if sess:
+            sess.close()
 
 
 # -- what runs in a session --------------------------------------------------------
@@ -449,13 +464,6 @@ def _ms(x):
     return "-" if x is None else f"{x:.3g} ms"
 
 
-def _remove(path):
-    if os.path.isdir(path):
-        shutil.rmtree(path, ignore_errors=True)
-    elif os.path.exists(path):
-        os.remove(path)
-
-
 def unavailable_reasons(names) -> dict:
     out = {}
     kinds = {ENGINE_BY_NAME[LIVE_ENGINES[n][3]].kind for n in names if LIVE_ENGINES[n][3]}
@@ -522,9 +530,8 @@ def main(argv=None) -> int:
                 continue
             e = engines[name] = {"label": LIVE_ENGINES[name][0], "loadavg_start": machine.loadavg()}
             log(f"{name}: opening {ds.rows:,} rows")
-            sess = None
-            try:
-                sess = open_session(name, ds, scratch, workdir, a)
+
+            def main_runs(sess):
                 e["open_seconds"] = round(sess.open_seconds, 1)
                 e["code"] = sess.fingerprint
                 e["checks"] = sess.checks()
@@ -532,28 +539,18 @@ def main(argv=None) -> int:
                 e["runs"] = runner.main_phases(sess)
                 if a.sweep and sds is ds:
                     e["sweep"] = runner.sweep(sess)
-            except (SessionError, RuntimeError, OSError) as err:
-                e["error"] = str(err)
-                log(f"{name}: ERROR {err}")
-            finally:
-                if sess:
-                    sess.close()
+
+            def sweep_runs(sess):
+                sess.warm()
+                e["sweep"] = runner.sweep(sess)
+
+            in_session(name, ds, scratch, workdir, a, main_runs, e, "error")
             if a.sweep and sds is not ds and "error" not in e:
                 log(f"{name}: sweep on {sds.rows:,} rows")
-                sess = None
-                try:
-                    sess = open_session(name, sds, sscratch, workdir, a)
-                    sess.warm()
-                    e["sweep"] = runner.sweep(sess)
-                except (SessionError, RuntimeError, OSError) as err:
-                    e["sweep_error"] = str(err)
-                    log(f"{name}: sweep ERROR {err}")
-                finally:
-                    if sess:
-                        sess.close()
+                in_session(name, sds, sscratch, workdir, a, sweep_runs, e, "sweep_error")
             e["loadavg_end"] = machine.loadavg()
     finally:
-        _remove(workdir)
+        remove_path(workdir)
     mach["loadavg_end"] = machine.loadavg()
     config = {"rows": a.rows, "readers": a.readers, "rate": a.rate, "live_secs": a.live_secs,
               "alone_secs": a.alone_secs, "mix": a.mix, "new_frac": a.new_frac, "batch_rows": a.batch_rows,

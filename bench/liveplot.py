@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 
 from livestats import KINDS, TARGETS_MS, TITLES, bins, percentile
+from report import pyplot, save_chart
 
 MAX_POINTS = 15_000
 COLORS = {"aerostore": "#1f77b4", "sqlite": "#d62728", "postgres": "#2ca02c"}
@@ -64,10 +65,7 @@ def _panel(ax, title, engines, key, secs, target=None):
 
 
 def draw_run(outdir, prefix, doc, r):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     cfg = doc["config"]
     rs = str(r)
     engines = [(n, doc["engines"][n], doc["engines"][n]["runs"][rs]["live"])
@@ -107,18 +105,11 @@ def draw_run(outdir, prefix, doc, r):
     fig.suptitle(f"Live feed, {cfg['rows']:,} rows: {r} readers, feed target {cfg['rate']:,.0f} rows/s "
                  f"in {cfg['batch_rows']}-row durable commits\n{m['date']}, {m['cores']} cores, "
                  f"{m['cpu']}; dots = every query (thinned), lines = p99 per {_width(secs):g} s", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.96))
-    path = os.path.join(outdir, f"{prefix}-r{r}.png")
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return save_chart(fig, os.path.join(outdir, f"{prefix}-r{r}.png"), top=0.96)
 
 
 def draw_sweep(outdir, prefix, doc):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     cfg = doc["config"]
     sw = [(n, doc["engines"][n]) for n in cfg["engines"] if doc["engines"].get(n, {}).get("sweep")]
     if not sw:
@@ -160,11 +151,7 @@ def draw_sweep(outdir, prefix, doc):
     m = doc["machine"]
     fig.suptitle(f"Sustainable feed rate sweep: {s0['rows']:,} rows, {s0['readers']} readers, "
                  f"{s0['secs']:g} s per point; {m['date']}, {m['cores']} cores", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.94))
-    path = os.path.join(outdir, f"{prefix}-sweep.png")
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return save_chart(fig, os.path.join(outdir, f"{prefix}-sweep.png"), top=0.94)
 
 
 def draw(outdir, prefix, doc) -> list:

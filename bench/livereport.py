@@ -10,7 +10,7 @@ import json
 import os
 
 import liveplot
-from report import fmt
+from report import fmt, md_table, no_chart_note, saved_doc, write_doc
 from livestats import KINDS, TARGETS_MS, bins
 
 
@@ -120,23 +120,19 @@ def markdown(doc) -> str:
         have = [n for n in names if rs in engines[n].get("runs", {})]
         if not have:
             continue
-        out += [f"## R = {r} readers, feed target {cfg['rate']:,.0f} rows/s", "",
-                "| engine | feed achieved (rows/s) | of target | commit p50 / p99 / max (ms) "
-                "| start lag p99 / max (ms) | feed errors |",
-                "|---|---|---|---|---|---|"]
+        rows = []
         for n in have:
             f = engines[n]["runs"][rs]["live"]["feed"]
             frac = f.get("achieved_fraction")
             err = f"{f.get('errors', 0)}" + (f" ({f['error_sample'][:80]})" if f.get("error_sample") else "")
-            out.append(f"| {label[n]} | {fmt_rate(f.get('achieved_rows_per_s'))} | "
-                       f"{'-' if frac is None else f'{frac:.0%}'} | {fmt_ms(f.get('p50_ms'))} / "
-                       f"{fmt_ms(f.get('p99_ms'))} / {fmt_ms(f.get('max_ms'))} | "
-                       f"{fmt_ms(f.get('lag_p99_ms'))} / {fmt_ms(f.get('lag_max_ms'))} | {err} |")
-        out += ["", "Reader latency, ms. *alone* = no feed; the ratio is p50 under the feed / p50 alone. "
-                "A reader runs the whole mix in turn, so the slowest kind sets how many samples "
-                "every kind gets; with few samples the p99 is close to the max.",
-                "", "| query | engine | alone p50 / p99 | under feed p50 / p99 / max | p50 ratio "
-                "| samples (per s) | errors | p99 target |", "|---|---|---|---|---|---|---|---|"]
+            rows.append([label[n], fmt_rate(f.get("achieved_rows_per_s")),
+                         "-" if frac is None else f"{frac:.0%}",
+                         f"{fmt_ms(f.get('p50_ms'))} / {fmt_ms(f.get('p99_ms'))} / {fmt_ms(f.get('max_ms'))}",
+                         f"{fmt_ms(f.get('lag_p99_ms'))} / {fmt_ms(f.get('lag_max_ms'))}", err])
+        out += [f"## R = {r} readers, feed target {cfg['rate']:,.0f} rows/s", ""] + md_table(
+            ["engine", "feed achieved (rows/s)", "of target", "commit p50 / p99 / max (ms)",
+             "start lag p99 / max (ms)", "feed errors"], rows)
+        rows = []
         for k in cfg.get("mix", KINDS):
             for n in have:
                 run = engines[n]["runs"][rs]
@@ -147,16 +143,20 @@ def markdown(doc) -> str:
                 tcell = "-" if t is None else (f"<= {t:g}: " + ("met" if q.get("p99_ms") is not None
                                                                  and q["p99_ms"] <= t else "**no**"))
                 err = f"{q.get('errors', 0)}" + (f" ({q['error_sample'][:60]})" if q.get("error_sample") else "")
-                out.append(f"| {k} | {label[n]} | {fmt_ms(a1.get('p50_ms'))} / {fmt_ms(a1.get('p99_ms'))} | "
-                           f"{fmt_ms(q.get('p50_ms'))} / {fmt_ms(q.get('p99_ms'))} / {fmt_ms(q.get('max_ms'))} | "
-                           f"{'-' if ratio is None else f'{ratio:.2f}'} | {q.get('n', 0):,} ({q.get('qps', 0):,.0f}) | "
-                           f"{err} | {tcell} |")
+                rows.append([k, label[n], f"{fmt_ms(a1.get('p50_ms'))} / {fmt_ms(a1.get('p99_ms'))}",
+                             f"{fmt_ms(q.get('p50_ms'))} / {fmt_ms(q.get('p99_ms'))} / {fmt_ms(q.get('max_ms'))}",
+                             "-" if ratio is None else f"{ratio:.2f}",
+                             f"{q.get('n', 0):,} ({q.get('qps', 0):,.0f})", err, tcell])
+        out += ["", "Reader latency, ms. *alone* = no feed; the ratio is p50 under the feed / p50 alone. "
+                "A reader runs the whole mix in turn, so the slowest kind sets how many samples "
+                "every kind gets; with few samples the p99 is close to the max.", ""] + md_table(
+            ["query", "engine", "alone p50 / p99", "under feed p50 / p99 / max", "p50 ratio",
+             "samples (per s)", "errors", "p99 target"], rows)
         out.append("")
     tg = targets(doc)
     if tg:
-        out += [f"## Issue 11 targets, Aerostore, R = {cfg['readers'][0]}", "",
-                "| target | measured | met |", "|---|---|---|"]
-        out += [f"| {t} | {v} | {'yes' if ok else '**no**'} |" for t, v, ok in tg]
+        out += [f"## Issue 11 targets, Aerostore, R = {cfg['readers'][0]}", ""] + md_table(
+            ["target", "measured", "met"], [[t, v, "yes" if ok else "**no**"] for t, v, ok in tg])
         out += ["", f"(The issue states these at 1M rows and a 20k rows/s feed; this run: "
                 f"{cfg['rows']:,} rows, {cfg['rate']:,.0f} rows/s.)", ""]
     sw = [n for n in names if engines[n].get("sweep")]
@@ -171,10 +171,8 @@ def markdown(doc) -> str:
                 + f". Rates tried in ascending order ({', '.join(f'{x:,.0f}' for x in cfg['sweep_rates'])}) "
                 f"until one fails, then up to {cfg['sweep_bisect']} bisection steps (if the lowest "
                 "fails, it is halved as many times). A target a query misses even with no feed "
-                "(its *alone* p99) cannot be met at any rate.", "",
-                "| engine | sustainable (rows/s) | lowest failing rate | p99 over target with no feed "
-                "(alone) | points: rate -> achieved, verdict |",
-                "|---|---|---|---|---|"]
+                "(its *alone* p99) cannot be met at any rate.", ""]
+        rows = []
         for n in sw:
             s = engines[n]["sweep"]
             lowest = min((p["rate"] for p in s["points"]), default=cfg["sweep_rates"][0])
@@ -188,8 +186,10 @@ def markdown(doc) -> str:
                     if alone.get(k, {}).get("p99_ms") is not None and alone[k]["p99_ms"] > t]
             if s["rows"] != cfg["rows"]:
                 over = ["(alone measured at another size)"]
-            out.append(f"| {label[n]} | {sus} | {fmt_rate(s['first_fail'])} | "
-                       f"{', '.join(over) or 'none'} | {pts} |")
+            rows.append([label[n], sus, fmt_rate(s["first_fail"]), ", ".join(over) or "none", pts])
+        out += md_table(["engine", "sustainable (rows/s)", "lowest failing rate",
+                         "p99 over target with no feed (alone)", "points: rate -> achieved, verdict"],
+                        rows)
         out.append("")
     checks = {n: engines[n]["checks"] for n in names if engines[n].get("checks")}
     if checks:
@@ -217,8 +217,7 @@ def write(outdir, machine, config, engines, plot=True, prefix="live") -> dict:
         try:
             doc["charts"] = liveplot.draw(outdir, prefix, doc)
         except ImportError as e:
-            doc["chart_note"] = (f"No charts: matplotlib is not installed ({e}); "
-                                 "`.venv/bin/pip install -e '.[bench]'` adds it.")
+            doc["chart_note"] = no_chart_note(e, "No charts")
     for e in engines.values():
         for run in e.get("runs", {}).values():
             run["live"]["series"] = _series(run["live"])
@@ -226,21 +225,12 @@ def write(outdir, machine, config, engines, plot=True, prefix="live") -> dict:
             for q in run.get("alone", {}).values():
                 q.pop("samples", None)
     doc["targets"] = [{"target": t, "measured": v, "met": ok} for t, v, ok in targets(doc)]
-    tmp = os.path.join(outdir, prefix + ".json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(doc, f, indent=1)
-    os.replace(tmp, os.path.join(outdir, prefix + ".json"))
-    with open(os.path.join(outdir, prefix + ".md"), "w") as f:
-        f.write(markdown(doc))
+    write_doc(outdir, prefix, doc, markdown)
     return doc
 
 
 if __name__ == "__main__":
     # Rewrite live.md from live.json (e.g. after a change to this file).
-    import sys
-    path = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), "results", "live.json")
-    with open(path) as f:
-        d = json.load(f)
+    path, saved = saved_doc("live.json")
     with open(os.path.splitext(path)[0] + ".md", "w") as f:
-        f.write(markdown(d))
+        f.write(markdown(saved))

@@ -19,7 +19,7 @@ import os
 import statistics
 
 from engines import BY_NAME as ENGINES
-from workloads import FIGURES, WORKLOADS
+from workloads import FIGURES
 
 # Why a figure can be absent although its workload ran.
 MISSING = {
@@ -126,6 +126,59 @@ def fmt(x):
     return f"{x:.2g}"
 
 
+def md_table(head, rows) -> list:
+    """The lines of a Markdown table: the header, the rule, one line per row
+    (cells are str()'d).  Both reports' tables (this file's, livereport.py's)."""
+    return (["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+            + ["| " + " | ".join(str(x) for x in row) + " |" for row in rows])
+
+
+def no_chart_note(e: ImportError, what: str = "No chart") -> str:
+    """What a report says instead of its chart(s) when matplotlib is missing."""
+    return (f"{what}: matplotlib is not installed ({e}); "
+            "`.venv/bin/pip install -e '.[bench]'` adds it.")
+
+
+def pyplot():
+    """matplotlib.pyplot drawing to files (the Agg backend); ImportError without
+    matplotlib (the ``bench`` extra)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def save_chart(fig, path: str, top: float = 1) -> str:
+    """Lay out (the figure's top `top` of the height, below a suptitle), write
+    the PNG at ``path`` and free the figure; -> path."""
+    import matplotlib.pyplot as plt
+    fig.tight_layout(rect=(0, 0, 1, top))
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def write_doc(outdir: str, prefix: str, doc: dict, markdown) -> None:
+    """<prefix>.json (written whole, then renamed into place) and
+    <prefix>.md = markdown(doc), in outdir."""
+    tmp = os.path.join(outdir, prefix + ".json.tmp")
+    with open(tmp, "w") as f:
+        json.dump(doc, f, indent=1)
+    os.replace(tmp, os.path.join(outdir, prefix + ".json"))
+    with open(os.path.join(outdir, prefix + ".md"), "w") as f:
+        f.write(markdown(doc))
+
+
+def saved_doc(name: str) -> tuple:
+    """For a report's command line: the JSON document named by argv[1], else
+    bench/results/<name>; -> (its path, the document)."""
+    import sys
+    path = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "results", name)
+    with open(path) as f:
+        return path, json.load(f)
+
+
 def _cell(e):
     if "median" in e:
         s = fmt(e["median"])
@@ -179,8 +232,7 @@ def markdown(doc: dict) -> str:
            ""]
     head = ["figure", "unit"] + [ENGINES[n].label for n in engines] + ["best peer"] + \
            [f"ratio {n.replace('aerostore-', '')}" for n in aeros] + ["target", "met"]
-    out.append("| " + " | ".join(head) + " |")
-    out.append("|" + "---|" * len(head))
+    rows = []
     notes = {}   # (engine, reason) -> figures
     for name, f in figs.items():
         row = [f["title"], f["unit"]]
@@ -202,18 +254,19 @@ def markdown(doc: dict) -> str:
             row.append("-" if first is None else ("yes" if first <= t["value"] else "no"))
         else:
             row += [t["text"] if t else "-", "-"]
-        out.append("| " + " | ".join(str(x) for x in row) + " |")
+        rows.append(row)
+    out += md_table(head, rows)
     rates = [(n, f) for n, f in figs.items() if f["rate"]]
     if rates:
-        out += ["", "Rates (medians):", "",
-                "| figure | " + " | ".join(ENGINES[n].label for n in engines) + " |",
-                "|" + "---|" * (len(engines) + 1)]
+        rows = []
         for name, f in rates:
-            cells = []
+            row = [f["title"]]
             for n in engines:
                 x = f["engines"].get(n, {}).get("extras", {}).get(f["rate"])
-                cells.append(f"{fmt(x)} {f['rate'].replace('_per_s', '/s')}" if x else "-")
-            out.append(f"| {f['title']} | " + " | ".join(cells) + " |")
+                row.append(f"{fmt(x)} {f['rate'].replace('_per_s', '/s')}" if x else "-")
+            rows.append(row)
+        out += ["", "Rates (medians):", ""] + md_table(
+            ["figure"] + [ENGINES[n].label for n in engines], rows)
     out += ["", "Result checks (the same answer from every engine):", ""]
     for name, f in figs.items():
         checks = {n: e["checks"] for n, e in f["engines"].items() if e.get("checks")}
@@ -244,9 +297,7 @@ def chart(doc: dict, path: str) -> None:
     as a PNG at ``path``: one row per figure, one bar per Aerostore variant, on
     a log axis centred on 1x; green (left) where Aerostore costs less than the
     best peer, red (right) where it costs more.  ImportError without matplotlib."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from matplotlib.patches import Patch
 
     m, cfg, figs = doc["machine"], doc["config"], doc["figures"]
@@ -290,9 +341,7 @@ def chart(doc: dict, path: str) -> None:
     ax.set_title(f"Aerostore / best SQLite peer: {cfg['rows']:,} rows, median of {cfg['reps']} "
                  f"reps, {m['date']}, {m['cores']} cores\n* sync-off commits are not durable",
                  fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    save_chart(fig, path)
 
 
 def write(outdir: str, machine: dict, config: dict, results: Results) -> dict:
@@ -303,12 +352,8 @@ def write(outdir: str, machine: dict, config: dict, results: Results) -> dict:
     try:
         import matplotlib  # noqa: F401  (know before writing latest.md whether there is a chart)
     except ImportError as e:
-        doc["chart_note"] = (f"No chart: matplotlib is not installed ({e}); "
-                             "`.venv/bin/pip install -e '.[bench]'` adds it.")
-    with open(os.path.join(outdir, "latest.json"), "w") as f:
-        json.dump(doc, f, indent=1, sort_keys=False)
-    with open(os.path.join(outdir, "latest.md"), "w") as f:
-        f.write(markdown(doc))
+        doc["chart_note"] = no_chart_note(e)
+    write_doc(outdir, "latest", doc, markdown)
     png = os.path.join(outdir, "latest.png")
     if "chart_note" in doc:
         if os.path.exists(png):
@@ -320,9 +365,5 @@ def write(outdir: str, machine: dict, config: dict, results: Results) -> dict:
 
 if __name__ == "__main__":
     # Redraw latest.png from latest.json (e.g. after a change to the chart).
-    import sys
-    src = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), "results", "latest.json")
-    with open(src) as f:
-        saved = json.load(f)
+    src, saved = saved_doc("latest.json")
     chart(saved, os.path.join(os.path.dirname(os.path.abspath(src)), "latest.png"))
