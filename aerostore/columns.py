@@ -203,15 +203,18 @@ class Columns:
         # that agrees with Python's; such terms stay in Python
         return all(v is None or (v.__class__ is int and lo <= v <= hi) for v in vals)
 
-    def mask(self, terms, slots=None) -> np.ndarray:
+    def mask(self, terms, slots=None, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Bool array: FROZEN and every term in ``terms`` (all answered here) holds.
 
-        Over every slot below ``n`` when ``slots`` is None, else over ``slots``
-        (a numpy int array) in their order.  O(len * terms) in C.
+        Over ``slots`` (a numpy int array) in their order when given, else over
+        the slots in [start, stop) (``stop`` defaults to ``n``).
+        O(len * terms) in C; numpy releases the GIL for big arrays.
         """
         if slots is None:
-            m = self.state[:self.n] == FROZEN
-            get = _prefix(self.n)
+            stop = self.n if stop is None else min(stop, self.n)
+            start = min(start, stop)
+            m = self.state[start:stop] == FROZEN
+            get = _part(start, stop)
         else:
             m = self.state[slots] == FROZEN
             get = _gather(slots)
@@ -274,8 +277,8 @@ class Columns:
                 assert st == CHAIN, f"slot {slot}: chain in the heap, state {st}"
 
 
-def _prefix(n: int):
-    return lambda a: a[:n]
+def _part(start: int, stop: int):
+    return lambda a: a[start:stop]
 
 
 def _gather(slots):
