@@ -1,4 +1,4 @@
-"""ArrayIndex: a SortedIndex whose settled entries live in one sorted numpy array.
+"""ArrayIndex: an index (index.py's ``Index``) whose settled entries live in one sorted numpy array.
 
 Why: as Python ints in a SortedList an entry costs 36-48 bytes (the int object
 and its list pointer); here it costs 8 or 16, and folding a big batch of writes
@@ -54,7 +54,7 @@ import numpy as np
 from sortedcontainers import SortedList
 
 from .entries import SLOT_BITS, SLOT_MASK, EntryForm, np_float_keys
-from .index import SortedIndex
+from .index import Index, SortedIndex
 
 __all__ = ["ArrayIndex", "new_index"]
 
@@ -91,7 +91,7 @@ def _map_big_arrays() -> None:
 _mapped = False
 
 
-def new_index(pos: int, field) -> SortedIndex:
+def new_index(pos: int, field) -> Index:
     """The index for ``field``: an ArrayIndex when its keys fit 64 bits, else a SortedIndex."""
     _map_big_arrays()
     kind = field.kind
@@ -184,13 +184,15 @@ class Run:
         return iter(self.ix._to_ints(self.a))
 
 
-class ArrayIndex(SortedIndex):
-    """Sorted (value, slot) entries of one numeric field; see the module docstring."""
+class ArrayIndex(Index):
+    """Sorted (value, slot) entries of one numeric field; see the module docstring.
+
+    ``dtype``: how ``main`` and the batch layer store an entry (int64 or uint64:
+    the packed int itself; complex128: wide); ``key_dtype``: a wide field's keys.
+    """
 
     def __init__(self, pos: int, kind: str, dtype, key_dtype=None):
-        super().__init__(pos, kind)
-        self.sl = None                      # the SortedList of the base class is not used
-        self.entry_form = EntryForm.PAIRS
+        super().__init__(pos, kind, EntryForm.PAIRS)
         self.dtype = dtype
         self.wide = dtype is np.complex128
         self.key_dtype = key_dtype if self.wide else dtype
@@ -203,7 +205,6 @@ class ArrayIndex(SortedIndex):
         self.delta = SortedList()           # the small layer, on top of the batch layer
         self.tomb = SortedList()
         self.frozen = None                  # a batch layer being folded by the maintainer, or None
-        self.on_due = None                  # called with self once a fold is due (the table's maintainer)
         self._requested = False
         self._gen = 0                       # bumped when main is replaced: stale fold jobs are dropped
         self.folds = 0                      # folds into main so far (tests count them)
@@ -498,9 +499,8 @@ class ArrayIndex(SortedIndex):
             raise AssertionError(f"index on field {self.pos}: a fold lost entries")
         return out
 
-    def retire(self) -> None:
-        self.nulls = set()
-        self.ready = False
+    def _clear(self) -> None:
+        """Drop every layer and ``main``; a fold running in the maintainer goes stale."""
         self._set_main(self._empty)
         self._set_batch(self._empty, self._empty)
         self.delta = SortedList()
@@ -509,13 +509,10 @@ class ArrayIndex(SortedIndex):
         self._requested = False
         self._gen += 1
 
-    def build(self, values: list, slots: list) -> None:
-        """Replace everything with entries for (values[i], slots[i]).  O(n log n) in C."""
-        self.retire()
-        values, slots, nulls = self._split_nulls(values, slots)
-        self.nulls = set(nulls)
+    def _build(self, values: list, slots: list) -> None:
+        """``main`` from the entries of ``values`` at ``slots``, no layers.  O(n log n) in C."""
+        self._clear()
         self._set_main(np.sort(self._np_entries(values, slots)) if values else self._empty)
-        self.ready = True
 
     # -- reads (the caller holds the table latch, shared) ---------------------------------
     def _layers(self) -> list:
@@ -550,6 +547,7 @@ class ArrayIndex(SortedIndex):
         return sorted(out)
 
     def count_between(self, lo_e, hi_e) -> int:
+        """Entries e with lo_e <= e < hi_e: bisects of ``main`` and of each layer.  O(log n)."""
         i = self._pos(lo_e) if lo_e is not None else 0
         j = self._pos(hi_e) if hi_e is not None else len(self.main)
         c = j - i if j > i else 0
@@ -705,6 +703,9 @@ class ArrayIndex(SortedIndex):
         return Chunk(keys[:n], slots[:n])
 
     def _check(self) -> None:
+        """Every array strictly sorted in ``dtype``; each layer's deltas absent and tombstones
+        present below it; the encoding round-trips; reads agree with the layers; and every
+        ``Index`` invariant of the entries."""
         main = self.main
         assert main.dtype == self.dtype, f"index on field {self.pos}: main has dtype {main.dtype}"
         runs = list(self.batch) + (list(self.frozen) if self.frozen is not None else [])
@@ -726,6 +727,10 @@ class ArrayIndex(SortedIndex):
         vals = self.entries()
         assert len(vals) == len(self) == len(base), "entry counts disagree"
         assert set(vals) == base, f"index on field {self.pos}: reads disagree with the layers"
+        assert self.entry_form == EntryForm.PAIRS and self.packed
+        assert self._batch_n == len(self.batch[0]) + len(self.batch[1]), "batch layer size is off"
+        assert self.frozen is None or not self._requested, "a fold is requested while one runs"
+        self._check_entries(vals)
 
 
 def _member(arr, xs) -> np.ndarray:
