@@ -33,7 +33,7 @@ from typing import NamedTuple
 
 from .arrayindex import new_index
 from .columns import Columns
-from .index import SortedIndex, compacted
+from .index import Index, compacted
 from .latch import Latch
 from .mvcc import INF, Version, visible
 
@@ -126,7 +126,7 @@ class TableStore:
         # at or below every registered snapshot (prune drops older ones)
         self.live: deque = deque([(0, 0)])
         self.maintainer = None          # folds index layers in the background; None: inline
-        self.indexes: dict[int, SortedIndex] = {}
+        self.indexes: dict[int, Index] = {}
         self.unfrozen: set = set()
         self.n_frozen = 0
         self.latch = Latch()
@@ -484,7 +484,7 @@ class TableStore:
             ix.retire()
             self.indexes[pos] = ix
 
-    def ready_index(self, ix: SortedIndex) -> SortedIndex:
+    def ready_index(self, ix: Index) -> Index:
         """``ix`` ready for reading (built on first use after recovery).  Caller holds the latch
         exclusively (a reader calls ``build_indexes`` first and finds every index built)."""
         if not ix.ready:
@@ -532,7 +532,7 @@ class TableStore:
         with self.latch:
             return self.indexes.pop(pos, None) is not None
 
-    def _fill(self, ix: SortedIndex) -> None:
+    def _fill(self, ix: Index) -> None:
         """Build ``ix`` from every retained version in the heap.  O(n log n), C-speed sort."""
         pos = ix.pos
         rows = self.rows
