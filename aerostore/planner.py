@@ -1,20 +1,28 @@
 """Plan choice and execution for queries.
 
-Access paths, chosen by exact cardinality (a SortedIndex counts any range with
-two bisects, O(log n)):
+A query reads top to bottom: ``execute`` (build the indexes the query can use,
+run again if one was dropped) -> ``choose`` (the cheapest access path, as an
+executor object) -> the executor's ``rows()``, ``count()`` or ``describe()``.
+Each executor carries its store, query and access path; the generated
+functions (query.py) it runs are compiled when it runs.
 
-- ``key``: ``=`` or ``in`` on the key field: hash lookups.
-- ``index``: the most selective index range (or set of ranges for ``in``);
-  candidates are rechecked for visibility and the whole predicate.
-- ``intersect``: ranges on two or more indexed fields (a lat/lon box): each
-  index hands out the slots in its range as a numpy array, a bitmap keeps the
-  slots every range holds, and only those are rechecked.  Cost: the entries in
-  the ranges at C speed, plus the expected matches (the smallest range times
-  the other ranges' selectivities).
-- ``walk``: sort + limit with the first sort field indexed: walk that index in
-  order, filter, stop after offset+limit rows (finishing the tie group).  Cost
-  estimate: (offset+limit) * N / matches entries.
-- ``scan``: every row through one generated function.
+Access paths (``PlanKind``, one executor class each), chosen by exact
+cardinality (a SortedIndex counts any range with two bisects, O(log n)):
+
+- ``key`` (``KeyLookup``): ``=`` or ``in`` on the key field: hash lookups.
+- ``index`` (``IndexRange``): the most selective index range (or set of
+  ranges for ``in``); candidates are rechecked for visibility and the whole
+  predicate.
+- ``intersect`` (``Intersect``): ranges on two or more indexed fields (a
+  lat/lon box): each index hands out the slots in its range as a numpy array,
+  a bitmap keeps the slots every range holds, and only those are rechecked.
+  Cost: the entries in the ranges at C speed, plus the expected matches (the
+  smallest range times the other ranges' selectivities).
+- ``walk`` (``Walk``): sort + limit with the first sort field indexed: walk
+  that index in order, filter, stop after offset+limit rows (finishing the tie
+  group).  Cost estimate: (offset+limit) * N / matches entries.
+- ``scan`` (``Scan``): every row through one generated function.
+- ``nulls`` (``Nulls``): ``null`` on an indexed field: the index's null slots.
 
 Sorting what the path returns: a heap (``heapq.nsmallest``) when
 offset+limit is small against the candidates, else a full sort.
@@ -47,6 +55,47 @@ _SCAN_COST = 0.15     # per row, relative to one index candidate
 _SLOT_COST = 0.02     # per entry handed out as a numpy slot array, relative to one candidate
 _CHUNK = 1024
 
+
+# -- running a query -------------------------------------------------------------------
+
+def execute(store, s: int, q, overlay: dict | None, mode: str):
+    """Run ``q`` at snapshot ``s``; ``overlay`` is the transaction's own writes (key -> row|None).
+
+    ``mode``: "rows", "count", "explain" or "explain_count".  The result
+    depends only on ``s``, so a run whose index went away is simply repeated.
+    """
+    wanted = {t.pos for t in q.terms}
+    wanted.update(pos for pos, _sign in q.sort)
+    count_only = mode in ("count", "explain_count")
+    skip = overlay if overlay else None
+    while True:
+        store.build_indexes(wanted)     # only the indexes this query can use
+        try:
+            plan = choose(store, q, count_only)
+            if mode.startswith("explain"):
+                # own writes (an overlay) rule out index-only counting: say what really runs
+                return plan.describe(count_only and skip is None)
+            return plan.count(s, skip) if count_only else plan.rows(s, skip)
+        except _Stale:
+            continue
+
+
+class _Stale(Exception):
+    """The plan's index was dropped (or dropped and re-created) since planning."""
+
+
+def _live(store, ix) -> SortedIndex:
+    """``ix`` ready for reading, if it is still the table's index; caller holds the latch.
+
+    A dropped index no longer follows prunes, so it keeps entries of versions
+    that are gone (a frozen row would show up under an old value): plan again.
+    """
+    if store.indexes.get(ix.pos) is not ix or not ix.ready:
+        raise _Stale
+    return ix
+
+
+# -- choosing ----------------------------------------------------------------------------
 
 def _field_ranges(ix, terms):
     """Entry ranges [(lo_e, hi_e)] on ``ix`` implied by the terms on its field, or None.
@@ -119,35 +168,22 @@ class PlanKind(str, Enum):
 
 
 # The members as module globals: on Python 3.11 reading one costs a fifth of
-# reading PlanKind.SCAN, and execute() compares the kind several times a query.
+# reading PlanKind.SCAN, and choose() compares the kind several times a query.
 KEY, INDEX, INTERSECT, WALK, SCAN, NULLS = PlanKind
 
 
-class Plan:
-    __slots__ = ("kind", "ix", "ranges", "keys", "est", "desc", "parts")
-
-    def __init__(self, kind, est, ix=None, ranges=None, keys=None, desc=False, parts=None):
-        self.kind = kind
-        self.est = est
-        self.ix = ix
-        self.ranges = ranges
-        self.keys = keys
-        self.desc = desc
-        self.parts = parts      # intersect: [(ix, ranges, entries)], fewest entries first
-
-
 def choose(store, q, count_only: bool) -> Plan:
-    """The cheapest access path for query ``q`` on ``store``."""
+    """The cheapest access path for query ``q`` on ``store``, as its executor."""
     schema = store.schema
     kp = schema.key_pos
     terms = q.terms
     n = len(store.slots)
     for t in terms:
         if t.pos == kp and t.op == "eq":
-            return Plan(KEY, 1, keys=[t.values[0]])
+            return KeyLookup(store, q, 1, [t.values[0]])
     for t in terms:
         if t.pos == kp and t.op == "in":
-            return Plan(KEY, len(t.values[0]), keys=sorted(t.values[0]))
+            return KeyLookup(store, q, len(t.values[0]), sorted(t.values[0]))
     best = None
     ranged = []
     with store.latch.shared:
@@ -157,13 +193,13 @@ def choose(store, q, count_only: bool) -> Plan:
                 if any(t.pos == pos and t.op == "null" for t in terms):
                     est = len(_live(store, ix).nulls)
                     if best is None or est < best.est:
-                        best = Plan(NULLS, est, ix=ix)
+                        best = Nulls(store, q, est, ix)
                 continue
             _live(store, ix)
             est = sum(ix.count_between(a, b) for a, b in rs)
             ranged.append((est, pos, ix, rs))
             if best is None or est < best.est:
-                best = Plan(INDEX, est, ix=ix, ranges=rs)
+                best = IndexRange(store, q, est, ix, rs)
     matches = best.est if best is not None else (n if not terms else n / 3)
     if len(ranged) > 1 and best.kind == INDEX and n:
         # ranges on several indexes: the matches are about the smallest range
@@ -175,7 +211,7 @@ def choose(store, q, count_only: bool) -> Plan:
         matches = out
         cost = sum(r[0] for r in ranged) * _SLOT_COST + out
         if cost < best.est and not (count_only and _index_only(best, q)):
-            best = Plan(INTERSECT, cost, parts=[(ix, rs, est) for est, _pos, ix, rs in ranged])
+            best = Intersect(store, q, cost, [(ix, rs, est) for est, _pos, ix, rs in ranged])
     sort = q.sort
     need = q.offset_n + q.limit_n
     if sort and q.limit_n and not count_only:
@@ -189,369 +225,503 @@ def choose(store, q, count_only: bool) -> Plan:
                 walk_cost = min(n, need * n / max(matches, 1.0)) if n else 0
                 other = best.est * 1.3 if best is not None else n * _SCAN_COST * 1.3
                 if walk_cost <= other:
-                    return Plan(WALK, walk_cost, ix=ix, ranges=rs or [(None, None)], desc=desc)
+                    return Walk(store, q, walk_cost, ix, rs or [(None, None)], desc)
     if best is not None and (best.est <= n * _SCAN_COST
                              or (count_only and best.kind == INDEX and _index_only(best, q))):
         return best
-    return Plan(SCAN, n)
-
-
-def _intersect_slots(store, plan):
-    """Slots (a Python list, ascending) that every part's ranges hold; latch held.  O(entries) in numpy."""
-    cand = None
-    for ix, rs, _est in plan.parts:
-        _live(store, ix)
-        arrs = [ix.slots_between(a, b) for a, b in rs]
-        slots = arrs[0] if len(arrs) == 1 else np.concatenate(arrs)
-        if cand is None:
-            cand = slots
-            continue
-        mark = np.zeros(len(store.rows), np.bool_)
-        mark[slots] = True
-        cand = cand[mark[cand]]
-        if not len(cand):
-            break
-    return np.unique(cand).tolist()
-
-
-def _intersect_rows(store, plan, s, pred, skip) -> list:
-    """Visible rows at ``s`` among the intersected slots that satisfy ``pred``.
-
-    The slot set is taken under the latch; the rows are read lock-free like a
-    scan: the versions ``s`` sees stay while ``s`` is registered, and a slot
-    freed and reused meanwhile holds only versions newer than ``s``.
-    """
-    with store.latch.shared:
-        slots = _intersect_slots(store, plan)
-    rows = store.rows
-    kp = store.key_pos
-    out = []
-    append = out.append
-    for slot in slots:
-        head = rows[slot]
-        if head is None:
-            continue
-        r = head if head.__class__ is tuple else visible(head, s)
-        if r is not None and (skip is None or r[kp] not in skip) and pred(r):
-            append(r)
-    return out
-
-
-def describe(store, plan: Plan, q, count_only: bool) -> str:
-    names = store.schema.names
-    if plan.kind == KEY:
-        return f"key lookup ({len(plan.keys)} key{'s' if len(plan.keys) != 1 else ''})"
-    if plan.kind == INTERSECT:
-        parts = " & ".join(f"{names[ix.pos]} ({est} entries)" for ix, _rs, est in plan.parts)
-        s = f"index intersect {parts}, ~{int(plan.est)} rows rechecked"
-        if q.sort and not count_only:
-            s += f", then heap top {q.offset_n + q.limit_n}" if q.limit_n else ", then sort"
-        return s
-    if plan.kind == SCAN:
-        s = f"full scan ({plan.est} rows, compiled predicate)"
-    elif plan.kind == NULLS:
-        s = f"index nulls {names[plan.ix.pos]} (~{plan.est} rows)"
-    elif plan.kind == INDEX:
-        only = count_only and _index_only(plan, q)
-        s = f"index {'only count ' if only else 'range '}{names[plan.ix.pos]} ({plan.est} entries)"
-    else:
-        d = "desc" if plan.desc else "asc"
-        return (f"ordered walk {names[plan.ix.pos]} {d} (~{int(plan.est)} entries), "
-                f"stop at {q.offset_n + q.limit_n} rows")
-    if q.sort and not count_only:
-        need = q.offset_n + q.limit_n
-        s += f", then heap top {need}" if q.limit_n else ", then sort"
-    return s
+    return Scan(store, q, n)
 
 
 def _index_only(plan, q) -> bool:
+    """Every term is a range (or ``in``) on the plan's index field: the index alone can count."""
     p = plan.ix.pos
     return all(t.pos == p and (t.op in _RANGE_OPS or t.op == "in") for t in q.terms)
 
 
-class _Stale(Exception):
-    """The plan's index was dropped (or dropped and re-created) since planning."""
+# -- the executors ------------------------------------------------------------------------
+#
+# One object per run of a query: choose() makes one per candidate path (cost
+# ``est``), the chosen one answers.  ``s`` is the snapshot; ``skip`` the
+# transaction's own writes (key -> row|None) or None: a path leaves out the
+# store's rows under those keys, and the overlay's rows that match are added.
 
+class Plan:
+    """An access path with the query it runs; base of the executors.
 
-def _live(store, ix) -> SortedIndex:
-    """``ix`` ready for reading, if it is still the table's index; caller holds the latch.
-
-    A dropped index no longer follows prunes, so it keeps entries of versions
-    that are gone (a frozen row would show up under an old value): plan again.
+    rows(s, skip): the query's rows (the path's matches, then own writes),
+    sorted, offset and limit applied.  count(s, skip): how many rows() would
+    return.  describe(count_only): the one line of ``explain()``.
     """
-    if store.indexes.get(ix.pos) is not ix or not ix.ready:
-        raise _Stale
-    return ix
 
+    __slots__ = ("store", "q", "est", "pred")
+    kind: PlanKind
 
-def execute(store, s: int, q, overlay: dict | None, mode: str):
-    """Run ``q`` at snapshot ``s``; ``overlay`` is the transaction's own writes (key -> row|None).
+    # Scan's; the other executors set every slot in their own __init__ (one call
+    # a candidate, no chain of __init__ calls: choose() makes several a query)
+    def __init__(self, store, q, est):
+        self.store = store
+        self.q = q
+        self.est = est
+        self.pred = None
 
-    The result depends only on ``s``, so a run whose index went away is simply repeated.
-    """
-    wanted = {t.pos for t in q.terms}
-    wanted.update(pos for pos, _sign in q.sort)
-    while True:
-        store.build_indexes(wanted)     # only the indexes this query can use
-        try:
-            return _execute(store, s, q, overlay, mode)
-        except _Stale:
-            continue
+    def predicate(self):
+        """The query's terms as one generated function row -> bool; compiled once a run."""
+        pred = self.pred
+        if pred is None:
+            pred = self.pred = compile_predicate(self.store.schema, self.q.terms)
+        return pred
 
+    def matches(self, s: int, skip, stop: int) -> list:
+        """The visible rows at ``s`` on this path that satisfy the query, in no given order;
+        ``stop`` > 0: a path may stop once it has that many (an unsorted limit)."""
+        raise NotImplementedError
 
-def _execute(store, s: int, q, overlay: dict | None, mode: str):
-    schema = store.schema
-    count_only = mode in ("count", "explain_count")
-    plan = choose(store, q, count_only)
-    if mode.startswith("explain"):
-        # own writes (an overlay) rule out index-only counting: say what really runs
-        return describe(store, plan, q, count_only and not overlay)
-    skip = overlay if overlay else None
-    terms = q.terms
-    need = q.offset_n + q.limit_n if q.limit_n else 0
-
-    if count_only and not skip and plan.kind == INDEX and _index_only(plan, q):
-        c = _index_only_count(store, plan, s, compile_predicate(schema, terms))
-        if c is not None:
-            return _clamp(c, q)
-    stop = need if need and not q.sort else 0     # an unsorted limit: stop early
-    if count_only and plan.kind == SCAN:
-        c = compile_scan(schema, terms, True, skip is not None, bool(stop))(store.rows, s, visible, skip, stop)
+    def rows(self, s: int, skip) -> list:
+        """The answer: matches, own writes, then sorted (a heap of offset+limit when that
+        is under an eighth of them: O(m log k), else O(m log m)) and sliced."""
+        q = self.q
+        need = q.offset_n + q.limit_n if q.limit_n else 0
+        rows = self.matches(s, skip, need if need and not q.sort else 0)
         if skip:
-            pred = compile_predicate(schema, terms)
-            c += sum(1 for r in overlay.values() if r is not None and pred(r))
-        return _clamp(c, q)
+            rows.extend(self._own(skip))
+        if q.sort:
+            kf = sort_key_fn(self.store.schema, q.sort, q.descending)
+            if need and need * 8 < len(rows):
+                rows = heapq.nsmallest(need, rows, key=kf)
+            else:
+                rows.sort(key=kf)
+        off = q.offset_n
+        if need:
+            return rows[off:need]
+        return rows[off:] if off else rows
 
-    kf = sort_key_fn(schema, q.sort, q.descending) if q.sort else None
-    if plan.kind == WALK:
-        rows = _walk(store, plan, s, compile_predicate(schema, terms),
-                     _entry_filter(schema, terms, plan.ix, skip), skip, need, kf, len(q.sort) == 1)
-    elif plan.kind == SCAN:
-        rows = compile_scan(schema, terms, False, skip is not None, bool(stop))(store.rows, s, visible, skip, stop)
-    elif plan.kind == KEY:
-        pred = compile_predicate(schema, terms)
-        rows = []
-        for k in plan.keys:
-            if skip and k in skip:
-                continue
-            r = store.get(k, s)
-            if r is not None and pred(r):
-                rows.append(r)
-    elif plan.kind == NULLS:
-        rows = _null_rows(store, plan.ix, s, compile_predicate(schema, terms), skip)
-    elif plan.kind == INTERSECT:
-        rows = _intersect_rows(store, plan, s, compile_predicate(schema, terms), skip)
-    else:
-        rows = _index_rows(store, plan, s, _entry_filter(schema, terms, plan.ix, skip), skip, stop)
-    if skip:
-        pred = compile_predicate(schema, terms)
-        rows.extend(r for r in overlay.values() if r is not None and pred(r))
-    if count_only:
-        return _clamp(len(rows), q)
-    if kf is not None and (plan.kind != WALK or skip):
-        if need and need * 8 < len(rows):
-            rows = heapq.nsmallest(need, rows, key=kf)
-        else:
-            rows.sort(key=kf)
-    off = q.offset_n
-    if need:
-        return rows[off:need]
-    return rows[off:] if off else rows
+    def count(self, s: int, skip) -> int:
+        """How many rows rows() would return, without sorting.  O(matches)."""
+        q = self.q
+        n = len(self.matches(s, skip, _stop(q)))
+        if skip:
+            n += len(self._own(skip))
+        return _clamp(n, q)
+
+    def _own(self, skip) -> list:
+        """The transaction's own rows (the overlay) that match.  O(own writes)."""
+        pred = self.predicate()
+        return [r for r in skip.values() if r is not None and pred(r)]
+
+    def _then(self, count_only: bool) -> str:
+        """How describe() ends: the sort after the path, if any."""
+        q = self.q
+        if q.sort and not count_only:
+            return f", then heap top {q.offset_n + q.limit_n}" if q.limit_n else ", then sort"
+        return ""
+
+
+def _stop(q) -> int:
+    """offset+limit of an unsorted limit (a path may stop after that many rows), else 0."""
+    return q.offset_n + q.limit_n if q.limit_n and not q.sort else 0
 
 
 def _clamp(c: int, q) -> int:
+    """A count of matches after offset and limit."""
     c -= q.offset_n
     if c < 0:
         return 0
     return min(c, q.limit_n) if q.limit_n else c
 
 
-def _index_rows(store, plan, s, filt, skip, stop: int = 0) -> list:
-    """Visible rows behind the entries of ``plan.ranges`` that pass ``filt`` (at least ``stop``, if given)."""
-    ix = plan.ix
-    out = []
-    for lo, hi in plan.ranges:
-        after = None
-        while True:
-            with store.latch.shared:
-                _live(store, ix)
-                chunk = ix.chunk(lo, hi, after, _CHUNK)
-                if not chunk:
-                    break
-                _filter_entries(store, ix, chunk, s, filt, skip, out)
-            if stop and len(out) >= stop:
-                return out
-            if len(chunk) < _CHUNK:
+class KeyLookup(Plan):
+    """``key``: a hash lookup per key of an ``=`` or ``in`` term on the key field, each
+    row rechecked against the whole predicate.  O(keys)."""
+
+    __slots__ = ("keys",)
+    kind = KEY
+
+    def __init__(self, store, q, est, keys):
+        self.store = store
+        self.q = q
+        self.est = est
+        self.pred = None
+        self.keys = keys
+
+    def matches(self, s, skip, stop):
+        """The rows of the keys visible at ``s`` that satisfy the query (own writes' keys left out)."""
+        pred = self.predicate()
+        get = self.store.get
+        rows = []
+        for k in self.keys:
+            if skip and k in skip:
+                continue
+            r = get(k, s)
+            if r is not None and pred(r):
+                rows.append(r)
+        return rows
+
+    def describe(self, count_only):
+        n = len(self.keys)
+        return f"key lookup ({n} key{'s' if n != 1 else ''})"
+
+
+class Scan(Plan):
+    """``scan``: every slot through one generated loop (query.compile_scan) that checks
+    visibility and the whole predicate.  O(slots), lock-free; an unsorted limit
+    stops it early."""
+
+    __slots__ = ()
+    kind = SCAN
+
+    def matches(self, s, skip, stop):
+        """The visible rows at ``s`` that match, in slot order (at least ``stop`` if > 0)."""
+        q = self.q
+        scan = compile_scan(self.store.schema, q.terms, False, skip is not None, bool(stop))
+        return scan(self.store.rows, s, visible, skip, stop)
+
+    def count(self, s, skip):
+        """The count from the generated counting loop: no row is collected.  O(slots)."""
+        q = self.q
+        stop = _stop(q)
+        scan = compile_scan(self.store.schema, q.terms, True, skip is not None, bool(stop))
+        c = scan(self.store.rows, s, visible, skip, stop)
+        if skip:
+            c += len(self._own(skip))
+        return _clamp(c, q)
+
+    def describe(self, count_only):
+        return f"full scan ({self.est} rows, compiled predicate)" + self._then(count_only)
+
+
+class Intersect(Plan):
+    """``intersect``: the slots that the ranges on several indexed fields all hold, then
+    each rechecked.  ``parts``: [(ix, ranges, entries)], fewest entries first.
+    O(entries in the ranges) in numpy under the latch, then O(slots kept) in
+    Python without it."""
+
+    __slots__ = ("parts",)
+    kind = INTERSECT
+
+    def __init__(self, store, q, est, parts):
+        self.store = store
+        self.q = q
+        self.est = est
+        self.pred = None
+        self.parts = parts
+
+    def _slots(self) -> list:
+        """Slots (a Python list, ascending) that every part's ranges hold; latch held."""
+        store = self.store
+        cand = None
+        for ix, rs, _est in self.parts:
+            _live(store, ix)
+            arrs = [ix.slots_between(a, b) for a, b in rs]
+            slots = arrs[0] if len(arrs) == 1 else np.concatenate(arrs)
+            if cand is None:
+                cand = slots
+                continue
+            mark = np.zeros(len(store.rows), np.bool_)
+            mark[slots] = True
+            cand = cand[mark[cand]]
+            if not len(cand):
                 break
-            after = chunk[-1]
-    return out
+        return np.unique(cand).tolist()
+
+    def matches(self, s, skip, stop):
+        """Visible rows at ``s`` among the intersected slots that satisfy the query.
+
+        The slot set is taken under the latch; the rows are read lock-free like a
+        scan: the versions ``s`` sees stay while ``s`` is registered, and a slot
+        freed and reused meanwhile holds only versions newer than ``s``.
+        """
+        store = self.store
+        pred = self.predicate()
+        with store.latch.shared:
+            slots = self._slots()
+        rows = store.rows
+        kp = store.key_pos
+        out = []
+        append = out.append
+        for slot in slots:
+            head = rows[slot]
+            if head is None:
+                continue
+            r = head if head.__class__ is tuple else visible(head, s)
+            if r is not None and (skip is None or r[kp] not in skip) and pred(r):
+                append(r)
+        return out
+
+    def describe(self, count_only):
+        names = self.store.schema.names
+        parts = " & ".join(f"{names[ix.pos]} ({est} entries)" for ix, _rs, est in self.parts)
+        return f"index intersect {parts}, ~{int(self.est)} rows rechecked" + self._then(count_only)
 
 
-def _filter_entries(store, ix, chunk, s, filt, skip, out):
-    """Append to ``out`` the rows of ``chunk`` visible at ``s`` that match (see compile_entry_filter).
+class _OnIndex(Plan):
+    """A path through one index ``ix``."""
 
-    A frozen slot has exactly one entry (the latch is held, the index is
-    settled); a chained slot may have several, so the generated filter checks
-    that the entry's key equals the visible version's key.
-    """
-    filt(chunk, store.rows, s, visible, ix.key, skip, out)
+    __slots__ = ("ix",)
+
+    def __init__(self, store, q, est, ix):
+        self.store = store
+        self.q = q
+        self.est = est
+        self.pred = None
+        self.ix = ix
+
+    def _null_rows(self, s, skip) -> list:
+        """Visible rows at ``s`` with a null in the index's field that satisfy the query.
+
+        Only the copy of the slot set takes the latch: the filtering reads slots
+        lock-free like a scan (a slot freed and reused meanwhile holds versions
+        newer than ``s``), so writers never wait for a pass over many nulls.
+        O(null slots).
+        """
+        store = self.store
+        ix = self.ix
+        pred = self.predicate()
+        p = ix.pos
+        kp = store.key_pos
+        with store.latch.shared:
+            slots = list(_live(store, ix).nulls)
+        rows = store.rows
+        out = []
+        for slot in slots:
+            head = rows[slot]
+            if head is None:
+                continue
+            r = head if head.__class__ is tuple else visible(head, s)
+            if r is not None and r[p] is None and (skip is None or r[kp] not in skip) and pred(r):
+                out.append(r)
+        return out
+
+    def _entry_filter(self, skip):
+        """The generated filter of index entries (query.compile_entry_filter): called as
+        filt(chunk, rows, s, visible, key, skip, out), it appends the rows of the
+        chunk's entries visible at ``s`` that match.  A frozen slot has exactly
+        one entry (the latch is held, the index is settled); a chained slot may
+        have several, so the filter checks that the entry's key equals the
+        visible version's key.  One call per chunk, no call per entry."""
+        ix = self.ix
+        return compile_entry_filter(self.store.schema, self.q.terms, ix.pos, ix.entry_form, skip is not None)
 
 
-def _null_rows(store, ix, s, pred, skip) -> list:
-    """Visible rows with a null in ``ix``'s field that satisfy ``pred``.
+class Nulls(_OnIndex):
+    """``nulls``: a ``null`` term on an indexed field: the index's null slots, each
+    rechecked.  O(null slots), lock-free after copying the slot set."""
 
-    Only the copy of the slot set takes the latch: the filtering reads slots
-    lock-free like a scan (a slot freed and reused meanwhile holds versions
-    newer than ``s``), so writers never wait for a pass over many nulls.
-    """
-    p = ix.pos
-    kp = store.key_pos
-    with store.latch.shared:
-        slots = list(_live(store, ix).nulls)
-    rows = store.rows
-    out = []
-    for slot in slots:
-        head = rows[slot]
-        if head is None:
-            continue
-        r = head if head.__class__ is tuple else visible(head, s)
-        if r is not None and r[p] is None and (skip is None or r[kp] not in skip) and pred(r):
-            out.append(r)
-    return out
+    __slots__ = ()
+    kind = NULLS
+
+    def matches(self, s, skip, stop):
+        """The rows with a null in the field, visible at ``s``, that satisfy the query."""
+        return self._null_rows(s, skip)
+
+    def describe(self, count_only):
+        return f"index nulls {self.store.schema.names[self.ix.pos]} (~{self.est} rows)" + self._then(count_only)
 
 
-def _entry_filter(schema, terms, ix, skip):
-    return compile_entry_filter(schema, terms, ix.pos, ix.entry_form, skip is not None)
+class IndexRange(_OnIndex):
+    """``index``: the entries in one index's ``ranges`` (one per ``in`` value), read in
+    chunks under the latch and rechecked by the generated entry filter.
+    rows(): O(entries in the ranges), fewer with an unsorted limit.
+    count(): of a pure range on the field, from the index alone: O(log n + chained slots)."""
 
+    __slots__ = ("ranges",)
+    kind = INDEX
 
-def _walk(store, plan, s, pred, filt, skip, need, kf, sole_key=False) -> list:
-    """Ordered index walk: rows in index order until ``need`` rows and their tie group.
+    def __init__(self, store, q, est, ix, ranges):
+        self.store = store
+        self.q = q
+        self.est = est
+        self.pred = None
+        self.ix = ix
+        self.ranges = ranges
 
-    Nulls sort last ascending, first descending.  The result is sorted by ``kf``
-    (ties within the boundary group by the remaining keys, then the key); with
-    ``sole_key`` (the walked field is the only sort key) walk order already is
-    that order unless two rows tie.
-    O(entries walked), not O(matches).
-    """
-    ix = plan.ix
-    desc = plan.desc
-    lo, hi = plan.ranges[0]
-    out = []
-    if desc and lo is None:
-        nulls = _null_rows(store, ix, s, pred, skip)
-        if need * 8 < len(nulls):
-            nulls = heapq.nsmallest(need, nulls, key=kf)
-        else:
-            nulls.sort(key=kf)
-        out.extend(nulls)
-        if len(out) >= need:
-            return out[:need]
-    nnull = len(out)
-    p = ix.pos
-    entry_key = ix.entry_key
-    after = None
-    size = max(16, min(_CHUNK, int(plan.est * 1.2) + 8))   # the expected walk, and a margin
-    stop = None             # index in out where the rows past the boundary group start
-    while stop is None:
+    def matches(self, s, skip, stop):
+        """Visible rows behind the entries of the ranges that match, in index order
+        (at least ``stop`` of them, if > 0)."""
+        store = self.store
+        ix = self.ix
+        filt = self._entry_filter(skip)
+        latch = store.latch
+        out = []
+        for lo, hi in self.ranges:
+            after = None
+            while True:
+                with latch.shared:
+                    _live(store, ix)
+                    chunk = ix.chunk(lo, hi, after, _CHUNK)
+                    if not chunk:
+                        break
+                    filt(chunk, store.rows, s, visible, ix.key, skip, out)
+                if stop and len(out) >= stop:
+                    return out
+                if len(chunk) < _CHUNK:
+                    break
+                after = chunk[-1]
+        return out
+
+    def count(self, s, skip):
+        """From the index alone when every term is on its field and there are no own
+        writes (O(log n + chained slots)); else the matches counted (O(entries))."""
+        q = self.q
+        if skip is None and _index_only(self, q):
+            c = self._index_only_count(s)
+            if c is not None:
+                return _clamp(c, q)
+        return Plan.count(self, s, skip)
+
+    def _index_only_count(self, s):
+        """Exact count of visible rows in the ranges from the index alone, or None.
+
+        The entries in the ranges count each frozen slot once; a slot with a version
+        chain has an entry per distinct value of its chain, so for each such slot
+        the chain's values in the ranges are taken off and its visible row put
+        back if it matches.  Every term is on the index's field, so the
+        predicate of a version's row says whether that version's value is in
+        the ranges.  O(log n + chained slots).
+        """
+        store = self.store
+        ix = self.ix
+        pred = self.predicate()
+        p = ix.pos
         with store.latch.shared:
             _live(store, ix)
-            chunk = ix.chunk(lo, hi, after, size, reverse=desc)
-            if chunk:
-                _filter_entries(store, ix, chunk, s, filt, skip, out)
-        if len(out) >= need:
-            # the boundary row's tie group (equal values have equal keys) must be whole
-            bv = out[need - 1][p]
-            j = need
-            m = len(out)
-            while j < m and out[j][p] == bv:
-                j += 1
-            if j < m or not chunk or entry_key(chunk[-1]) != ix.key(bv):
-                stop = j
+            unfrozen = store.unfrozen
+            if len(unfrozen) > 65536:
+                return None
+            c = sum(ix.count_between(a, b) for a, b in self.ranges)
+            if not unfrozen:
+                return c
+            rows = store.rows
+            for slot in unfrozen:
+                head = rows[slot]
+                v = head
+                hit = None
+                while v is not None:
+                    vals = v.values
+                    if pred(vals):
+                        val = vals[p]
+                        if hit is None:
+                            hit = [val]
+                            c -= 1
+                        elif val not in hit:
+                            hit.append(val)
+                            c -= 1
+                    v = v.prev
+                r = visible(head, s)
+                if r is not None and pred(r):
+                    c += 1
+            return c
+
+    def describe(self, count_only):
+        only = count_only and _index_only(self, self.q)
+        name = self.store.schema.names[self.ix.pos]
+        return f"index {'only count ' if only else 'range '}{name} ({self.est} entries)" + self._then(count_only)
+
+
+class Walk(_OnIndex):
+    """``walk``: sort + limit with the first sort field indexed: the index walked in sort
+    order (``desc``: backwards) within its one range until offset+limit rows and
+    their tie group.  Only for rows() (choose() never walks for a count).
+    O(entries walked), not O(matches); nulls (last ascending, first descending)
+    cost O(null slots) when the walk reaches them."""
+
+    __slots__ = ("ranges", "desc")
+    kind = WALK
+
+    def __init__(self, store, q, est, ix, ranges, desc):
+        self.store = store
+        self.q = q
+        self.est = est
+        self.pred = None
+        self.ix = ix
+        self.ranges = ranges
+        self.desc = desc
+
+    def rows(self, s, skip):
+        """The first offset+limit rows in sort order, then sliced; own writes are merged
+        by a sort of the walked rows and theirs."""
+        q = self.q
+        need = q.offset_n + q.limit_n
+        kf = sort_key_fn(self.store.schema, q.sort, q.descending)
+        rows = self._walk(s, skip, need, kf)
+        if skip:
+            rows.extend(self._own(skip))
+            if need * 8 < len(rows):
+                rows = heapq.nsmallest(need, rows, key=kf)
+            else:
+                rows.sort(key=kf)
+        return rows[q.offset_n:need]
+
+    def _walk(self, s, skip, need, kf) -> list:
+        """Rows in index order until ``need`` rows and their tie group, sorted by ``kf``.
+
+        Ties within the boundary group are ordered by the remaining sort keys,
+        then the key; when the walked field is the only sort key, walk order
+        already is that order unless two rows tie.
+        """
+        store = self.store
+        ix = self.ix
+        desc = self.desc
+        lo, hi = self.ranges[0]
+        out = []
+        if desc and lo is None:
+            nulls = self._null_rows(s, skip)
+            if need * 8 < len(nulls):
+                nulls = heapq.nsmallest(need, nulls, key=kf)
+            else:
+                nulls.sort(key=kf)
+            out.extend(nulls)
+            if len(out) >= need:
+                return out[:need]
+        nnull = len(out)
+        p = ix.pos
+        entry_key = ix.entry_key
+        filt = self._entry_filter(skip)
+        latch = store.latch
+        after = None
+        size = max(16, min(_CHUNK, int(self.est * 1.2) + 8))   # the expected walk, and a margin
+        stop = None             # index in out where the rows past the boundary group start
+        while stop is None:
+            with latch.shared:
+                _live(store, ix)
+                chunk = ix.chunk(lo, hi, after, size, reverse=desc)
+                if chunk:
+                    filt(chunk, store.rows, s, visible, ix.key, skip, out)
+            if len(out) >= need:
+                # the boundary row's tie group (equal values have equal keys) must be whole
+                bv = out[need - 1][p]
+                j = need
+                m = len(out)
+                while j < m and out[j][p] == bv:
+                    j += 1
+                if j < m or not chunk or entry_key(chunk[-1]) != ix.key(bv):
+                    stop = j
+                    break
+            if len(chunk) < size:
                 break
-        if len(chunk) < size:
-            break
-        after = chunk[-1]
-        size = min(size * 4, 16384)
-    if stop is not None:
-        del out[stop:]
-    elif not desc and hi is None:
-        out.extend(_null_rows(store, ix, s, pred, skip))
+            after = chunk[-1]
+            size = min(size * 4, 16384)
+        if stop is not None:
+            del out[stop:]
+        elif not desc and hi is None:
+            out.extend(self._null_rows(s, skip))
+            out.sort(key=kf)
+            return out
+        if len(self.q.sort) == 1:
+            # walk order is the sort order but for ties, broken by key ascending:
+            # if any, two stable C-speed sorts (by key, then by value) order them
+            walked = out[nnull:]
+            vals = [r[p] for r in walked]
+            if len(set(vals)) == len(vals):
+                return out
+            walked.sort(key=itemgetter(store.key_pos))
+            walked.sort(key=itemgetter(p), reverse=desc)
+            out[nnull:] = walked
+            return out
         out.sort(key=kf)
         return out
-    if sole_key:
-        # walk order is the sort order but for ties, broken by key ascending:
-        # if any, two stable C-speed sorts (by key, then by value) order them
-        walked = out[nnull:]
-        vals = [r[p] for r in walked]
-        if len(set(vals)) == len(vals):
-            return out
-        walked.sort(key=itemgetter(store.key_pos))
-        walked.sort(key=itemgetter(p), reverse=desc)
-        out[nnull:] = walked
-        return out
-    out.sort(key=kf)
-    return out
 
-
-def _index_only_count(store, plan, s, pred):
-    """Exact count of visible rows in the plan's ranges from the index alone, or None.
-
-    The entries in the ranges count each frozen slot once; a slot with a version
-    chain has an entry per distinct value of its chain, so for each such slot
-    the chain's values in the ranges are taken off and its visible row put
-    back if it matches.  Every term is on the index's field, so ``pred`` of a
-    version's row says whether that version's value is in the ranges.
-    O(log n + chained slots).
-    """
-    ix = plan.ix
-    rs = plan.ranges
-    p = ix.pos
-    with store.latch.shared:
-        _live(store, ix)
-        unfrozen = store.unfrozen
-        if len(unfrozen) > 65536:
-            return None
-        c = sum(ix.count_between(a, b) for a, b in rs)
-        if not unfrozen:
-            return c
-        rows = store.rows
-        for slot in unfrozen:
-            head = rows[slot]
-            v = head
-            hit = None
-            while v is not None:
-                vals = v.values
-                if pred(vals):
-                    val = vals[p]
-                    if hit is None:
-                        hit = [val]
-                        c -= 1
-                    elif val not in hit:
-                        hit.append(val)
-                        c -= 1
-                v = v.prev
-            r = visible(head, s)
-            if r is not None and pred(r):
-                c += 1
-        return c
-        rows = store.rows
-        key = ix.key
-        entry = ix.entry
-        for slot in unfrozen:
-            head = rows[slot]
-            v = head
-            seen = set()
-            while v is not None:
-                val = v.values[p]
-                if val is not None and val not in seen:
-                    seen.add(val)
-                    e = entry(key(val), slot)
-                    for a, b in rs:
-                        if (a is None or e >= a) and (b is None or e < b):
-                            c -= 1
-                            break
-                v = v.prev
-            r = visible(head, s)
-            if r is not None and pred(r):
-                c += 1
-        return c
+    def describe(self, count_only):
+        q = self.q
+        d = "desc" if self.desc else "asc"
+        return (f"ordered walk {self.store.schema.names[self.ix.pos]} {d} (~{int(self.est)} entries), "
+                f"stop at {q.offset_n + q.limit_n} rows")
