@@ -24,14 +24,14 @@ O(1) per slot); slots past ``n`` are EMPTY.
 Writers (the heap, under the table's exclusive latch) call ``thaw`` when a
 slot gets a chain, ``freeze`` when it settles into a tuple, ``clear`` when it
 is freed, and ``load`` for a bulk replacement.  Readers (under the shared
-latch) call ``mask``/``vector_terms``.  Not thread-safe by itself.
+latch) call ``mask`` with the terms ``vector_terms`` says it answers.  Not thread-safe by itself.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["Columns", "EMPTY", "FROZEN", "CHAIN", "VECTOR_OPS"]
+__all__ = ["Columns", "EMPTY", "FROZEN", "CHAIN", "VECTOR_OPS", "column_dtype", "vector_terms"]
 
 EMPTY, FROZEN, CHAIN = 0, 1, 2
 
@@ -56,6 +56,37 @@ def column_dtype(field):
     return None
 
 
+def vector_terms(schema, terms) -> tuple[list, list]:
+    """Split ``terms`` into (those a Columns of ``schema`` answers exactly, the rest).  O(terms)."""
+    vec, rest = [], []
+    for t in terms:
+        (vec if _answers(schema, t) else rest).append(t)
+    return vec, rest
+
+
+def _answers(schema, t) -> bool:
+    p = t.pos
+    if p == schema.key_pos:
+        return False
+    f = schema.fields[p]
+    dt = column_dtype(f)
+    if dt is None:
+        return False
+    op = t.op
+    if op in ("true", "false"):
+        return f.kind == "bool"
+    if op not in VECTOR_OPS:
+        return False
+    if f.kind != "int" or op in ("null", "notnull"):
+        return True
+    # an integer constant outside the column's range has no numpy comparison
+    # that agrees with Python's; such terms stay in Python
+    info = np.iinfo(dt)
+    lo, hi = int(info.min), int(info.max)
+    vals = t.values[0] if op == "in" else t.values
+    return all(v.__class__ is int and lo <= v <= hi for v in vals)
+
+
 class Columns:
     """Typed arrays of a table's settled rows; see the module docstring."""
 
@@ -66,15 +97,11 @@ class Columns:
             dt = column_dtype(f)
             if dt is not None and pos != schema.key_pos:
                 self.dtypes[pos] = dt
-        self.kinds = schema.kinds
         self.n = 0                      # slots below n may be non-EMPTY
         self.cap = 0
         self.state = np.zeros(0, np.uint8)
         self.cols = {p: np.zeros(0, dt) for p, dt in self.dtypes.items()}
         self.nulls = {p: np.zeros(0, bool) for p in self.dtypes}
-        # integer columns: the constants a comparison can take in numpy (bools: any)
-        self._limits = {p: (int(np.iinfo(dt).min), int(np.iinfo(dt).max))
-                        if self.kinds[p] == "int" else None for p, dt in self.dtypes.items()}
 
     # -- writes (exclusive latch) ----------------------------------------------
     def _grow(self, n: int) -> None:
@@ -174,35 +201,25 @@ class Columns:
             col[:n] = np.array(vals, col.dtype)
         self.state[:n] = FROZEN
 
+    @classmethod
+    def adopt(cls, schema, n: int, cols, nulls) -> "Columns":
+        """Columns of ``n`` settled rows without holes (slot i holds row i), from whole
+        arrays (a checkpoint's): ``cols[pos]`` is numeric field ``pos``'s values (0 where
+        null; converted when of another dtype), ``nulls[pos]`` a bool array or None
+        (no nulls); lists or dicts by field position, other fields ignored.  Writable arrays of the column's dtype are taken over, not copied:
+        the caller must not use them afterwards.  O(1), or O(n) per converted array."""
+        c = cls(schema)
+        if not n:
+            return c
+        c.n = c.cap = n
+        c.state = np.full(n, FROZEN, np.uint8)
+        for p, dt in c.dtypes.items():
+            c.cols[p] = _own(cols[p], dt, n)
+            nul = nulls[p]
+            c.nulls[p] = np.zeros(n, bool) if nul is None else _own(nul, np.dtype(bool), n)
+        return c
+
     # -- reads (shared latch) -------------------------------------------------
-    def vector_terms(self, terms) -> tuple[list, list]:
-        """Split ``terms`` into (those the columns answer exactly, the rest)."""
-        vec, rest = [], []
-        for t in terms:
-            if self._answers(t):
-                vec.append(t)
-            else:
-                rest.append(t)
-        return vec, rest
-
-    def _answers(self, t) -> bool:
-        p = t.pos
-        if p not in self.dtypes:
-            return False
-        op = t.op
-        if op in ("true", "false"):
-            return self.kinds[p] == "bool"
-        if op not in VECTOR_OPS:
-            return False
-        lim = self._limits[p]
-        if lim is None or op in ("null", "notnull"):
-            return True
-        vals = t.values[0] if op == "in" else t.values
-        lo, hi = lim
-        # an integer constant outside the column's range has no numpy comparison
-        # that agrees with Python's; such terms stay in Python
-        return all(v is None or (v.__class__ is int and lo <= v <= hi) for v in vals)
-
     def mask(self, terms, slots=None, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Bool array: FROZEN and every term in ``terms`` (all answered here) holds.
 
@@ -275,6 +292,15 @@ class Columns:
                         assert col[slot] == v, f"slot {slot} field {p}: {col[slot]!r} != {v!r}"
             else:
                 assert st == CHAIN, f"slot {slot}: chain in the heap, state {st}"
+
+
+def _own(a, dt, n: int) -> np.ndarray:
+    """``a`` (length ``n``) as a writable array of dtype ``dt`` that owns its memory."""
+    if len(a) != n:
+        raise ValueError(f"a column of {len(a)} values for {n} rows")
+    if a.dtype != dt or not a.flags.writeable or not a.flags.owndata or not a.flags.c_contiguous:
+        return a.astype(dt)
+    return a
 
 
 def _part(start: int, stop: int):

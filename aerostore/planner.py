@@ -44,7 +44,9 @@ from operator import itemgetter
 
 import numpy as np
 
-from .index import SortedIndex
+from .columns import CHAIN, vector_terms
+from .entries import EntryForm
+from .index import Index
 from .mvcc import visible
 from .query import compile_entry_filter, compile_predicate, compile_scan, sort_key_fn
 
@@ -54,6 +56,8 @@ _RANGE_OPS = ("eq", "lt", "le", "gt", "ge", "range")
 _SCAN_COST = 0.15     # per row, relative to one index candidate
 _SLOT_COST = 0.02     # per entry handed out as a numpy slot array, relative to one candidate
 _CHUNK = 1024
+_PART = 1 << 16       # slots a column scan tests per latch section
+_VEC_MIN = 256        # index entries from which a chunk is filtered on the columns
 
 
 # -- running a query -------------------------------------------------------------------
@@ -84,7 +88,7 @@ class _Stale(Exception):
     """The plan's index was dropped (or dropped and re-created) since planning."""
 
 
-def _live(store, ix) -> SortedIndex:
+def _live(store, ix) -> Index:
     """``ix`` ready for reading, if it is still the table's index; caller holds the latch.
 
     A dropped index no longer follows prunes, so it keeps entries of versions
@@ -372,12 +376,23 @@ class Scan(Plan):
     def matches(self, s, skip, stop):
         """The visible rows at ``s`` that match, in slot order (at least ``stop`` if > 0)."""
         q = self.q
+        if skip is None:
+            vec, rest = vector_terms(self.store.schema, q.terms)
+            if vec:
+                return self._column_rows(s, vec, rest, stop)
         scan = compile_scan(self.store.schema, q.terms, False, skip is not None, bool(stop))
         return scan(self.store.rows, s, visible, skip, stop)
 
     def count(self, s, skip):
-        """The count from the generated counting loop: no row is collected.  O(slots)."""
+        """The count from the columns (numpy, no Python per settled row) when they
+        answer every term, else from the generated counting loop.  O(slots)."""
         q = self.q
+        if skip is None:
+            vec, rest = vector_terms(self.store.schema, q.terms)
+            if vec:
+                if rest:
+                    return _clamp(len(self._column_rows(s, vec, rest, _stop(q))), q)
+                return _clamp(self._column_count(s, vec), q)
         stop = _stop(q)
         scan = compile_scan(self.store.schema, q.terms, True, skip is not None, bool(stop))
         c = scan(self.store.rows, s, visible, skip, stop)
@@ -385,8 +400,89 @@ class Scan(Plan):
             c += len(self._own(skip))
         return _clamp(c, q)
 
+    def _parts(self):
+        """(columns, start, stop) per part of ``_PART`` slots, each yielded with the
+        shared latch held: the columns and the heap agree inside a part.  A slot is
+        tested once, in one part, so the parts need not agree with each other: a
+        settled row is what every registered snapshot sees, a chain is read at
+        ``s``."""
+        store = self.store
+        store.build_columns()
+        start = 0
+        while True:
+            with store.latch.shared:
+                cols = store.columns
+                if start >= cols.n:
+                    return
+                yield cols, start, min(start + _PART, cols.n)
+            start += _PART
+
+    def _column_count(self, s, vec) -> int:
+        """Matches counted on the columns; only chained slots in Python.  O(slots) in C."""
+        pred = self.predicate()
+        rows = self.store.rows
+        c = 0
+        for cols, a, b in self._parts():
+            c += int(np.count_nonzero(cols.mask(vec, start=a, stop=b)))
+            chained = np.flatnonzero(cols.state[a:b] == CHAIN)
+            for slot in (chained + a).tolist():
+                r = visible(rows[slot], s)
+                if r is not None and pred(r):
+                    c += 1
+        return c
+
+    def _column_rows(self, s, vec, rest, stop) -> list:
+        """Matches in slot order: settled rows picked by the columns (``vec``) and
+        checked against ``rest`` in Python, chained slots read at ``s`` and checked
+        against the whole predicate.  O(slots) in C + O(candidates) in Python."""
+        pred = self.predicate()
+        rest_pred = compile_predicate(self.store.schema, rest) if rest else None
+        rows = self.store.rows
+        out = []
+        for cols, a, b in self._parts():
+            m = cols.mask(vec, start=a, stop=b)
+            _pick(rows, s, cols.state[a:b] == CHAIN, m, a, None, pred, rest_pred, out)
+            if stop and len(out) >= stop:
+                break
+        return out
+
     def describe(self, count_only):
-        return f"full scan ({self.est} rows, compiled predicate)" + self._then(count_only)
+        vec, rest = vector_terms(self.store.schema, self.q.terms)
+        if vec:
+            how = "columns" + (f" + {len(rest)} term{'s' if len(rest) != 1 else ''} compiled" if rest else "")
+        else:
+            how = "compiled predicate"
+        return f"full scan ({self.est} rows, {how})" + self._then(count_only)
+
+
+def _pick(rows, s, chain, m, base, slots, pred, rest_pred, out) -> None:
+    """Append to ``out``, in order, the rows of the positions that ``m`` (settled and
+    matching on the columns) or ``chain`` (a version chain) mark.  Position i is
+    slot ``slots[i]`` (a list), or ``base + i`` without ``slots``.  A settled
+    row needs only ``rest_pred`` (None: nothing left to check); a chain's row at
+    ``s`` needs ``pred``.  Caller holds the latch the marks were taken under."""
+    if not chain.any():
+        hits = np.flatnonzero(m)
+        if not len(hits):
+            return
+        if slots is None:
+            picked = map(rows.__getitem__, (hits + base).tolist())
+        else:
+            picked = map(rows.__getitem__, map(slots.__getitem__, hits.tolist()))
+        out.extend(picked if rest_pred is None else filter(rest_pred, picked))
+        return
+    cand = np.flatnonzero(m | chain)
+    append = out.append
+    for i, settled in zip(cand.tolist(), m[cand].tolist()):
+        slot = base + i if slots is None else slots[i]
+        if settled:
+            r = rows[slot]
+            if rest_pred is None or rest_pred(r):
+                append(r)
+        else:
+            r = visible(rows[slot], s)
+            if r is not None and pred(r):
+                append(r)
 
 
 class Intersect(Plan):
@@ -405,8 +501,8 @@ class Intersect(Plan):
         self.pred = None
         self.parts = parts
 
-    def _slots(self) -> list:
-        """Slots (a Python list, ascending) that every part's ranges hold; latch held."""
+    def _slots(self) -> np.ndarray:
+        """Slots (ascending, unique) that every part's ranges hold; latch held."""
         store = self.store
         cand = None
         for ix, rs, _est in self.parts:
@@ -421,7 +517,7 @@ class Intersect(Plan):
             cand = cand[mark[cand]]
             if not len(cand):
                 break
-        return np.unique(cand).tolist()
+        return np.unique(cand)
 
     def matches(self, s, skip, stop):
         """Visible rows at ``s`` among the intersected slots that satisfy the query.
@@ -432,8 +528,12 @@ class Intersect(Plan):
         """
         store = self.store
         pred = self.predicate()
+        if skip is None:
+            vec, rest = vector_terms(store.schema, self.q.terms)
+            if vec:
+                return self._column_rows(s, vec, rest)
         with store.latch.shared:
-            slots = self._slots()
+            slots = self._slots().tolist()
         rows = store.rows
         kp = store.key_pos
         out = []
@@ -446,6 +546,45 @@ class Intersect(Plan):
             if r is not None and (skip is None or r[kp] not in skip) and pred(r):
                 append(r)
         return out
+
+    def _marks(self, vec):
+        """(slots, settled and matching on the columns, chained) of the intersection; latch held."""
+        cols = self.store.columns
+        slots = self._slots()
+        return slots, cols.mask(vec, slots), cols.state[slots] == CHAIN
+
+    def _column_rows(self, s, vec, rest) -> list:
+        """matches() with the settled candidates tested on the columns, in slot order."""
+        store = self.store
+        store.build_columns()
+        pred = self.predicate()
+        rest_pred = compile_predicate(store.schema, rest) if rest else None
+        out = []
+        with store.latch.shared:
+            slots, m, chain = self._marks(vec)
+            _pick(store.rows, s, chain, m, 0, slots.tolist(), pred, rest_pred, out)
+        return out
+
+    def count(self, s, skip):
+        """From the columns when they answer every term: the settled candidates counted
+        in numpy, chained ones in Python.  Else matches() counted."""
+        q = self.q
+        store = self.store
+        if skip is None:
+            vec, rest = vector_terms(store.schema, q.terms)
+            if vec and not rest:
+                store.build_columns()
+                pred = self.predicate()
+                rows = store.rows
+                with store.latch.shared:
+                    slots, m, chain = self._marks(vec)
+                    c = int(np.count_nonzero(m))
+                    for slot in slots[chain].tolist():
+                        r = visible(rows[slot], s)
+                        if r is not None and pred(r):
+                            c += 1
+                return _clamp(c, q)
+        return Plan.count(self, s, skip)
 
     def describe(self, count_only):
         names = self.store.schema.names
@@ -490,6 +629,59 @@ class _OnIndex(Plan):
             if r is not None and r[p] is None and (skip is None or r[kp] not in skip) and pred(r):
                 out.append(r)
         return out
+
+    def _columns(self, skip):
+        """(terms the columns answer, a predicate of the rest or None) when chunks of
+        this index can be filtered on the columns, else None.  Built columns
+        are kept exact by writers (heap.py); the first use builds them."""
+        if skip is not None or self.ix.entry_form is not EntryForm.PAIRS:
+            return None
+        store = self.store
+        vec, rest = vector_terms(store.schema, self.q.terms)
+        if not vec:
+            return None
+        store.build_columns()
+        return vec, (compile_predicate(store.schema, rest) if rest else None)
+
+    def _filter(self, filt, colv, chunk, s, skip, out) -> None:
+        """Append the rows of ``chunk``'s entries visible at ``s`` that match; latch held.
+
+        A chunk of ``_VEC_MIN`` entries or more is tested on the columns (``colv``
+        from ``_columns``): settled slots in numpy, then ``rest`` on the rows
+        that passed; a chained slot's row at ``s`` counts only if it carries
+        the entry's key (else the entry is another version's) and matches.
+        Smaller chunks go through the generated filter ``filt``.
+        """
+        store = self.store
+        ix = self.ix
+        if colv is None or len(chunk) < _VEC_MIN:
+            filt(chunk, store.rows, s, visible, ix.key, skip, out)
+            return
+        vec, rest_pred = colv
+        cols = store.columns
+        slot_list = chunk.slots
+        slots = np.array(slot_list, np.intp)
+        m = cols.mask(vec, slots)
+        chain = cols.state[slots] == CHAIN
+        rows = store.rows
+        if not chain.any():
+            _pick(rows, s, chain, m, 0, slot_list, None, rest_pred, out)
+            return
+        pred = self.predicate()
+        p = ix.pos
+        key = ix.key
+        keys = chunk.keys
+        append = out.append
+        cand = np.flatnonzero(m | chain)
+        for i, settled in zip(cand.tolist(), m[cand].tolist()):
+            if settled:
+                r = rows[slot_list[i]]
+                if rest_pred is None or rest_pred(r):
+                    append(r)
+                continue
+            r = visible(rows[slot_list[i]], s)
+            if r is not None and r[p] is not None and key(r[p]) == keys[i] and pred(r):
+                append(r)
 
     def _entry_filter(self, skip):
         """The generated filter of index entries (query.compile_entry_filter): called as
@@ -540,6 +732,7 @@ class IndexRange(_OnIndex):
         store = self.store
         ix = self.ix
         filt = self._entry_filter(skip)
+        colv = self._columns(skip)
         latch = store.latch
         out = []
         for lo, hi in self.ranges:
@@ -550,7 +743,7 @@ class IndexRange(_OnIndex):
                     chunk = ix.chunk(lo, hi, after, _CHUNK)
                     if not chunk:
                         break
-                    filt(chunk, store.rows, s, visible, ix.key, skip, out)
+                    self._filter(filt, colv, chunk, s, skip, out)
                 if stop and len(out) >= stop:
                     return out
                 if len(chunk) < _CHUNK:
@@ -676,6 +869,7 @@ class Walk(_OnIndex):
         p = ix.pos
         entry_key = ix.entry_key
         filt = self._entry_filter(skip)
+        colv = self._columns(skip)
         latch = store.latch
         after = None
         size = max(16, min(_CHUNK, int(self.est * 1.2) + 8))   # the expected walk, and a margin
@@ -685,7 +879,7 @@ class Walk(_OnIndex):
                 _live(store, ix)
                 chunk = ix.chunk(lo, hi, after, size, reverse=desc)
                 if chunk:
-                    filt(chunk, store.rows, s, visible, ix.key, skip, out)
+                    self._filter(filt, colv, chunk, s, skip, out)
             if len(out) >= need:
                 # the boundary row's tie group (equal values have equal keys) must be whole
                 bv = out[need - 1][p]

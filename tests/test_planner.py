@@ -49,6 +49,10 @@ QUERIES = {
     "scan": (lambda q: q.match("flight_id", "K001*"), lambda r: r[0].startswith("K001"), [], 0, 0),
     "scan_sorted": (lambda q: q.match("flight_id", "K00*").sort_by("-flight_id").limit(9),
                     lambda r: r[0].startswith("K00"), [(0, True)], 9, 0),
+    "scan_columns": (lambda q: q.ne("gs", 5).notnull("altitude"),
+                     lambda r: r[4] != 5 and r[3] is not None, [], 0, 0),
+    "scan_columns_mixed": (lambda q: q.ne("gs", 5).match("flight_id", "K00*").sort_by("-flight_id").limit(6),
+                           lambda r: r[4] != 5 and r[0].startswith("K00"), [(0, True)], 6, 0),
     "nulls": (lambda q: q.null("altitude"), lambda r: r[3] is None, [], 0, 0),
     "nulls_sorted": (lambda q: q.null("altitude").sort_by("gs"),
                      lambda r: r[3] is None, [(4, False)], 0, 0),
@@ -58,7 +62,8 @@ KINDS = {
     "key_eq": "key", "key_in": "key", "index": "index", "index_only": "index", "index_in": "index",
     "index_limit": "index", "intersect": "intersect", "intersect_top": "intersect",
     "walk_asc": "walk", "walk_desc": "walk", "walk_filtered": "walk",
-    "scan": "scan", "scan_sorted": "scan", "nulls": "nulls", "nulls_sorted": "nulls",
+    "scan": "scan", "scan_sorted": "scan", "scan_columns": "scan", "scan_columns_mixed": "scan",
+    "nulls": "nulls", "nulls_sorted": "nulls",
 }
 
 
@@ -209,6 +214,9 @@ def test_explain_lines_whole(loaded):
     assert q().null("altitude").explain() == f"index nulls altitude (~{nulls} rows)"
     assert q().null("altitude").sort_by("gs").explain() == f"index nulls altitude (~{nulls} rows), then sort"
     assert q().match("flight_id", "K1*").explain() == f"full scan ({N} rows, compiled predicate)"
+    assert q().ne("gs", 5).explain() == f"full scan ({N} rows, columns)"
+    assert (q().ne("gs", 5).match("flight_id", "K1*").explain(count=True)
+            == f"full scan ({N} rows, columns + 1 term compiled)")
     assert (q().match("flight_id", "K1*").sort_by("flight_id").limit(2).explain()
             == f"full scan ({N} rows, compiled predicate), then heap top 2")
     assert (q().match("flight_id", "K1*").sort_by("lat").explain(count=True)

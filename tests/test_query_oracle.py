@@ -20,7 +20,8 @@ import re
 import pytest
 
 import aerostore
-from aerostore import FlightState
+from aerostore import FlightState, planner
+from aerostore.columns import Columns
 
 FIELDS = FlightState.names            # flight_id lat lon altitude gs updated_at
 ALIASES = {"flight_id": ["flight", "ident"], "lat": ["latitude"], "lon": ["long", "longitude"],
@@ -424,6 +425,19 @@ def test_oracle_over_version_chains_and_old_snapshots(mem_db, flights, seed):
     flights._check()
     assert mem_db.stats()["versions"] == len(data2)
     check_queries(flights, data2, rng, 80)
+
+
+@pytest.mark.parametrize("seed", [3, 9])
+def test_oracle_with_column_filters_everywhere(mem_db, flights, seed, monkeypatch):
+    """The columns filter every index chunk (not only big ones), scans go in parts of
+    64 slots, over version chains and old snapshots; the columns must be used."""
+    monkeypatch.setattr(planner, "_VEC_MIN", 1)
+    monkeypatch.setattr(planner, "_PART", 64)
+    used = []
+    mask = Columns.mask
+    monkeypatch.setattr(Columns, "mask", lambda self, *a, **k: used.append(1) or mask(self, *a, **k))
+    test_oracle_over_version_chains_and_old_snapshots(mem_db, flights, seed)
+    assert len(used) > 100
 
 
 @pytest.mark.parametrize("seed", [6, 7])
