@@ -148,12 +148,18 @@ class TableStore:
         return r if r is not None and r[self.key_pos] == key else None
 
     def count(self, s: int) -> int:
-        """Rows visible to snapshot ``s`` (registered, or the watermark).  O(commits since s)."""
-        with self.latch.shared:
-            for csn, n in reversed(self.live):
-                if csn <= s:
-                    return n
-            raise AssertionError(f"count at snapshot {s}, older than the oldest kept ({self.live[0][0]})")
+        """Rows visible to snapshot ``s`` (registered, or the watermark).  O(commits since s), no lock.
+
+        ``list(live)`` copies the deque in one C call, during which no other
+        thread runs, so a concurrent append (install) or popleft (prune) is
+        either in the copy or not; prune never drops the newest entry at or
+        below a registered snapshot.
+        """
+        live = list(self.live)
+        for csn, n in reversed(live):
+            if csn <= s:
+                return n
+        raise AssertionError(f"count at snapshot {s}, older than the oldest kept ({live[0][0]})")
 
     def settle(self) -> None:
         """Fold every index's recent-write layers into its main structure now (tests, benchmarks)."""
@@ -246,8 +252,10 @@ class TableStore:
             n_live = 0
             for i in range(0, n, _PART):
                 n_live += self._install_part(items[i:i + _PART], csn, tname, changes, ops, touched, idx)
-        with self.latch:
-            self.live.append((csn, self.live[-1][1] + n_live))
+        # no latch: count() copies the deque in one C call; installs are serialised
+        # by the commit lock, and prune only pops from the other end
+        live = self.live
+        live.append((csn, live[-1][1] + n_live))
         return Installed(ops, changes, touched)
 
     def _install_part(self, items, csn: int, tname: str, changes: list, ops: list, touched: list,
