@@ -260,8 +260,6 @@ class Plan:
     __slots__ = ("store", "q", "est", "pred")
     kind: PlanKind
 
-    # Scan's; the other executors set every slot in their own __init__ (one call
-    # a candidate, no chain of __init__ calls: choose() makes several a query)
     def __init__(self, store, q, est):
         self.store = store
         self.q = q
@@ -341,10 +339,7 @@ class KeyLookup(Plan):
     kind = KEY
 
     def __init__(self, store, q, est, keys):
-        self.store = store
-        self.q = q
-        self.est = est
-        self.pred = None
+        Plan.__init__(self, store, q, est)
         self.keys = keys
 
     def matches(self, s, skip, stop):
@@ -495,10 +490,7 @@ class Intersect(Plan):
     kind = INTERSECT
 
     def __init__(self, store, q, est, parts):
-        self.store = store
-        self.q = q
-        self.est = est
-        self.pred = None
+        Plan.__init__(self, store, q, est)
         self.parts = parts
 
     def _slots(self) -> np.ndarray:
@@ -598,10 +590,7 @@ class _OnIndex(Plan):
     __slots__ = ("ix",)
 
     def __init__(self, store, q, est, ix):
-        self.store = store
-        self.q = q
-        self.est = est
-        self.pred = None
+        Plan.__init__(self, store, q, est)
         self.ix = ix
 
     def _null_rows(self, s, skip) -> list:
@@ -719,10 +708,7 @@ class IndexRange(_OnIndex):
     kind = INDEX
 
     def __init__(self, store, q, est, ix, ranges):
-        self.store = store
-        self.q = q
-        self.est = est
-        self.pred = None
+        Plan.__init__(self, store, q, est)
         self.ix = ix
         self.ranges = ranges
 
@@ -821,10 +807,7 @@ class Walk(_OnIndex):
     kind = WALK
 
     def __init__(self, store, q, est, ix, ranges, desc):
-        self.store = store
-        self.q = q
-        self.est = est
-        self.pred = None
+        Plan.__init__(self, store, q, est)
         self.ix = ix
         self.ranges = ranges
         self.desc = desc
