@@ -28,6 +28,7 @@ import signal
 import sys
 from bisect import bisect_right
 
+from .database import index_entries
 from .errors import AerostoreError, CorruptError, LockedError, StorageIOError, UsageError
 from .schema import Schema
 from .storage import DirectoryStorage, Sink, replay
@@ -59,10 +60,11 @@ class Image(Sink):
         self.commits = 0
         self.tables: dict = {}
         self._keypos: dict = {}
-        for schema, index_fields, rows in tables:
-            self._create(schema["name"], schema, index_fields)
-            kp = self._keypos[schema["name"]]
-            self.tables[schema["name"]][2] = {r[kp]: r for r in rows}
+        for t in tables:        # checkpoint.CheckpointTable, of either format version
+            name = t.schema["name"]
+            self._create(name, t.schema, t.index_fields)
+            kp = self._keypos[name]
+            self.tables[name][2] = {r[kp]: r for r in t.rows}
 
     def _create(self, name: str, schema: dict, index_fields) -> None:
         self.tables[name] = [schema, list(index_fields), {}]
@@ -118,7 +120,9 @@ class Image(Sink):
         return sum(len(t[2]) for t in self.tables.values())
 
     def checkpoint_tables(self) -> list:
-        return [(s, idx, iter(rows.values())) for s, idx, rows in self.tables.values()]
+        """The tables as ``Storage.checkpoint`` takes them, with their index arrays."""
+        return [(s, idx, iter(rows.values()), index_entries(Schema.from_dict(s)))
+                for s, idx, rows in self.tables.values()]
 
 
 def load(path: str) -> tuple:

@@ -514,6 +514,37 @@ class ArrayIndex(Index):
         self._clear()
         self._set_main(np.sort(self._np_entries(values, slots)) if values else self._empty)
 
+    def export_main(self, values, nulls=None) -> np.ndarray:
+        """The ``main`` an index of a whole column holds: slot i has ``values[i]`` (a
+        numeric array), null where ``nulls`` (a bool array, or None) is set; what a
+        checkpoint stores.  Uses nothing of this index but its encoding.  O(n log n) in C."""
+        slots = np.arange(len(values)) if nulls is None else np.flatnonzero(~nulls)
+        if not len(slots):
+            return self._empty
+        return np.sort(self._np_entries(values if nulls is None else values[slots], slots))
+
+    def adopt_main(self, main, nulls) -> bool:
+        """Replace everything with ``main`` (an ``export_main`` result) and the null slots
+        ``nulls``; ready after.  False (nothing changed) if ``main`` is not stored as this
+        index stores entries.  O(1), or O(n) to convert its byte order."""
+        if main.dtype.newbyteorder("=") != self.dtype:
+            return False
+        self._clear()
+        self._set_main(main.astype(self.dtype, copy=False))
+        self.nulls = set(nulls)
+        self.ready = True
+        return True
+
+    def write_columns(self, rm_values, rm_slots, add_values, add_slots) -> None:
+        """Remove the entries of non-null ``rm_values`` at ``rm_slots`` (numeric arrays;
+        each present) and add those of ``add_values`` at ``add_slots`` (each absent), as
+        one write to the batch layer (a bulk catch-up from columns, in recovery; the
+        maintainer folds it when due).  Nulls are the caller's (``nulls``).
+        O(batch layer + k log k) in C."""
+        self._merge_small()
+        self._batch_write(self._np_entries(add_values, add_slots) if len(add_slots) else None,
+                          self._np_entries(rm_values, rm_slots) if len(rm_slots) else None)
+
     # -- reads (the caller holds the table latch, shared) ---------------------------------
     def _layers(self) -> list:
         """The non-empty (delta, tomb) layers in front of ``main``, oldest first.

@@ -205,9 +205,10 @@ class Columns:
     def adopt(cls, schema, n: int, cols, nulls) -> "Columns":
         """Columns of ``n`` settled rows without holes (slot i holds row i), from whole
         arrays (a checkpoint's): ``cols[pos]`` is numeric field ``pos``'s values (0 where
-        null; converted when of another dtype), ``nulls[pos]`` a bool array or None
-        (no nulls); lists or dicts by field position, other fields ignored.  Writable arrays of the column's dtype are taken over, not copied:
-        the caller must not use them afterwards.  O(1), or O(n) per converted array."""
+        null; converted when of another dtype), ``nulls[pos]`` a bool array or None (no
+        nulls); lists or dicts by field position, other fields ignored.  Writable arrays
+        of the column's dtype are taken over, not copied: the caller must not use them
+        afterwards.  O(1), or O(n) per converted array."""
         c = cls(schema)
         if not n:
             return c

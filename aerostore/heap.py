@@ -461,6 +461,47 @@ class TableStore:
             for ix in self.indexes.values():
                 ix.retire()
 
+    def load_columns(self, n: int, columns: list, nulls: list, index_arrays: dict) -> None:
+        """``load`` from whole columns (recovery from a checkpoint of format 2): slot i
+        holds row i, for i < ``n``.
+
+        ``columns[p]``: field ``p``'s values, a numpy array for a numeric field (0
+        where null; bools as 0/1) or a list for a string field (None where null);
+        ``nulls[p]``: a bool array (True: null) or None when no value is null;
+        ``index_arrays``: field position -> the sorted entry array of the index on
+        it over these rows (``ArrayIndex.export_main``).  The rows are built at C
+        speed (``tolist``, ``zip``); the numeric columns become ``self.columns``
+        (taken over, not copied); an index with an array adopts it as is, the
+        others build on first read as after ``load``.
+        """
+        kinds = self.schema.kinds
+        lists = []
+        for p, col in enumerate(columns):
+            if col.__class__ is not list:
+                nul = nulls[p]
+                col = (col != 0).tolist() if kinds[p] == "bool" else col.tolist()
+                if nul is not None:
+                    for i in nul.nonzero()[0].tolist():
+                        col[i] = None
+            lists.append(col)
+        rows = list(zip(*lists)) if n else []
+        cols = Columns.adopt(self.schema, n, columns, nulls)
+        with self.latch:
+            self.rows = rows
+            self.slots = dict(zip(columns[self.key_pos], range(n)))
+            self.free = []
+            self.unfrozen = set()
+            self.n_frozen = n
+            self.live = deque([(0, n)])
+            self.columns = cols
+            for pos, ix in self.indexes.items():
+                main = index_arrays.get(pos)
+                nul = nulls[pos]
+                null_slots = nul.nonzero()[0].tolist() if nul is not None else ()
+                if (main is None or not hasattr(ix, "adopt_main")
+                        or len(main) + len(null_slots) != n or not ix.adopt_main(main, null_slots)):
+                    ix.retire()
+
     def replay_put(self, key, values: tuple) -> None:
         """Recovery only (single-threaded, indexes retired, no columns yet): upsert a frozen row."""
         slot = self.slots.get(key)

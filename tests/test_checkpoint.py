@@ -7,12 +7,16 @@ import threading
 import zlib
 
 import msgpack
+import numpy as np
 import pytest
 
 from aerostore.config import Config
+from aerostore.database import index_entries
 from aerostore.errors import CorruptError
-from aerostore.storage import DirectoryStorage, walscan
-from aerostore.storage.checkpoint import SLICE_ROWS, read_checkpoint
+from aerostore.schema import Schema
+from aerostore.storage import DirectoryStorage, checkpoint, walscan
+from aerostore.storage.checkpoint import read_checkpoint
+from aerostore.storage.framing import frame
 from faultyio import FaultyIO
 from test_wal import replay
 
@@ -22,6 +26,7 @@ SCHEMA = {"name": "T", "fields": [{"name": "k", "kind": "str", "aliases": ["key"
                                    "nullable": True, "lo": 0, "hi": 100, "key": False}],
           "indexes": ["v"]}
 U = dict(SCHEMA, name="U")
+ENTRIES = index_entries(Schema.from_dict(SCHEMA))     # the engine's index arrays of T
 
 
 def open_storage(path, io=None):
@@ -60,69 +65,188 @@ class Model:
         return [(SCHEMA, ["v"], iter(self.states[csn]["T"].values()))]
 
 
-def test_round_trip_many_rows_and_tables(tmp_path):
+def test_round_trip_many_rows_and_tables(tmp_path, monkeypatch):
+    monkeypatch.setattr(checkpoint, "SLICE_ROWS", 1000)     # several slices, several chunks each
+    monkeypatch.setattr(checkpoint, "CHUNK_ROWS", 300)
     d = str(tmp_path / "db")
     s, _ = open_storage(d)
-    rows_t = [(f"k{i}", i % 101 if i % 3 else None) for i in range(SLICE_ROWS * 2 + 17)]
+    rows_t = [(f"k{i}", i % 101 if i % 3 else None) for i in range(2 * 1000 + 17)]
     s.log(1, []).wait()
-    n = s.checkpoint(1, [(SCHEMA, ["v"], iter(rows_t)), (U, [], iter([]))])
+    n = s.checkpoint(1, [(SCHEMA, ["v"], iter(rows_t), ENTRIES), (U, [], iter([]))])
     assert n == len(rows_t)
     st = s.stats()
     s.close()
     assert st["checkpoints"] == 1 and st["last_checkpoint_rows"] == n and st["wal_records"] == 0
     csn, tables = read_checkpoint(os.path.join(d, "checkpoint.dat"))
     assert csn == 1
-    assert tables == [(SCHEMA, ["v"], rows_t), (U, [], [])]
+    assert [(t.schema, t.index_fields, t.rows) for t in tables] == [(SCHEMA, ["v"], rows_t), (U, [], [])]
+    t = tables[0]
+    assert t.n == len(rows_t) and t.columns[0] == [r[0] for r in rows_t]
+    assert t.columns[1].dtype == np.int64 and list(t.nulls[1]) == [r[1] is None for r in rows_t]
+    want = sorted((v << 32) | i for i, (_, v) in enumerate(rows_t) if v is not None)
+    assert t.index_arrays["v"].tolist() == want
+    assert tables[1].n == 0 and [len(c) for c in tables[1].columns] == [0, 0]
+    assert [kind for _, kind, _, _ in frames(os.path.join(d, "checkpoint.dat"))].count("section") == 3 * 2 + 2
     assert oct(os.stat(os.path.join(d, "checkpoint.dat")).st_mode & 0o777) == "0o600"
 
 
 def frames(path):
+    """``(offset, kind, payload, name)`` of every frame, each checksum checked: kind
+    "record" (payload decoded) or "section" (raw bytes, ``name`` the table and
+    field or index and slice it belongs to)."""
     data = open(path, "rb").read()
     assert data[:8] == b"AEROCKP1"
     pos, out = 8, []
+    todo = []                                   # names of the sections that follow
+    table = fields = None
+    slices = 0
     while pos < len(data):
         length, crc = struct.unpack_from("<II", data, pos)
         body = data[pos + 8:pos + 8 + length]
         assert crc == zlib.crc32(body, zlib.crc32(data[pos:pos + 4]))
-        out.append((pos, msgpack.unpackb(body)))
+        if todo:
+            out.append((pos, "section", body, todo.pop(0)))
+        else:
+            rec = msgpack.unpackb(body)
+            out.append((pos, "record", rec, None))
+            if rec[0] == "table":
+                table, fields, slices = rec[1]["name"], [f["name"] for f in rec[1].get("fields", ())], 0
+            elif rec[0] == "slice":
+                todo = [(table, f"field {f!r} slice {slices}") for f in fields]
+                slices += 1
+            elif rec[0] == "index":
+                todo = [(table, f"index {rec[1]!r} slice {j}") for j in range(rec[4])]
         pos += 8 + length
+    assert not todo
     return out
 
 
-def make_checkpoint(d, rows=5000):
+def make_checkpoint(d, rows=5000, index=True):
     s, _ = open_storage(d)
     s.log(3, []).wait()
-    s.checkpoint(3, [(SCHEMA, ["v"], iter((f"k{i}", i % 50) for i in range(rows)))])
+    t = (SCHEMA, ["v"], iter((f"k{i}", i % 50 if i % 7 else None) for i in range(rows)))
+    s.checkpoint(3, [t + (ENTRIES,) if index else t, (U, [], iter([("u1", 7), ("u\u00e9", None)]))])
     s.close()
 
 
 def test_format_matches_the_documented_layout(tmp_path):
     d = str(tmp_path / "db")
-    make_checkpoint(d)
+    s, _ = open_storage(d)
+    s.log(3, []).wait()
+    rows = [("a", 5), ("b\u00e9", None), ("c", 2), ("d", 5)]
+    s.checkpoint(3, [(SCHEMA, ["v"], iter(rows), ENTRIES), (U, [], iter([]))])
+    s.close()
     fr = frames(os.path.join(d, "checkpoint.dat"))
-    assert fr[0][1] == ["checkpoint", 1, 3, 1]
-    assert fr[1][1] == ["table", SCHEMA, ["v"]]
-    assert [f[1][0] for f in fr[2:-1]] == ["rows"] * 3
-    assert sum(len(f[1][1]) for f in fr[2:-1]) == 5000
-    assert fr[-1][1] == ["end", [5000]]
+    assert [(kind, payload) for _, kind, payload, _ in fr] == [
+        ("record", ["checkpoint", 2, 3, 2]),
+        ("record", ["table", SCHEMA, ["v"], ["str", "<i8"]]),
+        ("record", ["slice", 4]),
+        ("section", b"\0" + "a\nb\u00e9\nc\nd".encode()),
+        ("section", b"\x01" + bytes([0b0010]) + struct.pack("<4q", 5, 0, 2, 5)),
+        ("record", ["index", "v", "<i8", 3, 1]),
+        ("section", struct.pack("<3q", 2 << 32 | 2, 5 << 32 | 0, 5 << 32 | 3)),
+        ("record", ["table", U, [], ["str", "<i8"]]),
+        ("record", ["end", [4, 0]])]
 
 
-@pytest.mark.parametrize("where", ["magic", "header", "table", "rows", "end", "length"])
-def test_damage_is_corrupt_with_the_frame_offset(tmp_path, where):
+def test_strings_with_newlines_nulls_and_lone_surrogates_round_trip(tmp_path):
+    """The offsets form: a value holding a newline (the schema forbids it; the format does not)."""
+    d = str(tmp_path / "db")
+    s, _ = open_storage(d)
+    s.log(1, []).wait()
+    str_schema = {"name": "S", "fields": [SCHEMA["fields"][0],
+                                          dict(SCHEMA["fields"][1], name="w", kind="str", lo=None, hi=None)],
+                  "indexes": []}
+    rows = [("a\nb", "x"), ("\ud800", None), ("", "y\n"), ("\U0001f600", "")]
+    s.checkpoint(1, [(str_schema, [], iter(rows)), (SCHEMA, [], iter([("plain", None)]))])
+    s.close()
+    fr = frames(os.path.join(d, "checkpoint.dat"))
+    secs = [payload for _, kind, payload, _ in fr if kind == "section"]
+    assert secs[0][0] == 2 and secs[1][0] == 3         # offsets form; nulls too in the second
+    assert secs[2][0] == 0                             # joined form
+    _, tables = read_checkpoint(os.path.join(d, "checkpoint.dat"))
+    assert tables[0].rows == rows and tables[1].rows == [("plain", None)]
+
+
+def test_an_opaque_schema_map_keeps_its_rows_as_records(tmp_path):
+    d = str(tmp_path / "db")
+    s, _ = open_storage(d)
+    s.log(1, []).wait()
+    rows = [("a",), ("b",)] * 3000
+    s.checkpoint(1, [({"name": "T"}, [], iter(rows))])
+    s.close()
+    fr = frames(os.path.join(d, "checkpoint.dat"))
+    assert fr[1][2] == ["table", {"name": "T"}, [], None]
+    assert [p[0] for _, _, p, _ in fr[2:-1]] == ["rows"] * 3
+    _, tables = read_checkpoint(os.path.join(d, "checkpoint.dat"))
+    assert tables[0].rows == rows and tables[0].columns is None
+
+
+def flip(path, at):
+    with open(path, "r+b") as f:
+        f.seek(at)
+        b = f.read(1)[0]
+        f.seek(at)
+        f.write(bytes([b ^ 0x04]))
+
+
+@pytest.mark.parametrize("where", ["magic", "header", "table", "slice", "index", "end"])
+def test_damage_to_a_record_is_corrupt_with_the_frame_offset(tmp_path, where):
     d = str(tmp_path / "db")
     make_checkpoint(d)
     path = os.path.join(d, "checkpoint.dat")
     fr = frames(path)
-    at = {"magic": (0, 3), "header": (fr[0][0], 12), "table": (fr[1][0], 20),
-          "rows": (fr[3][0], 500), "end": (fr[-1][0], 9), "length": (fr[2][0], 1)}[where]
-    with open(path, "r+b") as f:
-        f.seek(at[0] + at[1])
-        b = f.read(1)[0]
-        f.seek(at[0] + at[1])
-        f.write(bytes([b ^ 0x04]))
+    recs = {p[0]: off for off, kind, p, _ in reversed(fr) if kind == "record"}
+    at = (0, 3) if where == "magic" else ({"header": recs["checkpoint"]}.get(where) or recs[where], 12)
+    flip(path, at[0] + at[1])
     with pytest.raises(CorruptError) as ei:
         open_storage(d)
     assert ei.value.path == path and ei.value.offset == at[0]
+
+
+def sections(path):
+    return [(off, len(p), name) for off, kind, p, name in frames(path) if kind == "section"]
+
+
+@pytest.mark.parametrize("part", ["payload", "first byte", "last byte", "length", "crc"])
+def test_a_bit_flip_in_each_section_names_that_section(tmp_path, part):
+    d = str(tmp_path / "db")
+    make_checkpoint(d, rows=2500)
+    path = os.path.join(d, "checkpoint.dat")
+    pristine = open(path, "rb").read()
+    secs = sections(path)
+    assert len(secs) == 2 + 1 + 2          # T: key and v, its index; U: key and v
+    for off, length, (table, what) in secs:
+        with open(path, "wb") as f:
+            f.write(pristine)
+        at = {"payload": off + 8 + length // 2, "first byte": off + 8, "last byte": off + 7 + length,
+              "length": off + 1, "crc": off + 5}[part]
+        flip(path, at)
+        with pytest.raises(CorruptError) as ei:
+            open_storage(d)
+        e = ei.value
+        assert e.path == path and e.offset == off, (table, what, part)
+        assert f"table {table!r} {what}" in e.what, e.what
+    with open(path, "wb") as f:
+        f.write(pristine)
+    s, rec = open_storage(d)
+    assert rec.tables[0].n == 2500
+    s.close()
+
+
+def test_a_torn_checkpoint_is_corrupt_wherever_it_ends(tmp_path):
+    d = str(tmp_path / "db")
+    make_checkpoint(d, rows=3000)
+    path = os.path.join(d, "checkpoint.dat")
+    pristine = open(path, "rb").read()
+    cuts = {0, 5, 8, 9, 12, len(pristine) - 1, len(pristine) - 9}
+    for off, kind, payload, _ in frames(path):
+        cuts.update((off, off + 4, off + 8, off + 8 + len(payload) // 2, off + 7 + len(payload)))
+    for cut in sorted(c for c in cuts if 0 <= c < len(pristine)):
+        with open(path, "wb") as f:
+            f.write(pristine[:cut])
+        with pytest.raises(CorruptError):
+            open_storage(d)
 
 
 @pytest.mark.parametrize("how", ["truncate", "append", "short"])
@@ -141,6 +265,59 @@ def test_truncated_or_extended_checkpoint_is_corrupt(tmp_path, how):
             f.write(b"\0")
     with pytest.raises(CorruptError):
         open_storage(d)
+
+
+def write_v1(path, csn, tables):
+    """A checkpoint of format version 1, byte for byte as the version 1 writer made it
+    (``tables``: ``(schema, index_fields, rows)``)."""
+    def rec(obj):
+        payload = msgpack.packb(obj)
+        return frame(len(payload), payload)
+    out = bytearray(b"AEROCKP1") + rec(("checkpoint", 1, csn, len(tables)))
+    counts = []
+    for schema, index_fields, rows in tables:
+        out += rec(("table", schema, list(index_fields)))
+        rows = list(rows)
+        for i in range(0, len(rows), 2048):
+            out += rec(("rows", rows[i:i + 2048]))
+        counts.append(len(rows))
+    out += rec(("end", counts))
+    with open(path, "wb") as f:
+        f.write(out)
+
+
+def test_version_1_is_still_read(tmp_path):
+    d = str(tmp_path / "db")
+    make_checkpoint(d)
+    path = os.path.join(d, "checkpoint.dat")
+    _, v2 = read_checkpoint(path)
+    write_v1(path, 3, [(t.schema, t.index_fields, t.rows) for t in v2])
+    assert frames_v1(path)[0] == ["checkpoint", 1, 3, 2]
+    csn, v1 = read_checkpoint(path)
+    assert csn == 3 and [tuple(t) for t in v1] == [tuple(t) for t in v2]
+    assert all(t.columns is None for t in v1) and [t.n for t in v1] == [5000, 2]
+    s, rec = open_storage(d)
+    assert rec.checkpoint_csn == 3 and state_of(rec)["T"] == {r[0]: r for r in v2[0].rows}
+    s.close()
+    flip(path, frames_v1_offsets(path)[3] + 20)      # damage in a rows frame: refused as before
+    with pytest.raises(CorruptError) as ei:
+        open_storage(d)
+    assert ei.value.offset == frames_v1_offsets(path)[3]
+
+
+def frames_v1_offsets(path):
+    data = open(path, "rb").read()
+    pos, out = 8, []
+    while pos < len(data):
+        out.append(pos)
+        pos += 8 + struct.unpack_from("<I", data, pos)[0]
+    return out
+
+
+def frames_v1(path):
+    data = open(path, "rb").read()
+    return [msgpack.unpackb(data[p + 8:p + 8 + struct.unpack_from("<I", data, p)[0]])
+            for p in frames_v1_offsets(path)]
 
 
 def test_checkpoint_cuts_the_log_and_recovery_replays_only_later_commits(tmp_path):

@@ -1,75 +1,359 @@
 """Checkpoints: a consistent snapshot of every table in ``checkpoint.dat``.
 
-File format of ``checkpoint.dat`` (integers little-endian)
-----------------------------------------------------------
+File format of ``checkpoint.dat``, version 2 (integers little-endian)
+---------------------------------------------------------------------
 | offset | size | field |
 |---|---|---|
-| 0 | 8 | magic ``b"AEROCKP1"`` |
+| 0 | 8 | magic ``b"AEROCKP1"`` (the file's kind; the version is in the first frame) |
 | 8 | ... | frames, back to back, to the end of the file |
 
 A frame (framing.py) is ``length`` (4 bytes, >= 1), ``crc`` (4 bytes: CRC-32
-of the length field, then of the payload) and ``length`` bytes of msgpack
-payload, an array whose first element names it.  The frames come in this order:
+of the length field, then of the payload) and ``length`` bytes of payload.
+Two kinds of payload: a *record* is msgpack, an array whose first element
+names it; a *section* is binary, one column (or index) of up to
+``SLICE_ROWS`` rows, laid out as the record before it says.  The frames come
+in this order:
 
-1. ``["checkpoint", 1, csn, table_count]``: format version 1; ``csn`` is the
-   snapshot the checkpoint holds (every commit with CSN <= csn, nothing after).
-2. per table: ``["table", schema_map, [index fields]]`` (``schema_map`` is
-   ``Schema.to_dict()``), then zero or more ``["rows", [[values...], ...]]``
-   slices of at most ``SLICE_ROWS`` rows, each row its values in field order.
-3. ``["end", [row count per table]]``, which must end the file.
+1. record ``["checkpoint", 2, csn, table_count]``: format version 2; ``csn``
+   is the snapshot the checkpoint holds (every commit with CSN <= csn, nothing
+   after).
+2. per table:
 
-Any deviation (short file, bad checksum, frames out of order, counts that do
-not add up, bytes after the end frame) is ``CorruptError`` with the file and
-the offset of the frame at fault.  Because the file is only ever replaced by
-rename after an fsync, a damaged checkpoint is real damage, never a crash
-artefact, and the store refuses to open.
+   a. record ``["table", schema_map, [index fields], [column type per field]]``
+      (``schema_map`` is ``Schema.to_dict()``); a column type is ``"str"``
+      (the key and Str fields) or the numpy type string of the field's column
+      (``columns.column_dtype``): ``"<i8"`` (int), ``"<u8"`` (int with an
+      unsigned 64-bit range), ``"<f8"`` (float), ``"|i1"`` (bool, 0 or 1).
+      The list is nil when the schema map describes no typed fields (the
+      engine's always does; storage tests pass opaque ones): then b. and c.
+      are replaced by zero or more records ``["rows", [[values...], ...]]``
+      of at most ``CHUNK_ROWS`` rows, each row its values in field order.
+   b. zero or more slices: record ``["slice", rows]`` (rows >= 1; the
+      writer puts ``SLICE_ROWS`` = 2^20 rows in a slice, fewer in the last one
+      and in one whose strings pass 256 MiB), then one section per field, in
+      field order, each holding that field's values of the slice's rows.
+      Row i of the table is row i of the slices in order; a reopened heap
+      puts it in slot i.
+   c. zero or more index records ``["index", field, entry type, count,
+      sections]``, each followed by ``sections`` sections that together hold
+      ``count`` entries of the index on ``field`` (at most ``SLICE_ROWS``
+      entries a section, each section a whole number of entries): the sorted
+      array of an ``ArrayIndex`` (arrayindex.py) over this table's rows, with
+      slot = row number, in its storage type ``entry type`` (``"<i8"``,
+      ``"<u8"`` or ``"<c16"``).  Computed from the rows written, not taken from
+      the live index; a reader whose index would store entries differently
+      ignores the record and builds that index from the rows.  Null values
+      have no entries (the column's null bitmap lists them).
+3. record ``["end", [row count per table]]``, which must end the file.
+
+A numeric section (``rows`` rows of a column of type T, size S bytes):
+
+| offset | size | field |
+|---|---|---|
+| 0 | 1 | ``flags``: 1 = a null bitmap follows (some value is null); other bits 0 |
+| 1 | ceil(rows / 8) if flags & 1 | null bitmap: bit i % 8 (least significant first) of byte i // 8 is set when row i is null |
+| ... | rows * S | the values, the raw array of T; 0 where null |
+
+A string section:
+
+| offset | size | field |
+|---|---|---|
+| 0 | 1 | ``flags``: 1 = a null bitmap follows; 2 = offsets form (below); other bits 0 |
+| 1 | ceil(rows / 8) if flags & 1 | null bitmap, as above |
+| ... | ... | joined form (flags & 2 clear): the values joined by ``"\\n"``, in UTF-8 (a null as ``""``); used when no value holds a newline, which the schema forbids anyway |
+| ... | 8 * rows | offsets form (flags & 2): ``u64`` end offset of each value in the bytes that follow |
+| ... | ... | offsets form: the UTF-8 values, back to back |
+
+Strings may hold lone surrogates (written and read with ``surrogatepass``).
+
+Reading takes two passes: the first reads and checks the records and notes
+where each section lies (so every table's row count is known before any
+section is read), the second reads each section straight into its column or
+index array, one read each, and checks its checksum.  Any deviation (short
+file, bad checksum, frames out of order, a section whose size does not match
+its record, counts that do not add up, bytes after the end frame) is
+``CorruptError`` with the file, the offset of the frame at fault and, for a
+section, its name (table, field or index, slice).  Because the file is only
+ever replaced by rename after an fsync, a damaged checkpoint is real damage,
+never a crash artefact, and the store refuses to open.
+
+Version 1 (still read; no longer written): the same magic and frames, all
+records: ``["checkpoint", 1, csn, table_count]``; per table ``["table",
+schema_map, [index fields]]`` then zero or more ``["rows", [[values...],
+...]]`` slices of at most 2048 rows, each row its values in field order;
+``["end", [row count per table]]``.
 
 Writing (``write_checkpoint``): rows are pulled from the engine's snapshot
-iterators in slices, packed and appended to ``checkpoint.dat.tmp``; between
-slices the thread sleeps for 0.1 ms, which hands the GIL to any waiting thread
-so that Tcl and Python callers are not stalled behind a long checkpoint.  Then
-the temp file is fdatasync'ed, renamed over ``checkpoint.dat`` and the directory
-fsync'ed.  A crash before the rename leaves the previous checkpoint in force
-(the temp file is removed on the next open); a crash after it leaves the new
-one, and the log still holds every commit either of them needs.
+iterators ``CHUNK_ROWS`` at a time and turned into column pieces (numpy
+arrays, joined UTF-8); between chunks the thread sleeps for 0.1 ms, which
+hands the GIL to any waiting thread so that Tcl and Python callers are not
+stalled behind a long checkpoint.  A slice's sections are written once it is
+full (or the rows end).  Index sections are computed by the caller's
+``index_entries`` from the columns written.  Then the temp file is
+fdatasync'ed, renamed over ``checkpoint.dat`` and the directory fsync'ed.  A
+crash before the rename leaves the previous checkpoint in force (the temp file
+is removed on the next open); a crash after it leaves the new one, and the log
+still holds every commit either of them needs.
 """
 
 from __future__ import annotations
 
 import os
 import time
+import zlib
 from itertools import islice
 
-from ..errors import CorruptError, StorageIOError
-from .framing import HEAD, checksum, errno_name, frame, pack, unpack
+import numpy as np
 
-__all__ = ["MAGIC", "FILENAME", "TEMP_FILENAME", "SLICE_ROWS", "write_checkpoint",
-           "read_checkpoint"]
+from ..columns import column_dtype
+from ..errors import AerostoreError, CorruptError, StorageIOError
+from ..schema import Schema
+from .framing import HEAD, LEN, errno_name, frame, frame_head, pack, unpack
+
+__all__ = ["MAGIC", "FILENAME", "TEMP_FILENAME", "VERSION", "SLICE_ROWS", "CHUNK_ROWS",
+           "CheckpointTable", "write_checkpoint", "read_checkpoint"]
 
 MAGIC = b"AEROCKP1"
 FILENAME = "checkpoint.dat"
 TEMP_FILENAME = "checkpoint.dat.tmp"
-SLICE_ROWS = 2048
+VERSION = 2
+SLICE_ROWS = 1 << 20          # rows (or index entries) per section, at most
+CHUNK_ROWS = 2048             # rows converted per step of the writer (GIL offered between)
+_SLICE_BYTES = 1 << 28        # a slice ends early once its strings pass this many bytes
 _FLUSH_BYTES = 1 << 20
-# Pause between slices.  sleep(0) releases the GIL but takes it straight back
+# Pause between chunks.  sleep(0) releases the GIL but takes it straight back
 # before a waiting thread wakes (CPython hands it over only after the 5 ms switch
 # interval), so the pause must be long enough for a waiter to get it.
 _YIELD_SECS = 0.0001
 
+_NULLS, _OFFSETS = 1, 2
+_NUMERIC = {"<i8", "<u8", "<f8", "|i1"}
+_ENTRY_TYPES = {"<i8", "<u8", "<c16"}
+_U8 = np.dtype(np.uint8)
 
-def _frame(obj) -> bytes:
+
+class CheckpointTable:
+    """One table of a checkpoint, as read.
+
+    ``schema`` (the schema map), ``index_fields`` (names), ``n`` (rows).
+    Version 2 also gives the columns: ``columns[p]`` is field ``p``'s values,
+    a numpy array for a numeric field (its checkpoint type, 0 where null; bools
+    as int8) or a list of str for a string field (None where null);
+    ``nulls[p]`` a bool array (True: null) or None when no value is null; and
+    ``index_arrays``: index field name -> its sorted entry array (see the
+    module docstring).  For version 1 ``columns`` is None.  ``rows`` is a list
+    of row tuples (built from the columns on first use for version 2).
+
+    Iterating gives ``(schema, index_fields, rows)``, the triple of older callers.
+    """
+
+    __slots__ = ("schema", "index_fields", "n", "columns", "nulls", "index_arrays", "_rows")
+
+    def __init__(self, schema: dict, index_fields: list, rows: list | None = None, *, n: int = 0,
+                 columns: list | None = None, nulls: list | None = None,
+                 index_arrays: dict | None = None):
+        self.schema = schema
+        self.index_fields = index_fields
+        self._rows = rows
+        self.n = len(rows) if rows is not None else n
+        self.columns = columns
+        self.nulls = nulls
+        self.index_arrays = index_arrays or {}
+
+    @property
+    def rows(self) -> list:
+        if self._rows is None:
+            kinds = [f["kind"] for f in self.schema["fields"]]
+            self._rows = list(zip(*(value_list(c, nul, k == "bool")
+                                    for c, nul, k in zip(self.columns, self.nulls, kinds))))
+        return self._rows
+
+    def __iter__(self):
+        return iter((self.schema, self.index_fields, self.rows))
+
+    def __repr__(self):
+        return f"CheckpointTable({self.schema.get('name')!r}, {self.n} rows)"
+
+
+def value_list(col, nulls, is_bool: bool = False) -> list:
+    """A column as a list of Python values (None where ``nulls`` is set), at C speed
+    but for one assignment per null."""
+    if col.__class__ is list:
+        return col
+    vals = (col != 0).tolist() if is_bool else col.tolist()
+    if nulls is not None:
+        for i in np.flatnonzero(nulls).tolist():
+            vals[i] = None
+    return vals
+
+
+# -- writing ---------------------------------------------------------------------------
+def _record(obj) -> bytes:
     payload = pack(obj)
     return frame(len(payload), payload)
 
 
+def _utf8(s: str) -> bytes:
+    try:
+        return s.encode("utf-8")
+    except UnicodeEncodeError:
+        return s.encode("utf-8", "surrogatepass")
+
+
+class _Out:
+    """Appends frames to the temp file through ``io``, in writes of about ``_FLUSH_BYTES``."""
+
+    def __init__(self, io, fd: int):
+        self.io, self.fd = io, fd
+        self.buf = bytearray()
+        self.written = 0
+
+    def add(self, data) -> None:
+        if len(data) >= _FLUSH_BYTES:
+            self.flush()
+            self.io.write(self.fd, data)
+            self.written += len(data)
+            return
+        self.buf += memoryview(data)
+        if len(self.buf) >= _FLUSH_BYTES:
+            self.flush()
+
+    def section(self, parts: list) -> None:
+        """One frame whose payload is ``parts`` (bytes or uint8 arrays) back to back."""
+        self.add(frame_head(parts))
+        for p in parts:
+            if len(p):
+                self.add(p)
+
+    def flush(self) -> None:
+        if self.buf:
+            self.io.write(self.fd, self.buf)
+            self.written += len(self.buf)
+            self.buf = bytearray()
+
+
+class _Slice:
+    """The column pieces of the rows of one slice, built chunk by chunk."""
+
+    def __init__(self, dtypes: list):
+        self.dtypes = dtypes
+        self.n = 0
+        self.nbytes = 0
+        self.sizes = []                         # rows per chunk
+        self.parts = [[] for _ in dtypes]       # per chunk: numeric, an array; str, joined bytes or [bytes]
+        self.nulls = [[] for _ in dtypes]       # per chunk: a bool array, or None when no value is null
+        self.records = np.dtype([(f"f{p}", "O" if dt is None else dt) for p, dt in enumerate(dtypes)])
+
+    def add(self, chunk: list) -> None:
+        k = len(chunk)
+        cols = None
+        if self.records is not None:
+            # one C pass over the rows into a record array: a third faster than zip(*chunk)
+            # and a conversion per column; a null in an int field makes it fail (then
+            # this slice transposes with zip)
+            try:
+                rec = np.array(chunk, self.records)
+            except (TypeError, ValueError, OverflowError):
+                self.records = None
+            else:
+                cols = [rec[f"f{p}"] for p in range(len(self.dtypes))]
+        if cols is None:
+            cols = list(zip(*chunk))
+            if len(cols) != len(self.dtypes):
+                raise ValueError(f"checkpoint: a row of {len(cols)} values for {len(self.dtypes)} "
+                                 "fields")
+        for p, dt in enumerate(self.dtypes):
+            vals = cols[p]
+            nul = None
+            if dt is not None:
+                # the fast path converts, and fails (ints) or gives NaN (floats) on a null
+                try:
+                    arr = np.array(vals, dt)
+                except TypeError:
+                    arr = None
+                if arr is None or (dt.kind == "f" and np.isnan(arr).any()):
+                    vals = [r[p] for r in chunk]            # the values as given
+                    nul = np.fromiter((v is None for v in vals), bool, k)
+                    if nul.any():
+                        arr = np.array([0 if v is None else v for v in vals], dt)
+                    else:
+                        nul = None
+                        if arr is None:
+                            arr = np.array(vals, dt)        # raises the conversion's error
+                self.nulls[p].append(nul)
+                self.parts[p].append(arr)
+                continue
+            if vals.__class__ is np.ndarray:
+                vals = vals.tolist()
+            try:
+                joined = "\n".join(vals)
+            except TypeError:
+                nul = np.fromiter((v is None for v in vals), bool, k)
+                vals = ["" if v is None else v for v in vals]
+                joined = "\n".join(vals)
+            self.nulls[p].append(nul)
+            if joined.count("\n") == k - 1:
+                data = _utf8(joined)
+                self.nbytes += len(data)
+            else:                                   # a value holds a newline: offsets form
+                data = [_utf8(v) for v in vals]
+                self.nbytes += sum(map(len, data))
+            self.parts[p].append(data)
+        self.sizes.append(k)
+        self.n += k
+
+    def column(self, p: int):
+        """``(values, nulls)`` of numeric field ``p`` over the slice (nulls: None if none)."""
+        return np.concatenate(self.parts[p]), self._nulls(p)
+
+    def _nulls(self, p: int):
+        ns = self.nulls[p]
+        if all(x is None for x in ns):
+            return None
+        return np.concatenate([np.zeros(k, bool) if x is None else x for x, k in zip(ns, self.sizes)])
+
+    def section(self, p: int, vals=None, nulls=None) -> list:
+        """The payload parts of field ``p``'s section (``vals``, ``nulls``: ``column(p)``)."""
+        if self.dtypes[p] is not None:
+            if vals is None:
+                vals, nulls = self.column(p)
+            if nulls is None:
+                return [bytes([0]), vals.view(_U8)]
+            return [bytes([_NULLS]), np.packbits(nulls, bitorder="little"), vals.view(_U8)]
+        nulls = self._nulls(p)
+        parts = self.parts[p]
+        flags = 0
+        out = []
+        if nulls is not None:
+            flags |= _NULLS
+            out.append(np.packbits(nulls, bitorder="little"))
+        if all(part.__class__ is bytes for part in parts):
+            out.append(b"\n".join(parts))
+        else:
+            flags |= _OFFSETS
+            values = []
+            for part in parts:
+                values.extend(part.split(b"\n") if part.__class__ is bytes else part)
+            ends = np.cumsum(np.fromiter(map(len, values), np.int64, len(values)), dtype="<u8")
+            out.append(ends.view(_U8))
+            out.append(b"".join(values))
+        return [bytes([flags])] + out
+
+
 def write_checkpoint(io, dirpath: str, csn: int, tables) -> tuple[int, int]:
-    """Write ``tables`` (``(schema_dict, index_fields, row_iterable)`` each) as the
-    checkpoint at ``csn``, atomically.  Returns ``(rows, bytes)``.
+    """Write ``tables`` as the checkpoint at ``csn``, atomically.  Returns ``(rows, bytes)``.
+
+    Each table is ``(schema_dict, index_fields, row_iterable)`` or
+    ``(schema_dict, index_fields, row_iterable, index_entries)``:
+    ``index_entries(field, values, nulls)`` (values: the numeric column of an
+    indexed field over every row written, as an array; nulls: a bool array or
+    None) returns the sorted entry array of that index, slot = row number (see
+    the module docstring), or None for no index section.
 
     Raises ``StorageIOError`` if any step fails; the temp file is removed and
     the previous checkpoint stays in force (unless only the final directory
-    fsync failed: then either may be).  An error from a row iterator propagates
-    after the same clean-up.
+    fsync failed: then either may be).  An error from a row iterator (or from
+    ``index_entries``) propagates after the same clean-up.
     """
     tmp = os.path.join(dirpath, TEMP_FILENAME)
     final = os.path.join(dirpath, FILENAME)
@@ -80,28 +364,12 @@ def write_checkpoint(io, dirpath: str, csn: int, tables) -> tuple[int, int]:
             io.unlink(tmp)
         fd = io.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
         step = "writing"
-        buf = bytearray(MAGIC)
-        buf += _frame(("checkpoint", 1, csn, len(tables)))
-        counts, written = [], 0
-        for schema, index_fields, rows in tables:
-            buf += _frame(("table", schema, list(index_fields)))
-            n = 0
-            it = iter(rows)
-            while True:
-                chunk = list(islice(it, SLICE_ROWS))
-                if not chunk:
-                    break
-                n += len(chunk)
-                buf += _frame(("rows", chunk))
-                if len(buf) >= _FLUSH_BYTES:
-                    io.write(fd, buf)
-                    written += len(buf)
-                    buf = bytearray()
-                time.sleep(_YIELD_SECS)  # let waiting threads run between slices
-            counts.append(n)
-        buf += _frame(("end", counts))
-        io.write(fd, buf)
-        written += len(buf)
+        out = _Out(io, fd)
+        out.add(MAGIC)
+        out.add(_record(("checkpoint", VERSION, csn, len(tables))))
+        counts = [_write_table(out, *t) for t in tables]
+        out.add(_record(("end", counts)))
+        out.flush()
         step = "syncing"
         io.fdatasync(fd)
         io.close(fd)
@@ -127,58 +395,398 @@ def write_checkpoint(io, dirpath: str, csn: int, tables) -> tuple[int, int]:
         raise StorageIOError(f"checkpoint: {step} {tmp} failed: {e.strerror or e}; "
                              "the log is intact, so every commit is still recoverable",
                              errno_name(e)) from None
-    return sum(counts), written
+    return sum(counts), out.written
 
 
-def read_checkpoint(path: str) -> tuple[int, list]:
-    """Load a checkpoint: ``(csn, [(schema_dict, index_fields, rows), ...])``.
-
-    ``rows`` is a list of tuples.  Raises ``CorruptError`` on any damage.
-    """
-    with open(path, "rb") as f:
-        data = f.read()
-    if len(data) < len(MAGIC):
-        raise CorruptError(path, 0, f"file too short for a checkpoint ({len(data)} bytes)")
-    return _read(path, memoryview(data), len(data))
-
-
-def _read(path: str, buf, size: int) -> tuple[int, list]:
-    if bytes(buf[:len(MAGIC)]) != MAGIC:
-        raise CorruptError(path, 0, "not an aerostore checkpoint (bad magic)")
-    pos = len(MAGIC)
-    csn = None
-    ntables = 0
-    tables: list = []
-    rows = None
+def _write_table(out: _Out, schema: dict, index_fields, rows, index_entries=None) -> int:
+    """The frames of one table; returns its row count."""
+    try:
+        fields = Schema.from_dict(schema).fields
+    except (AerostoreError, LookupError, TypeError, ValueError, AttributeError):
+        return _write_rows(out, schema, index_fields, rows)
+    dtypes = [None if f.kind == "str" else column_dtype(f).newbyteorder("<") for f in fields]
+    names = [f.name for f in fields]
+    out.add(_record(("table", schema, list(index_fields),
+                     ["str" if dt is None else dt.str for dt in dtypes])))
+    indexed = [p for p, f in enumerate(names) if index_entries is not None and f in index_fields
+               and dtypes[p] is not None]
+    kept = {p: ([], []) for p in indexed}     # the indexed columns over every slice
+    n = 0
+    sl = _Slice(dtypes)
+    it = iter(rows)
     while True:
-        if size - pos < HEAD.size:
-            raise CorruptError(path, pos, "checkpoint ends before its end frame")
-        length, crc = HEAD.unpack_from(buf, pos)
+        chunk = list(islice(it, min(CHUNK_ROWS, SLICE_ROWS - sl.n)))
+        if chunk:
+            sl.add(chunk)
+        if sl.n and (not chunk or sl.n >= SLICE_ROWS or sl.nbytes >= _SLICE_BYTES):
+            out.add(_record(("slice", sl.n)))
+            for p in range(len(dtypes)):
+                if p in kept:
+                    vals, nul = sl.column(p)
+                    kept[p][0].append(vals)
+                    kept[p][1].append(nul if nul is not None else np.zeros(len(vals), bool))
+                    out.section(sl.section(p, vals, nul))
+                else:
+                    out.section(sl.section(p))
+            n += sl.n
+            sl = _Slice(dtypes)
+        if not chunk:
+            break
+        time.sleep(_YIELD_SECS)  # let waiting threads run between chunks
+    for p, (vals, nuls) in kept.items():
+        values = np.concatenate(vals) if vals else np.zeros(0, dtypes[p])
+        nulls = np.concatenate(nuls) if nuls else None
+        if nulls is not None and not nulls.any():
+            nulls = None
+        entries = index_entries(names[p], values, nulls)
+        if entries is None:
+            continue
+        entries = np.ascontiguousarray(entries, entries.dtype.newbyteorder("<"))
+        if entries.dtype.str not in _ENTRY_TYPES:
+            raise ValueError(f"checkpoint: index entries of type {entries.dtype.str}")
+        parts = [entries[i:i + SLICE_ROWS] for i in range(0, len(entries), SLICE_ROWS)]
+        out.add(_record(("index", names[p], entries.dtype.str, len(entries), len(parts))))
+        for part in parts:
+            out.section([part.view(_U8)])
+    return n
+
+
+def _write_rows(out: _Out, schema: dict, index_fields, rows) -> int:
+    """A table whose schema map does not describe typed fields: its rows as records."""
+    out.add(_record(("table", schema, list(index_fields), None)))
+    n = 0
+    it = iter(rows)
+    while True:
+        chunk = list(islice(it, CHUNK_ROWS))
+        if not chunk:
+            return n
+        n += len(chunk)
+        out.add(_record(("rows", chunk)))
+        time.sleep(_YIELD_SECS)
+
+
+# -- reading ---------------------------------------------------------------------------
+def read_checkpoint(path: str) -> tuple[int, list]:
+    """Load a checkpoint (version 1 or 2): ``(csn, [CheckpointTable, ...])``.
+
+    Raises ``CorruptError`` on any damage.
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return _Reader(path, fd, os.fstat(fd).st_size).read()
+    finally:
+        os.close(fd)
+
+
+class _Section:
+    """Where a section is: the frame at ``pos`` (``length``, ``crc``) and its name."""
+
+    __slots__ = ("pos", "length", "crc", "what")
+
+    def __init__(self, pos: int, length: int, crc: int, what: str):
+        self.pos, self.length, self.crc, self.what = pos, length, crc, what
+
+
+class _Reader:
+    """Reads a checkpoint in two passes: the records (checked and decoded) and where
+    each section lies; then each section straight into its array, one read each."""
+
+    def __init__(self, path: str, fd: int, size: int):
+        self.path = path
+        self.fd = fd
+        self.size = size
+        self.sections: list = []        # every _Section seen, in file order
+
+    def fail(self, pos: int, what: str):
+        return CorruptError(self.path, pos, what)
+
+    def pread(self, pos: int, n: int) -> bytes:
+        data = os.pread(self.fd, n, pos)
+        while len(data) < n:                # a regular file reads short only at its end
+            more = os.pread(self.fd, n - len(data), pos + len(data))
+            if not more:
+                raise self.fail(pos, "the file ends early (it shrank while being read)")
+            data += more
+        return data
+
+    def read_into(self, pos: int, view) -> None:
+        """Fill ``view`` (a byte memoryview) from the file at ``pos``."""
+        while len(view):
+            n = os.preadv(self.fd, [view], pos)
+            if n <= 0:
+                raise self.fail(pos, "the file ends early (it shrank while being read)")
+            view = view[n:]
+            pos += n
+
+    def head(self, pos: int, what: str | None = None) -> tuple[int, int, int]:
+        """``(length, crc, end)`` of the frame at ``pos``, its bounds checked."""
+        if self.size - pos < HEAD.size:
+            raise self.fail(pos, f"{what}: the file ends before it" if what
+                            else "checkpoint ends before its end frame")
+        length, crc = HEAD.unpack(self.pread(pos, HEAD.size))
         end = pos + HEAD.size + length
-        if length == 0 or end > size:
-            raise CorruptError(path, pos, "frame length runs past the end of the file")
-        if checksum(buf, pos, end) != crc:
-            raise CorruptError(path, pos, "frame checksum mismatch")
+        if length == 0 or end > self.size:
+            raise self.fail(pos, f"{what + ': ' if what else ''}frame length runs past the end "
+                                 "of the file")
+        return length, crc, end
+
+    def record(self, pos: int):
+        """``(decoded record, end)`` of the msgpack frame at ``pos``."""
+        length, crc, end = self.head(pos)
+        body = self.pread(pos + HEAD.size, length)
+        if zlib.crc32(body, zlib.crc32(LEN.pack(length))) != crc:
+            raise self.fail(pos, "frame checksum mismatch")
         try:
-            payload = unpack(buf[pos + HEAD.size:end])
-            kind = payload[0]
+            payload = unpack(body)
+            payload[0]
         except Exception:  # msgpack raises several unrelated types on bad input
-            raise CorruptError(path, pos, "frame payload does not decode") from None
-        if csn is None:
-            if kind != "checkpoint" or len(payload) != 4 or payload[1] != 1:
-                raise CorruptError(path, pos, "missing or unsupported checkpoint header frame")
-            csn, ntables = payload[2], payload[3]
-        elif kind == "table" and len(payload) == 3 and isinstance(payload[1], dict):
-            rows = []
-            tables.append((payload[1], list(payload[2]), rows))
-        elif kind == "rows" and rows is not None and len(payload) == 2:
-            rows.extend(payload[1])
-        elif kind == "end" and len(payload) == 2:
-            if end != size:
-                raise CorruptError(path, end, "bytes after the end frame")
-            if len(tables) != ntables or list(payload[1]) != [len(t[2]) for t in tables]:
-                raise CorruptError(path, pos, "table or row counts do not match the end frame")
-            return csn, tables
+            raise self.fail(pos, "frame payload does not decode") from None
+        return payload, end
+
+    def section(self, pos: int, what: str) -> tuple[_Section, int]:
+        """Pass one: note the section at ``pos`` (bounds checked); returns it and its end."""
+        length, crc, end = self.head(pos, what)
+        sec = _Section(pos, length, crc, what)
+        self.sections.append(sec)
+        return sec, end
+
+    def check(self, sec: _Section, parts) -> None:
+        """Pass two: the section's checksum over its payload ``parts``."""
+        crc = zlib.crc32(LEN.pack(sec.length))
+        for part in parts:
+            crc = zlib.crc32(part, crc)
+        if crc != sec.crc:
+            raise self.fail(sec.pos, f"{sec.what}: frame checksum mismatch")
+
+    def check_sections(self) -> None:
+        """Checksum every section noted so far (after pass one failed: damage in a
+        section's length field shows as a bad frame after it; name the section)."""
+        for sec in self.sections:
+            self.check(sec, [self.pread(sec.pos + HEAD.size, sec.length)])
+
+    def read(self) -> tuple[int, list]:
+        if self.size < len(MAGIC):
+            raise self.fail(0, f"file too short for a checkpoint ({self.size} bytes)")
+        if self.pread(0, len(MAGIC)) != MAGIC:
+            raise self.fail(0, "not an aerostore checkpoint (bad magic)")
+        pos = len(MAGIC)
+        head, end = self.record(pos)
+        if head[0] != "checkpoint" or len(head) != 4 or head[1] not in (1, 2):
+            raise self.fail(pos, "missing or unsupported checkpoint header frame")
+        if head[1] == 1:
+            return head[2], self._v1(end, head[3])
+        try:
+            tables = self._v2(end, head[3])
+        except CorruptError:
+            self.check_sections()
+            raise
+        return head[2], [t.load() for t in tables]
+
+    def _end(self, pos: int, end: int, payload, tables: list, ntables: int) -> list:
+        if end != self.size:
+            raise self.fail(end, "bytes after the end frame")
+        if len(tables) != ntables or list(payload[1]) != [t.n for t in tables]:
+            raise self.fail(pos, "table or row counts do not match the end frame")
+        return tables
+
+    def _v1(self, pos: int, ntables: int) -> list:
+        tables: list = []
+        rows = None
+        while True:
+            payload, end = self.record(pos)
+            kind = payload[0]
+            if kind == "table" and len(payload) == 3 and isinstance(payload[1], dict):
+                rows = []
+                tables.append(CheckpointTable(payload[1], list(payload[2]), rows))
+            elif kind == "rows" and rows is not None and len(payload) == 2:
+                rows.extend(payload[1])
+                tables[-1].n = len(rows)
+            elif kind == "end" and len(payload) == 2:
+                return self._end(pos, end, payload, tables, ntables)
+            else:
+                raise self.fail(pos, f"unexpected frame {kind!r}")
+            pos = end
+
+    def _v2(self, pos: int, ntables: int) -> list:
+        """Pass one: the records, and where the sections of each table lie."""
+        tables: list = []
+        t = None
+        while True:
+            payload, end = self.record(pos)
+            kind = payload[0]
+            if kind == "table" and len(payload) == 4 and isinstance(payload[1], dict):
+                t = _TableReader(self, pos, payload)
+                tables.append(t)
+                pos = end
+            elif kind == "slice" and t is not None and t.types is not None and len(payload) == 2:
+                pos = t.slice(pos, end, payload[1])
+            elif kind == "rows" and t is not None and t.types is None and len(payload) == 2:
+                t.rows.extend(payload[1])
+                t.n = len(t.rows)
+                pos = end
+            elif kind == "index" and t is not None and t.types is not None and len(payload) == 5:
+                pos = t.index(pos, end, payload)
+            elif kind == "end" and len(payload) == 2:
+                return self._end(pos, end, payload, tables, ntables)
+            else:
+                raise self.fail(pos, f"unexpected frame {kind!r}")
+
+
+class _TableReader:
+    """One table of a version 2 checkpoint: its records (pass one), then its sections
+    read into whole columns (``load``, pass two)."""
+
+    def __init__(self, r: _Reader, pos: int, payload):
+        self.r = r
+        schema, index_fields, types = payload[1], payload[2], payload[3]
+        self.schema = schema
+        self.index_fields = list(index_fields)
+        self.n = 0
+        self.rows = None
+        self.types = None
+        self.slices: list = []          # (first row, rows, [_Section per field])
+        self.indexes: list = []         # (field, dtype, count, [_Section])
+        if types is None:               # rows as records (a schema map of no typed fields)
+            self.rows = []
+            return
+        try:
+            fields = schema["fields"]
+            self.name = schema["name"]
+            self.names = [f["name"] for f in fields]
+            self.kinds = [f["kind"] for f in fields]
+            ok = (isinstance(types, (list, tuple)) and len(types) == len(fields)
+                  and all((ty == "str") == (k == "str") and (ty == "str" or ty in _NUMERIC)
+                          for ty, k in zip(types, self.kinds)))
+        except (KeyError, TypeError):
+            ok = False
+        if not ok:
+            raise r.fail(pos, "table frame: unreadable schema or column types")
+        self.types = [None if ty == "str" else np.dtype(ty) for ty in types]
+
+    def _name(self, what: str) -> str:
+        return f"section table {self.name!r} {what}"
+
+    def slice(self, pos: int, end: int, rows) -> int:
+        if rows.__class__ is not int or rows < 1:
+            raise self.r.fail(pos, f"slice frame of table {self.name!r}: bad row count {rows!r}")
+        first = self.n
+        secs = []
+        for p in range(len(self.types)):
+            sec, end = self.r.section(end, self._name(
+                f"field {self.names[p]!r} slice {len(self.slices)} (rows {first}..{first + rows - 1})"))
+            secs.append(sec)
+        self.slices.append((first, rows, secs))
+        self.n += rows
+        return end
+
+    def index(self, pos: int, end: int, payload) -> int:
+        _, field, ty, count, nsec = payload
+        if (field not in self.names or ty not in _ENTRY_TYPES or count.__class__ is not int
+                or nsec.__class__ is not int or count < 0 or nsec < 0 or nsec > count
+                or any(field == x[0] for x in self.indexes)):
+            raise self.r.fail(pos, f"index frame of table {self.name!r}: bad field, type or counts")
+        secs = []
+        for j in range(nsec):
+            sec, end = self.r.section(end, self._name(f"index {field!r} slice {j}"))
+            secs.append(sec)
+        self.indexes.append((field, np.dtype(ty), count, secs, pos))
+        return end
+
+    def load(self) -> CheckpointTable:
+        """Pass two: every section read (one read each, straight into its column), checked
+        and decoded."""
+        if self.types is None:
+            return CheckpointTable(self.schema, self.index_fields, self.rows)
+        r, n = self.r, self.n
+        columns = [[] if dt is None else np.empty(n, dt) for dt in self.types]
+        nulls = [None] * len(self.types)
+        for first, rows, secs in self.slices:
+            nb = (rows + 7) // 8
+            for p, (dt, sec) in enumerate(zip(self.types, secs)):
+                if dt is None:
+                    body = r.pread(sec.pos + HEAD.size, sec.length)
+                    r.check(sec, [body])
+                    try:
+                        vals, nul = _strings(body, rows)
+                    except ValueError as e:
+                        raise r.fail(sec.pos, f"{sec.what}: {e}") from None
+                    if columns[p]:
+                        columns[p].extend(vals)
+                    else:
+                        columns[p] = vals
+                else:
+                    size = rows * dt.itemsize
+                    lead = sec.length - size            # flags, and the null bitmap if any
+                    if lead not in (1, 1 + nb):
+                        raise r.fail(sec.pos, f"{sec.what}: {sec.length} bytes for {rows} rows "
+                                              f"of {dt.str}")
+                    head = r.pread(sec.pos + HEAD.size, lead)
+                    out = columns[p][first:first + rows].view(_U8)
+                    r.read_into(sec.pos + HEAD.size + lead, memoryview(out))
+                    r.check(sec, [head, out])
+                    if head[0] != (_NULLS if lead > 1 else 0):
+                        raise r.fail(sec.pos, f"{sec.what}: flags {head[0]:#x} do not match its size")
+                    nul = _bitmap(head, 1, rows) if lead > 1 else None
+                if nul is not None:
+                    if nulls[p] is None:
+                        nulls[p] = np.zeros(n, bool)
+                    nulls[p][first:first + rows] = nul
+        arrays = {}
+        for field, dt, count, secs, pos in self.indexes:
+            main = np.empty(count, dt)
+            at = 0
+            for sec in secs:
+                k, rest = divmod(sec.length, dt.itemsize)
+                if rest or at + k > count:
+                    raise r.fail(sec.pos, f"{sec.what}: {sec.length} bytes do not hold whole "
+                                          "entries of the count its record gives")
+                out = main[at:at + k].view(_U8)
+                r.read_into(sec.pos + HEAD.size, memoryview(out))
+                r.check(sec, [out])
+                at += k
+            if at != count:
+                raise r.fail(pos, f"index frame of table {self.name!r}: its sections hold {at} "
+                                  f"entries, not {count}")
+            arrays[field] = main
+        return CheckpointTable(self.schema, self.index_fields, n=n, columns=columns,
+                               nulls=nulls, index_arrays=arrays)
+
+
+def _bitmap(body, at: int, rows: int) -> np.ndarray:
+    return np.unpackbits(np.frombuffer(body, _U8, (rows + 7) // 8, at), count=rows,
+                         bitorder="little").view(bool)
+
+
+def _strings(body: bytes, rows: int):
+    """``(values, nulls)`` of a string section's payload (checksum already checked)."""
+    flags = body[0]
+    at = 1
+    nul = None
+    if flags & ~(_NULLS | _OFFSETS):
+        raise ValueError(f"unknown flags {flags:#x}")
+    if flags & _NULLS:
+        nb = (rows + 7) // 8
+        if len(body) < at + nb:
+            raise ValueError("section too short for its null bitmap")
+        nul = _bitmap(body, at, rows)
+        at += nb
+    try:
+        if flags & _OFFSETS:
+            if len(body) < at + 8 * rows:
+                raise ValueError("section too short for its offsets")
+            ends = np.frombuffer(body, "<u8", rows, at).astype(np.int64)
+            data = body[at + 8 * rows:]
+            if int(ends[-1]) != len(data) or (np.diff(ends) < 0).any() or ends[0] < 0:
+                raise ValueError("offsets do not match the string bytes")
+            vals = [data[a:b].decode("utf-8", "surrogatepass")
+                    for a, b in zip([0] + ends[:-1].tolist(), ends.tolist())]
         else:
-            raise CorruptError(path, pos, f"unexpected frame {kind!r}")
-        pos = end
+            vals = body[at:].decode("utf-8", "surrogatepass").split("\n")
+            if len(vals) != rows:
+                raise ValueError(f"{len(vals)} strings for {rows} rows")
+    except UnicodeDecodeError:
+        raise ValueError("a string is not valid UTF-8") from None
+    if nul is not None:
+        for i in np.flatnonzero(nul).tolist():
+            vals[i] = None
+    return vals, nul

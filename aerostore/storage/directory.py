@@ -176,7 +176,7 @@ class DirectoryStorage(Storage):
         if os.path.exists(self._ckpt_path):
             ckpt_csn, tables = read_checkpoint(self._ckpt_path)
         self._ckpt_csn = ckpt_csn
-        self._ckpt_rows = sum(len(t[2]) for t in tables)
+        self._ckpt_rows = sum(t.n for t in tables)
         if not os.path.exists(self._wal_path):
             self._create_wal(ckpt_csn)
         wscan = scan(self._wal_path)
@@ -254,8 +254,9 @@ class DirectoryStorage(Storage):
     def checkpoint(self, csn: int, tables) -> int:
         """Write the checkpoint of snapshot ``csn``, then cut the log.  Returns its row count.
 
-        ``tables``: ``(schema_dict, index_fields, row_iterator)`` per table, the
-        rows visible at ``csn``; every iterator is consumed.  Commits continue
+        ``tables``: ``(schema_dict, index_fields, row_iterator[, index_entries])``
+        per table, the rows visible at ``csn`` (see ``Storage.checkpoint``);
+        every iterator is consumed.  Commits continue
         meanwhile.  A checkpoint at or before the one on disk (nothing new, or
         two racing) is counted but not written.  Raises ``StorageIOError`` if
         the checkpoint cannot be written (the store stays writable; the old
@@ -280,7 +281,7 @@ class DirectoryStorage(Storage):
                 # (and writing an older one now would lose the commits between).
                 if csn == self._ckpt_csn and w.base_csn < csn and w.lost is None:
                     w.cut(csn)  # a crash came between the last checkpoint and its cut
-                return sum(sum(1 for _ in rows) for _, _, rows in tables)
+                return sum(sum(1 for _ in t[2]) for t in tables)
             t0 = time.perf_counter()
             rows, nbytes = write_checkpoint(self._io, self.path, csn, tables)
             self._ckpt_csn, self._ckpt_rows = csn, rows

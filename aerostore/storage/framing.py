@@ -23,7 +23,7 @@ import zlib
 
 import msgpack
 
-__all__ = ["LEN", "HEAD", "frame", "checksum", "pack", "unpack", "errno_name"]
+__all__ = ["LEN", "HEAD", "frame", "frame_head", "checksum", "pack", "unpack", "errno_name"]
 
 LEN = struct.Struct("<I")
 HEAD = struct.Struct("<II")  # length, crc
@@ -33,6 +33,19 @@ def frame(length: int, body) -> bytes:
     """The frame ``length | crc | body`` (``body``: bytes 8 .. end of the frame)."""
     n = LEN.pack(length)
     return b"".join((n, LEN.pack(zlib.crc32(body, zlib.crc32(n))), body))
+
+
+def frame_head(parts) -> bytes:
+    """The ``length | crc`` of a frame whose payload is ``parts`` (bytes-like, one byte an
+    element) back to back, so a big payload is framed without being copied together."""
+    length = sum(len(p) for p in parts)
+    if not 0 < length < 1 << 32:
+        raise ValueError(f"a frame payload of {length} bytes")
+    n = LEN.pack(length)
+    crc = zlib.crc32(n)
+    for p in parts:
+        crc = zlib.crc32(p, crc)
+    return n + LEN.pack(crc)
 
 
 def checksum(buf, pos: int, end: int) -> int:

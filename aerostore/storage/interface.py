@@ -17,8 +17,12 @@ class Recovered:
 
     ``checkpoint_csn``: the CSN the checkpoint holds (0 if none).
 
-    ``tables``: ``(schema_dict, index_fields, rows)`` per table of the
-    checkpoint, in creation order; ``rows`` is a list of row tuples.
+    ``tables``: a ``checkpoint.CheckpointTable`` per table of the checkpoint,
+    in creation order: ``schema``, ``index_fields``, ``n`` (rows) and either
+    the columns (``columns``, ``nulls``, ``index_arrays``: format version 2)
+    or ``columns`` None and the rows (version 1); ``rows`` is a list of row
+    tuples either way (built from the columns on first use).  Iterating one
+    gives ``(schema_dict, index_fields, rows)``.
 
     ``records``: an iterator of ``(csn, ops)`` pairs (``walformat.Commit``)
     with ``csn > checkpoint_csn``, in CSN order; each op is a tuple in the
@@ -114,7 +118,10 @@ class Storage:
         """Store the snapshot at ``csn`` so the log before it is no longer needed.
 
         ``tables``: ``(schema_dict, index_fields, row_iterator)`` per table, the
-        rows visible at ``csn``; every iterator is consumed, while commits go on.
+        rows visible at ``csn``, optionally with a fourth item ``index_entries``
+        (``checkpoint.write_checkpoint``: the sorted entry array of an index
+        over the rows written, so that a reopen need not build it); every
+        iterator is consumed, while commits go on.
         Writes the checkpoint atomically, then drops the log's commits with
         CSN <= ``csn``.  A checkpoint at or before the one held already is not
         written.  Returns the number of rows the iterators yielded.
@@ -155,7 +162,7 @@ class MemoryStorage(Storage):
         return _DONE
 
     def checkpoint(self, csn: int, tables) -> int:
-        return sum(sum(1 for _ in rows) for _schema, _indexes, rows in tables)
+        return sum(sum(1 for _ in t[2]) for t in tables)
 
     def stats(self) -> dict:
         return {"wal_bytes": 0, "wal_records": 0, "checkpoints": 0}
