@@ -634,8 +634,6 @@ class TableStore:
             for pos, ix in self.indexes.items():
                 self.ready_index(ix)
                 ix._check()
-            if self.columns is not None:
-                self.columns._check(rows)
                 want = set()
                 nulls = set()
                 for slot, head in enumerate(rows):
@@ -649,3 +647,5 @@ class TableStore:
                             want.add(ix.entry(ix.key(val), slot))
                 assert set(ix.entries()) == want, f"index on field {pos} differs from the rows"
                 assert ix.nulls == nulls, f"null set of index {pos} differs from the rows"
+            if self.columns is not None:
+                self.columns._check(rows)
