@@ -441,6 +441,14 @@ class Database:
             out.setdefault(k, v)
         return out
 
+    def memory(self, table) -> dict:
+        """Bytes ``table`` (a name or Schema) holds per part: keys, key_dict, rows,
+        version_chains, columns, indexes, and their total (aerostore/memory.py says
+        what each part holds).  O(rows) in Python, under the table's shared latch
+        (writers wait, about 2 s at 1M rows): for diagnostics, not a hot path."""
+        from .memory import table_memory
+        return table_memory(self._store(table))
+
     # -- lifecycle ------------------------------------------------------------------------
     def _check_open(self) -> None:
         if self._closed:

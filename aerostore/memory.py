@@ -1,0 +1,291 @@
+"""Where a table's memory goes: bytes per part of one TableStore, walked exactly.
+
+``table_memory(store)`` (``Database.memory(table)`` is the public door) walks
+the table's structures with ``sys.getsizeof`` (which includes the GC header of
+tracked objects and a list's, dict's or set's spare capacity) and counts each
+numpy array's header and data buffer.  ``tracemalloc`` traces the same, plus
+the 4 bytes CPython 3.11 pads each int object with (tests/test_memory.py
+checks both); resident memory adds the allocator's rounding of small objects
+up to 16 bytes.
+
+Parts, in the order they claim objects (an object held by several parts
+counts once, in the first that reaches it):
+
+- ``keys``: the key strings: every key of the key dict, and any other key
+  string object a settled row holds (an equal copy, made by an update that
+  brought its own key string);
+- ``key_dict``: the key dict ``slots`` (its hash table) and its slot ints;
+- ``rows``: the heap's ``rows`` list (a pointer a slot, with spare capacity),
+  the free-slot list, the settled row tuples and the values they hold (floats,
+  ints, strings of non-key fields);
+- ``version_chains``: the ``Version`` objects of the slots in ``unfrozen``,
+  the row tuples only versions hold (a chain's newest row too: until it
+  settles, that tuple is held by its Version, not by ``rows``), the values
+  and key strings only those tuples hold, the ``unfrozen`` set and the
+  per-commit row counts (``live``);
+- ``columns``: ``TableStore.columns`` (columns.py; 0 until the first query
+  that uses them): the ``state``, ``cols`` and ``nulls`` arrays (their
+  capacity, not just the rows in use) and their dicts;
+- ``indexes``: per index its object, its numpy arrays (``main``, the batch
+  layer's Runs, the ``frozen`` layer being folded), its SortedLists (the small
+  layers of an ArrayIndex; the entries of a SortedIndex, with their packed ints
+  or ``(value, slot)`` tuples: the value strings are the rows', counted there)
+  and its null set;
+- ``total``: the sum of the parts.
+
+Not counted: objects the interpreter owns whatever the table holds (None,
+True, False, the small ints -5..256, the empty tuple and string, one-letter
+Latin-1 strings: CPython allocates them once), the TableStore object, its
+schema, latch and maintainer, and the attribute storage of index objects (a
+few hundred bytes per index).  An object the table shares with a caller (a
+row tuple the application still holds) counts in full: the table keeps it alive.
+
+How sharing is found without a set of every object's id (which would double
+the table's size at a million rows): an object whose reference count shows
+one holder is held only by the container the walk reached it through, so
+nothing else can reach it; only objects with more holders are recorded (by
+id), except the key dict's key strings and slot ints (the rows and the sets
+hold them too), recognised through two lists by slot instead.  The walk takes
+the table latch shared, so writers wait for it (about 2 s at 1M FlightState
+rows): it is O(n) in Python, for diagnostics, not for a hot path.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from itertools import chain, compress, repeat
+from operator import attrgetter, gt, is_, is_not, itemgetter, lt
+from sys import getrefcount, getsizeof
+
+import numpy as np
+
+__all__ = ["PARTS", "table_memory"]
+
+PARTS = ("keys", "key_dict", "rows", "version_chains", "columns", "indexes")
+
+
+def _calibrate() -> int:
+    """The reference count ``_Walk.count`` sees for an object with one holder."""
+    home = [float(len(PARTS))]          # a fresh float, held by ``home`` only
+    objs = list(home)
+    return list(map(getrefcount, objs))[0]
+
+
+_ONE_HOLDER = _calibrate()
+
+
+def _interpreter_owned(o) -> bool:
+    """Objects CPython allocates once, whatever holds them: they cost a table nothing."""
+    c = o.__class__
+    if c is int:
+        return -5 <= o <= 256
+    if c is str:
+        return len(o) < 2 and (not o or ord(o) < 256)
+    if c is tuple:
+        return not o
+    return o is None or c is bool
+
+
+def table_memory(store) -> dict:
+    """Bytes per part of ``store`` (a heap.TableStore), plus ``"total"``; see the module
+    docstring for what each part holds.  O(rows + versions + index entries in
+    SortedLists) in Python, under the table's shared latch."""
+    with store.latch.shared:
+        return _Walk(store).run()
+
+
+class _Walk:
+    """One walk over one table: the ids of the shared objects counted so far, and
+    the key dict's keys and slot ints by slot (to recognise them without ids)."""
+
+    def __init__(self, store):
+        self.store = store
+        self.seen: set = set()
+        slots = store.slots
+        n = len(store.rows)
+        self.dkeys = dk = [None] * n
+        self.dvals = dv = [None] * n
+        deque(map(dk.__setitem__, slots.values(), slots.keys()), maxlen=0)
+        deque(map(dv.__setitem__, slots.values(), slots.values()), maxlen=0)
+
+    def run(self) -> dict:
+        out = dict.fromkeys(PARTS, 0)
+        st = self.store
+        # keys, key dict: every key and slot int is distinct, so no dedup needed
+        keys = list(st.slots)
+        out["keys"] = sum(map(getsizeof, keys)) - sum(map(getsizeof, compress(
+            keys, map(lt, map(len, keys), repeat(2)))))     # one-letter keys: the interpreter's
+        del keys
+        dv = self.dvals
+        out["key_dict"] = getsizeof(st.slots) + sum(map(getsizeof, st.slots.values())) - sum(
+            getsizeof(s) for s in range(min(257, len(dv))) if dv[s] is not None)
+        self._rows(out)
+        out["version_chains"] = self._chains()
+        out["columns"] = self._columns()
+        out["indexes"] = self._indexes()
+        out["total"] = sum(out[p] for p in PARTS)
+        return out
+
+    # -- counting ----------------------------------------------------------------
+    def count(self, objs: list) -> tuple[int, set]:
+        """(bytes of the objects in ``objs`` not counted before, ids of those skipped).
+
+        ``objs`` is a fresh list; the walk holds no other reference to them, so an
+        object with ``_ONE_HOLDER`` references has one holder besides ``objs``:
+        the container it was taken from.  O(len) in C, plus Python for the shared."""
+        if not objs:
+            return 0, set()
+        total = sum(map(getsizeof, objs))
+        rcs = list(map(getrefcount, objs))
+        shared = list(compress(objs, map(gt, rcs, repeat(_ONE_HOLDER))))
+        del rcs
+        skipped = set()
+        if not shared:
+            return total, skipped
+        seen, dk, dv, slots = self.seen, self.dkeys, self.dvals, self.store.slots
+        nslots = len(dv)
+        for o in shared:
+            i = id(o)
+            if i in seen:
+                skipped.add(i)
+                total -= getsizeof(o)
+                continue
+            c = o.__class__
+            s = slots.get(o) if c is str else None
+            if (_interpreter_owned(o) or (s is not None and dk[s] is o)
+                    or (c is int and 0 <= o < nslots and dv[o] is o)):
+                skipped.add(i)      # the interpreter's, or counted by the key dict parts
+                total -= getsizeof(o)
+                continue
+            seen.add(i)
+        return total, skipped
+
+    def count_all(self, objs: list) -> int:
+        return self.count(objs)[0]
+
+    def _tuples(self, tups: list, slots_of=None) -> tuple[int, int]:
+        """(bytes of the row tuples ``tups`` and their non-key values, bytes of their key
+        strings that are not the key dict's).  ``slots_of``: each tuple's slot, or None
+        when tuple i sits in slot i."""
+        n, skipped = self.count(tups)
+        if skipped:
+            keep = [id(t) not in skipped for t in tups]
+            tups = list(compress(tups, keep))
+            if slots_of is not None:
+                slots_of = list(compress(slots_of, keep))
+            else:
+                slots_of = list(compress(range(len(keep)), keep))
+        if not tups:
+            return n, 0
+        kp = self.store.key_pos
+        keys = 0
+        for p in range(len(tups[0])):
+            col = list(map(itemgetter(p), tups))
+            if p == kp:
+                dk = self.dkeys if slots_of is None else list(map(self.dkeys.__getitem__, slots_of))
+                own = list(compress(col, map(is_not, col, dk)))
+                del col, dk                 # ``own`` the only extra holder left
+                keys += self.count_all(own)
+                del own
+            else:
+                n += self.count_all(col)
+                del col
+        return n, keys
+
+    # -- parts ---------------------------------------------------------------------
+    def _rows(self, out: dict) -> None:
+        st = self.store
+        rows = st.rows
+        n = getsizeof(rows) + getsizeof(st.free) + self.count_all(list(st.free))
+        if st.n_frozen == len(rows):
+            tups, slots_of = list(rows), None
+        else:
+            is_tuple = list(map(is_, map(type, rows), repeat(tuple)))
+            tups = list(compress(rows, is_tuple))
+            slots_of = list(compress(range(len(rows)), is_tuple))
+            del is_tuple
+        b, keys = self._tuples(tups, slots_of)
+        out["rows"] = n + b
+        out["keys"] += keys
+
+    def _chains(self) -> int:
+        st = self.store
+        rows = st.rows
+        unfrozen = list(st.unfrozen)
+        n = getsizeof(st.unfrozen) + self.count_all(unfrozen)
+        versions, vslots = [], []
+        for slot in unfrozen:
+            v = rows[slot]
+            if v is None or v.__class__ is tuple:
+                continue
+            while v is not None:
+                versions.append(v)
+                vslots.append(slot)
+                v = v.prev
+        del unfrozen
+        n += self.count_all(versions)
+        vt = list(map(attrgetter("values"), versions))
+        del versions
+        b, keys = self._tuples(vt, vslots)
+        live = list(st.live)
+        n += getsizeof(st.live) + self.count_all(live) + self.count_all(list(chain.from_iterable(live)))
+        return n + b + keys
+
+    def _array(self, a) -> int:
+        """An ndarray's header, and its data buffer once (a view's, through its base)."""
+        if a is None or id(a) in self.seen:
+            return 0
+        self.seen.add(id(a))
+        n = getsizeof(a)            # includes the data when ``a`` owns it
+        b = a.base
+        if b is not None:
+            if isinstance(b, np.ndarray):
+                n += self._array(b)
+            elif id(b) not in self.seen:
+                self.seen.add(id(b))
+                n += getsizeof(b) if isinstance(b, (bytes, bytearray)) else a.nbytes
+        return n
+
+    def _columns(self) -> int:
+        c = self.store.columns
+        if c is None:
+            return 0
+        n = getsizeof(c) + getsizeof(c.cols) + getsizeof(c.nulls) + getsizeof(c.dtypes)
+        n += self._array(c.state)
+        for a in chain(c.cols.values(), c.nulls.values()):
+            n += self._array(a)
+        return n
+
+    def _sorted_list(self, sl) -> int:
+        """A SortedList: its object, its lists, its entries (ints or tuples and theirs)."""
+        lists = sl._lists
+        n = getsizeof(sl) + getsizeof(lists) + sum(map(getsizeof, lists))
+        n += getsizeof(sl._maxes) + getsizeof(sl._index)
+        entries = list(chain.from_iterable(lists))
+        b, skipped = self.count(entries)
+        n += b
+        tups = [e for e in entries if e.__class__ is tuple and id(e) not in skipped]
+        del entries
+        for p in range(len(tups[0]) if tups else 0):
+            col = list(map(itemgetter(p), tups))
+            n += self.count_all(col)
+            del col
+        return n + self.count_all(list(sl._maxes)) + self.count_all(list(sl._index))
+
+    def _run(self, r) -> int:
+        return getsizeof(r) + self._array(r.a)
+
+    def _indexes(self) -> int:
+        st = self.store
+        n = getsizeof(st.indexes)
+        for ix in st.indexes.values():
+            n += getsizeof(ix) + getsizeof(ix.nulls) + self.count_all(list(ix.nulls))
+            if hasattr(ix, "main"):         # ArrayIndex
+                n += self._array(ix.main) + self._array(ix._empty)
+                n += getsizeof(ix.batch) + sum(map(self._run, ix.batch))
+                if ix.frozen is not None:
+                    n += getsizeof(ix.frozen) + sum(map(self._run, ix.frozen))
+                n += self._sorted_list(ix.delta) + self._sorted_list(ix.tomb)
+            else:                           # SortedIndex
+                n += self._sorted_list(ix.sl)
+        return n
