@@ -1,19 +1,30 @@
 """In-process engine benchmark (issue 2): 1M FlightState rows, 5 indexes, :memory:.
 
-Usage: .venv/bin/python bench/engine_bench.py [--rows N] [--reps R] [--batch B]
-Prints one line per figure: median and min-max over the repetitions.
+Usage: .venv/bin/python bench/engine_bench.py [--rows N] [--reps R] [--batch B] [--no-memory]
+       .venv/bin/python bench/engine_bench.py --split-only [--rows N | --tsv FILE] [--json OUT]
+Prints one line per figure: median and min-max over the repetitions; then the
+bytes a row holds (tracemalloc) and their split by part (``Database.memory``),
+after the load and after a query that builds the columns.  ``--split-only``
+prints only the split (no tracemalloc, no timings), of generated rows or of a
+TSV file ingested as the Tcl harness does (``make bench`` runs it that way on
+its data set, for the split table of latest.md: ``split_in_subprocess``).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import json
+import os
 import random
 import statistics
+import subprocess
+import sys
 import time
 import tracemalloc
 
 import aerostore
+from aerostore.memory import PARTS
 
 
 def make_rows(n, seed=7, tag=""):
@@ -81,28 +92,78 @@ def _per(fn, reps):
     return statistics.median(best)
 
 
-def memory_per_row(n):
-    """Bytes the store holds per row: its rows (tuples and their values), key map and indexes.
+def build_table(n=None, tsv=None, batch=10_000):
+    """A :memory: database and its FlightState table holding ``n`` rows of ``make_rows``,
+    or the rows of the TSV file ``tsv`` (``ingest_file``: the decoder the Tcl harness's
+    ``ingest_tsv`` uses); index layers folded.  -> (db, table, rows)."""
+    db = aerostore.open(":memory:", synchronous_commit=False)
+    t = db.create_table(aerostore.FlightState)
+    if tsv is not None:
+        db.ingest_file("FlightState", tsv, batch_size=batch)
+    else:
+        rows = make_rows(n)
+        for i in range(0, n, batch):
+            with db.transaction() as txn:
+                txn.table("FlightState").upsert_checked(rows[i:i + batch])
+        del rows
+    t._st.settle()
+    return db, t, t.count()
+
+
+def memory_split(db, t, n) -> dict:
+    """Bytes per row of each part (``Database.memory``): after the load, and after a
+    query that builds the columns (an indexed range filtered on gs: build_columns)."""
+    t0 = time.perf_counter()
+    load = db.memory("FlightState")
+    walk = time.perf_counter() - t0
+    t.query().gt("altitude", 10000).lt("gs", 300).count()
+    query = db.memory("FlightState")
+    return {"rows": n, "walk_secs": round(walk, 2),
+            "after_load": {k: v / n for k, v in load.items()},
+            "after_query": {k: v / n for k, v in query.items()}}
+
+
+def memory_per_row(n, batch=10_000):
+    """(bytes the store holds per row as tracemalloc traces them, ``memory_split``).
 
     Traced from before the rows are made, so the row tuples the store keeps count
-    too; the caller's list of them is dropped before measuring.
+    too; the caller's list of them is dropped before measuring.  The split is
+    taken after tracing stops: its total is the traced figure less what CPython
+    pads each int object with (4 B on 3.11; tests/test_memory.py).
     """
     gc.collect()
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
-    rows = make_rows(n)
-    db = aerostore.open(":memory:", synchronous_commit=False)
-    t = db.create_table(aerostore.FlightState)
-    for i in range(0, n, 10000):
-        with db.transaction() as txn:
-            txn.table("FlightState").upsert_checked(rows[i:i + 10000])
-    t._st.settle()
-    del rows
+    db, t, rows = build_table(n, batch=batch)
     gc.collect()
     used = tracemalloc.get_traced_memory()[0] - base
     tracemalloc.stop()
+    split = memory_split(db, t, rows)
     db.close()
-    return used / n
+    return used / n, split
+
+
+def print_split(split) -> None:
+    print(f"bytes/row by part (Database.memory, {split['rows']:,} rows; walk {split['walk_secs']} s):")
+    print(f"  {'part':16s} {'after load':>12s} {'after query':>12s}")
+    for p in PARTS + ("total",):
+        print(f"  {p:16s} {split['after_load'][p]:12.1f} {split['after_query'][p]:12.1f}")
+
+
+def split_in_subprocess(tsv, batch, timeout=1200.0) -> dict:
+    """``memory_split`` of the rows of ``tsv`` in a fresh interpreter (its memory is
+    its own: the caller's heap and allocator state do not mix in); on failure
+    ``{"error": ...}``.  For bench/run.py's report."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--split-only", "--tsv", tsv,
+           "--batch", str(batch), "--json", "-"]
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s"}
+    if p.returncode != 0:
+        tail = (p.stderr.strip() or "no output").splitlines()[-1]
+        return {"error": f"exit {p.returncode}: {tail}"}
+    return json.loads(p.stdout)
 
 
 def main():
@@ -111,13 +172,31 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--batch", type=int, default=10_000)
     ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--split-only", action="store_true",
+                    help="only the split of memory by part (no timings, no tracemalloc)")
+    ap.add_argument("--tsv", help="with --split-only: ingest this TSV file instead of generated rows")
+    ap.add_argument("--json", help="with --split-only: write the split as JSON to this file ('-': stdout)")
     a = ap.parse_args()
+    if a.split_only:
+        db, t, n = build_table(a.rows, a.tsv, a.batch)
+        split = memory_split(db, t, n)
+        db.close()
+        if a.json == "-":
+            json.dump(split, sys.stdout)
+        else:
+            if a.json:
+                with open(a.json, "w") as f:
+                    json.dump(split, f, indent=1)
+            print_split(split)
+        return
     runs = [run(a.rows, a.batch) for _ in range(a.reps)]
     for k in runs[0]:
         vals = [r[k] for r in runs]
         print(f"{k:28s} median {statistics.median(vals):12.4f}   min {min(vals):12.4f}   max {max(vals):12.4f}")
     if not a.no_memory:
-        print(f"{'bytes/row (tracemalloc)':28s} {memory_per_row(a.rows):12.1f}")
+        per_row, split = memory_per_row(a.rows, a.batch)
+        print(f"{'bytes/row (tracemalloc)':28s} {per_row:12.1f}")
+        print_split(split)
 
 
 if __name__ == "__main__":

@@ -279,6 +279,7 @@ def markdown(doc: dict) -> str:
         for (n, why), names in notes.items():
             which = "every figure" if len(names) == len(figs) else ", ".join(names)
             out.append(f"- {ENGINES[n].label}: {which}: {why}")
+    out += _memory_table(doc)
     if doc.get("chart_note"):
         out += ["", doc["chart_note"] + " How to reproduce and what each workload does: "
                 "`docs/benchmarks.md`.", ""]
@@ -286,6 +287,32 @@ def markdown(doc: dict) -> str:
         out += ["", "Chart of the ratios: `latest.png`. How to reproduce and what each workload "
                 "does: `docs/benchmarks.md`.", ""]
     return "\n".join(out)
+
+
+def _memory_table(doc: dict) -> list:
+    """Lines of the split of Aerostore's memory per row by part, when the run measured it
+    (bench/engine_bench.py ``split_in_subprocess``); else none."""
+    ms = doc.get("memory_split")
+    if not ms:
+        return []
+    if ms.get("error"):
+        return ["", f"Memory by part: not measured ({ms['error']})."]
+    load, query = ms["after_load"], ms["after_query"]     # parts in order, "total" last
+    out = ["", f"Memory per row by part (B/row), Aerostore in-process: the same TSV ingested into "
+               f"`:memory:` by `bench/engine_bench.py --split-only`, {ms['rows']:,} rows, parts "
+               "from `Database.memory` (docs/python.md); columns appear with the first query that "
+               "uses them:", ""]
+    out += md_table(["part", "after the ingest", "after a query (columns built)"],
+                    [[p, fmt(v), fmt(query.get(p))] for p, v in load.items()])
+    rss = [(n, e["median"]) for n, e in doc["figures"].get("memory", {}).get("engines", {}).items()
+           if ENGINES[n].is_aerostore and "median" in e]
+    if rss:
+        shown = ", ".join(f"{fmt(v)} ({ENGINES[n].label})" for n, v in rss)
+        out += ["", f"Resident memory per row in tclsh after the ingest: {shown}. The parts count "
+                    "each object's own size (`sys.getsizeof`); the allocator rounds small objects "
+                    "up to 16 bytes and keeps some of what the load freed, which the resident "
+                    "figure includes."]
+    return out
 
 
 def _fmt_ratio(r):
@@ -344,11 +371,16 @@ def chart(doc: dict, path: str) -> None:
     save_chart(fig, path)
 
 
-def write(outdir: str, machine: dict, config: dict, results: Results) -> dict:
+def write(outdir: str, machine: dict, config: dict, results: Results,
+          memory_split: dict | None = None) -> dict:
+    """Write latest.json, latest.md and latest.png in ``outdir``; ``memory_split``: Aerostore's
+    memory per row by part (engine_bench.split_in_subprocess), shown as an extra table."""
     os.makedirs(outdir, exist_ok=True)
     figs = summarize(results, config["rows"])
     config = dict(config, engine_code=results.fingerprints)
     doc = {"machine": machine, "config": config, "figures": figs}
+    if memory_split:
+        doc["memory_split"] = memory_split
     try:
         import matplotlib  # noqa: F401  (know before writing latest.md whether there is a chart)
     except ImportError as e:

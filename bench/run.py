@@ -18,6 +18,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import datagen                                   # noqa: E402
+import engine_bench                              # noqa: E402
 import machine                                   # noqa: E402
 import report                                    # noqa: E402
 from engines import BENCH, ENGINES, BY_NAME as ENGINE_BY_NAME, availability  # noqa: E402
@@ -93,7 +94,11 @@ def main(argv=None) -> int:
               "commits": commits, "max_secs": a.max_secs, "engines": a.engines,
               "workloads": a.workloads, "wall_seconds": round(time.monotonic() - t_start, 1),
               "unavailable": {k: v for k, v in avail.items() if v}}
-    report.write(a.out, mach, config, results)
+    split = None
+    if "ingest" in a.workloads and any(e.is_aerostore and not avail[e.kind] for e in engines):
+        log("memory by part: the same TSV in-process (engine_bench.py --split-only)")
+        split = engine_bench.split_in_subprocess(ds.flights, a.batch, a.timeout)
+    report.write(a.out, mach, config, results, split)
     log(f"wrote {os.path.join(a.out, 'latest.md')} (.json, .png) in {config['wall_seconds']} s")
     return 0
 
