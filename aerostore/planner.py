@@ -395,36 +395,41 @@ class Scan(Plan):
             c += len(self._own(skip))
         return _clamp(c, q)
 
-    def _parts(self):
-        """(columns, start, stop) per part of ``_PART`` slots, each yielded with the
-        shared latch held: the columns and the heap agree inside a part.  A slot is
-        tested once, in one part, so the parts need not agree with each other: a
-        settled row is what every registered snapshot sees, a chain is read at
-        ``s``."""
+    def _each_part(self, fn) -> None:
+        """``fn(cols, start, stop)`` per part of ``_PART`` slots, each called with the
+        shared latch held (the columns and the heap agree inside a part), until
+        ``fn`` returns True.  A slot is tested once, in one part, so the parts
+        need not agree with each other: a settled row is what every registered
+        snapshot sees, a chain is read at ``s``.  (A callback rather than a
+        generator, so that each latch section is one ``with`` block here, whatever
+        the caller does with the parts.)"""
         store = self.store
         store.build_columns()
         start = 0
         while True:
             with store.latch.shared:
                 cols = store.columns
-                if start >= cols.n:
+                if start >= cols.n or fn(cols, start, min(start + _PART, cols.n)):
                     return
-                yield cols, start, min(start + _PART, cols.n)
             start += _PART
 
     def _column_count(self, s, vec) -> int:
         """Matches counted on the columns; only chained slots in Python.  O(slots) in C."""
         pred = self.predicate()
         rows = self.store.rows
-        c = 0
-        for cols, a, b in self._parts():
-            c += int(np.count_nonzero(cols.mask(vec, start=a, stop=b)))
+        c = [0]
+
+        def part(cols, a, b):
+            n = int(np.count_nonzero(cols.mask(vec, start=a, stop=b)))
             chained = np.flatnonzero(cols.state[a:b] == CHAIN)
             for slot in (chained + a).tolist():
                 r = visible(rows[slot], s)
                 if r is not None and pred(r):
-                    c += 1
-        return c
+                    n += 1
+            c[0] += n
+
+        self._each_part(part)
+        return c[0]
 
     def _column_rows(self, s, vec, rest, stop) -> list:
         """Matches in slot order: settled rows picked by the columns (``vec``) and
@@ -434,11 +439,13 @@ class Scan(Plan):
         rest_pred = compile_predicate(self.store.schema, rest) if rest else None
         rows = self.store.rows
         out = []
-        for cols, a, b in self._parts():
+
+        def part(cols, a, b):
             m = cols.mask(vec, start=a, stop=b)
             _pick(rows, s, cols.state[a:b] == CHAIN, m, a, None, pred, rest_pred, out)
-            if stop and len(out) >= stop:
-                break
+            return bool(stop) and len(out) >= stop
+
+        self._each_part(part)
         return out
 
     def describe(self, count_only):

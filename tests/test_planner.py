@@ -221,3 +221,27 @@ def test_explain_lines_whole(loaded):
             == f"full scan ({N} rows, compiled predicate), then heap top 2")
     assert (q().match("flight_id", "K1*").sort_by("lat").explain(count=True)
             == f"full scan ({N} rows, compiled predicate)")
+
+
+def test_a_failing_column_scan_leaves_the_latch_free(loaded, monkeypatch):
+    """An error inside a scan part (the latch held) releases the latch at once, even
+    while the caller keeps the traceback: a writer can take the latch next."""
+    import threading
+
+    from aerostore.columns import Columns
+    _db, t, _rows = loaded
+    q = t.query().ne("gs", 5)
+    q.count()                                       # the columns exist
+
+    def boom(self, *a, **k):
+        raise MemoryError("injected")
+
+    monkeypatch.setattr(Columns, "mask", boom)
+    with pytest.raises(MemoryError) as kept:        # `kept` holds the traceback and its frames
+        q.count()
+    took = threading.Event()
+    th = threading.Thread(target=lambda: (t._st.latch.__enter__(), took.set(), t._st.latch.__exit__()),
+                          daemon=True)
+    th.start()
+    assert took.wait(5), "a writer could not take the latch after a failed scan"
+    assert kept.value.args == ("injected",)
