@@ -42,17 +42,22 @@ _MIN_CAP = 1024
 VECTOR_OPS = frozenset(("eq", "ne", "lt", "le", "gt", "ge", "range", "in", "null", "notnull"))
 
 
+_F64, _I8, _I64, _U64 = (np.dtype(t) for t in (np.float64, np.int8, np.int64, np.uint64))
+# the integer constants a comparison on an int column takes exactly
+_INT_LIMITS = {_I64: (-(1 << 63), (1 << 63) - 1), _U64: (0, (1 << 64) - 1)}
+
+
 def column_dtype(field):
     """The numpy dtype of ``field``'s column, or None (no column: strings)."""
     kind = field.kind
     if kind == "float":
-        return np.dtype(np.float64)
+        return _F64
     if kind == "bool":
-        return np.dtype(np.int8)
+        return _I8
     if kind == "int":
         if field.lo is not None and field.lo >= 0 and field.hi is not None and field.hi >= 1 << 63:
-            return np.dtype(np.uint64)
-        return np.dtype(np.int64)
+            return _U64
+        return _I64
     return None
 
 
@@ -81,8 +86,7 @@ def _answers(schema, t) -> bool:
         return True
     # an integer constant outside the column's range has no numpy comparison
     # that agrees with Python's; such terms stay in Python
-    info = np.iinfo(dt)
-    lo, hi = int(info.min), int(info.max)
+    lo, hi = _INT_LIMITS[dt]
     vals = t.values[0] if op == "in" else t.values
     return all(v.__class__ is int and lo <= v <= hi for v in vals)
 
