@@ -9,6 +9,7 @@ from aerostore import arrayindex
 from aerostore.arrayindex import ArrayIndex, new_index
 from aerostore.index import SortedIndex
 from aerostore.schema import Bool, Float, Int, Str, UInt
+from test_index import _check_reads     # reads of any index against a sorted model
 
 FIELDS = {
     "float": (Float(), lambda r: r.choice([r.uniform(-1e6, 1e6), r.choice([0.0, 1.5, -2.25, 1e308, -1e308, 5e-324, -5e-324])])),
@@ -108,23 +109,6 @@ def test_array_index_matches_a_sorted_list(name, seed, delta_min, small_max, fol
     ix.settle()
     ix._check()
     assert ix.entries() == m.entries()
-
-
-def _check_reads(ix, want, rnd):
-    import bisect
-    cands = want + [e + d for e in want[:20] for d in (-1, 1)] + [None]
-    for _ in range(15):
-        lo, hi = rnd.choice(cands), rnd.choice(cands)
-        a = bisect.bisect_left(want, lo) if lo is not None else 0
-        b = bisect.bisect_left(want, hi) if hi is not None else len(want)
-        inside = want[a:b] if b > a else []
-        assert ix.count_between(lo, hi) == len(inside)
-        after = rnd.choice(cands)
-        n = rnd.choice([1, 3, 50])
-        fwd = [e for e in inside if after is None or e > after][:n]
-        assert list(ix.chunk(lo, hi, after, n)) == fwd
-        back = [e for e in reversed(inside) if after is None or e < after][:n]
-        assert list(ix.chunk(lo, hi, after, n, reverse=True)) == back
 
 
 def test_bulk_writes_that_cancel_and_repeat_net_out(monkeypatch):
