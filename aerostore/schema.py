@@ -124,11 +124,20 @@ class Field:
 
         ``""`` (and None) is null in every field but the key.
         """
+        # the common cases first, without the general checks: an int (not a bool)
+        # for an int field, a float for a float field
+        cls = value.__class__
+        kind = self.kind
+        if cls is int and kind == "int":
+            if (self.lo is None or value >= self.lo) and (self.hi is None or value <= self.hi):
+                return value
+        elif cls is float and kind == "float":
+            if value - value == 0.0:        # finite (inf - inf and nan - nan are nan)
+                return value + 0.0          # -0.0 -> 0.0: one index position for zero
         if value is None or (isinstance(value, str) and value == "" and not self.is_key):
             if not self.nullable:
                 raise UsageError(f'field "{self.name}" may not be null', "VALUE", self.name)
             return None
-        kind = self.kind
         if kind == "str":
             return self._text(value)
         try:
