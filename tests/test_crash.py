@@ -91,6 +91,17 @@ def check_round(db, rnd: int, acked: list, sync: bool) -> int:
     return top
 
 
+def check_indexes(db) -> None:
+    """The reopened heap, its columns and every index (adopted from the checkpoint and
+    caught up with the log, or built) agree: ``_check``, and a count through each
+    index equals the rows."""
+    t = db.table("FlightState")
+    t._check()
+    n = t.count()
+    for f in ("lat", "lon", "altitude", "gs", "updated_at"):
+        assert t.query().ge(f, -1e9 if f in ("lat", "lon") else 0).count() == n, f
+
+
 @pytest.mark.parametrize("sync", [True, False], ids=["sync", "async"])
 def test_crash_loop(tmp_path, sync):
     rng = random.Random(int(os.environ.get("AEROSTORE_CRASH_SEED", time.time_ns())))
@@ -103,6 +114,7 @@ def test_crash_loop(tmp_path, sync):
             tops.append(check_round(db, rnd, acked, sync))
             for earlier in range(1, rnd):  # earlier rounds are untouched
                 assert max(batches_present(db, earlier), default=0) == tops[earlier - 1]
+            check_indexes(db)
         finally:
             db.close()
     assert sum(tops) > 0
