@@ -173,6 +173,16 @@ def ingest_tsv(db, table, data, batch_size=1024, *, txn=None, progress=None,
     return result
 
 
+def _checked_path(path, verb: str) -> str:
+    """``path`` as text; a name with a NUL character (no file system takes one) is
+    ``UsageError`` (``AEROSTORE USAGE FILE``), like any file that cannot be used."""
+    text = os.fsdecode(path)
+    if "\0" in text:
+        raise UsageError(f'cannot {verb} "{show(text)}": a file name may not contain a NUL character',
+                         "FILE")
+    return text
+
+
 def _file_chunks(path, c: Codec):
     """Validated row lists of a TSV file, read in blocks of ``_READ_BYTES``."""
     with open(path, "rb") as f:
@@ -193,6 +203,7 @@ def ingest_file(db, table, path, batch_size=1024, *, txn=None, progress=None,
     t0 = time.perf_counter()
     n = _batch_size(batch_size)
     schema = _handle(db, table, txn).schema
+    _checked_path(path, "read")
     c = codec(schema)
     prog = _Progress(progress, progress_interval, t0)
     try:
@@ -279,7 +290,7 @@ def write_file_atomic(path, fill) -> None:
     temporary file is removed.  An OSError becomes ``UsageError`` (errorCode
     ``AEROSTORE USAGE FILE``); errors raised by ``fill`` pass through.
     """
-    shown = os.fsdecode(path)
+    shown = _checked_path(path, "write")
     try:
         target = os.path.realpath(shown)
         folder, base = os.path.split(target)

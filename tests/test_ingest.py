@@ -342,3 +342,17 @@ def test_export_of_a_stored_lone_surrogate_is_a_usage_error(db, tmp_path):
             db.export_tsv("FlightState", dest)
         assert ei.value.tcl_errorcode == ["AEROSTORE", "USAGE", "VALUE", "flight_id"]
     assert target.read_text() == "precious\n" and os.listdir(tmp_path) == ["out.tsv"]
+
+
+@pytest.mark.parametrize("name", ["a\x00b", b"a\x00b"])
+def test_a_file_name_with_a_nul_is_a_usage_error(db, name):
+    """No file system takes a NUL in a name: USAGE FILE (as for any unusable file), not
+    Python's ValueError, for reading and writing alike; nothing changes."""
+    before = db.table("FlightState").count()
+    with pytest.raises(UsageError, match="may not contain a NUL") as e:
+        db.ingest_file("FlightState", name)
+    assert e.value.code == ("AEROSTORE", "USAGE", "FILE")
+    with pytest.raises(UsageError, match="may not contain a NUL") as e:
+        db.export_tsv("FlightState", name)
+    assert e.value.code == ("AEROSTORE", "USAGE", "FILE")
+    assert db.table("FlightState").count() == before
