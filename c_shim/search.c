@@ -308,44 +308,8 @@ static int bind_row(Tcl_Interp *interp, Plan *p, Tcl_Obj **v)
     return TCL_OK;
 }
 
-/* Bind and run the body for the n rows of one converted chunk (no GIL
- * needed).  TCL_OK: all ran, go on; TCL_BREAK: the body broke; else an
- * error or return code.  *visited counts the rows done. */
-static int eval_chunk(Tcl_Interp *interp, Plan *p, Tcl_Obj *cmd, Tcl_Obj **vals, int n,
-                      Py_ssize_t *visited)
-{
-    int width = p->nf + 1, r, code = TCL_OK;
-
-    for (r = 0; r < n; r++) {
-        code = bind_row(interp, p, vals + r * width);
-        if (code != TCL_OK) {
-            return code;
-        }
-        if (!p->body) {
-            (*visited)++;
-            continue;
-        }
-        code = Tcl_EvalObjEx(interp, p->body, 0);
-        if (code == TCL_OK || code == TCL_CONTINUE) {
-            code = TCL_OK;
-            (*visited)++;
-        } else if (code == TCL_BREAK) {
-            (*visited)++;
-            return TCL_BREAK;
-        } else {
-            if (code == TCL_ERROR) {
-                Tcl_AppendObjToErrorInfo(interp, Tcl_ObjPrintf("\n    (\"%s search\" body line %d)",
-                                         Tcl_GetString(cmd), Tcl_GetErrorLine(interp)));
-            }
-            return code;
-        }
-    }
-    return TCL_OK;
-}
-
 /* Run the loop with the GIL held on entry and exit; returns a Tcl code and
- * sets *visited / *completed.  Each chunk is converted with the GIL, then
- * bound and run without it. */
+ * sets *visited / *completed. */
 static int run_rows(Tcl_Interp *interp, Plan *p, Tcl_Obj *cmd, Py_ssize_t *visited, int *completed)
 {
     Py_ssize_t total = PyList_GET_SIZE(p->rows), start;
@@ -360,14 +324,39 @@ static int run_rows(Tcl_Interp *interp, Plan *p, Tcl_Obj *cmd, Py_ssize_t *visit
         return shim_python_error(interp);
     }
     for (start = 0; start < total && code == TCL_OK; start += CHUNK) {
-        int n = total - start < CHUNK ? (int)(total - start) : CHUNK;
+        int n = total - start < CHUNK ? (int)(total - start) : CHUNK, r;
         PyThreadState *ts;
         if (convert_chunk(p, start, n, vals) != 0) {
             code = shim_python_error(interp);
             break;
         }
         ts = PyEval_SaveThread();
-        code = eval_chunk(interp, p, cmd, vals, n, visited);
+        for (r = 0; r < n; r++) {
+            code = bind_row(interp, p, vals + r * width);
+            if (code != TCL_OK || !p->body) {
+                if (code == TCL_OK) {
+                    (*visited)++;
+                }
+                if (code != TCL_OK) {
+                    break;
+                }
+                continue;
+            }
+            code = Tcl_EvalObjEx(interp, p->body, 0);
+            if (code == TCL_OK || code == TCL_CONTINUE) {
+                code = TCL_OK;
+                (*visited)++;
+            } else if (code == TCL_BREAK) {
+                (*visited)++;
+                break;
+            } else {
+                if (code == TCL_ERROR) {
+                    Tcl_AppendObjToErrorInfo(interp, Tcl_ObjPrintf("\n    (\"%s search\" body line %d)",
+                                             Tcl_GetString(cmd), Tcl_GetErrorLine(interp)));
+                }
+                break;
+            }
+        }
         release_chunk(vals, n * width);
         PyEval_RestoreThread(ts);
     }
@@ -377,42 +366,6 @@ static int run_rows(Tcl_Interp *interp, Plan *p, Tcl_Obj *cmd, Py_ssize_t *visit
     } else if (code == TCL_OK) {
         *completed = 1;
     }
-    return code;
-}
-
-/* A search of at most one chunk with nothing to report back to Python (no
- * -delete): convert the rows, let go of the Python objects and of the GIL
- * (g, taken by the caller: it is released here, on every path), then bind and
- * run without it.  One GIL acquisition per search instead of two: under a
- * live feed each acquisition may wait for a switch interval or more.
- * Returns a Tcl code and sets the result as shim_search does. */
-static int run_small(Tcl_Interp *interp, Plan *p, Tcl_Obj *cmd, PyObject *r, PyGILState_STATE g)
-{
-    int n = (int)PyList_GET_SIZE(p->rows), width = p->nf + 1, code;
-    Tcl_Obj **vals = calloc((size_t)(n ? n : 1) * width, sizeof(Tcl_Obj *));
-    Py_ssize_t visited = 0;
-
-    if (!vals) {
-        PyErr_NoMemory();
-    }
-    if (!vals || convert_chunk(p, 0, n, vals) != 0) {
-        code = shim_python_error(interp);
-        free(vals);
-        plan_free(p);
-        Py_DECREF(r);
-        shim_gil_leave(g);
-        return code;
-    }
-    Py_DECREF(r);                       /* p->rows was borrowed from r: done with it */
-    shim_gil_leave(g);
-    code = eval_chunk(interp, p, cmd, vals, n, &visited);
-    release_chunk(vals, n * width);
-    free(vals);
-    if (code == TCL_OK || code == TCL_BREAK) {
-        Tcl_SetObjResult(interp, Tcl_NewWideIntObj((Tcl_WideInt)(code == TCL_OK ? p->count : visited)));
-        code = TCL_OK;
-    }
-    plan_free(p);
     return code;
 }
 
@@ -443,9 +396,6 @@ int shim_search(ShimInterp *si, Tcl_Interp *interp, int objc, Tcl_Obj *const obj
     if (plan_from_tuple(&p, r, &o) != 0) {
         code = shim_python_error(interp);
         goto out;
-    }
-    if (!p.finish && PyList_GET_SIZE(p.rows) <= CHUNK) {
-        return run_small(interp, &p, objv[0], r, g);
     }
     code = run_rows(interp, &p, objv[0], &visited, &completed);
     result = completed ? p.count : visited;
