@@ -32,6 +32,7 @@ from .errors import AerostoreError, UsageError
 from .gcpause import paused
 from .retry import run_in_transaction
 from .schema import surrogate_at
+from .storage.fileio import NUL_IN_NAME, has_nul
 from .tsvcodec import Codec, codec
 from .words import show
 
@@ -174,12 +175,11 @@ def ingest_tsv(db, table, data, batch_size=1024, *, txn=None, progress=None,
 
 
 def _checked_path(path, verb: str) -> str:
-    """``path`` as text; a name with a NUL character (no file system takes one) is
+    """``path`` as text; a name with a NUL character (storage.fileio's rule) is
     ``UsageError`` (``AEROSTORE USAGE FILE``), like any file that cannot be used."""
     text = os.fsdecode(path)
-    if "\0" in text:
-        raise UsageError(f'cannot {verb} "{show(text)}": a file name may not contain a NUL character',
-                         "FILE")
+    if has_nul(text):
+        raise UsageError(f'cannot {verb} "{show(text)}": {NUL_IN_NAME}', "FILE")
     return text
 
 

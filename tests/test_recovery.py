@@ -10,6 +10,7 @@ import sys
 import pytest
 
 import aerostore
+from aerostore.words import show
 from aerostore import FlightState
 from aerostore.config import Config
 from aerostore.errors import CorruptError, LockedError
@@ -108,6 +109,19 @@ def test_a_directory_that_cannot_be_created_is_a_usage_error(tmp_path):
         DirectoryStorage(where)
     assert ei.value.code == ("AEROSTORE", "USAGE", "DIR", where)
     assert str(ei.value) == f'cannot open data directory "{where}": Not a directory'
+
+
+def test_a_data_directory_name_with_a_nul_is_a_usage_error(tmp_path, monkeypatch):
+    """Not Python's ValueError: USAGE DIR with the name escaped, and nothing is made."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(aerostore.UsageError) as ei:
+        aerostore.open("a\x00b")
+    where = os.path.join(str(tmp_path), "a\x00b")       # made absolute, as every data directory
+    assert ei.value.code == ("AEROSTORE", "USAGE", "DIR", where)
+    assert str(ei.value) == (f'cannot open data directory "{show(where)}": '
+                             "a file name may not contain a NUL character")
+    assert "\x00" not in str(ei.value)
+    assert os.listdir(tmp_path) == []
 
 
 def test_not_a_directory(tmp_path):

@@ -32,6 +32,7 @@ from ..errors import ClosedError, CorruptError, LockedError, StorageIOError, Usa
 from . import fileio
 from .checkpoint import FILENAME as CHECKPOINT, TEMP_FILENAME as CHECKPOINT_TMP
 from .checkpoint import read_checkpoint, write_checkpoint
+from ..words import show
 from .framing import errno_name
 from .interface import Recovered, Storage
 from .walformat import encode_commit, make_header
@@ -54,15 +55,20 @@ def _close_open_stores() -> None:
         store.close()
 
 
-def directory_error(path: str, err: int) -> UsageError:
-    """The error of a data directory that cannot be used: ``AEROSTORE USAGE DIR path``."""
-    return UsageError(f'cannot open data directory "{path}": {os.strerror(err)}', "DIR", path)
+def directory_error(path: str, err: int, reason: str = "") -> UsageError:
+    """The error of a data directory that cannot be used: ``AEROSTORE USAGE DIR path``;
+    the reason is ``os.strerror(err)`` unless given."""
+    shown = path if path.isprintable() else show(path)     # a NUL, a control character
+    return UsageError(f'cannot open data directory "{shown}": {reason or os.strerror(err)}',
+                      "DIR", path)
 
 
 def prepare_directory(path: str, io: "fileio.FileIO | None" = None) -> None:
     """Make ``path`` and its missing parents (mode 0700, each new name fsynced into
     its parent), and check that it is a directory this process can write; else
     ``directory_error``.  An existing directory keeps its mode."""
+    if fileio.has_nul(path):
+        raise directory_error(path, errno.EINVAL, fileio.NUL_IN_NAME)
     missing = []
     p = path
     while not os.path.lexists(p):

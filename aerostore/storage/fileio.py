@@ -16,7 +16,16 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["FileIO", "DEFAULT"]
+__all__ = ["FileIO", "DEFAULT", "NUL_IN_NAME", "has_nul"]
+
+# No file system takes a NUL in a name; Python raises ValueError for one.  The
+# callers that name a file or directory a user gave turn it into their UsageError.
+NUL_IN_NAME = "a file name may not contain a NUL character"
+
+
+def has_nul(path) -> bool:
+    """True if ``path`` (str or bytes) holds a NUL character."""
+    return "\0" in os.fsdecode(path)
 
 
 class FileIO:
