@@ -118,14 +118,17 @@ class Chunk:
 
     Indexing yields packed-int entries, as the planner needs for ``after`` and
     the last entry's key; the generated filters read ``keys``/``slots`` directly,
-    so no Python int wider than 64 bits is made per entry.
+    so no Python int wider than 64 bits is made per entry.  ``slot_array``: the
+    slots as the numpy array they were split from (intp), or None (a chunk
+    merged in Python): the planner's column filter takes it as is.
     """
 
-    __slots__ = ("keys", "slots")
+    __slots__ = ("keys", "slots", "slot_array")
 
-    def __init__(self, keys: list, slots: list):
+    def __init__(self, keys: list, slots: list, slot_array=None):
         self.keys = keys
         self.slots = slots
+        self.slot_array = slot_array
 
     def __len__(self):
         return len(self.slots)
@@ -236,11 +239,13 @@ class ArrayIndex(Index):
     def _split(self, arr) -> Chunk:
         """A Chunk of a slice of ``main``, split into keys and slots at C speed."""
         if not self.wide:
-            return Chunk((arr >> SLOT_BITS).tolist(), (arr & SLOT_MASK).tolist())
+            s = (arr & SLOT_MASK).astype(np.intp)
+            return Chunk((arr >> SLOT_BITS).tolist(), s.tolist(), s)
         lo = arr.imag.astype(np.int64)
         hi = arr.real.astype(self.key_dtype)
         keys = (hi << 11) | (lo >> SLOT_BITS).astype(self.key_dtype)
-        return Chunk(keys.tolist(), (lo & SLOT_MASK).tolist())
+        s = (lo & SLOT_MASK).astype(np.intp)
+        return Chunk(keys.tolist(), s.tolist(), s)
 
     def _np_entries(self, values: list, slots: list):
         """Entries of non-null ``values`` at ``slots``, vectorised (no per-row Python)."""

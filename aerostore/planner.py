@@ -656,7 +656,9 @@ class _OnIndex(Plan):
         vec, rest_pred = colv
         cols = store.columns
         slot_list = chunk.slots
-        slots = np.array(slot_list, np.intp)
+        slots = chunk.slot_array
+        if slots is None:
+            slots = np.array(slot_list, np.intp)
         m = cols.mask(vec, slots)
         chain = cols.state[slots] == CHAIN
         rows = store.rows
