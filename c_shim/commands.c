@@ -22,7 +22,7 @@
 #define PACKAGE_VERSION "0.1"
 #define TABLE_COMMAND "FlightState"
 
-typedef enum { CALL, SEARCH, INDEX, TRANSACTION, INIT, OPTIONS } Kind;
+typedef enum { CALL, GET, SEARCH, INDEX, TRANSACTION, INIT, OPTIONS } Kind;
 
 /* The words of a command with options (Kind OPTIONS), after the command
  * words: `lead` words, then (if `maybe`) one word that does not start with
@@ -79,7 +79,7 @@ static const Spec table_subs[] = {
     {"delete", "t_delete", CALL, 1, 1, 0, "key"},
     {"exists", "t_exists", CALL, 1, 1, 0, "key"},
     {"fields", "t_fields", CALL, 0, 0, 0, ""},
-    {"get", "t_get", CALL, 1, -1, 1, "key ?field ...?"},
+    {"get", "t_get", GET, 1, -1, 1, "key ?field ...?"},
     {"index", NULL, INDEX, 1, 2, 0, "indexed|create field|drop field"},
     {"ingest_file", "t_ingest_file", OPTIONS, 1, 4, 0, "path ?batch_size? ?-progress command?",
      &ingest_file_form},
@@ -96,7 +96,7 @@ static const Spec safe_table_subs[] = {
     {"count", "t_count", CALL, 0, 0, 0, ""},
     {"exists", "t_exists", CALL, 1, 1, 0, "key"},
     {"fields", "t_fields", CALL, 0, 0, 0, ""},
-    {"get", "t_get", CALL, 1, -1, 1, "key ?field ...?"},
+    {"get", "t_get", GET, 1, -1, 1, "key ?field ...?"},
     {"search", "t_search", SEARCH, 0, -1, 0, "?-option value ...?"},
     {NULL, NULL, CALL, 0, 0, 0, NULL}
 };
@@ -258,6 +258,33 @@ static int call_and_set_result(ShimInterp *si, Tcl_Interp *interp, const char *m
     return code;
 }
 
+/* FlightState get key ?field ...?: a whole row from rowget.c when it can
+ * answer, else session.t_get (the key converted once for both). */
+static int get_cmd(ShimInterp *si, Tcl_Interp *interp, int objc, Tcl_Obj *const objv[])
+{
+    PyGILState_STATE g;
+    PyObject *base[3], *r;
+    int code;
+
+    if (objc != 3) {
+        return call_and_set_result(si, interp, "t_get", objc - 2, objv + 2);
+    }
+    g = shim_gil_enter();
+    base[2] = shim_arg_to_py(objv[2]);
+    if (!base[2]) {
+        code = shim_python_error(interp);
+    } else {
+        code = shim_get_row(si, interp, objv[2], base[2]);
+        if (code == SHIM_NOT_HANDLED) {
+            r = shim_call_stack(si, "t_get", base, 1);
+            code = set_result(interp, r);
+        }
+        Py_DECREF(base[2]);
+    }
+    shim_gil_leave(g);
+    return code;
+}
+
 static int check_arity(Tcl_Interp *interp, const Spec *spec, int words, int objc, Tcl_Obj *const objv[])
 {
     int n = objc - words;
@@ -341,6 +368,8 @@ static int table_cmd(ClientData cd, Tcl_Interp *interp, int objc, Tcl_Obj *const
         return TCL_ERROR;
     }
     switch (spec->kind) {
+    case GET:
+        return get_cmd(si, interp, objc, objv);
     case SEARCH:
         return shim_search(si, interp, objc, objv);
     case INDEX:
@@ -465,6 +494,7 @@ static void interp_deleted(ClientData cd, Tcl_Interp *interp)
             PyErr_WriteUnraisable(si->session);
         }
         Py_XDECREF(r);
+        Py_CLEAR(si->session_dict);
         Py_CLEAR(si->session);
         shim_gil_leave(g);
     }
@@ -563,6 +593,9 @@ static int init_interp(Tcl_Interp *interp, int safe)
         si->session = PyObject_CallMethod(shim_session_module, "Session", "OO",
                                           safe ? Py_True : Py_False, capsule);
         Py_DECREF(capsule);
+    }
+    if (si->session) {
+        si->session_dict = shim_attr_dict(si->session);
     }
     if (!si->session) {
         int code = shim_python_error(interp);

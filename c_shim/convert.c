@@ -77,8 +77,21 @@ static PyObject *join_surrogates(PyObject *r)
 
 PyObject *shim_str_from_utf(const char *s, Py_ssize_t n)
 {
-    PyObject *r = PyUnicode_DecodeUTF8(s, n, NULL);
+    PyObject *r;
     char *buf = NULL;
+    Py_ssize_t i;
+
+    for (i = 0; i < n && (unsigned char)s[i] < 0x80; i++) {
+    }
+    if (i == n) {
+        /* ASCII (most keys and words): copied as it is, without the decoder's set-up. */
+        r = PyUnicode_New(n, 127);
+        if (r) {
+            memcpy(PyUnicode_DATA(r), s, n);
+        }
+        return r;
+    }
+    r = PyUnicode_DecodeUTF8(s, n, NULL);
 
     if (r || !PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
         return r;
@@ -228,11 +241,10 @@ static Tcl_Obj *str_to_tcl(PyObject *v)
     return out;
 }
 
-static Tcl_Obj *seq_to_tcl(PyObject *v)
+Tcl_Obj *shim_items_to_tcl(PyObject *const *items, Py_ssize_t n, Py_ssize_t at, Tcl_Obj *given)
 {
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(v), i;
-    PyObject **items = PySequence_Fast_ITEMS(v);
     Tcl_Obj *small[16], **objs = small, *list = NULL;
+    Py_ssize_t i;
 
     if (n > INT_MAX) {
         PyErr_SetString(PyExc_OverflowError, "list is too long for Tcl");
@@ -246,17 +258,20 @@ static Tcl_Obj *seq_to_tcl(PyObject *v)
         }
     }
     for (i = 0; i < n; i++) {
-        objs[i] = shim_py_to_tcl(items[i]);
+        objs[i] = i == at && given ? given : shim_py_to_tcl(items[i]);
         if (!objs[i]) {
             break;
         }
-        Tcl_IncrRefCount(objs[i]);
     }
     if (i == n) {
         list = Tcl_NewListObj((int)n, objs);   /* takes its own references */
-    }
-    while (i-- > 0) {
-        Tcl_DecrRefCount(objs[i]);
+    } else {
+        while (i-- > 0) {                      /* free the ones made (refcount 0) */
+            if (objs[i] != given) {
+                Tcl_IncrRefCount(objs[i]);
+                Tcl_DecrRefCount(objs[i]);
+            }
+        }
     }
     if (objs != small) {
         PyMem_Free(objs);
@@ -320,15 +335,12 @@ Tcl_Obj *shim_py_to_tcl(PyObject *v)
         Py_DECREF(s);
         return out;
     }
-    if (PyTuple_Check(v) || PyList_Check(v)) {
-        PyObject *fast = PySequence_Fast(v, "not a sequence");
-        Tcl_Obj *out;
-        if (!fast) {
-            return NULL;
-        }
-        out = seq_to_tcl(fast);
-        Py_DECREF(fast);
-        return out;
+    if (PyTuple_Check(v)) {
+        return shim_items_to_tcl(((PyTupleObject *)v)->ob_item, PyTuple_GET_SIZE(v), -1, NULL);
+    }
+    if (PyList_Check(v)) {
+        /* Converting runs no Python code, so the list cannot change meanwhile. */
+        return shim_items_to_tcl(((PyListObject *)v)->ob_item, PyList_GET_SIZE(v), -1, NULL);
     }
     if (PyDict_Check(v)) {
         return dict_to_tcl(v);

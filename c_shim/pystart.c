@@ -135,6 +135,9 @@ static void import_bridge(void)
             r = PyObject_CallMethod(shim_session_module, "install_shim", "OOO",
                                     fns[0], fns[1], fns[2]);
         }
+        if (r) {
+            shim_get_init();
+        }
     }
     if (!r) {
         fail_from_python_exception("cannot import aerostore.tclbridge.session");

@@ -11,8 +11,9 @@
  * Files: pystart.c (Python start-up, one thread state per Tcl thread),
  * convert.c (values and errors), options.c (option words and values, read
  * by Tcl), commands.c (Aerostore_Init and the commands),
- * search.c (the row loop of FlightState search), events.c (watch callbacks
- * delivered through Tcl's thread event queue).
+ * search.c (the row loop of FlightState search), rowget.c (`FlightState get
+ * key` read in C), events.c (watch callbacks delivered through Tcl's thread
+ * event queue).
  */
 #ifndef AEROSTORE_SHIM_H
 #define AEROSTORE_SHIM_H
@@ -52,6 +53,10 @@ PyObject *shim_arg_to_py(Tcl_Obj *obj);
 /* A Python value -> a new Tcl_Obj (refcount 0), or NULL with a Python error.
  * None is the empty string; tuples/lists are lists; dicts are flat key/value lists. */
 Tcl_Obj *shim_py_to_tcl(PyObject *value);
+/* A Tcl list of the n Python values items[0 .. n) (refcount 0), or NULL with a
+ * Python error; `given` (if not NULL) stands at position `at` instead of the
+ * conversion of items[at]. */
+Tcl_Obj *shim_items_to_tcl(PyObject *const *items, Py_ssize_t n, Py_ssize_t at, Tcl_Obj *given);
 /* Turn the pending Python exception into the Tcl error (result, errorCode
  * starting with AEROSTORE, errorInfo); clears it; returns TCL_ERROR. */
 int shim_python_error(Tcl_Interp *interp);
@@ -107,6 +112,7 @@ typedef struct ShimInterp {
     int alive;                 /* 0 once the interp is being deleted */
     int refs;                  /* guarded by a mutex in commands.c */
     PyObject *session;         /* the Session object (NULL once closed) */
+    PyObject *session_dict;    /* its attribute dict, read by rowget.c (NULL: none) */
 } ShimInterp;
 
 void shim_interp_ref(ShimInterp *si);
@@ -125,6 +131,21 @@ void shim_interp_unref(ShimInterp *si);
 
 /* `FlightState search ...`: objv[0] is the command word, objv[1] "search". */
 int shim_search(ShimInterp *si, Tcl_Interp *interp, int objc, Tcl_Obj *const objv[]);
+
+/* ---- rowget.c ----------------------------------------------------------- */
+
+/* What shim_get_row answers when it leaves the call to the general path. */
+#define SHIM_NOT_HANDLED (-1)
+/* Once, after the bridge is imported (GIL held); without it every get takes
+ * the general path. */
+void shim_get_init(void);
+/* obj's attribute dict (a new reference), or NULL (no error set) if it has none. */
+PyObject *shim_attr_dict(PyObject *obj);
+/* `FlightState get key` (key_obj: the argument, key: as shim_arg_to_py made it) answered
+ * from a settled row: TCL_OK with the row as the result (TCL_ERROR if it could
+ * not be converted), or SHIM_NOT_HANDLED with nothing done (no Python error
+ * set): then session.t_get decides.  GIL held. */
+int shim_get_row(ShimInterp *si, Tcl_Interp *interp, Tcl_Obj *key_obj, PyObject *key);
 
 /* ---- events.c ----------------------------------------------------------- */
 

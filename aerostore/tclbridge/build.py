@@ -32,7 +32,8 @@ C_DIR = os.path.join(ROOT, "c_shim")
 LIB_NAME = "libaerostore_tcl"
 TARGET = os.path.join(HERE, LIB_NAME + ".so")
 
-C_SOURCES = ["pystart.c", "convert.c", "options.c", "commands.c", "search.c", "events.c"]
+C_SOURCES = ["pystart.c", "convert.c", "options.c", "commands.c", "search.c", "rowget.c",
+             "events.c"]
 
 INIT_CODE = r'''
 import os, sys

@@ -29,7 +29,7 @@ from ..storage.directory import directory_error
 from ..config import Config
 from ..errors import UsageError
 
-__all__ = ["open_store", "database", "flights", "current", "directory", "use", "close",
+__all__ = ["open_store", "database", "flights", "current", "fast_get", "directory", "use", "close",
            "shutdown", "set_config", "get_config", "DEFAULT_DIR", "TABLE"]
 
 DEFAULT_DIR = "./aerostore_tcl_data"
@@ -41,8 +41,22 @@ _db = None               # the Database, or None
 _dir = None              # its absolute directory, or ":memory:"
 _flights = None          # _db.table(TABLE)
 current = None           # the same, public: None when no store is open (read on hot paths)
+fast_get = None          # what the shim's `get` reads in C (c_shim/rowget.c): see _fast_get
 _pending = Config()      # settings made before init
 _changed: dict = {}      # key -> text, the settings made before init
+
+
+def _fast_get(table):
+    """(the store's attribute dict, the database's attribute dict, the key's
+    position) of the autocommit ``table``, or None if they have no attribute
+    dicts: c_shim/rowget.c reads ``slots``, ``rows`` and ``_closed`` in them on
+    each ``FlightState get key`` and answers a settled row without running
+    Python, exactly as Table.get's first lines do (aerostore/database.py).
+    Anything else it leaves to Session.t_get.  Set and cleared with ``current``."""
+    try:
+        return (vars(table._st), vars(table._db), table._st.key_pos)
+    except (AttributeError, TypeError):
+        return None
 
 
 def _where(data_dir: str) -> str:
@@ -53,7 +67,7 @@ def _where(data_dir: str) -> str:
 
 def open_store(data_dir: str) -> str:
     """Open the process's store at ``data_dir`` (or find it open); its directory."""
-    global _db, _dir, _flights, current
+    global _db, _dir, _flights, current, fast_get
     import aerostore
     from ..flightstate import FlightState
 
@@ -74,18 +88,19 @@ def open_store(data_dir: str) -> str:
         except BaseException:
             db.close()
             raise
-        _db, _dir, current = db, where, _flights
+        _db, _dir, current, fast_get = db, where, _flights, _fast_get(_flights)
         return _dir
 
 
 def use(db, where: str = MEMORY) -> None:
     """Make ``db`` (opened by the host Python) the store the Tcl commands use."""
-    global _db, _dir, _flights, current
+    global _db, _dir, _flights, current, fast_get
     from ..flightstate import FlightState
     with _lock:
         if _db is not None and _db is not db:
             raise UsageError(f'aerostore is already open on "{_dir}"', "OPEN", _dir)
         _flights = current = db.create_table(FlightState)
+        fast_get = _fast_get(_flights)
         _db, _dir = db, _where(where)
 
 
@@ -127,8 +142,9 @@ def get_config(key: str) -> str:
 
 def close() -> None:
     """Close the store (idempotent); settings made before init are forgotten too."""
-    global _db, _dir, _flights, _pending, current
+    global _db, _dir, _flights, _pending, current, fast_get
     with _lock:
+        fast_get = None
         db, _db, _dir, _flights, current = _db, None, None, None, None
         _pending = Config()
         _changed.clear()
