@@ -494,7 +494,6 @@ static void interp_deleted(ClientData cd, Tcl_Interp *interp)
             PyErr_WriteUnraisable(si->session);
         }
         Py_XDECREF(r);
-        Py_CLEAR(si->session_dict);
         Py_CLEAR(si->session);
         shim_gil_leave(g);
     }
@@ -593,9 +592,6 @@ static int init_interp(Tcl_Interp *interp, int safe)
         si->session = PyObject_CallMethod(shim_session_module, "Session", "OO",
                                           safe ? Py_True : Py_False, capsule);
         Py_DECREF(capsule);
-    }
-    if (si->session) {
-        si->session_dict = shim_attr_dict(si->session);
     }
     if (!si->session) {
         int code = shim_python_error(interp);

@@ -316,6 +316,12 @@ Tcl_Obj *shim_py_to_tcl(PyObject *v)
     if (PyBool_Check(v)) {
         return Tcl_NewIntObj(v == Py_True);
     }
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyLong_CheckExact(v) && Py_SIZE(v) >= -1 && Py_SIZE(v) <= 1) {
+        /* An int of at most one digit (|x| < 2**30): its value at once. */
+        return Tcl_NewWideIntObj((Tcl_WideInt)Py_SIZE(v) * ((PyLongObject *)v)->ob_digit[0]);
+    }
+#endif
     if (PyLong_Check(v)) {
         int overflow;
         long long x = PyLong_AsLongLongAndOverflow(v, &overflow);

@@ -112,7 +112,6 @@ typedef struct ShimInterp {
     int alive;                 /* 0 once the interp is being deleted */
     int refs;                  /* guarded by a mutex in commands.c */
     PyObject *session;         /* the Session object (NULL once closed) */
-    PyObject *session_dict;    /* its attribute dict, read by rowget.c (NULL: none) */
 } ShimInterp;
 
 void shim_interp_ref(ShimInterp *si);
@@ -139,8 +138,6 @@ int shim_search(ShimInterp *si, Tcl_Interp *interp, int objc, Tcl_Obj *const obj
 /* Once, after the bridge is imported (GIL held); without it every get takes
  * the general path. */
 void shim_get_init(void);
-/* obj's attribute dict (a new reference), or NULL (no error set) if it has none. */
-PyObject *shim_attr_dict(PyObject *obj);
 /* `FlightState get key` (key_obj: the argument, key: as shim_arg_to_py made it) answered
  * from a settled row: TCL_OK with the row as the result (TCL_ERROR if it could
  * not be converted), or SHIM_NOT_HANDLED with nothing done (no Python error

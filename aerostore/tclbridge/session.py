@@ -96,7 +96,13 @@ class _Watch:
 
 class Session:
     """The commands of one Tcl interpreter.  ``safe``: a safe interpreter
-    (the shim then offers only read-only subcommands)."""
+    (the shim then offers only read-only subcommands).
+
+    Slots, not a ``__dict__``: the shim's ``get`` (c_shim/rowget.c) reads
+    ``_txn_table`` on every call straight from its slot."""
+
+    __slots__ = ("safe", "_capsule", "_txn", "_txn_table", "_watches", "_queries",
+                 "_queries_table", "__weakref__")
 
     def __init__(self, safe: bool, capsule):
         self.safe = bool(safe)
