@@ -35,3 +35,17 @@ def seen(tcl, monkeypatch):
 def test_search_passes_the_binding_by_name(tcl, seen, words, bind):
     tcl.call("FlightState", "search", "-limit", "1", *words)
     assert seen == [bind]
+
+
+def test_repeated_fields_bind_the_same_and_a_bad_field_errs_each_time(tcl):
+    """search.py keeps each -fields text's binding; what it binds must not change."""
+    tcl.call("FlightState", "ingest_tsv", tsv_of(ROWS))
+    for _ in range(2):
+        assert tcl.eval("FlightState search -compare {{= flight_id UAL1}} -fields {gs alt} "
+                        "-get v -code {set ::g $v}; set ::g") == "450 35000"
+        assert tcl.eval("FlightState search -compare {{= flight_id UAL1}} -fields {alt} "
+                        "-array_get v -code {set ::g $v}; set ::g") == "altitude 35000"
+        assert tcl.eval("FlightState search -compare {{= flight_id UAL1}} "
+                        "-get v -code {set ::g $v}; set ::g") == "UAL1 40.5 -73.5 35000 450 1700000000"
+        e = tcl.error("FlightState", "search", "-fields", "gs nosuch", "-get", "v")
+        assert e.code.split()[:4] == ["AEROSTORE", "USAGE", "FIELD", "nosuch"]

@@ -75,6 +75,7 @@ def term_query(table, compare):
 
 
 _QUERIES_MAX = 64      # Query objects a session keeps for repeated searches
+_BINDINGS: dict = {}   # -fields text (None: all fields) -> (schema, binding); bounded
 
 
 class Search:
@@ -151,12 +152,25 @@ class Search:
         return q
 
     def _binding(self):
+        """(key position, positions, names) of the fields to bind; repeated
+        searches reuse it (one per -fields text and schema)."""
         schema = state.flights().schema
-        if self.fields is None:
+        fields = self.fields
+        cacheable = fields is None or fields.__class__ is str
+        if cacheable:
+            hit = _BINDINGS.get(fields)
+            if hit is not None and hit[0] is schema:
+                return hit[1]
+        if fields is None:
             positions = tuple(range(len(schema.names)))
         else:
-            positions = tuple(schema.position(f) for f in split_list(self.fields, "-fields list"))
-        return schema.key_pos, positions, tuple(schema.names[p] for p in positions)
+            positions = tuple(schema.position(f) for f in split_list(fields, "-fields list"))
+        binding = (schema.key_pos, positions, tuple(schema.names[p] for p in positions))
+        if cacheable:
+            if len(_BINDINGS) >= _PARSED_MAX:
+                _BINDINGS.clear()
+            _BINDINGS[fields] = (schema, binding)
+        return binding
 
     def _plan(self, count, rows, finish=None):
         key_pos, positions, names = self._binding()
