@@ -24,7 +24,7 @@ from .errors import UsageError
 from .schema import as_text
 from .words import fmt_choices, parse_bool, show
 
-__all__ = ["Query", "OPERATORS", "glob_to_regex"]
+__all__ = ["Query", "OPERATORS", "glob_to_regex", "glob_tokens", "MATCH_OPS"]
 
 # Tcl name -> (canonical op, number of values)
 OPERATORS = {
@@ -35,6 +35,8 @@ OPERATORS = {
     "match_case": ("match_case", 1), "notmatch_case": ("notmatch_case", 1),
     "null": ("null", 0), "notnull": ("notnull", 0), "true": ("true", 0), "false": ("false", 0),
 }
+# the glob operators; a term's values are (fullmatch function, pattern text)
+MATCH_OPS = frozenset(("match", "notmatch", "match_case", "notmatch_case"))
 _CANON = {"eq": 1, "ne": 1, "lt": 1, "le": 1, "gt": 1, "ge": 1}
 _OP_LIST = fmt_choices(OPERATORS)
 _USAGE = {0: "{op} field", 1: "{op} field value", 2: "{op} field low high",
@@ -54,16 +56,26 @@ def _in_list(values, field) -> list:
     return list(values)
 
 
-def glob_to_regex(pattern: str, nocase: bool):
-    """Compile a Tcl ``string match`` pattern to a fullmatch function (Tcl 8.6 semantics).
+def glob_tokens(pattern: str, nocase: bool) -> tuple[list, bool]:
+    """A Tcl ``string match`` pattern (Tcl 8.6 semantics) as tokens: ``(tokens, ranges)``.
+
+    The one reading of a glob: ``glob_to_regex`` renders the tokens for one
+    string, keyscan.py for a buffer of many.  Each token is a pair:
+    ``("star", None)`` any run (consecutive stars give one token),
+    ``("any", None)`` one character, ``("lit", c)`` the character c,
+    ``("set", cls)`` one character of a regex class ``cls`` (its characters
+    and ranges re.escape'd), ``("never", None)`` nothing matches.  ``ranges``:
+    a set holds a range.  ``nocase``: the pattern is lower-cased first (the
+    caller lower-cases the text, or compares ignoring case, see
+    ``glob_to_regex``).  O(len(pattern)).
 
     ``*`` any run, ``?`` one character, ``[chars]`` one of the characters or
     ranges ``a-z`` (either order), ``\\x`` the character x.  As in Tcl: a ``[``
     set without its ``]`` runs to the end of the pattern; an empty set, a
     dangling range (``[a-``) matches nothing, a trailing backslash never
-    matches; ``nocase`` compares the lower-cased pattern with the lower-cased text.
-    One quirk is not reproduced: a range whose end is ``]`` (``[a-]``), after
-    which Tcl resumes at a different ``]`` depending on which item matched.
+    matches.  One quirk is not reproduced: a range whose end is ``]``
+    (``[a-]``), after which Tcl resumes at a different ``]`` depending on which
+    item matched.
     """
     if nocase:
         pattern = pattern.lower()
@@ -74,16 +86,16 @@ def glob_to_regex(pattern: str, nocase: bool):
     while i < n:
         c = pattern[i]
         if c == "*":
-            if not out or out[-1] != ".*":
-                out.append(".*")
+            if not out or out[-1][0] != "star":
+                out.append(("star", None))
         elif c == "?":
-            out.append(".")
+            out.append(("any", None))
         elif c == "\\":
             i += 1
             if i >= n:
-                out.append("(?!)")
+                out.append(("never", None))
                 break
-            out.append(re.escape(pattern[i]))
+            out.append(("lit", pattern[i]))
         elif c == "[":
             j = i + 1
             parts = []
@@ -100,17 +112,31 @@ def glob_to_regex(pattern: str, nocase: bool):
                     ranges = True
                 else:
                     parts.append(re.escape(a))
-            out.append("[" + "".join(parts) + "]" if parts else "(?!)")
+            out.append(("set", "[" + "".join(parts) + "]") if parts else ("never", None))
             i = j  # at the closing ] (skipped below) or at the end
         else:
-            out.append(re.escape(c))
+            out.append(("lit", c))
         i += 1
+    return out, ranges
+
+
+_PIECE = {"star": ".*", "any": ".", "never": "(?!)"}
+
+
+def glob_to_regex(pattern: str, nocase: bool):
+    """Compile a Tcl ``string match`` pattern (``glob_tokens``) to a fullmatch function.
+
+    ``nocase`` compares the lower-cased pattern with the lower-cased text: the
+    text is lower-cased before matching when a set holds a range (Tcl:
+    ``[!-[]`` holds A, not a), else the regex ignores case.
+    """
+    tokens, ranges = glob_tokens(pattern, nocase)
+    src = "".join(re.escape(v) if k == "lit" else (v if k == "set" else _PIECE[k]) for k, v in tokens)
     if nocase and ranges:
-        # Tcl lower-cases the text, then compares with the range: [!-[] holds A, not a
-        fm = re.compile("".join(out), re.DOTALL).fullmatch
+        fm = re.compile(src, re.DOTALL).fullmatch
         return lambda text: fm(text.lower())
     flags = re.DOTALL | (re.IGNORECASE if nocase else 0)
-    return re.compile("".join(out), flags).fullmatch
+    return re.compile(src, flags).fullmatch
 
 
 def truth(v):
@@ -169,9 +195,9 @@ class Query:
         schema = self._schema
         pos = schema.position(field)
         fld = schema.fields[pos]
-        if canon in ("match", "notmatch", "match_case", "notmatch_case"):
+        if canon in MATCH_OPS:
             pattern = as_text(values[0], fld.name, "VALUE", fld.name, what=f"{op} pattern on field")
-            vals = (glob_to_regex(pattern, canon in ("match", "notmatch")),)
+            vals = (glob_to_regex(pattern, canon in ("match", "notmatch")), pattern)
         elif canon == "in":
             seq = values if len(values) > 1 else _in_list(values[0], fld.name)
             coerced = [fld.coerce(v) for v in seq]
@@ -306,7 +332,7 @@ def _cond_src(terms, kinds) -> tuple[str, list]:
             parts.append(f"({x} is not None and {c(t.values[0])} <= {x} < {c(t.values[1])})")
         elif op == "in":
             parts.append(f"{x} in {c(t.values[0])}")
-        elif op in ("match", "match_case", "notmatch", "notmatch_case"):
+        elif op in MATCH_OPS:
             m = c(t.values[0])
             txt = x if kinds[t.pos] == "str" else f"_text({t.pos}, {x})"
             neg = "is None" if op.startswith("not") else "is not None"
@@ -336,7 +362,8 @@ def compile_scan(schema, terms, count_only: bool, skip_keys: bool, limited: bool
     return _make(kind, terms, schema, skip_keys)
 
 
-def compile_entry_filter(schema, terms, pos: int, form: EntryForm, skip_keys: bool):
+def compile_entry_filter(schema, terms, pos: int, form: EntryForm, skip_keys: bool,
+                         strict: bool = False):
     """filt(chunk, rows, s, visible, key, skip, out) for index entries of field ``pos``.
 
     ``form`` is how the index hands out entries (its ``entry_form``): PACKED
@@ -344,12 +371,16 @@ def compile_entry_filter(schema, terms, pos: int, form: EntryForm, skip_keys: bo
     ``keys`` and ``slots`` lists).  For each entry: the row its slot shows
     snapshot ``s``; a chained slot's row must carry the entry's key (else the
     entry belongs to another version); rows satisfying every term go to
-    ``out``.  One generated loop, no call per entry.
+    ``out``.  ``strict``: a settled (tuple) row must carry the entry's key too
+    (the entries may be older than the rows: planner.py).  One generated loop,
+    no call per entry.
     """
-    return _make(form, terms, schema, skip_keys, pos)
+    return _make(("strict", form) if strict else form, terms, schema, skip_keys, pos)
 
 
 _NO_VALUE_OPS = frozenset(("null", "notnull", "true", "false"))
+_ENTRY_KINDS = frozenset([EntryForm.PACKED, EntryForm.TUPLE, EntryForm.PAIRS]
+                         + [("strict", f) for f in (EntryForm.PACKED, EntryForm.TUPLE, EntryForm.PAIRS)])
 
 
 def _consts(terms) -> list:
@@ -376,12 +407,14 @@ def _make(kind, terms, schema, skip_keys=False, pos=0):
         skip = f"\n            if r[{kp}] in skip: continue" if skip_keys else ""
         if kind == "pred":
             body = f"    def pred(r):\n        return {cond}\n    return pred\n"
-        elif kind in (EntryForm.PACKED, EntryForm.TUPLE, EntryForm.PAIRS):
+        elif kind in _ENTRY_KINDS:
+            strict = kind.__class__ is tuple
+            form = kind[1] if strict else kind
             loop = "for e in chunk"
-            if kind == EntryForm.PACKED:
+            if form == EntryForm.PACKED:
                 slot = f"e & {SLOT_MASK:#x}"
                 check = f"r[{pos}] is None or key(r[{pos}]) != e >> {SLOT_BITS}"
-            elif kind == EntryForm.PAIRS:
+            elif form == EntryForm.PAIRS:
                 loop = "for k, slot in zip(chunk.keys, chunk.slots)"
                 slot, check = "slot", f"r[{pos}] is None or key(r[{pos}]) != k"
             else:
@@ -393,6 +426,7 @@ def _make(kind, terms, schema, skip_keys=False, pos=0):
                 f"            head = rows[{slot}]\n"
                 f"            if head.__class__ is tuple:\n"
                 f"                r = head\n"
+                + (f"                if {check}: continue\n" if strict else "") +
                 f"            else:\n"
                 f"                r = visible(head, s)\n"
                 f"                if r is None or {check}: continue{skip}\n"
