@@ -133,6 +133,9 @@ class TableStore:
         # typed arrays of the settled rows (columns.py), built on the first query
         # that can use them; None until then (writers keep them exact once built)
         self.columns: Columns | None = None
+        # the key buffer of glob matches on the key (keyscan.py), made by the first
+        # query that can use it; writers tell it which slots they reuse
+        self.keyscan = None
 
     # -- reads -------------------------------------------------------------------
     def get(self, key, s: int):
@@ -348,6 +351,8 @@ class TableStore:
             take = min(n, len(free))
             out = free[-take:]
             del free[-take:]
+            if self.keyscan is not None:
+                self.keyscan.reused(out)     # these slots get other keys (keyscan.py)
         rest = n - len(out)
         if rest:
             base = len(self.rows)

@@ -46,6 +46,7 @@ import numpy as np
 
 from .columns import CHAIN, vector_terms
 from .entries import EntryForm
+from . import keyscan
 from .index import Index
 from .mvcc import visible
 from .query import compile_entry_filter, compile_predicate, compile_scan, sort_key_fn
@@ -373,8 +374,9 @@ class Scan(Plan):
         q = self.q
         if skip is None:
             vec, rest = vector_terms(self.store.schema, q.terms)
-            if vec:
-                return self._column_rows(s, vec, rest, stop)
+            kh = keyscan.hits(self.store, rest)
+            if vec or kh:
+                return self._column_rows(s, vec, kh.rest if kh else rest, stop, kh)
         scan = compile_scan(self.store.schema, q.terms, False, skip is not None, bool(stop))
         return scan(self.store.rows, s, visible, skip, stop)
 
@@ -384,10 +386,13 @@ class Scan(Plan):
         q = self.q
         if skip is None:
             vec, rest = vector_terms(self.store.schema, q.terms)
-            if vec:
+            kh = keyscan.hits(self.store, rest)
+            if kh:
+                rest = kh.rest
+            if vec or kh:
                 if rest:
-                    return _clamp(len(self._column_rows(s, vec, rest, _stop(q))), q)
-                return _clamp(self._column_count(s, vec), q)
+                    return _clamp(len(self._column_rows(s, vec, rest, _stop(q), kh)), q)
+                return _clamp(self._column_count(s, vec, kh), q)
         stop = _stop(q)
         scan = compile_scan(self.store.schema, q.terms, True, skip is not None, bool(stop))
         c = scan(self.store.rows, s, visible, skip, stop)
@@ -413,16 +418,20 @@ class Scan(Plan):
                     return
             start += _PART
 
-    def _column_count(self, s, vec) -> int:
-        """Matches counted on the columns; only chained slots in Python.  O(slots) in C."""
+    def _column_count(self, s, vec, kh=None) -> int:
+        """Matches counted on the columns and ``kh`` (the key buffer's answer,
+        keyscan.py); only chained slots in Python.  O(slots) in C."""
         pred = self.predicate()
         rows = self.store.rows
         c = [0]
 
         def part(cols, a, b):
-            n = int(np.count_nonzero(cols.mask(vec, start=a, stop=b)))
-            chained = np.flatnonzero(cols.state[a:b] == CHAIN)
-            for slot in (chained + a).tolist():
+            m = cols.mask(vec, start=a, stop=b)
+            chain = cols.state[a:b] == CHAIN
+            if kh:
+                kh.narrow(m, chain, a, b)
+            n = int(np.count_nonzero(m))
+            for slot in (np.flatnonzero(chain) + a).tolist():
                 r = visible(rows[slot], s)
                 if r is not None and pred(r):
                     n += 1
@@ -431,10 +440,11 @@ class Scan(Plan):
         self._each_part(part)
         return c[0]
 
-    def _column_rows(self, s, vec, rest, stop) -> list:
+    def _column_rows(self, s, vec, rest, stop, kh=None) -> list:
         """Matches in slot order: settled rows picked by the columns (``vec``) and
-        checked against ``rest`` in Python, chained slots read at ``s`` and checked
-        against the whole predicate.  O(slots) in C + O(candidates) in Python."""
+        the key buffer (``kh``), checked against ``rest`` in Python, chained slots
+        read at ``s`` and checked against the whole predicate.  O(slots) in C +
+        O(candidates) in Python."""
         pred = self.predicate()
         rest_pred = compile_predicate(self.store.schema, rest) if rest else None
         rows = self.store.rows
@@ -442,7 +452,10 @@ class Scan(Plan):
 
         def part(cols, a, b):
             m = cols.mask(vec, start=a, stop=b)
-            _pick(rows, s, cols.state[a:b] == CHAIN, m, a, None, pred, rest_pred, out)
+            chain = cols.state[a:b] == CHAIN
+            if kh:
+                kh.narrow(m, chain, a, b)
+            _pick(rows, s, chain, m, a, None, pred, rest_pred, out)
             return bool(stop) and len(out) >= stop
 
         self._each_part(part)
@@ -450,8 +463,11 @@ class Scan(Plan):
 
     def describe(self, count_only):
         vec, rest = vector_terms(self.store.schema, self.q.terms)
-        if vec:
-            how = "columns" + (f" + {len(rest)} term{'s' if len(rest) != 1 else ''} compiled" if rest else "")
+        keys, rest = keyscan.planned(self.store, rest)
+        if vec or keys:
+            how = " + ".join((["columns"] if vec else [])
+                             + ([f"key buffer {'match' if len(keys) == 1 else f'{len(keys)} matches'}"] if keys else []))
+            how += f" + {len(rest)} term{'s' if len(rest) != 1 else ''} compiled" if rest else ""
         else:
             how = "compiled predicate"
         return f"full scan ({self.est} rows, {how})" + self._then(count_only)

@@ -15,11 +15,13 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 import aerostore
 from aerostore import arrayindex, heap
+from aerostore.query import glob_to_regex
 from conftest import vacuum_now
 
 KEYS = ["a", "b", "c", "d", "e", "f"]
 A_VALUES = [None, -1, 0, 1, 2, 7]
 B_VALUES = [None, "x", "X", "y", "zz"]
+KEY_PATTERNS = ["*", "[a-c]", "?", "A", "[!-b]*", "*e", "d*", "[A-C]", "b", "*[df]"]
 
 
 @aerostore.table(indexes=("a", "b"))
@@ -218,12 +220,30 @@ class MVCCMachine(RuleBasedStateMachine):
             order = order[:limit]
         assert q.rows() == order
 
+    @rule(slot=st.integers(-1, MAX_OPEN - 1), pattern=st.sampled_from(KEY_PATTERNS),
+          op=st.sampled_from(["match", "notmatch", "match_case", "notmatch_case"]))
+    def key_match(self, slot, pattern, op):
+        # glob terms on the key: the key buffer (keyscan.py) while slots are freed and reused
+        if slot < 0:
+            tt, state = self.t, self.history[-1]
+        elif self.open[slot] is not None:
+            tt, state = self.open[slot][0].table("KV"), self.view(slot)
+        else:
+            return
+        fm = glob_to_regex(pattern, op in ("match", "notmatch"))
+        want = sorted(k for k in state if (fm(k) is not None) != op.startswith("not"))
+        assert sorted(getattr(tt.query(), op)("k", pattern).keys()) == want
+        assert getattr(tt.query(), op)("k", pattern).count() == len(want)
+
     # -- invariants ------------------------------------------------------------------------------
     @invariant()
     def engine_invariants(self):
         if not hasattr(self, "t"):
             return
         self.t._check()
+        store = self.t._st
+        if store.keyscan is not None:
+            store.keyscan._check(store)
 
     @invariant()
     def views_match_model(self):

@@ -30,7 +30,8 @@ KINDS = {"flight_id": "str", "lat": "float", "lon": "float", "altitude": "int", 
          "updated_at": "int"}
 POS = {f: i for i, f in enumerate(FIELDS)}
 
-PREFIXES = ["UAL", "ual", "Dal", "DAL", "swa", "N", "aal", "Q"]
+PREFIXES = ["UAL", "ual", "Dal", "DAL", "swa", "N", "aal", "Q",
+            "a.b", "x*y", "[q]", "^$(", "\\z", "Q?", "A+|"]    # regex and glob special characters
 COMMON = {
     "lat": [-33.5, -0.5, 0.0, 12.25, 40.0, 40.5, 51.47, 89.9],
     "lon": [-179.5, -73.25, -0.0, 0.0, 2.35, 151.2],
@@ -220,7 +221,9 @@ TCL_NAMES = {"eq": ["=", "==", "eq"], "ne": ["!=", "<>", "ne"], "lt": ["<", "lt"
              "notmatch_case": ["notmatch_case"], "null": ["null"], "notnull": ["notnull"],
              "true": ["true"], "false": ["false"]}
 PATTERNS = {
-    "flight_id": ["ual*", "UAL*", "U?L*", "*1*", "[d-u]*", "[A-C]*", "*", "?al??", "n*0", "*[0-4]", "Dal1*"],
+    "flight_id": ["ual*", "UAL*", "U?L*", "*1*", "[d-u]*", "[A-C]*", "*", "?al??", "n*0", "*[0-4]", "Dal1*",
+                  "a.b*", "*\\**", "x[*]y*", "\\[q]*", "*(*", "^*", "*\\\\*", "?.?*", "*[*]*", "*\\?*",
+                  "A.B1*", "*+|?", "*12", "n12", "[!-/]*", "*[z-~]*"],
     "lat": ["40*", "*.5", "-*", "*0", "1?.*", "[0-4]*"],
     "lon": ["-*", "*.*5", "2*", "0.0"],
     "altitude": ["35*", "-*", "*00", "1???", "[0-9]"],
@@ -309,11 +312,19 @@ def build(view, spec, rng):
     return q
 
 
-def check_queries(view, data, rng, n):
-    """Run ``n`` random queries on ``view`` and compare with the oracle over ``data``."""
+def key_match_spec(rng, data):
+    """``rand_spec`` with one more term: a glob on the key (the key buffer's terms)."""
+    spec = rand_spec(rng, data)
+    op = rng.choice(["match", "notmatch", "match_case", "notmatch_case"])
+    spec["terms"].insert(rng.randrange(len(spec["terms"]) + 1), (op, "flight_id", (rng.choice(PATTERNS["flight_id"]),)))
+    return spec
+
+
+def check_queries(view, data, rng, n, make_spec=rand_spec):
+    """Run ``n`` random queries (``make_spec``) on ``view`` and compare with the oracle over ``data``."""
     data = {k: norm(r) for k, r in data.items()}
     for _ in range(n):
-        spec = rand_spec(rng, data)
+        spec = make_spec(rng, data)
         want = oracle(data, spec)
         q = build(view, spec, rng)
         ctx = f"{spec} plan={q.explain()!r}"
@@ -474,6 +485,32 @@ def test_oracle_large_table_chunked_paths(mem_db, flights):
     check_queries(old.table("FlightState"), data0, rng, 60)
     old.rollback()
     flights._check()
+
+
+@pytest.mark.parametrize("seed", [10, 11])
+def test_oracle_key_matches_across_slot_reuse(mem_db, flights, seed, monkeypatch):
+    """Glob terms on the key (the key buffer, keyscan.py) between rounds of deletes,
+    vacuums (slots freed) and inserts (freed slots reused by other keys), with an
+    old snapshot over chains; rebuilds forced often, and never."""
+    from aerostore import keyscan
+    monkeypatch.setattr(keyscan, "_STALE_MIN", 16 if seed % 2 else 10 ** 9)
+    rng = random.Random(seed)
+    data = make_rows(rng, 400)
+    flights.upsert_many(list(data.values()))
+    check_queries(flights, data, rng, 40, key_match_spec)
+    st = flights._st
+    for _ in range(6):
+        old = mem_db.begin()
+        before = dict(data)
+        mutate(rng, flights, data, 120)
+        check_queries(old.table("FlightState"), before, rng, 15, key_match_spec)
+        old.rollback()
+        assert mem_db._maint.idle(10)
+        mem_db._vacuum(block=True)            # frees the deleted keys' slots for the next round
+        check_queries(flights, data, rng, 30, key_match_spec)
+        flights._check()
+        st.keyscan._check(st)
+    assert st.keyscan.n_reused > 0
 
 
 # -- glob oracle self-check, operators one by one ------------------------------------------------
