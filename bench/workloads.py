@@ -60,6 +60,11 @@ WORKLOADS = [
     Workload("scan", "count gs > 400 after dropping the gs index (a full scan on both sides)",
              (Figure("scan", "count gs > 400, no index", "ms",
                      (lambda rows, peers: 25, "<= 25 ms")),)),
+    Workload("match", "count the keys matching the glob *77*, case-insensitive (Aerostore `match`, "
+             "SQLite `LIKE '%77%'`); about 4.6% of the keys (3 letters + 7 digits) hold 77",
+             (Figure("match", "count flight_id match *77*", "ms",
+                     (lambda rows, peers: peers["sqlite-mem"] / 2 if peers.get("sqlite-mem") else None,
+                      "<= half of SQLite's")),)),
     Workload("get", "fetch the whole row of each of up to 100k random existing keys",
              (Figure("get", "point get, per call", "us", (lambda rows, peers: 1, "<= 1 us")),)),
     Workload("commit1", "single-row update, one autocommit transaction per call, 1 thread",

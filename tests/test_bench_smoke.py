@@ -67,7 +67,7 @@ def _check_outputs(out, engines):
     assert doc["config"]["rows"] == 1000
     assert doc["machine"]["cores"] >= 1
     assert "| figure |" in md and "1,000 rows" in md
-    for name in ("ingest", "update", "count_range", "top50", "range_offset", "scan", "get"):
+    for name in ("ingest", "update", "count_range", "top50", "range_offset", "scan", "match", "get"):
         fig = doc["figures"][name]
         for e in engines:
             cell = fig["engines"][e]

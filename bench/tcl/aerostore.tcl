@@ -94,6 +94,11 @@ proc wl_scan {} {
     }
 }
 
+proc wl_match {} {
+    start
+    per_call match [info body q_match]
+}
+
 proc wl_get {} {
     start
     fig_get [info body q_get]

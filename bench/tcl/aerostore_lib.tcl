@@ -22,6 +22,10 @@ proc q_top50 {} [bound_rows {
     FlightState search -compare {{> altitude 10000}} -sort lat -limit 50 -array_get row -code
 } {[dict get $row flight_id]}]
 
+proc q_match {} {
+    FlightState search -compare {{match flight_id *77*}} -countOnly 1
+}
+
 proc q_box {la lo} {
     FlightState search -compare [list [list range lat $la [expr {$la + 5}]] \
                                       [list range lon $lo [expr {$lo + 5}]]] -countOnly 1

@@ -119,6 +119,11 @@ proc wl_scan {} {
     }
 }
 
+proc wl_match {} {
+    open_db
+    per_call match [info body q_match]
+}
+
 proc wl_get {} {
     open_db
     fig_get [info body q_get]

@@ -50,6 +50,11 @@ proc q_top50 {} [bound_rows {
     db eval {SELECT * FROM flights WHERE altitude > 10000 ORDER BY lat LIMIT 50} row
 } {$row(flight_id)}]
 
+# LIKE: case-insensitive (ASCII), as Aerostore's match; GLOB is no faster here
+proc q_match {} {
+    db onecolumn {SELECT count(*) FROM flights WHERE flight_id LIKE '%77%'}
+}
+
 # First in q_box and q_boxtop: the box's corners as numbers, so that they are
 # bound as REAL values (the live feed passes them as strings).
 set BOX_CORNERS {
