@@ -20,8 +20,9 @@ Layers hold the entries, each relative to everything below it:
 - the batch layer ``batch = (delta, tomb)``: two sorted numpy arrays (``Run``),
   entries absent below (recent adds) and entries present below that are
   removed;
-- the small layer ``delta``/``tomb``: two SortedLists on top, for writes of a
-  few entries (single-row commits), at most ``_SMALL_MAX`` entries;
+- the small layer ``delta``/``tomb``: two sorted Python lists on top (``Small``),
+  for writes of a few entries (single-row commits), at most ``_SMALL_MAX``
+  entries, copied on write;
 - ``frozen``: while the maintainer folds, the batch layer it is folding,
   between ``main`` and the batch layer that takes the writes meanwhile.
 
@@ -43,15 +44,20 @@ deletes and inserts, O(n)), ``fold_finish`` (under the latch, O(1)).  Readers
 never fold: a range count is a few bisects per layer; a walk looks only at
 the layer entries inside the stretch it returns.
 
-Not thread-safe by itself: the owning TableStore's latch guards every call.
+Readers take no latch.  No array or layer is written once readers can see it:
+a writer builds new ones and publishes them all by one reference assignment
+(``view``, a ``View``: ``main`` and the layers), last in every write method.
+A read method takes ``view`` once, so it sees the entries before or after a
+write, never half of one.  Writers are serialised by the owning TableStore's
+latch (exclusive).
 """
 
 from __future__ import annotations
 
 import time
+from bisect import bisect_left, bisect_right
 
 import numpy as np
-from sortedcontainers import SortedList
 
 from .entries import SLOT_BITS, SLOT_MASK, EntryForm, np_float_keys
 from .index import Index, SortedIndex
@@ -150,6 +156,61 @@ class Chunk:
 _EMPTY = Chunk([], [])
 
 
+class Small(list):
+    """The small layer's delta or tomb: a sorted list of packed-int entries behind the
+    read API of a SortedList (``bisect_left``, ``irange``, slicing, ``in``).
+
+    Never written once published: a writer makes a new one (``plus``/``minus``,
+    O(len) copies of at most ``_SMALL_MAX`` entries), so a reader holding an
+    old one reads a consistent layer without the latch.
+    """
+
+    __slots__ = ()
+
+    def bisect_left(self, e) -> int:
+        return bisect_left(self, e)
+
+    def bisect_right(self, e) -> int:
+        return bisect_right(self, e)
+
+    def irange(self, lo=None, hi=None, inclusive=(True, True)) -> list:
+        i = 0 if lo is None else (bisect_left if inclusive[0] else bisect_right)(self, lo)
+        j = len(self) if hi is None else (bisect_right if inclusive[1] else bisect_left)(self, hi)
+        return list.__getitem__(self, slice(i, j)) if j > i else []
+
+    def __contains__(self, e) -> bool:
+        i = bisect_left(self, e)
+        return i < len(self) and list.__getitem__(self, i) == e
+
+    def plus(self, e) -> "Small":
+        """A copy with ``e`` (absent) inserted.  O(len)."""
+        out = Small(self)
+        out.insert(bisect_left(out, e), e)
+        return out
+
+    def minus(self, e) -> "Small":
+        """A copy without ``e`` (present).  O(len)."""
+        out = Small(self)
+        del out[bisect_left(out, e)]
+        return out
+
+
+_NO_SMALL = Small()
+
+
+class View:
+    """What readers read of an ArrayIndex, published by one reference (``ArrayIndex.view``):
+    ``main`` and ``layers``, the non-empty (delta, tomb) layers in front of it, oldest
+    first (Runs and Smalls, none ever written).  A reader takes ``ix.view`` once per
+    call and sees one consistent set of entries, without the table latch."""
+
+    __slots__ = ("main", "layers")
+
+    def __init__(self, main, layers: tuple):
+        self.main = main
+        self.layers = layers
+
+
 class Run:
     """A sorted, unique numpy array of entries behind the read API of a SortedList of
     packed ints (``bisect_left``, ``irange``, slicing, ``in``, iteration), so that
@@ -194,6 +255,8 @@ class ArrayIndex(Index):
     the packed int itself; complex128: wide); ``key_dtype``: a wide field's keys.
     """
 
+    lockfree = True     # readers read ``view``; see the module docstring
+
     def __init__(self, pos: int, kind: str, dtype, key_dtype=None):
         super().__init__(pos, kind, EntryForm.PAIRS)
         self.dtype = dtype
@@ -205,9 +268,10 @@ class ArrayIndex(Index):
         self.main = self._empty
         self.budget = _DELTA_MIN            # layer entries before a fold is due; see _set_main
         self._set_batch(self._empty, self._empty)   # self.batch: (delta, tomb) arrays
-        self.delta = SortedList()           # the small layer, on top of the batch layer
-        self.tomb = SortedList()
+        self.delta = _NO_SMALL              # the small layer, on top of the batch layer
+        self.tomb = _NO_SMALL
         self.frozen = None                  # a batch layer being folded by the maintainer, or None
+        self.view = View(self.main, ())     # what readers read; see _publish
         self._requested = False
         self._gen = 0                       # bumped when main is replaced: stale fold jobs are dropped
         self.folds = 0                      # folds into main so far (tests count them)
@@ -282,10 +346,6 @@ class ArrayIndex(Index):
             return len(arr)
         return int(arr.searchsorted(complex(h, e & _M43), side))
 
-    def _pos(self, e, right: bool = False) -> int:
-        """Position in ``main`` of packed-int entry ``e``."""
-        return self._pos_in(self.main, e, right)
-
     # -- writes (at once, under the table latch) -------------------------------------
     def add(self, value, slot: int) -> None:
         """Record that ``slot`` has a version with ``value`` (absent before).  O(log n)."""
@@ -297,10 +357,11 @@ class ArrayIndex(Index):
         e = self.entry(self.key(value), slot)
         tomb = self.tomb
         if e in tomb:
-            tomb.remove(e)
+            self.tomb = tomb.minus(e)
         else:
-            self.delta.add(e)
+            self.delta = self.delta.plus(e)
             self._after_small()
+        self._publish()
 
     def remove(self, value, slot: int) -> None:
         """Record that no retained version of ``slot`` has ``value`` any more.  O(log n)."""
@@ -312,10 +373,11 @@ class ArrayIndex(Index):
         e = self.entry(self.key(value), slot)
         delta = self.delta
         if e in delta:
-            delta.remove(e)
+            self.delta = delta.minus(e)
         else:
-            self.tomb.add(e)
+            self.tomb = self.tomb.plus(e)
             self._after_small()
+        self._publish()
 
     def _after_small(self) -> None:
         """Move a full small layer into the batch layer (vectorised), then check the budget."""
@@ -339,6 +401,20 @@ class ArrayIndex(Index):
         self.batch = (Run(delta, self), Run(tomb, self))
         self._batch_n = len(delta) + len(tomb)
 
+    def _publish(self) -> None:
+        """Make the current layers what readers read (``view``): one reference
+        assignment, so a reader sees the entries before or after a write, never
+        half of one.  Every public write calls it last.  O(1)."""
+        layers = []
+        if self.frozen is not None:
+            layers.append(self.frozen)
+        d, t = self.batch
+        if len(d.a) or len(t.a):
+            layers.append(self.batch)
+        if self.delta or self.tomb:
+            layers.append((self.delta, self.tomb))
+        self.view = View(self.main, tuple(layers))
+
     def _add_many(self, values: list, slots: list) -> None:
         n = len(values)
         if n >= self.budget:
@@ -349,6 +425,7 @@ class ArrayIndex(Index):
         else:
             for v, s in zip(values, slots):
                 self.add(v, s)
+        self._publish()
 
     def _remove_many(self, values: list, slots: list) -> None:
         n = len(values)
@@ -360,14 +437,14 @@ class ArrayIndex(Index):
         else:
             for v, s in zip(values, slots):
                 self.remove(v, s)
+        self._publish()
 
     def _merge_small(self) -> None:
         """Move the small layer into the batch layer.  O(batch layer) at C speed."""
         if self.delta or self.tomb:
             A = self._to_np(list(self.delta)) if self.delta else None
             R = self._to_np(list(self.tomb)) if self.tomb else None
-            self.delta = SortedList()
-            self.tomb = SortedList()
+            self.delta = self.tomb = _NO_SMALL
             self._batch_write(A, R)
 
     def _batch_write(self, A, R) -> None:
@@ -424,6 +501,7 @@ class ArrayIndex(Index):
         self._set_batch(self._empty, self._empty)
         self._requested = False
         self._gen += 1
+        self._publish()
         return (self._gen, self.main, self.frozen)
 
     def fold_compute(self, job) -> np.ndarray:
@@ -442,12 +520,14 @@ class ArrayIndex(Index):
         self.frozen = None
         self._gen += 1
         self.folds += 1
+        self._publish()
         return True
 
     def settle(self) -> None:
         """Fold every layer into ``main`` now, in the caller's thread.  O(n)."""
         if self.pending:
             self._fold_now(None, None)
+            self._publish()
 
     def _fold_now(self, A, R) -> None:
         """Fold every layer, plus entry arrays ``A`` (absent) and ``R`` (present), into
@@ -508,16 +588,17 @@ class ArrayIndex(Index):
         """Drop every layer and ``main``; a fold running in the maintainer goes stale."""
         self._set_main(self._empty)
         self._set_batch(self._empty, self._empty)
-        self.delta = SortedList()
-        self.tomb = SortedList()
+        self.delta = self.tomb = _NO_SMALL
         self.frozen = None
         self._requested = False
         self._gen += 1
+        self._publish()
 
     def _build(self, values: list, slots: list) -> None:
         """``main`` from the entries of ``values`` at ``slots``, no layers.  O(n log n) in C."""
         self._clear()
         self._set_main(np.sort(self._np_entries(values, slots)) if values else self._empty)
+        self._publish()
 
     def export_main(self, values, nulls=None) -> np.ndarray:
         """The ``main`` an index of a whole column holds: slot i has ``values[i]`` (a
@@ -536,6 +617,7 @@ class ArrayIndex(Index):
             return False
         self._clear()
         self._set_main(main.astype(self.dtype, copy=False))
+        self._publish()
         self.nulls = set(nulls)
         self.ready = True
         return True
@@ -549,45 +631,44 @@ class ArrayIndex(Index):
         self._merge_small()
         self._batch_write(self._np_entries(add_values, add_slots) if len(add_slots) else None,
                           self._np_entries(rm_values, rm_slots) if len(rm_slots) else None)
+        self._publish()
 
-    # -- reads (the caller holds the table latch, shared) ---------------------------------
-    def _layers(self) -> list:
-        """The non-empty (delta, tomb) layers in front of ``main``, oldest first.
+    # -- reads (no latch: each call reads one published ``view``) -------------------------
+    def _layers(self) -> tuple:
+        """The non-empty (delta, tomb) layers in front of ``main``, oldest first, as
+        readers see them now (``view.layers``).
 
         Each layer's delta holds entries absent below it and its tomb entries
         present below it, so an entry's presence is [in main] + deltas - tombs,
         which is 0 or 1: counts add up layer by layer.
         """
-        out = []
-        if self.frozen is not None:
-            out.append(self.frozen)
-        d, t = self.batch
-        if len(d.a) or len(t.a):
-            out.append(self.batch)
-        if self.delta or self.tomb:
-            out.append((self.delta, self.tomb))
-        return out
+        return self.view.layers
 
     def __len__(self):
-        n = len(self.main)
-        for d, t in self._layers():
+        v = self.view
+        n = len(v.main)
+        for d, t in v.layers:
             n += len(d) - len(t)
         return n
 
     def entries(self) -> list:
         """Every present entry, sorted.  O(n)."""
-        out = set(self._to_ints(self.main))
-        for d, t in self._layers():
+        v = self.view
+        out = set(self._to_ints(v.main))
+        for d, t in v.layers:
             out.difference_update(t)
             out.update(d)
         return sorted(out)
 
     def count_between(self, lo_e, hi_e) -> int:
         """Entries e with lo_e <= e < hi_e: bisects of ``main`` and of each layer.  O(log n)."""
-        i = self._pos(lo_e) if lo_e is not None else 0
-        j = self._pos(hi_e) if hi_e is not None else len(self.main)
+        v = self.view
+        main = v.main
+        pos_in = self._pos_in
+        i = pos_in(main, lo_e) if lo_e is not None else 0
+        j = pos_in(main, hi_e) if hi_e is not None else len(main)
         c = j - i if j > i else 0
-        for d, t in self._layers():
+        for d, t in v.layers:
             for sl, sign in ((d, 1), (t, -1)):
                 if len(sl):
                     a = sl.bisect_left(lo_e) if lo_e is not None else 0
@@ -599,10 +680,12 @@ class ArrayIndex(Index):
     def slots_between(self, lo_e, hi_e) -> np.ndarray:
         """Slots of the entries in [lo_e, hi_e), as int64, a superset: tombstoned entries are
         kept (the caller rechecks every slot against its row).  O(log n + k) at C speed."""
-        i = self._pos(lo_e) if lo_e is not None else 0
-        j = self._pos(hi_e) if hi_e is not None else len(self.main)
-        parts = [self._slots_of(self.main[i:j] if j > i else self._empty)]
-        for d, _t in self._layers():
+        v = self.view
+        main = v.main
+        i = self._pos_in(main, lo_e) if lo_e is not None else 0
+        j = self._pos_in(main, hi_e) if hi_e is not None else len(main)
+        parts = [self._slots_of(main[i:j] if j > i else self._empty)]
+        for d, _t in v.layers:
             if isinstance(d, Run):
                 a = d.bisect_left(lo_e) if lo_e is not None else 0
                 b = d.bisect_left(hi_e) if hi_e is not None else len(d)
@@ -619,32 +702,33 @@ class ArrayIndex(Index):
         O(log n + n) when no recent write falls among the entries returned;
         otherwise those few are merged in (see ``_merged``).
         """
-        main = self.main
-        i = self._pos(lo_e) if lo_e is not None else 0
-        j = self._pos(hi_e) if hi_e is not None else len(main)
-        layers = self._layers()
+        v = self.view
+        main = v.main
+        pos_in = self._pos_in
+        i = pos_in(main, lo_e) if lo_e is not None else 0
+        j = pos_in(main, hi_e) if hi_e is not None else len(main)
+        layers = v.layers
         if not reverse:
             lo_b = lo_e
             if after is not None:
-                i = max(i, self._pos(after, right=True))
+                i = max(i, pos_in(main, after, True))
                 lo_b = after + 1 if lo_e is None else max(lo_e, after + 1)
             if not layers:
                 return self._split(main[i:min(j, i + n)]) if i < j else _EMPTY
-            return self._merged(layers, i, j, lo_b, hi_e, n, False)
+            return self._merged(main, layers, i, j, lo_b, hi_e, n, False)
         hi_b = hi_e
         if after is not None:
-            j = min(j, self._pos(after))
+            j = min(j, pos_in(main, after))
             hi_b = after if hi_e is None else min(hi_e, after)
         if not layers:
             return self._split(main[max(i, j - n):j][::-1]) if i < j else _EMPTY
-        return self._merged(layers, i, j, lo_e, hi_b, n, True)
+        return self._merged(main, layers, i, j, lo_e, hi_b, n, True)
 
     @staticmethod
     def _dead(layers, wlo: int, whi: int) -> list:
         """Entries of ``main`` in [wlo, whi] that are removed, sorted (net count -1)."""
         if len(layers) == 1:
-            t = layers[0][1]
-            return t.irange(wlo, whi) if isinstance(t, Run) else list(t.irange(wlo, whi))
+            return list(layers[0][1].irange(wlo, whi))
         net = {}
         for d, t in layers:
             for e in t.irange(wlo, whi):
@@ -689,7 +773,7 @@ class ArrayIndex(Index):
                 return out[:n]
             want *= 2
 
-    def _merged(self, layers, i: int, j: int, lo_b, hi_b, n: int, reverse: bool) -> Chunk:
+    def _merged(self, main, layers, i: int, j: int, lo_b, hi_b, n: int, reverse: bool) -> Chunk:
         """``chunk`` over main[i:j] (the entries in [lo_b, hi_b)) with the layers in front.
 
         Takes a window of main from the walk's start, widened until it holds
@@ -697,7 +781,6 @@ class ArrayIndex(Index):
         delta entries inside that window are looked at, so the cost does not
         grow with the number of recent writes elsewhere in the index.
         """
-        main = self.main
         m = n
         while True:
             a, b = (max(i, j - m), j) if reverse else (i, min(j, i + m))
@@ -750,11 +833,20 @@ class ArrayIndex(Index):
             if len(arr) > 1:
                 assert (arr[1:] > arr[:-1]).all(), f"index on field {self.pos}: an array is not strictly sorted"
         assert len(self.delta) + len(self.tomb) <= _SMALL_MAX, "small layer past its size"
+        v = self.view
+        want = View(main, ())
+        want_layers = [self.frozen] if self.frozen is not None else []
+        if self._batch_n:
+            want_layers.append(self.batch)
+        if self.delta or self.tomb:
+            want_layers.append((self.delta, self.tomb))
+        assert v.main is main and list(v.layers) == want_layers and want.main is main, \
+            f"index on field {self.pos}: the published view is not the current layers"
         base = set(self._to_ints(main))
         for d, t in self._layers():
-            if isinstance(d, SortedList):
-                d._check()
-                t._check()
+            if isinstance(d, Small):
+                assert all(a < b for a, b in zip(d, d[1:])), "small delta not strictly sorted"
+                assert all(a < b for a, b in zip(t, t[1:])), "small tomb not strictly sorted"
             assert not (set(d) & base), f"index on field {self.pos}: a delta entry is already present"
             assert set(t) <= base, f"index on field {self.pos}: a tombstone for an absent entry"
             base = (base - set(t)) | set(d)
@@ -802,7 +894,7 @@ def _without(arr, xs):
 
 
 def _take(sl, lo_e, hi_e, n: int, reverse: bool) -> list:
-    """Up to ``n`` entries of SortedList ``sl`` in [lo_e, hi_e), from the low or the high end."""
+    """Up to ``n`` entries of layer ``sl`` (a Run or a Small) in [lo_e, hi_e), from the low or the high end."""
     if not sl:
         return []
     a = sl.bisect_left(lo_e) if lo_e is not None else 0

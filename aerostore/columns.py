@@ -21,10 +21,25 @@ Only int, float and bool fields have columns; strings stay in the tuples.
 The arrays have a capacity (doubled when a slot past it is written: amortised
 O(1) per slot); slots past ``n`` are EMPTY.
 
-Writers (the heap, under the table's exclusive latch) call ``thaw`` when a
-slot gets a chain, ``freeze`` when it settles into a tuple, ``clear`` when it
-is freed, and ``load`` for a bulk replacement.  Readers (under the shared
-latch) call ``mask`` with the terms ``vector_terms`` says it answers.  Not thread-safe by itself.
+Writers (the heap, under the table's exclusive latch, one at a time) call
+``thaw`` when a slot gets a chain, ``freeze`` when it settles into a tuple,
+``clear`` when it is freed, and ``load`` for a bulk replacement.  Readers take
+no latch: they call ``marks`` with the terms ``vector_terms`` says it answers,
+which reads ``arrays`` (the state, columns and null arrays, published together
+by one reference: a capacity change replaces them all) once, and each slot's
+state before its values.  What a reader may meet, and why each is harmless
+(``s`` is its snapshot, registered while it reads):
+
+- a slot read ``FROZEN`` holds the values of the row every snapshot sees: a
+  freeze writes the values before the state, and a slot it read ``FROZEN`` that
+  a writer thaws meanwhile gets a version newer than ``s`` (the commit is not
+  published yet), so the old values are still the row ``s`` sees;
+- a slot read ``CHAIN`` is read from the heap (``rows[slot]``), which may by
+  then be a tuple (frozen since) or None (freed since: the row was dead for
+  ``s`` too); ``mvcc.visible`` takes both;
+- arrays captured before a capacity change miss later writes: they show an
+  older state of each slot, which is one of the two cases above;
+- a slot past the captured capacity (allocated since) is marked ``CHAIN``.
 """
 
 from __future__ import annotations
@@ -106,6 +121,11 @@ class Columns:
         self.state = np.zeros(0, np.uint8)
         self.cols = {p: np.zeros(0, dt) for p, dt in self.dtypes.items()}
         self.nulls = {p: np.zeros(0, bool) for p in self.dtypes}
+        self._publish()
+
+    def _publish(self) -> None:
+        """Make the current arrays what readers read: one reference assignment."""
+        self.arrays = (self.state, self.cols, self.nulls)
 
     # -- writes (exclusive latch) ----------------------------------------------
     def _grow(self, n: int) -> None:
@@ -117,15 +137,16 @@ class Columns:
         cap = max(_MIN_CAP, self.cap * 2, n)
         state = np.zeros(cap, np.uint8)
         state[:self.cap] = self.state
-        self.state = state
+        cols = {}
+        nulls = {}
         for p, dt in self.dtypes.items():
-            col = np.zeros(cap, dt)
+            col = cols[p] = np.zeros(cap, dt)
             col[:self.cap] = self.cols[p]
-            self.cols[p] = col
-            nul = np.zeros(cap, bool)
+            nul = nulls[p] = np.zeros(cap, bool)
             nul[:self.cap] = self.nulls[p]
-            self.nulls[p] = nul
+        self.state, self.cols, self.nulls = state, cols, nulls
         self.cap = cap
+        self._publish()
 
     def freeze(self, slots: list, rows: list) -> None:
         """The settled tuples ``rows`` now hold ``slots``: write their values.  O(len * fields) in C."""
@@ -183,6 +204,7 @@ class Columns:
         self.state = np.zeros(0, np.uint8)
         self.cols = {p: np.zeros(0, dt) for p, dt in self.dtypes.items()}
         self.nulls = {p: np.zeros(0, bool) for p in self.dtypes}
+        self._publish()
         if not n:
             return
         self._grow(n)
@@ -222,32 +244,46 @@ class Columns:
             c.cols[p] = _own(cols[p], dt, n)
             nul = nulls[p]
             c.nulls[p] = np.zeros(n, bool) if nul is None else _own(nul, np.dtype(bool), n)
+        c._publish()
         return c
 
-    # -- reads (shared latch) -------------------------------------------------
-    def mask(self, terms, slots=None, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """Bool array: FROZEN and every term in ``terms`` (all answered here) holds.
+    # -- reads (no latch; see the module docstring) ------------------------------------
+    def marks(self, terms, slots=None, start: int = 0, stop: int | None = None):
+        """(matching, chained): two bool arrays over ``slots`` (a numpy int array) in
+        their order when given, else over the slots in [start, stop) (``stop``
+        defaults to ``n``).  ``matching``: FROZEN and every term in ``terms`` (all
+        answered here) holds; ``chained``: CHAIN, read the slot's row instead.
 
-        Over ``slots`` (a numpy int array) in their order when given, else over
-        the slots in [start, stop) (``stop`` defaults to ``n``).
+        One capture of ``arrays``; the state is read before the values.
         O(len * terms) in C; numpy releases the GIL for big arrays.
         """
+        state, cols, nulls = self.arrays
+        cap = len(state)
         if slots is None:
-            stop = self.n if stop is None else min(stop, self.n)
+            stop = self.n if stop is None else stop
+            stop = min(stop, cap)
             start = min(start, stop)
-            m = self.state[start:stop] == FROZEN
+            st = state[start:stop].copy()     # one read: a writer may change it meanwhile
             get = _part(start, stop)
-        else:
-            m = self.state[slots] == FROZEN
+        elif len(slots) and int(slots.max()) >= cap:
+            past = slots >= cap
+            slots = np.where(past, 0, slots)
+            st = state[slots]
+            st[past] = CHAIN
             get = _gather(slots)
+        else:
+            st = state[slots]
+            get = _gather(slots)
+        m = st == FROZEN
+        chain = st == CHAIN
         for t in terms:
             p = t.pos
             op = t.op
-            nul = get(self.nulls[p])
+            nul = get(nulls[p])
             if op == "null":
                 m &= nul
                 continue
-            col = get(self.cols[p])
+            col = get(cols[p])
             if op == "notnull":
                 m &= ~nul
                 continue
@@ -274,12 +310,18 @@ class Columns:
                 vals = [v for v in t.values[0] if v is not None]
                 m &= np.isin(col, np.array(vals, col.dtype)) if vals else False
             m &= ~nul
-        return m
+        return m, chain
+
+    def mask(self, terms, slots=None, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """The ``matching`` array of ``marks``."""
+        return self.marks(terms, slots, start, stop)[0]
 
     def _check(self, rows: list) -> None:
         """Assert that the columns agree with the heap's ``rows`` (tests)."""
         n = len(rows)
         assert self.n <= self.cap and len(self.state) == self.cap
+        assert self.arrays[0] is self.state and self.arrays[1] is self.cols and self.arrays[2] is self.nulls, \
+            "the published arrays are not the current ones"
         assert not self.state[max(n, self.n):].any(), "state set past the heap"
         for slot in range(n):
             r = rows[slot]

@@ -19,9 +19,14 @@ layers grew past their budget is handed to the ``maintainer`` (maintainer.py),
 which folds them in the background.  ``live`` keeps the number of visible rows
 after each recent commit, so a count is O(1).
 
-Concurrency: ``latch`` (latch.py: shared by readers, exclusive for writers,
-held for short parts) guards every structural change and every index read; point reads (``get``) take no lock: replacing ``rows[slot]``
-is atomic and pruning only drops versions no registered snapshot can see.
+Concurrency: writers change the heap in writer sections (``with
+store.writing:``: ``latch`` held exclusively, in parts, and ``wseq`` odd
+inside).  Readers take no lock: replacing ``rows[slot]`` is atomic, pruning
+only drops versions no registered snapshot can see, and the indexes and
+columns publish what readers read by one reference; planner.py says how a
+reader copes with entries older than the rows (``wseq``).  The latch is still
+shared by the few reads that need a still picture: a str index, an index-only
+count redone after a writer overlapped it.
 """
 
 from __future__ import annotations
@@ -113,6 +118,30 @@ class Installed(NamedTuple):
     touched: list     # the slots to prune once the vacuum horizon allows
 
 
+class _Writing:
+    """``with store.writing:`` a writer section: the latch held exclusively, and
+    ``store.wseq`` odd inside.  A lock-free reader that reads the same even
+    ``wseq`` before and after its reads saw no row, chain or index entry change in
+    between, exactly as if it had held the latch (planner.py, index-only counts)."""
+
+    __slots__ = ("store",)
+
+    def __init__(self, store):
+        self.store = store
+
+    def __enter__(self):
+        st = self.store
+        st.latch.__enter__()
+        st.wseq += 1
+        return self
+
+    def __exit__(self, *exc):
+        st = self.store
+        st.wseq += 1
+        st.latch.__exit__(*exc)
+        return False
+
+
 class TableStore:
     """Heap, key map, version chains and indexes of one table."""
 
@@ -130,6 +159,10 @@ class TableStore:
         self.unfrozen: set = set()
         self.n_frozen = 0
         self.latch = Latch()
+        # odd while a writer section changes rows, chains or index entries, bumped
+        # again when it ends (see ``writing``)
+        self.wseq = 0
+        self.writing = _Writing(self)
         # typed arrays of the settled rows (columns.py), built on the first query
         # that can use them; None until then (writers keep them exact once built)
         self.columns: Columns | None = None
@@ -278,7 +311,7 @@ class TableStore:
         simple_append = simple.append
         thawed = []
         n_live = 0
-        with self.latch:
+        with self.writing:
             unfrozen = self.unfrozen      # under the latch: prune may replace it
             for key, values in items:
                 slot = slots.get(key)
@@ -380,7 +413,7 @@ class TableStore:
         simple_append = simple.append
         settled = []
         freed = []
-        with self.latch:
+        with self.writing:
             unfrozen = self.unfrozen
             # the index list under the latch: create_index may run while we wait for it
             idx = list(self.indexes.values())
@@ -453,7 +486,7 @@ class TableStore:
         (``ready_index``): recovery is ready for key access at once, and an
         index nobody queries costs nothing.
         """
-        with self.latch:
+        with self.writing:
             rows = rows_iter if rows_iter.__class__ is list else list(rows_iter)
             kp = self.key_pos
             self.rows = rows
@@ -491,7 +524,7 @@ class TableStore:
             lists.append(col)
         rows = list(zip(*lists)) if n else []
         cols = Columns.adopt(self.schema, n, columns, nulls)
-        with self.latch:
+        with self.writing:
             self.rows = rows
             self.slots = dict(zip(columns[self.key_pos], range(n)))
             self.free = []

@@ -84,11 +84,16 @@ class Index(ABC):
     - ``folds``: folds into the main structure so far.
 
     Entries compare in (key, slot) order; ``None`` for a bound means unbounded.
-    Writes and reads run under the table latch (reads may share it); an index
-    never changes its entries on a read.
+    Writes run under the table latch, held exclusively; reads share it, or take
+    none when the class is ``lockfree``; an index never changes its entries on
+    a read.
     """
 
     folds = 0          # an index whose writes never wait for a fold keeps 0
+    # True: reads take no latch (every read sees one published version of the
+    # entries, and writers never change what they published); False: readers
+    # hold the table latch shared while they read
+    lockfree = False
 
     def __init__(self, pos: int, kind: str, entry_form: EntryForm):
         self.pos = pos

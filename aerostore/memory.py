@@ -27,10 +27,10 @@ counts once, in the first that reaches it):
   that uses them): the ``state``, ``cols`` and ``nulls`` arrays (their
   capacity, not just the rows in use) and their dicts;
 - ``indexes``: per index its object, its numpy arrays (``main``, the batch
-  layer's Runs, the ``frozen`` layer being folded), its SortedLists (the small
-  layers of an ArrayIndex; the entries of a SortedIndex, with their packed ints
-  or ``(value, slot)`` tuples: the value strings are the rows', counted there)
-  and its null set;
+  layer's Runs, the ``frozen`` layer being folded), the small layers of an
+  ArrayIndex (``Small`` lists of packed ints) and its published ``view``, the
+  SortedList of a SortedIndex (its packed ints or ``(value, slot)`` tuples: the
+  value strings are the rows', counted there) and its null set;
 - ``total``: the sum of the parts.
 
 Not counted: objects the interpreter owns whatever the table holds (None,
@@ -272,6 +272,11 @@ class _Walk:
             del col
         return n + self.count_all(list(sl._maxes)) + self.count_all(list(sl._index))
 
+    def _small(self, sl) -> int:
+        """A small layer (arrayindex.Small): the list and its int entries."""
+        b, _skipped = self.count(list(sl))
+        return getsizeof(sl) + b
+
     def _run(self, r) -> int:
         return getsizeof(r) + self._array(r.a)
 
@@ -285,7 +290,8 @@ class _Walk:
                 n += getsizeof(ix.batch) + sum(map(self._run, ix.batch))
                 if ix.frozen is not None:
                     n += getsizeof(ix.frozen) + sum(map(self._run, ix.frozen))
-                n += self._sorted_list(ix.delta) + self._sorted_list(ix.tomb)
+                n += self._small(ix.delta) + self._small(ix.tomb)
+                n += getsizeof(ix.view) + getsizeof(ix.view.layers)
             else:                           # SortedIndex
                 n += self._sorted_list(ix.sl)
         return n

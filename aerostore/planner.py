@@ -31,14 +31,33 @@ offset+limit is small against the candidates, else a full sort.
 alone (index-only count), corrected for the slots that hold version chains
 (the visibility map: every other slot is all-visible).
 
-Index reads happen in chunks under the table latch, shared with other readers
-(microseconds each);
-scans and point reads take no lock (see heap.py).
+Readers take no latch on the common paths, so a reader never queues behind a
+writer that waits for another reader (the convoy of docs/architecture.md,
+"The live feed").  What makes that safe:
+
+- an ArrayIndex (every numeric field) publishes its entries by one reference
+  (``view``), and the columns their arrays (columns.py): a read sees a
+  consistent version of each;
+- every candidate is rechecked against the row its slot shows the snapshot:
+  an entry may be stale (its version pruned since), so a chained slot counts
+  only if its visible row carries the entry's key;
+- a settled (tuple) slot is trusted to carry the entry's key only when no
+  writer section overlapped the read: ``store.wseq`` (heap.py) is read before
+  a chunk and after its rows, and when it moved the chunk is filtered again
+  with the key checked on every row (``_filter``), a rare, bounded redo;
+- an index-only count, whose correction for chained slots needs the index,
+  the visibility map and the chains as of one moment, is computed without the
+  latch and kept when ``wseq`` did not move, else counted again under the
+  shared latch.
+
+A SortedIndex (str fields, wider ints) is still read under the shared latch
+(``_guard``).  Point reads take no lock (see heap.py).
 """
 
 from __future__ import annotations
 
 import heapq
+from contextlib import nullcontext
 from enum import Enum
 from operator import itemgetter
 
@@ -57,7 +76,7 @@ _RANGE_OPS = ("eq", "lt", "le", "gt", "ge", "range")
 _SCAN_COST = 0.15     # per row, relative to one index candidate
 _SLOT_COST = 0.02     # per entry handed out as a numpy slot array, relative to one candidate
 _CHUNK = 1024
-_PART = 1 << 16       # slots a column scan tests per latch section
+_PART = 1 << 16       # slots a column scan tests per step
 _VEC_MIN = 256        # index entries from which a chunk is filtered on the columns
 
 
@@ -89,8 +108,17 @@ class _Stale(Exception):
     """The plan's index was dropped (or dropped and re-created) since planning."""
 
 
+_NO_LATCH = nullcontext()
+
+
+def _guard(store, ix):
+    """The section a read of ``ix`` runs in: none for a lock-free index, else the
+    table latch shared (``with _guard(store, ix):``)."""
+    return _NO_LATCH if ix.lockfree else store.latch.shared
+
+
 def _live(store, ix) -> Index:
-    """``ix`` ready for reading, if it is still the table's index; caller holds the latch.
+    """``ix`` ready for reading, if it is still the table's index.
 
     A dropped index no longer follows prunes, so it keeps entries of versions
     that are gone (a frozen row would show up under an old value): plan again.
@@ -191,8 +219,10 @@ def choose(store, q, count_only: bool) -> Plan:
             return KeyLookup(store, q, len(t.values[0]), sorted(t.values[0]))
     best = None
     ranged = []
-    with store.latch.shared:
-        for pos, ix in store.indexes.items():
+    indexes = list(store.indexes.items())
+    latched = not all(ix.lockfree for _pos, ix in indexes)
+    with store.latch.shared if latched else _NO_LATCH:
+        for pos, ix in indexes:
             rs = _field_ranges(ix, terms)
             if rs is None:
                 if any(t.pos == pos and t.op == "null" for t in terms):
@@ -224,8 +254,7 @@ def choose(store, q, count_only: bool) -> Plan:
         ix = store.indexes.get(pos)
         if ix is not None:
             desc = sign < 0 or (sign == 0 and q.descending)
-            with store.latch.shared:
-                rs = _field_ranges(ix, terms)
+            rs = _field_ranges(ix, terms)
             if rs is None or len(rs) == 1:
                 walk_cost = min(n, need * n / max(matches, 1.0)) if n else 0
                 other = best.est * 1.3 if best is not None else n * _SCAN_COST * 1.3
@@ -401,21 +430,18 @@ class Scan(Plan):
         return _clamp(c, q)
 
     def _each_part(self, fn) -> None:
-        """``fn(cols, start, stop)`` per part of ``_PART`` slots, each called with the
-        shared latch held (the columns and the heap agree inside a part), until
-        ``fn`` returns True.  A slot is tested once, in one part, so the parts
-        need not agree with each other: a settled row is what every registered
-        snapshot sees, a chain is read at ``s``.  (A callback rather than a
-        generator, so that each latch section is one ``with`` block here, whatever
-        the caller does with the parts.)"""
+        """``fn(cols, start, stop)`` per part of ``_PART`` slots, without the latch
+        (columns.py says what a reader may meet), until ``fn`` returns True.  A
+        slot is tested once, in one part: a settled row is what every registered
+        snapshot sees, a chain is read at ``s``."""
         store = self.store
         store.build_columns()
         start = 0
         while True:
-            with store.latch.shared:
-                cols = store.columns
-                if start >= cols.n or fn(cols, start, min(start + _PART, cols.n)):
-                    return
+            cols = store.columns
+            n = cols.n
+            if start >= n or fn(cols, start, min(start + _PART, n)):
+                return
             start += _PART
 
     def _column_count(self, s, vec, kh=None) -> int:
@@ -426,8 +452,7 @@ class Scan(Plan):
         c = [0]
 
         def part(cols, a, b):
-            m = cols.mask(vec, start=a, stop=b)
-            chain = cols.state[a:b] == CHAIN
+            m, chain = cols.marks(vec, start=a, stop=b)
             if kh:
                 kh.narrow(m, chain, a, b)
             n = int(np.count_nonzero(m))
@@ -451,8 +476,7 @@ class Scan(Plan):
         out = []
 
         def part(cols, a, b):
-            m = cols.mask(vec, start=a, stop=b)
-            chain = cols.state[a:b] == CHAIN
+            m, chain = cols.marks(vec, start=a, stop=b)
             if kh:
                 kh.narrow(m, chain, a, b)
             _pick(rows, s, chain, m, a, None, pred, rest_pred, out)
@@ -478,15 +502,21 @@ def _pick(rows, s, chain, m, base, slots, pred, rest_pred, out) -> None:
     matching on the columns) or ``chain`` (a version chain) mark.  Position i is
     slot ``slots[i]`` (a list), or ``base + i`` without ``slots``.  A settled
     row needs only ``rest_pred`` (None: nothing left to check); a chain's row at
-    ``s`` needs ``pred``.  Caller holds the latch the marks were taken under."""
+    ``s`` needs ``pred``.
+
+    No latch: a slot marked settled may have been thawed since (a writer's
+    newer version, invisible at ``s``): its row at ``s`` is still the one the
+    columns tested, read through ``visible``."""
     if not chain.any():
         hits = np.flatnonzero(m)
         if not len(hits):
             return
         if slots is None:
-            picked = map(rows.__getitem__, (hits + base).tolist())
+            picked = list(map(rows.__getitem__, (hits + base).tolist()))
         else:
-            picked = map(rows.__getitem__, map(slots.__getitem__, hits.tolist()))
+            picked = list(map(rows.__getitem__, map(slots.__getitem__, hits.tolist())))
+        if len(set(map(type, picked))) != 1 or picked[0].__class__ is not tuple:
+            picked = [r for r in (visible(h, s) for h in picked) if r is not None]
         out.extend(picked if rest_pred is None else filter(rest_pred, picked))
         return
     cand = np.flatnonzero(m | chain)
@@ -495,6 +525,10 @@ def _pick(rows, s, chain, m, base, slots, pred, rest_pred, out) -> None:
         slot = base + i if slots is None else slots[i]
         if settled:
             r = rows[slot]
+            if r.__class__ is not tuple:
+                r = visible(r, s)
+                if r is None:
+                    continue
             if rest_pred is None or rest_pred(r):
                 append(r)
         else:
@@ -505,9 +539,10 @@ def _pick(rows, s, chain, m, base, slots, pred, rest_pred, out) -> None:
 
 class Intersect(Plan):
     """``intersect``: the slots that the ranges on several indexed fields all hold, then
-    each rechecked.  ``parts``: [(ix, ranges, entries)], fewest entries first.
-    O(entries in the ranges) in numpy under the latch, then O(slots kept) in
-    Python without it."""
+    each rechecked against the whole predicate (a stale entry's slot is then
+    judged by its row at ``s``, and each slot is kept once).  ``parts``: [(ix,
+    ranges, entries)], fewest entries first.  O(entries in the ranges) in
+    numpy, then O(slots kept) in Python."""
 
     __slots__ = ("parts",)
     kind = INTERSECT
@@ -517,12 +552,14 @@ class Intersect(Plan):
         self.parts = parts
 
     def _slots(self) -> np.ndarray:
-        """Slots (ascending, unique) that every part's ranges hold; latch held."""
+        """Slots (ascending, unique) that every part's ranges hold (a superset: each is
+        rechecked)."""
         store = self.store
         cand = None
         for ix, rs, _est in self.parts:
-            _live(store, ix)
-            arrs = [ix.slots_between(a, b) for a, b in rs]
+            with _guard(store, ix):
+                _live(store, ix)
+                arrs = [ix.slots_between(a, b) for a, b in rs]
             slots = arrs[0] if len(arrs) == 1 else np.concatenate(arrs)
             if cand is None:
                 cand = slots
@@ -537,9 +574,9 @@ class Intersect(Plan):
     def matches(self, s, skip, stop):
         """Visible rows at ``s`` among the intersected slots that satisfy the query.
 
-        The slot set is taken under the latch; the rows are read lock-free like a
-        scan: the versions ``s`` sees stay while ``s`` is registered, and a slot
-        freed and reused meanwhile holds only versions newer than ``s``.
+        The rows are read lock-free like a scan: the versions ``s`` sees stay
+        while ``s`` is registered, and a slot freed and reused meanwhile holds
+        only versions newer than ``s``.
         """
         store = self.store
         pred = self.predicate()
@@ -547,8 +584,7 @@ class Intersect(Plan):
             vec, rest = vector_terms(store.schema, self.q.terms)
             if vec:
                 return self._column_rows(s, vec, rest)
-        with store.latch.shared:
-            slots = self._slots().tolist()
+        slots = self._slots().tolist()
         rows = store.rows
         kp = store.key_pos
         out = []
@@ -563,10 +599,9 @@ class Intersect(Plan):
         return out
 
     def _marks(self, vec):
-        """(slots, settled and matching on the columns, chained) of the intersection; latch held."""
-        cols = self.store.columns
+        """(slots, settled and matching on the columns, chained) of the intersection."""
         slots = self._slots()
-        return slots, cols.mask(vec, slots), cols.state[slots] == CHAIN
+        return (slots,) + self.store.columns.marks(vec, slots)
 
     def _column_rows(self, s, vec, rest) -> list:
         """matches() with the settled candidates tested on the columns, in slot order."""
@@ -575,9 +610,8 @@ class Intersect(Plan):
         pred = self.predicate()
         rest_pred = compile_predicate(store.schema, rest) if rest else None
         out = []
-        with store.latch.shared:
-            slots, m, chain = self._marks(vec)
-            _pick(store.rows, s, chain, m, 0, slots.tolist(), pred, rest_pred, out)
+        slots, m, chain = self._marks(vec)
+        _pick(store.rows, s, chain, m, 0, slots.tolist(), pred, rest_pred, out)
         return out
 
     def count(self, s, skip):
@@ -591,13 +625,12 @@ class Intersect(Plan):
                 store.build_columns()
                 pred = self.predicate()
                 rows = store.rows
-                with store.latch.shared:
-                    slots, m, chain = self._marks(vec)
-                    c = int(np.count_nonzero(m))
-                    for slot in slots[chain].tolist():
-                        r = visible(rows[slot], s)
-                        if r is not None and pred(r):
-                            c += 1
+                slots, m, chain = self._marks(vec)
+                c = int(np.count_nonzero(m))
+                for slot in slots[chain].tolist():
+                    r = visible(rows[slot], s)
+                    if r is not None and pred(r):
+                        c += 1
                 return _clamp(c, q)
         return Plan.count(self, s, skip)
 
@@ -619,17 +652,18 @@ class _OnIndex(Plan):
     def _null_rows(self, s, skip) -> list:
         """Visible rows at ``s`` with a null in the index's field that satisfy the query.
 
-        Only the copy of the slot set takes the latch: the filtering reads slots
-        lock-free like a scan (a slot freed and reused meanwhile holds versions
-        newer than ``s``), so writers never wait for a pass over many nulls.
-        O(null slots).
+        The null set is copied in one C call (a superset of the slots whose row
+        at ``s`` is null: a writer adds a slot before publishing its commit and
+        removes it only once no retained version is null); the filtering reads
+        slots lock-free like a scan (a slot freed and reused meanwhile holds
+        versions newer than ``s``).  O(null slots).
         """
         store = self.store
         ix = self.ix
         pred = self.predicate()
         p = ix.pos
         kp = store.key_pos
-        with store.latch.shared:
+        with _guard(store, ix):
             slots = list(_live(store, ix).nulls)
         rows = store.rows
         out = []
@@ -655,8 +689,39 @@ class _OnIndex(Plan):
         store.build_columns()
         return vec, (compile_predicate(store.schema, rest) if rest else None)
 
+    def _chunk(self, lo, hi, after, size, reverse, filt, colv, s, skip, out):
+        """The next chunk of ``size`` entries of the index in [lo, hi) after ``after``,
+        its matching rows appended to ``out`` (``_filter``); returns the chunk.
+
+        A lock-free index is read without the latch; when ``store.wseq`` shows that a
+        writer section overlapped the read, the entries may be older than the rows
+        (a slot frozen since under another value), so the chunk is filtered again
+        with every row's key checked (the generated strict filter)."""
+        store = self.store
+        ix = self.ix
+        if not ix.lockfree:
+            with store.latch.shared:
+                _live(store, ix)
+                chunk = ix.chunk(lo, hi, after, size, reverse=reverse)
+                if chunk:
+                    self._filter(filt, colv, chunk, s, skip, out)
+                return chunk
+        w0 = store.wseq
+        _live(store, ix)
+        chunk = ix.chunk(lo, hi, after, size, reverse=reverse)
+        if chunk:
+            n0 = len(out)
+            self._filter(filt, colv, chunk, s, skip, out)
+            if w0 & 1 or store.wseq != w0:
+                del out[n0:]
+                strict = compile_entry_filter(store.schema, self.q.terms, ix.pos, ix.entry_form,
+                                              skip is not None, strict=True)
+                strict(chunk, store.rows, s, visible, ix.key, skip, out)
+        return chunk
+
     def _filter(self, filt, colv, chunk, s, skip, out) -> None:
-        """Append the rows of ``chunk``'s entries visible at ``s`` that match; latch held.
+        """Append the rows of ``chunk``'s entries visible at ``s`` that match, trusting a
+        settled (tuple) slot to carry its entry's key (``_chunk`` says when it may).
 
         A chunk of ``_VEC_MIN`` entries or more is tested on the columns (``colv``
         from ``_columns``): settled slots in numpy, then ``rest`` on the rows
@@ -670,13 +735,11 @@ class _OnIndex(Plan):
             filt(chunk, store.rows, s, visible, ix.key, skip, out)
             return
         vec, rest_pred = colv
-        cols = store.columns
         slot_list = chunk.slots
         slots = chunk.slot_array
         if slots is None:
             slots = np.array(slot_list, np.intp)
-        m = cols.mask(vec, slots)
-        chain = cols.state[slots] == CHAIN
+        m, chain = store.columns.marks(vec, slots)
         rows = store.rows
         if not chain.any():
             _pick(rows, s, chain, m, 0, slot_list, None, rest_pred, out)
@@ -690,6 +753,10 @@ class _OnIndex(Plan):
         for i, settled in zip(cand.tolist(), m[cand].tolist()):
             if settled:
                 r = rows[slot_list[i]]
+                if r.__class__ is not tuple:        # thawed since: its row at s is the columns'
+                    r = visible(r, s)
+                    if r is None:
+                        continue
                 if rest_pred is None or rest_pred(r):
                     append(r)
                 continue
@@ -700,10 +767,11 @@ class _OnIndex(Plan):
     def _entry_filter(self, skip):
         """The generated filter of index entries (query.compile_entry_filter): called as
         filt(chunk, rows, s, visible, key, skip, out), it appends the rows of the
-        chunk's entries visible at ``s`` that match.  A frozen slot has exactly
-        one entry (the latch is held, the index is settled); a chained slot may
-        have several, so the filter checks that the entry's key equals the
-        visible version's key.  One call per chunk, no call per entry."""
+        chunk's entries visible at ``s`` that match.  A frozen slot is trusted to
+        have exactly one entry (``_chunk`` filters again strictly when a writer
+        overlapped); a chained slot may have several, so the filter checks that
+        the entry's key equals the visible version's key.  One call per chunk,
+        no call per entry."""
         ix = self.ix
         return compile_entry_filter(self.store.schema, self.q.terms, ix.pos, ix.entry_form, skip is not None)
 
@@ -744,17 +812,13 @@ class IndexRange(_OnIndex):
         ix = self.ix
         filt = self._entry_filter(skip)
         colv = self._columns(skip)
-        latch = store.latch
         out = []
         for lo, hi in self.ranges:
             after = None
             while True:
-                with latch.shared:
-                    _live(store, ix)
-                    chunk = ix.chunk(lo, hi, after, _CHUNK)
-                    if not chunk:
-                        break
-                    self._filter(filt, colv, chunk, s, skip, out)
+                chunk = self._chunk(lo, hi, after, _CHUNK, False, filt, colv, s, skip, out)
+                if not chunk:
+                    break
                 if stop and len(out) >= stop:
                     return out
                 if len(chunk) < _CHUNK:
@@ -781,39 +845,59 @@ class IndexRange(_OnIndex):
         back if it matches.  Every term is on the index's field, so the
         predicate of a version's row says whether that version's value is in
         the ranges.  O(log n + chained slots).
+
+        The entries, the visibility map and the chains must be read as of one
+        moment: a lock-free index is read without the latch and the count kept
+        when ``store.wseq`` shows no writer section in between; else (or for a
+        latched index) it is counted again under the shared latch.
         """
         store = self.store
         ix = self.ix
-        pred = self.predicate()
-        p = ix.pos
+        if ix.lockfree:
+            w0 = store.wseq
+            if not w0 & 1:
+                _live(store, ix)
+                c = self._count_now(s, ix, list(store.unfrozen))
+                if store.wseq == w0:
+                    return c
         with store.latch.shared:
             _live(store, ix)
-            unfrozen = store.unfrozen
-            if len(unfrozen) > 65536:
-                return None
-            c = sum(ix.count_between(a, b) for a, b in self.ranges)
-            if not unfrozen:
-                return c
-            rows = store.rows
-            for slot in unfrozen:
-                head = rows[slot]
-                v = head
-                hit = None
-                while v is not None:
-                    vals = v.values
-                    if pred(vals):
-                        val = vals[p]
-                        if hit is None:
-                            hit = [val]
-                            c -= 1
-                        elif val not in hit:
-                            hit.append(val)
-                            c -= 1
-                    v = v.prev
-                r = visible(head, s)
-                if r is not None and pred(r):
-                    c += 1
+            return self._count_now(s, ix, store.unfrozen)
+
+    def _count_now(self, s, ix, unfrozen):
+        """``_index_only_count``'s arithmetic over the chained slots ``unfrozen``; the
+        caller validates it.  None past 65,536 chained slots, or when a slot of
+        ``unfrozen`` holds no chain any more (only without the latch: the caller
+        then finds ``wseq`` moved)."""
+        if len(unfrozen) > 65536:
+            return None
+        pred = self.predicate()
+        p = ix.pos
+        c = sum(ix.count_between(a, b) for a, b in self.ranges)
+        if not unfrozen:
             return c
+        rows = self.store.rows
+        for slot in unfrozen:
+            head = rows[slot]
+            if head is None or head.__class__ is tuple:
+                return None
+            v = head
+            hit = None
+            while v is not None:
+                vals = v.values
+                if pred(vals):
+                    val = vals[p]
+                    if hit is None:
+                        hit = [val]
+                        c -= 1
+                    elif val not in hit:
+                        hit.append(val)
+                        c -= 1
+                v = v.prev
+            r = visible(head, s)
+            if r is not None and pred(r):
+                c += 1
+        return c
 
     def describe(self, count_only):
         only = count_only and _index_only(self, self.q)
@@ -878,16 +962,11 @@ class Walk(_OnIndex):
         entry_key = ix.entry_key
         filt = self._entry_filter(skip)
         colv = self._columns(skip)
-        latch = store.latch
         after = None
         size = max(16, min(_CHUNK, int(self.est * 1.2) + 8))   # the expected walk, and a margin
         stop = None             # index in out where the rows past the boundary group start
         while stop is None:
-            with latch.shared:
-                _live(store, ix)
-                chunk = ix.chunk(lo, hi, after, size, reverse=desc)
-                if chunk:
-                    self._filter(filt, colv, chunk, s, skip, out)
+            chunk = self._chunk(lo, hi, after, size, desc, filt, colv, s, skip, out)
             if len(out) >= need:
                 # the boundary row's tie group (equal values have equal keys) must be whole
                 bv = out[need - 1][p]

@@ -160,7 +160,14 @@ def test_check_catches_broken_entries():
         a._check()
     a = new_index(0, Int(bits=32))
     a.add(5, 1)
-    a.delta.add(a.entry(a.key(5), 1) + 1)             # a delta entry ...
-    a.tomb.add(a.entry(a.key(5), 1) + 1)              # ... and its tombstone in one layer: absent below
+    e = a.entry(a.key(5), 1) + 1
+    a.delta = a.delta.plus(e)                         # a delta entry ...
+    a.tomb = a.tomb.plus(e)                           # ... and its tombstone in one layer: absent below
+    a._publish()
+    with pytest.raises(AssertionError):
+        a._check()
+    a = new_index(0, Int(bits=32))
+    a.add(5, 1)
+    a.delta = a.delta.plus(a.entry(a.key(6), 2))      # written but not published: readers miss it
     with pytest.raises(AssertionError):
         a._check()

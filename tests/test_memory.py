@@ -109,7 +109,8 @@ def reference(st) -> dict:
             for layer in (ix.batch, ix.frozen):
                 if layer is not None:
                     n += getsizeof(layer) + sum(getsizeof(r) + _array_ref(r.a, seen) for r in layer)
-            n += sorted_list(ix.delta) + sorted_list(ix.tomb)
+            n += sum(getsizeof(sm) + sum(map(obj, sm)) for sm in (ix.delta, ix.tomb))
+            n += getsizeof(ix.view) + getsizeof(ix.view.layers)
         else:
             n += sorted_list(ix.sl)
     out["indexes"] = n

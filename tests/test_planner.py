@@ -231,7 +231,7 @@ def test_explain_lines_whole(loaded):
 
 
 def test_a_failing_column_scan_leaves_the_latch_free(loaded, monkeypatch):
-    """An error inside a scan part (the latch held) releases the latch at once, even
+    """An error inside a scan part leaves the latch free (scans take none), even
     while the caller keeps the traceback: a writer can take the latch next."""
     import threading
 
@@ -243,7 +243,7 @@ def test_a_failing_column_scan_leaves_the_latch_free(loaded, monkeypatch):
     def boom(self, *a, **k):
         raise MemoryError("injected")
 
-    monkeypatch.setattr(Columns, "mask", boom)
+    monkeypatch.setattr(Columns, "marks", boom)
     with pytest.raises(MemoryError) as kept:        # `kept` holds the traceback and its frames
         q.count()
     took = threading.Event()

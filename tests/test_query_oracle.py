@@ -445,8 +445,8 @@ def test_oracle_with_column_filters_everywhere(mem_db, flights, seed, monkeypatc
     monkeypatch.setattr(planner, "_VEC_MIN", 1)
     monkeypatch.setattr(planner, "_PART", 64)
     used = []
-    mask = Columns.mask
-    monkeypatch.setattr(Columns, "mask", lambda self, *a, **k: used.append(1) or mask(self, *a, **k))
+    marks = Columns.marks
+    monkeypatch.setattr(Columns, "marks", lambda self, *a, **k: used.append(1) or marks(self, *a, **k))
     test_oracle_over_version_chains_and_old_snapshots(mem_db, flights, seed)
     assert len(used) > 100
 
