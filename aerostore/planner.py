@@ -60,10 +60,11 @@ import heapq
 from contextlib import nullcontext
 from enum import Enum
 from operator import itemgetter
+from time import sleep
 
 import numpy as np
 
-from .columns import CHAIN, vector_terms
+from .columns import vector_terms
 from .entries import EntryForm
 from . import keyscan
 from .index import Index
@@ -78,6 +79,7 @@ _SLOT_COST = 0.02     # per entry handed out as a numpy slot array, relative to 
 _CHUNK = 1024
 _PART = 1 << 16       # slots a column scan tests per step
 _VEC_MIN = 256        # index entries from which a chunk is filtered on the columns
+_COUNT_TRIES = 3      # lock-free tries of an index-only count before it takes the latch
 
 
 # -- running a query -------------------------------------------------------------------
@@ -808,8 +810,6 @@ class IndexRange(_OnIndex):
     def matches(self, s, skip, stop):
         """Visible rows behind the entries of the ranges that match, in index order
         (at least ``stop`` of them, if > 0)."""
-        store = self.store
-        ix = self.ix
         filt = self._entry_filter(skip)
         colv = self._columns(skip)
         out = []
@@ -848,14 +848,18 @@ class IndexRange(_OnIndex):
 
         The entries, the visibility map and the chains must be read as of one
         moment: a lock-free index is read without the latch and the count kept
-        when ``store.wseq`` shows no writer section in between; else (or for a
-        latched index) it is counted again under the shared latch.
+        when ``store.wseq`` shows no writer section in between; after
+        ``_COUNT_TRIES`` overlapped tries (or for a latched index) it is counted
+        under the shared latch.
         """
         store = self.store
         ix = self.ix
         if ix.lockfree:
-            w0 = store.wseq
-            if not w0 & 1:
+            for _ in range(_COUNT_TRIES):
+                w0 = store.wseq
+                if w0 & 1:
+                    sleep(0)            # a writer section runs: let it finish first
+                    continue
                 _live(store, ix)
                 c = self._count_now(s, ix, list(store.unfrozen))
                 if store.wseq == w0:
