@@ -60,7 +60,6 @@ import heapq
 from contextlib import nullcontext
 from enum import Enum
 from operator import itemgetter
-from time import sleep
 
 import numpy as np
 
@@ -848,9 +847,10 @@ class IndexRange(_OnIndex):
 
         The entries, the visibility map and the chains must be read as of one
         moment: a lock-free index is read without the latch and the count kept
-        when ``store.wseq`` shows no writer section in between; after
-        ``_COUNT_TRIES`` overlapped tries (or for a latched index) it is counted
-        under the shared latch.
+        when ``store.wseq`` shows no writer section in between (a try that finds
+        a section running first waits for its end on the latch, then lets it
+        go); after ``_COUNT_TRIES`` overlapped tries (or for a latched index) it
+        is counted holding the shared latch.
         """
         store = self.store
         ix = self.ix
@@ -858,8 +858,8 @@ class IndexRange(_OnIndex):
             for _ in range(_COUNT_TRIES):
                 w0 = store.wseq
                 if w0 & 1:
-                    sleep(0)            # a writer section runs: let it finish first
-                    continue
+                    with store.latch.shared:    # a writer section runs: wait for its end
+                        w0 = store.wseq
                 _live(store, ix)
                 c = self._count_now(s, ix, list(store.unfrozen))
                 if store.wseq == w0:
