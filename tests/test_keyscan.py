@@ -270,3 +270,31 @@ def test_stamps_grow_and_the_writer_call_is_cheap():
     assert ks.stamps[5] == ks.stamps[7] == ks.stamps[2000] == 3 and ks.n_reused == 3
     assert len(ks.stamps) >= 2001 and not ks.stamps[:5].any()
     np.testing.assert_array_equal(np.flatnonzero(ks.stamps), [5, 7, 2000])
+
+
+def test_each_way_of_answering_a_pattern(monkeypatch):
+    """On 5,000 keys of the benchmark's shape: the literal search (anchored or not),
+    the lines holding a rare literal run rechecked by one regex each, the whole
+    buffer through one regex, lengths; each against the per-row regex."""
+    rng = random.Random(3)
+    a = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    keys = [f"{rng.choice(a)}{rng.choice(a)}{rng.choice(a)}{rng.randrange(10 ** 6):06d}" for _ in range(5000)]
+    keys[7] = None
+    buf = buffer_of(keys)
+    compiled = []
+    real = keyscan.re.compile
+    monkeypatch.setattr(keyscan.re, "compile",          # the bytes regexes term_hits compiles
+                        lambda src, *f: (isinstance(src, bytes) and compiled.append(src)) or real(src, *f))
+    ways = {"*77*": "literal", "UA*": "literal", "*123": "literal", "abc000001": "literal",
+            "*12?45*": "lines", "u[a-c]?00*": "lines", "*[0-1]7": "buffer", "?A?0*": "buffer",
+            "????*": "lengths", "?????????": "lengths"}
+    for p, way in ways.items():
+        for nocase in (True, False):
+            del compiled[:]
+            got = buf.term_hits(p, nocase).tolist()
+            want = per_row(keys, p, nocase)
+            assert [g for g, k in zip(got, keys) if k is not None] == \
+                   [w for w, k in zip(want, keys) if k is not None], (p, nocase)
+            seen = ("buffer" if any(s.startswith(b"\n") for s in compiled)
+                    else "lines" if compiled else None)
+            assert seen == (way if way in ("buffer", "lines") else None), (p, nocase, compiled)
