@@ -203,16 +203,28 @@ class Buffer:
     def _find(self, b, lit: bytes, lower: bool, prefix: bool, suffix: bool) -> np.ndarray:
         """Offsets in ``b`` where ``lit`` (no LF) occurs; ``prefix``/``suffix``: only
         at a line's start/end.  The rarest byte of ``lit`` first (one pass over
-        ``b``), then a gather per other byte over the candidates."""
+        ``b``; with the second rarest when the rarest is common, so that few
+        offsets come out), then a gather per other byte over the candidates."""
         h = self.hist(lower)
         L = len(lit)
-        r = min(range(L), key=lambda k: h[lit[k]])
-        pos = np.flatnonzero(b == lit[r])
-        if r:
-            pos = pos[pos >= r] - r
-        pos = pos[pos + L < len(b)]
-        for k in range(L):
-            if k != r and len(pos):
+        N = len(b)
+        order = sorted(range(L), key=lambda k: h[lit[k]])
+        r = order[0]
+        if L > 1 and h[lit[r]] * 64 > N:
+            span = N - L                    # starts p with p + L < N
+            r2 = order[1]
+            m = b[r:r + span] == lit[r]
+            m &= b[r2:r2 + span] == lit[r2]
+            pos = np.flatnonzero(m)
+            rest = order[2:]
+        else:
+            pos = np.flatnonzero(b == lit[r])
+            if r:
+                pos = pos[pos >= r] - r
+            pos = pos[pos + L < N]
+            rest = order[1:]
+        for k in rest:
+            if len(pos):
                 pos = pos[b[pos + k] == lit[k]]
         if prefix and len(pos):
             pos = pos[b[pos - 1] == _NL]
