@@ -137,9 +137,13 @@ int shim_get_row(ShimInterp *si, Tcl_Interp *interp, Tcl_Obj *key_obj, PyObject 
         goto out;
     }
     if (PyTuple_GET_ITEM(head, kp) != key) {
+        /* Equal exact strs have the same kind and length (CPython's canonical
+         * form), so their data compare as bytes, as str == does. */
         PyObject *k = PyTuple_GET_ITEM(head, kp);
-        if (!PyUnicode_CheckExact(k) || PyUnicode_Compare(k, key) != 0) {
-            PyErr_Clear();
+        if (!PyUnicode_CheckExact(k) || PyUnicode_GET_LENGTH(k) != PyUnicode_GET_LENGTH(key)
+                || PyUnicode_KIND(k) != PyUnicode_KIND(key)
+                || memcmp(PyUnicode_DATA(k), PyUnicode_DATA(key),
+                          (size_t)PyUnicode_GET_LENGTH(key) * PyUnicode_KIND(key)) != 0) {
             goto out;
         }
     }
