@@ -122,22 +122,35 @@ class _Writing:
     """``with store.writing:`` a writer section: the latch held exclusively, and
     ``store.wseq`` odd inside.  A lock-free reader that reads the same even
     ``wseq`` before and after its reads saw no row, chain or index entry change in
-    between, exactly as if it had held the latch (planner.py, index-only counts)."""
+    between, exactly as if it had held the latch (planner.py, index-only counts).
 
-    __slots__ = ("store",)
+    ``with store.freezing:`` a writer section that may also freeze or free slots
+    (prune, a bulk load): ``store.fseq`` is odd inside too.  Only such a section
+    can leave a settled row under a value that an index read taken before it
+    still lists for the slot; an install only adds versions and entries (a
+    reader's chunk that holds an install's entry was read after the install had
+    already made the slot a chain), so readers that only need that guarantee
+    watch ``fseq`` and are not disturbed by installs (planner.py, ``_chunk``)."""
 
-    def __init__(self, store):
+    __slots__ = ("store", "freezes")
+
+    def __init__(self, store, freezes: bool):
         self.store = store
+        self.freezes = freezes
 
     def __enter__(self):
         st = self.store
         st.latch.__enter__()
         st.wseq += 1
+        if self.freezes:
+            st.fseq += 1
         return self
 
     def __exit__(self, *exc):
         st = self.store
         st.wseq += 1
+        if self.freezes:
+            st.fseq += 1
         st.latch.__exit__(*exc)
         return False
 
@@ -160,9 +173,12 @@ class TableStore:
         self.n_frozen = 0
         self.latch = Latch()
         # odd while a writer section changes rows, chains or index entries, bumped
-        # again when it ends (see ``writing``)
+        # again when it ends; fseq the same for the sections that freeze or free
+        # slots (see ``_Writing``)
         self.wseq = 0
-        self.writing = _Writing(self)
+        self.fseq = 0
+        self.writing = _Writing(self, False)
+        self.freezing = _Writing(self, True)
         # typed arrays of the settled rows (columns.py), built on the first query
         # that can use them; None until then (writers keep them exact once built)
         self.columns: Columns | None = None
@@ -413,7 +429,7 @@ class TableStore:
         simple_append = simple.append
         settled = []
         freed = []
-        with self.writing:
+        with self.freezing:
             unfrozen = self.unfrozen
             # the index list under the latch: create_index may run while we wait for it
             idx = list(self.indexes.values())
@@ -486,7 +502,7 @@ class TableStore:
         (``ready_index``): recovery is ready for key access at once, and an
         index nobody queries costs nothing.
         """
-        with self.writing:
+        with self.freezing:
             rows = rows_iter if rows_iter.__class__ is list else list(rows_iter)
             kp = self.key_pos
             self.rows = rows
@@ -524,7 +540,7 @@ class TableStore:
             lists.append(col)
         rows = list(zip(*lists)) if n else []
         cols = Columns.adopt(self.schema, n, columns, nulls)
-        with self.writing:
+        with self.freezing:
             self.rows = rows
             self.slots = dict(zip(columns[self.key_pos], range(n)))
             self.free = []

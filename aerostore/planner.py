@@ -42,9 +42,10 @@ writer that waits for another reader (the convoy of docs/architecture.md,
   an entry may be stale (its version pruned since), so a chained slot counts
   only if its visible row carries the entry's key;
 - a settled (tuple) slot is trusted to carry the entry's key only when no
-  writer section overlapped the read: ``store.wseq`` (heap.py) is read before
-  a chunk and after its rows, and when it moved the chunk is filtered again
-  with the key checked on every row (``_filter``), a rare, bounded redo;
+  writer section that freezes or frees slots (a prune) overlapped the read:
+  ``store.fseq`` (heap.py) is read before a chunk and after its rows, and when
+  it moved the chunk is filtered again with the key checked on every row
+  (``_chunk``), a rare, bounded redo;
 - an index-only count, whose correction for chained slots needs the index,
   the visibility map and the chains as of one moment, is computed without the
   latch and kept when ``wseq`` did not move, else counted again under the
@@ -712,10 +713,11 @@ class _OnIndex(Plan):
         """The next chunk of ``size`` entries of the index in [lo, hi) after ``after``,
         its matching rows appended to ``out`` (``_filter``); returns the chunk.
 
-        A lock-free index is read without the latch; when ``store.wseq`` shows that a
-        writer section overlapped the read, the entries may be older than the rows
-        (a slot frozen since under another value), so the chunk is filtered again
-        with every row's key checked (the generated strict filter)."""
+        A lock-free index is read without the latch; when ``store.fseq`` shows that a
+        writer section that freezes or frees slots (a prune) overlapped the read,
+        the entries may be older than the rows (a slot frozen since under another
+        value), so the chunk is filtered again with every row's key checked (the
+        generated strict filter).  Installs do not matter here (heap._Writing)."""
         store = self.store
         ix = self.ix
         if not ix.lockfree:
@@ -725,13 +727,13 @@ class _OnIndex(Plan):
                 if chunk:
                     self._filter(filt, colv, chunk, s, skip, out)
                 return chunk
-        w0 = store.wseq
+        f0 = store.fseq
         _live(store, ix)
         chunk = ix.chunk(lo, hi, after, size, reverse=reverse)
         if chunk:
             n0 = len(out)
             self._filter(filt, colv, chunk, s, skip, out)
-            if w0 & 1 or store.wseq != w0:
+            if f0 & 1 or store.fseq != f0:
                 del out[n0:]
                 strict = compile_entry_filter(store.schema, self.q.terms, ix.pos, ix.entry_form,
                                               skip is not None, strict=True)

@@ -102,6 +102,36 @@ def test_a_chunk_older_than_the_rows_is_filtered_again(flights, monkeypatch, vec
     t._check()
 
 
+def test_an_install_between_a_chunk_and_its_rows_changes_nothing(flights, monkeypatch):
+    """An install (no prune) between a walk's chunk and its rows: the rows it touches
+    become chains, read at the snapshot; the answer is the snapshot's."""
+    db, t = flights
+    rnd = random.Random(8)
+    st = t._st
+    real_chunk = arrayindex.ArrayIndex.chunk
+    staged = []
+
+    def chunk(self, *a, **k):
+        out = real_chunk(self, *a, **k)
+        if not staged and self is st.indexes[3]:
+            staged.append(1)
+            t.upsert_many([(f"K{i:05d}", 0.0, 0.0, rnd.randrange(45000), 1, 9)
+                           for i in rnd.sample(range(N), 800)])
+        return out
+
+    txn = db.begin()
+    try:
+        tt = txn.table("FlightState")
+        before = tt.query().rows()
+        monkeypatch.setattr(arrayindex.ArrayIndex, "chunk", chunk)
+        got = tt.query().range("altitude", 5000, 40000).sort_by("altitude").limit(300).rows()
+    finally:
+        txn.rollback()
+    assert staged
+    assert got == sorted((r for r in before if 5000 <= r[3] < 40000), key=lambda r: (r[3], r[0]))[:300]
+    t._check()
+
+
 def test_a_count_overlapped_by_a_writer_is_counted_again(flights, monkeypatch):
     """An index-only count whose window a writer section overlapped is thrown away and
     counted again; after _COUNT_TRIES overlaps it takes the latch."""
