@@ -44,7 +44,7 @@ from .planner import execute
 from .query import Query
 from .schema import Schema
 from .storage import DirectoryStorage, MemoryStorage, Sink, replay
-from .gcpause import paused
+from .gcpause import paused, young
 from .arrayindex import ArrayIndex, new_index
 from .heap import TableStore
 from .maintainer import Maintainer
@@ -249,8 +249,10 @@ class Database:
         if self._hook_thread == get_ident():
             self._check_not_in_hook("a commit")
         stores = self._stores
-        with paused(sum(len(ws) for ws in writes.values())):
+        n = sum(map(len, writes.values()))
+        with paused(n):
             self._commit_locked(txn, writes, stores)
+        young(n)
 
     def _commit_locked(self, txn, writes, stores) -> None:
         with self._commit_lock:
