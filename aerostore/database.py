@@ -48,7 +48,7 @@ from .gcpause import paused, young
 from .arrayindex import ArrayIndex, new_index
 from .heap import TableStore
 from .maintainer import Maintainer
-from .retry import run_in_transaction
+from .retry import run_in_transaction, run_nowait
 from .switching import adopt as _adopt_switch_interval
 from .txn import Transaction, TxnTable
 from . import ingest
@@ -89,6 +89,9 @@ class Database:
         self._hooks: list = []
         self._close_hooks: list = []
         self._pending_pub: deque = deque()
+        # one callback object for every commit: the log calls it once per flush
+        # with the flush's last CSN (storage.interface.Storage.log)
+        self._on_durable = self._publish
         self._prune_q: deque = deque()
         self._csn = 0
         self._commits = 0
@@ -212,7 +215,7 @@ class Database:
         csn = self._csn
         self._pending_pub.append((csn, []))
         try:
-            ticket = self._storage.log(csn, ops, self._publish)
+            ticket = self._storage.log(csn, ops, self._on_durable)
         except StorageIOError as e:
             self._failed = e
             raise
@@ -242,19 +245,23 @@ class Database:
         self._check_open()
         return run_in_transaction(self, fn, *args, timeout=timeout, **kw)
 
-    def _commit(self, txn: Transaction) -> None:
+    def _commit(self, txn: Transaction, wait: bool = True):
+        """Commit ``txn``'s writes (the pipeline in the module docstring).  With
+        ``wait`` False, return the Ticket of a synchronous commit instead of
+        waiting for it (``wait_durable``); else None."""
         writes = txn._writes
         if not any(writes.values()):
-            return
+            return None
         if self._hook_thread == get_ident():
             self._check_not_in_hook("a commit")
         stores = self._stores
         n = sum(map(len, writes.values()))
         with paused(n):
-            self._commit_locked(txn, writes, stores)
+            out = self._commit_locked(txn, writes, stores, wait)
         young(n)
+        return out
 
-    def _commit_locked(self, txn, writes, stores) -> None:
+    def _commit_locked(self, txn, writes, stores, wait):
         with self._commit_lock:
             self._check_writable()
             s = txn.snapshot
@@ -285,7 +292,7 @@ class Database:
             self._pending_pub.append((csn, changes))
             sync = self.config.get("aerostore.synchronous_commit")
             try:
-                ticket = self._storage.log(csn, ops, self._publish)
+                ticket = self._storage.log(csn, ops, self._on_durable)
             except StorageIOError as e:
                 # the log stopped (an earlier flush failed): fail-stop; the versions
                 # just installed stay invisible (their CSN is never published)
@@ -294,9 +301,25 @@ class Database:
             self._commits += 1
             if not sync:
                 self._publish(csn)
-        if sync:
-            self._wait(ticket)
         # the transaction's end (Transaction._end) releases its snapshot and vacuums
+        if not sync:
+            return None
+        if not wait:
+            return ticket
+        self._wait(ticket)
+        return None
+
+    def flush_log(self) -> None:
+        """Write and sync the commits queued in the log now, in this thread,
+        unless a flush runs already (``Storage.flush``): what makes the commits
+        of ``Transaction._commit_nowait`` durable when nobody waits on them."""
+        self._storage.flush()
+
+    def wait_durable(self, ticket) -> None:
+        """Block until the commit of ``ticket`` (from ``Transaction._commit_nowait``)
+        is durable and visible.  Raises ``StorageIOError`` if its flush failed
+        (the store is read-only from then on)."""
+        self._wait(ticket)
 
     def _wait(self, ticket) -> None:
         try:
@@ -731,6 +754,13 @@ class Table:
 
     def set(self, key, values: dict) -> bool:
         return self._write(lambda t: t.set(key, values))
+
+    def _set_nowait(self, key, values: dict):
+        """``set`` up to the wait for the log flush: returns the Ticket to pass
+        to ``Database.wait_durable`` (None: nothing to wait for).  The Tcl
+        bridge's path (retry.run_nowait)."""
+        st = self._st
+        return run_nowait(self._db, lambda txn: TxnTable(txn, st).set(key, values))[1]
 
     def delete(self, key) -> bool:
         return self._write(lambda t: t.delete(key))

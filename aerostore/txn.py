@@ -53,11 +53,27 @@ class Transaction:
         (it may still be waiting for its flush), so a transaction run again
         right away sees it, instead of conflicting with it again.
         """
+        self._finish(True)
+
+    def _commit_nowait(self):
+        """``commit()`` up to the wait for the log flush: the commit is installed
+        and logged (a conflict or a stopped log raise as in ``commit()``), and
+        this transaction has ended.  Returns the ``Ticket`` to wait on
+        (``Database.wait_durable``) before the commit may be taken as done
+        (durable and visible), or None when there is nothing to wait for (no
+        writes, or ``synchronous_commit off``).  For the Tcl bridge, whose
+        commands wait in C, without the GIL (c_shim/commands.c)."""
+        return self._finish(False)
+
+    def _finish(self, wait: bool):
         self._check()
         try:
-            self._db._commit(self)
+            return self._db._commit(self, wait)
         except WriteConflict as e:
             if e.csn is not None:
+                # the winner may be queued with no thread leading its flush
+                # (a commit of the Tcl combiner's batch): flush it here
+                self._db.flush_log()
                 self._db._snaps.wait_published(e.csn, _WINNER_WAIT)
             raise
         finally:

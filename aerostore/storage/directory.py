@@ -256,6 +256,12 @@ class DirectoryStorage(Storage):
         return w.submit(csn, encode_commit(csn, ops), on_durable,
                         self._config.get("aerostore.synchronous_commit"))
 
+    def flush(self) -> None:
+        """``Storage.flush``: the log writer's ``lead`` in the calling thread."""
+        w = self._writer
+        if w is not None:
+            w.lead()
+
     # -- checkpoints -----------------------------------------------------------
     def checkpoint(self, csn: int, tables) -> int:
         """Write the checkpoint of snapshot ``csn``, then cut the log.  Returns its row count.

@@ -59,6 +59,23 @@ class Ticket:
         """
         raise NotImplementedError
 
+    def defer(self, waker, lead: bool = True) -> bool:
+        """Wait without blocking this thread: False if the commit is finished
+        already (``wait()`` then returns or raises at once); otherwise True,
+        and ``waker(csn, ok)`` is called once it is finished (``ok``: durable;
+        False: failed, ``wait()`` raises).  The waker runs in the thread that
+        finished the flush, with the GIL, after the commit was published; it
+        must be quick and may be called more than once (callers ignore
+        repeats).  It may return a callable, the wake-up proper: it is called
+        once after the wakers of all the commits finished together ran, so
+        one call can wake many threads.  With ``lead`` the caller flushes
+        here if no flush runs, as in ``wait()`` (a lone committer pays no
+        thread hand-off); without, the caller must see to the flush itself
+        (``Storage.flush``), as a batch of such commits does once."""
+        return False
+
+
+
 
 class DoneTicket(Ticket):
     """The ticket of a commit that is durable already."""
@@ -106,12 +123,24 @@ class Storage:
         CSN order, from the log writer's thread or from a committer leading a
         flush inside ``Ticket.wait()`` (``MemoryStorage``: before ``log()``
         returns); it must be quick and must not need the commit lock.
+        Consecutive commits of one flush that pass the same callback object
+        get one call, with the highest of their CSNs: such a callback takes
+        ``csn`` as "every commit up to ``csn``" (the engine's publish does).
 
         Raises ``UsageError`` if a value cannot be stored, if ``csn`` is out of
         order or if ``recover()`` has not run; ``ReadOnlyError`` once the log has
         stopped (a write failed); ``ClosedError`` after ``close()``.  Nothing is
         logged then.
         """
+        raise NotImplementedError
+
+    def flush(self) -> None:  # pragma: no cover
+        """Write and sync what ``log()`` queued, in the calling thread, unless a
+        flush runs already (then it, or the log's own thread after it, takes
+        the rest).  For commits queued without a waiter leading their flush
+        (``Ticket.defer(lead=False)``), and for a committer that must see
+        another commit durable (a write conflict's winner).  Errors reach the
+        commits' tickets, not the caller."""
         raise NotImplementedError
 
     def checkpoint(self, csn: int, tables) -> int:  # pragma: no cover
@@ -160,6 +189,9 @@ class MemoryStorage(Storage):
         if on_durable is not None:
             on_durable(csn)
         return _DONE
+
+    def flush(self) -> None:
+        pass
 
     def checkpoint(self, csn: int, tables) -> int:
         return sum(sum(1 for _ in t[2]) for t in tables)

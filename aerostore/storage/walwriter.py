@@ -6,7 +6,8 @@ Group commit (``WalWriter``): committers encode their record in their own thread
 and enqueue it under the engine's commit lock (so queue order is CSN order).
 One flusher at a time takes everything pending, writes it with one ``write()``,
 calls ``fdatasync`` once, then runs each commit's ``on_durable(csn)`` in CSN
-order and releases the committers' tickets.  The flusher is whoever gets there
+order (once per run of commits that pass the same callback) and releases the
+committers' tickets.  The flusher is whoever gets there
 first (leader/follower): a committer waiting in ``Ticket.wait()`` while no flush
 runs leads the flush itself, so a lone committer pays the disk and no thread
 hand-offs; commits that arrive during a flush wait, and the writer thread
@@ -17,6 +18,9 @@ that saw bigger groups lately yields the GIL briefly before taking its group,
 so that committers about to enqueue join it (8 threads: 8 commits per flush).
 So ``on_durable`` runs in the writer thread or in a waiting committer's thread;
 it must be quick and must not need a lock the waiting committer holds.
+A committer may also not wait at all (``Ticket.defer``): it leads the flush if
+none runs, else leaves a waker that the flusher calls once the commit is
+published; the Tcl shim waits on that in C, without the GIL.
 
 Failures: any write or fdatasync error fails every commit of that group with
 ``StorageIOError`` and the log turns fail-stop: it never writes again, never
@@ -27,9 +31,9 @@ reported as failed do not reappear on the next open.
 
 The log also stops when ``wal.log`` is no longer the file the writer appends
 to (removed, or replaced by another file): commits written on would land in a
-file recovery never reads.  Each flush compares the open descriptor with the
-path (one ``fstat``, one ``stat``) after its fdatasync and before it
-acknowledges anything; so does each log cut.  And it stops when the writer
+file recovery never reads.  Each flush compares the open file's device and
+inode (read once per file) with the path's (one ``stat``) after its fdatasync
+and before it acknowledges anything; so does each log cut.  And it stops when the writer
 thread meets an unexpected exception (a bug): it first tries once more to write
 what is pending, so that commits already acknowledged (``synchronous_commit
 off``) are not lost, then fails every waiter; nobody is left waiting on a dead
@@ -78,23 +82,51 @@ class Ticket(interface.Ticket):
     disk, or raises ``StorageIOError`` (``ReadOnlyError`` if the log had already
     stopped) when it never will be."""
 
-    __slots__ = ("csn", "_lock", "_error", "_writer")
+    __slots__ = ("csn", "_lock", "_error", "_writer", "_waker")
 
     def __init__(self, csn: int, writer=None):
         self.csn = csn
         self._error = _UNFINISHED
         self._writer = writer
+        self._waker = None
         self._lock = threading.Lock()
         self._lock.acquire()
 
-    def _finish(self, error=None) -> None:
+    def _finish(self, error=None):
+        """Finish with ``error`` (None: durable).  Returns what the waker
+        returned (see ``defer``): call it through ``_finish_all``, which runs
+        those wake-ups once the whole group is finished."""
         self._error = error
         self._lock.release()
+        waker = self._waker   # read after _error is set: see defer()
+        if waker is not None:
+            try:
+                return waker(self.csn, error is None)
+            except Exception:  # a broken waker must not keep the others waiting
+                traceback.print_exc()
+        return None
 
     @property
     def done(self) -> bool:
         """True once finished (durable, or failed)."""
         return self._error is not _UNFINISHED
+
+    def defer(self, waker, lead: bool = True) -> bool:
+        """``interface.Ticket.defer``: leads the flush if none runs (``lead``),
+        then, if still unfinished, hands ``waker`` to ``_finish``.  At least once: ``_finish`` sets
+        ``_error`` before it reads ``_waker`` and this sets ``_waker`` before
+        it reads ``_error``, so one of them sees the other's write (both may:
+        the waker is told twice)."""
+        if lead and self._error is _UNFINISHED and self._writer is not None:
+            self._writer.lead()
+        if self._error is not _UNFINISHED:
+            return False
+        self._waker = waker
+        if self._error is not _UNFINISHED:
+            wake = waker(self.csn, self._error is None)
+            if wake is not None:
+                wake()
+        return True
 
     def wait(self) -> None:
         """Block until durable.  If no flush is running, the caller does the flush
@@ -106,6 +138,30 @@ class Ticket(interface.Ticket):
             pass
         if self._error is not None:
             raise self._error
+
+
+def _finish_all(items, error=None, errors=None) -> None:
+    """Finish the tickets of ``items`` (``Pending``s) not finished yet with
+    ``error``, or each with ``errors()`` if given, then run each distinct
+    wake-up their wakers returned, once: one call wakes every Tcl thread
+    waiting in the shim, however many commits the group held."""
+    wakes = []
+    for item in items:
+        ticket = item.ticket
+        if ticket._error is _UNFINISHED:
+            wake = ticket._finish(errors() if errors is not None else error)
+            if wake is not None and wake not in wakes:
+                wakes.append(wake)
+    for wake in wakes:
+        try:
+            wake()
+        except Exception:  # noqa: BLE001 - the log goes on; report it
+            traceback.print_exc()
+
+
+def _identity(st: os.stat_result) -> tuple:
+    """What tells one file from another: (device, inode)."""
+    return st.st_dev, st.st_ino
 
 
 def _io_error(what: str, path: str, e: OSError, stops_log: bool = True) -> StorageIOError:
@@ -158,6 +214,7 @@ class WalWriter:
         self._frame_last = array("Q", wscan.frame_last)
         self._frame_counts = array("Q", wscan.frame_counts)
         self._records = wscan.commits
+        self._ident = _identity(os.fstat(fd))  # the file we append to: (device, inode)
         self.base_csn = wscan.base_csn
         self._last_logged = last_csn
         self.durable_csn = last_csn
@@ -175,6 +232,7 @@ class WalWriter:
         self.commits_flushed = 0
         self.max_batch = 0
         self._last_batch = 1
+        self._sync_secs = 0.0
         self._thread = threading.Thread(target=self._run, name="aerostore-wal", daemon=True)
         self._thread.start()
 
@@ -216,8 +274,12 @@ class WalWriter:
 
         When the previous group was larger than what is pending now, other
         committers are probably about to enqueue: the leader claims the flush,
-        then (``gather``) yields the GIL a few times so they can join its group
-        instead of waiting for the next flush.
+        then (``gather``) yields the GIL so they can join its group instead of
+        waiting for the next flush, until the group is as big as the last one
+        or as long as the last fdatasync took.  Why that bound: while a flush
+        syncs, the commits that miss it queue for the next one, so waiting
+        longer than a sync only delays both (a disk's 0.1-0.2 ms: 8 Tcl
+        threads fill their group; tmpfs: no wait, the groups pipeline).
         """
         with self._cond:
             if self._flushing or not self._pending or self._cut or self._stopping:
@@ -225,10 +287,12 @@ class WalWriter:
             self._flushing = True
             expect = self._last_batch if gather else 0
         try:
-            for _ in range(expect):
-                if len(self._pending) >= expect:
-                    break
-                time.sleep(0)
+            if expect:
+                # no longer than the last fdatasync took: waiting longer than
+                # a flush lasts would be slower than a second flush
+                end = time.monotonic() + self._sync_secs
+                while len(self._pending) < expect and time.monotonic() < end:
+                    time.sleep(0)
             with self._cond:
                 batch, self._pending = self._pending, []
                 self._urgent = self._scheduled = False
@@ -327,9 +391,7 @@ class WalWriter:
             if self._failed is None:
                 self._failed = err
             rest, self._pending = self._pending, []
-        for item in items:
-            if not item.ticket.done:
-                item.ticket._finish(err)
+        _finish_all(items, err)
         self._fail_pending(rest)
 
     def _flush(self, batch: list) -> None:
@@ -345,7 +407,9 @@ class WalWriter:
                 allocated = need
         try:
             self._io.pwrite(self._fd, data, self._end)
+            t0 = time.monotonic()
             self._io.fdatasync(self._fd)
+            self._sync_secs = time.monotonic() - t0
         except OSError as e:
             self._fail(_io_error("writing", self.path, e), batch)
             return
@@ -376,15 +440,16 @@ class WalWriter:
             if len(batch) > self.max_batch:
                 self.max_batch = len(batch)
         try:
-            for csn, _, on_durable, _ in batch:
-                if on_durable is not None:
+            last = len(batch) - 1
+            for i, (csn, _, on_durable, _) in enumerate(batch):
+                # one call per run of commits that share a callback (interface.Storage.log)
+                if on_durable is not None and (i == last or batch[i + 1].on_durable is not on_durable):
                     try:
                         on_durable(csn)
                     except Exception:  # a broken callback must not stop the log
                         traceback.print_exc()
         finally:  # the commits are durable: release every committer, come what may
-            for item in batch:
-                item.ticket._finish()
+            _finish_all(batch)
 
     def _fail(self, err: StorageIOError, batch: list) -> None:
         """Stop the log with ``err``: it fails ``batch`` (the group just written),
@@ -393,8 +458,7 @@ class WalWriter:
             if self._failed is None:
                 self._failed = err
             rest, self._pending = self._pending, []
-        for item in batch:
-            item.ticket._finish(err)
+        _finish_all(batch, err)
         self._fail_pending(rest)
         # Best effort: cut the failed group off so it cannot reappear on reopen.
         try:
@@ -404,8 +468,7 @@ class WalWriter:
             pass
 
     def _fail_pending(self, items: list) -> None:
-        for item in items:
-            item.ticket._finish(self._read_only())
+        _finish_all(items, errors=self._read_only)
 
     def _read_only(self) -> ReadOnlyError:
         """What a write gets once the log has stopped; names the reason."""
@@ -415,16 +478,16 @@ class WalWriter:
         """The error to stop with if ``wal.log`` is no longer the file this writer
         appends to (removed, or replaced by another file), else None.  Commits
         written from then on would land in a file recovery never reads.  Costs
-        one ``fstat`` and one ``stat``."""
+        one ``stat`` (the descriptor's own device and inode never change: read
+        once, when the writer starts on a file)."""
         try:
-            mine = os.fstat(self._fd)
             now = os.stat(self.path)
         except FileNotFoundError:
             what, name = "was removed", "ENOENT"
         except OSError as e:
             what, name = f"cannot be checked ({e.strerror or e})", errno_name(e)
         else:
-            if now.st_ino == mine.st_ino and now.st_dev == mine.st_dev:
+            if _identity(now) == self._ident:
                 return None
             what, name = "was replaced by another file", "ESTALE"
         return StorageIOError(f"{self.path} {what} while the store was running, so the log "
@@ -525,6 +588,7 @@ class WalWriter:
         try:
             self._copy(job.fd, job.copied_to, self._end)
             io.fdatasync(job.fd)
+            ident = _identity(os.fstat(job.fd))
             io.rename(job.tmp, self.path)
         except OSError as e:
             self._discard(job.fd, job.tmp)
@@ -534,7 +598,7 @@ class WalWriter:
             job.error = lost or _io_error("checkpoint: replacing", self.path, e, stops_log=False)
             job.done.set()
             return
-        old, self._fd = self._fd, job.fd
+        old, self._fd, self._ident = self._fd, job.fd, ident
         try:
             io.close(old)
         except OSError:
