@@ -22,7 +22,7 @@
 #define PACKAGE_VERSION "0.1"
 #define TABLE_COMMAND "FlightState"
 
-typedef enum { CALL, GET, SEARCH, INDEX, TRANSACTION, INIT, OPTIONS } Kind;
+typedef enum { CALL, GET, SEARCH, INDEX, TRANSACTION, INIT, OPTIONS, COMBINED } Kind;
 
 /* The words of a command with options (Kind OPTIONS), after the command
  * words: `lead` words, then (if `maybe`) one word that does not start with
@@ -85,7 +85,7 @@ static const Spec table_subs[] = {
      &ingest_file_form},
     {"ingest_tsv", "t_ingest_tsv", CALL, 1, 2, 0, "tsv ?batch_size?"},
     {"search", "t_search", SEARCH, 0, -1, 0, "?-option value ...?"},
-    {"set", "t_set", CALL, 3, -1, 2, "key field value ?field value ...?"},
+    {"set", "c_set", COMBINED, 3, -1, 2, "key field value ?field value ...?"},
     {"unwatch", "t_unwatch", CALL, 1, 1, 0, "id"},
     {"watch", "t_watch", OPTIONS, 1, -1, 2, "?-key key? ?-compare list? callback", &watch_form},
     {"write_tsv", "t_write_tsv", OPTIONS, 0, -1, 1, "?-option value ...?", &write_tsv_form},
@@ -211,7 +211,7 @@ PyObject *shim_call(ShimInterp *si, const char *method, int n, Tcl_Obj *const ob
 
 /* The answer r of a call (a new reference, or NULL with a Python error) as
  * the interp's result, or the error; TCL_OK or TCL_ERROR.  GIL held. */
-static int set_result(Tcl_Interp *interp, PyObject *r)
+int shim_set_result(Tcl_Interp *interp, PyObject *r)
 {
     Tcl_Obj *res = r ? shim_py_to_tcl(r) : NULL;
 
@@ -243,17 +243,34 @@ static int call_optional(ShimInterp *si, Tcl_Interp *interp, const char *method,
     while (i-- > 0) {
         Py_DECREF(base[2 + i]);
     }
-    code = set_result(interp, r);
+    code = shim_set_result(interp, r);
     shim_gil_leave(g);
     return code;
 }
 
+/* session.<method>(*objv converted); its answer becomes the interp's result.
+ * A DurableWait answer (a write whose commit waits for its log flush) is
+ * waited for here, without the GIL (durable.c); the result is then empty, or
+ * the error session.t_durable_failed() raises. */
 static int call_and_set_result(ShimInterp *si, Tcl_Interp *interp, const char *method,
                                int n, Tcl_Obj *const objv[])
 {
     PyGILState_STATE g = shim_gil_enter();
-    int code = set_result(interp, shim_call(si, method, n, objv));
+    PyObject *r = shim_call(si, method, n, objv);
+    unsigned long long seq;
+    int code;
 
+    if (r && shim_is_durable_wait(r, &seq)) {
+        Py_DECREF(r);
+        shim_gil_leave(g);
+        if (shim_wait_durable(si, seq)) {
+            Tcl_ResetResult(interp);
+            return TCL_OK;
+        }
+        g = shim_gil_enter();
+        r = shim_call(si, "t_durable_failed", 0, NULL);
+    }
+    code = shim_set_result(interp, r);
     shim_gil_leave(g);
     return code;
 }
@@ -277,7 +294,7 @@ static int get_cmd(ShimInterp *si, Tcl_Interp *interp, int objc, Tcl_Obj *const 
         code = shim_get_row(si, interp, objv[2], base[2]);
         if (code == SHIM_NOT_HANDLED) {
             r = shim_call_stack(si, "t_get", base, 1);
-            code = set_result(interp, r);
+            code = shim_set_result(interp, r);
         }
         Py_DECREF(base[2]);
     }
@@ -383,6 +400,11 @@ static int table_cmd(ClientData cd, Tcl_Interp *interp, int objc, Tcl_Obj *const
         return call_and_set_result(si, interp, spec->method, objc - 3, objv + 3);
     case OPTIONS:
         return options_cmd(si, interp, spec, objc, objv);
+    case COMBINED:
+        if (objc - 2 <= SHIM_MAX_COMBINED_ARGS) {
+            return shim_combined_call(si, interp, spec->method, objc - 2, objv + 2);
+        }
+        return call_and_set_result(si, interp, "t_set", objc - 2, objv + 2);
     default:
         return call_and_set_result(si, interp, spec->method, objc - 2, objv + 2);
     }

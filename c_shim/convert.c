@@ -122,20 +122,24 @@ PyObject *shim_str_from_utf(const char *s, Py_ssize_t n)
     return join_surrogates(r);
 }
 
+int shim_is_pure_int(Tcl_Obj *obj, Tcl_WideInt *w)
+{
+    /* A pure integer (e.g. from expr): its value, without making its string.
+     * Every reader of arguments treats an int exactly as its decimal string.
+     * A pure double goes through its string: a float would differ from
+     * that string where a field wants an integer (2.0 against "2.0"). */
+    return obj->bytes == NULL && (obj->typePtr == int_type || obj->typePtr == wide_type)
+        && Tcl_GetWideIntFromObj(NULL, obj, w) == TCL_OK;
+}
+
 PyObject *shim_arg_to_py(Tcl_Obj *obj)
 {
     int len;
     const char *s;
+    Tcl_WideInt w;
 
-    if (obj->bytes == NULL && (obj->typePtr == int_type || obj->typePtr == wide_type)) {
-        /* A pure integer (e.g. from expr): its value, without making its string.
-         * Every reader of arguments treats an int exactly as its decimal string.
-         * A pure double goes through its string: a float would differ from
-         * that string where a field wants an integer (2.0 against "2.0"). */
-        Tcl_WideInt w;
-        if (Tcl_GetWideIntFromObj(NULL, obj, &w) == TCL_OK) {
-            return PyLong_FromLongLong((long long)w);
-        }
+    if (shim_is_pure_int(obj, &w)) {
+        return PyLong_FromLongLong((long long)w);
     }
     s = Tcl_GetStringFromObj(obj, &len);
     return shim_str_from_utf(s, len);

@@ -122,18 +122,19 @@ static int start_interpreter(void)
 static void import_bridge(void)
 {
     PyGILState_STATE g = shim_gil_enter();
-    PyMethodDef *defs[] = {&shim_split_list_def, &shim_post_event_def, &shim_call_tcl_def};
-    PyObject *fns[3] = {NULL}, *r = NULL;
+    PyMethodDef *defs[] = {&shim_split_list_def, &shim_post_event_def, &shim_call_tcl_def,
+                           &shim_durable_def};
+    PyObject *fns[4] = {NULL}, *r = NULL;
     int i, n = 0;
 
     shim_convert_init();
     shim_session_module = PyImport_ImportModule("aerostore.tclbridge.session");
-    if (shim_session_module) {
-        for (n = 0; n < 3 && (fns[n] = PyCFunction_New(defs[n], NULL)) != NULL; n++) {
+    if (shim_session_module && shim_durable_init() == 0) {
+        for (n = 0; n < 4 && (fns[n] = PyCFunction_New(defs[n], NULL)) != NULL; n++) {
         }
-        if (n == 3) {
-            r = PyObject_CallMethod(shim_session_module, "install_shim", "OOO",
-                                    fns[0], fns[1], fns[2]);
+        if (n == 4) {
+            r = PyObject_CallMethod(shim_session_module, "install_shim", "OOOO",
+                                    fns[0], fns[1], fns[2], fns[3]);
         }
         if (r) {
             shim_get_init();

@@ -13,7 +13,8 @@
  * by Tcl), commands.c (Aerostore_Init and the commands),
  * search.c (the row loop of FlightState search), rowget.c (`FlightState get
  * key` read in C), events.c (watch callbacks delivered through Tcl's thread
- * event queue).
+ * event queue), durable.c (write commands combined across Tcl threads, and
+ * their wait for the log flush, without the GIL).
  */
 #ifndef AEROSTORE_SHIM_H
 #define AEROSTORE_SHIM_H
@@ -50,6 +51,12 @@ void shim_convert_init(void);
 PyObject *shim_str_from_utf(const char *s, Py_ssize_t n);
 /* A Tcl argument: a pure integer is an int, anything else (a double too) its str. */
 PyObject *shim_arg_to_py(Tcl_Obj *obj);
+/* True (and *w) if obj is a pure Tcl integer (no string form): such an
+ * argument becomes a Python int.  No GIL needed. */
+int shim_is_pure_int(Tcl_Obj *obj, Tcl_WideInt *w);
+/* The answer r of a call (a new reference, or NULL with a Python error) as
+ * the interp's result, or the error; TCL_OK or TCL_ERROR.  GIL held. */
+int shim_set_result(Tcl_Interp *interp, PyObject *r);
 /* A Python value -> a new Tcl_Obj (refcount 0), or NULL with a Python error.
  * None is the empty string; tuples/lists are lists; dicts are flat key/value lists. */
 Tcl_Obj *shim_py_to_tcl(PyObject *value);
@@ -112,6 +119,9 @@ typedef struct ShimInterp {
     int alive;                 /* 0 once the interp is being deleted */
     int refs;                  /* guarded by a mutex in commands.c */
     PyObject *session;         /* the Session object (NULL once closed) */
+    /* durable.c (under its mutex): the commit the interp's thread waits for */
+    unsigned long long durable_seq;    /* the highest wait number a waker told */
+    int durable_ok;                    /* and whether that commit was durable */
 } ShimInterp;
 
 void shim_interp_ref(ShimInterp *si);
@@ -155,5 +165,23 @@ extern PyMethodDef shim_post_event_def;
 extern PyMethodDef shim_call_tcl_def;
 /* A capsule holding a reference to si, for Session.post_event. */
 PyObject *shim_interp_capsule(ShimInterp *si);
+
+/* ---- durable.c ---------------------------------------------------------- */
+
+/* After the bridge is imported: find session.DurableWait; 0 or -1 (Python error). */
+int shim_durable_init(void);
+/* True (and *seq, its wait number) if a method's answer r is a DurableWait.  GIL held. */
+int shim_is_durable_wait(PyObject *r, unsigned long long *seq);
+/* Sleep until wait seq is over; 1 if its commit is durable, 0 if it failed.  GIL NOT held. */
+int shim_wait_durable(ShimInterp *si, unsigned long long seq);
+/* The Python callable `durable(capsule, seq, csn, ok) -> wake_all`, the waker's body. */
+extern PyMethodDef shim_durable_def;
+/* The most arguments a combined command takes (more: the caller runs it alone). */
+#define SHIM_MAX_COMBINED_ARGS 16
+/* session.<method>(*objv converted), run by whichever Tcl thread combines
+ * (see durable.c); waits for its commit; the answer becomes the interp's
+ * result.  n <= SHIM_MAX_COMBINED_ARGS.  GIL NOT held. */
+int shim_combined_call(ShimInterp *si, Tcl_Interp *interp, const char *method,
+                       int n, Tcl_Obj *const objv[]);
 
 #endif

@@ -33,7 +33,7 @@ LIB_NAME = "libaerostore_tcl"
 TARGET = os.path.join(HERE, LIB_NAME + ".so")
 
 C_SOURCES = ["pystart.c", "convert.c", "options.c", "commands.c", "search.c", "rowget.c",
-             "events.c"]
+             "events.c", "durable.c"]
 
 INIT_CODE = r'''
 import os, sys

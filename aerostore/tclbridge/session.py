@@ -16,6 +16,7 @@ and its watches.  The engine itself is process-wide (``state``).
 from __future__ import annotations
 
 import traceback
+from functools import partial
 
 from .. import ingest
 from ..errors import AerostoreError, UsageError
@@ -27,14 +28,30 @@ __all__ = ["Session", "install_shim", "tcl_error", "shutdown"]
 
 _post_event = None        # post_event(capsule, (callback, words)): queue to the interp's thread
 _call_tcl = None          # call_tcl(capsule, words): run now, on the interp's thread
+_durable = None           # durable(capsule, number, csn, ok): the commit waited for is done
 
 
-def install_shim(split_list_fn, post_event_fn, call_tcl_fn) -> None:
+class DurableWait(int):
+    """What a write command returns to the shim instead of waiting for its
+    commit's flush itself: the number of this wait (the session's own
+    sequence).  The shim gives the GIL back and waits in C until the
+    ticket's waker, ``durable(capsule, number, csn, ok)``, says the commit
+    is durable and published; the command's result is then empty, or, if
+    ``ok`` is false, the error of ``t_durable_failed``.  Why: a thread woken
+    from a Python lock must take the GIL again before it can return to Tcl;
+    on 2 cores that hand-off cost about as much as the commit's own Python
+    (docs/decisions.md)."""
+
+    __slots__ = ()
+
+
+def install_shim(split_list_fn, post_event_fn, call_tcl_fn, durable_fn=None) -> None:
     """Called once by the shim with its C helpers."""
-    global _post_event, _call_tcl
+    global _post_event, _call_tcl, _durable
     install_tcl_rules(split_list_fn)
     _post_event = post_event_fn
     _call_tcl = call_tcl_fn
+    _durable = durable_fn
 
 
 def tcl_error(exc: BaseException) -> tuple:
@@ -102,7 +119,7 @@ class Session:
     ``_txn_table`` on every call straight from its slot."""
 
     __slots__ = ("safe", "_capsule", "_txn", "_txn_table", "_watches", "_queries",
-                 "_queries_table", "__weakref__")
+                 "_queries_table", "_ticket", "_waits", "__weakref__")
 
     def __init__(self, safe: bool, capsule):
         self.safe = bool(safe)
@@ -112,6 +129,8 @@ class Session:
         self._watches: dict = {}     # id -> _Watch
         self._queries: dict = {}     # search options -> Query, see search.py
         self._queries_table = None   # the table those queries are on
+        self._ticket = None          # (db, ticket) of the commit the shim waits for
+        self._waits = 0              # DurableWait numbers
 
     def close(self) -> None:
         """The interpreter is being deleted: end its transaction and watches."""
@@ -226,7 +245,24 @@ class Session:
     def t_fields(self):
         return self._schema().names
 
+    def c_set(self, key, *pairs):
+        """``FlightState set`` as the shim's combiner runs it (c_shim/durable.c),
+        in whichever Tcl thread combines: ``t_set`` that leaves the flush to
+        ``c_flush``, called once the combiner has run every queued command."""
+        return self._set(key, pairs, False)
+
+    @staticmethod
+    def c_flush():
+        """Flush the commits the combiner made (one group, in its thread)."""
+        db = state.current and state.database()
+        if db is not None:
+            db.flush_log()
+        return None
+
     def t_set(self, key, *pairs):
+        return self._set(key, pairs, True)
+
+    def _set(self, key, pairs, lead):
         schema = self._schema()
         values = {}
         for i in range(0, len(pairs), 2):
@@ -235,7 +271,31 @@ class Session:
                 raise UsageError(f'field "{schema.key_name}" is the key: it cannot be set',
                                  "FIELD", schema.key_name)
             values[schema.names[p]] = pairs[i + 1]
-        self._table().set(schema.coerce_key(key), values)
+        key = schema.coerce_key(key)
+        if self._txn_table is not None or _durable is None:
+            self._table().set(key, values)
+            return None
+        table = state.current or state.flights()
+        return self._deferred(table._db, table._set_nowait(key, values), lead)
+
+    def _deferred(self, db, ticket, lead=True):
+        """What a write command returns for its commit's ``ticket``: None when
+        it is done (or raise its error), else a ``DurableWait`` for the shim.
+        ``lead``: flush here if no flush runs; else leave it to ``c_flush``."""
+        if ticket is None:
+            return None
+        n = self._waits = self._waits + 1
+        if ticket.defer(partial(_durable, self._capsule, n), lead):
+            self._ticket = (db, ticket)
+            return DurableWait(n)
+        db.wait_durable(ticket)
+        return None
+
+    def t_durable_failed(self):
+        """The shim's call when the commit it waited for failed: raises its error."""
+        pending, self._ticket = self._ticket, None
+        if pending is not None:
+            pending[0].wait_durable(pending[1])
         return None
 
     def t_index_indexed(self):
