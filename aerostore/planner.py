@@ -407,6 +407,8 @@ class Scan(Plan):
         if skip is None:
             vec, rest = vector_terms(self.store.schema, q.terms)
             kh = keyscan.hits(self.store, rest)
+            if kh and not vec and self.store.columns is None:
+                return self._key_rows(s, kh, stop)
             if vec or kh:
                 return self._column_rows(s, vec, kh.rest if kh else rest, stop, kh)
         scan = compile_scan(self.store.schema, q.terms, False, skip is not None, bool(stop))
@@ -421,6 +423,8 @@ class Scan(Plan):
             kh = keyscan.hits(self.store, rest)
             if kh:
                 rest = kh.rest
+                if not vec and self.store.columns is None:
+                    return _clamp(len(self._key_rows(s, kh, _stop(q))), q)
             if vec or kh:
                 if rest:
                     return _clamp(len(self._column_rows(s, vec, rest, _stop(q), kh)), q)
@@ -431,6 +435,26 @@ class Scan(Plan):
         if skip:
             c += len(self._own(skip))
         return _clamp(c, q)
+
+    def _key_rows(self, s, kh, stop) -> list:
+        """Matches in slot order when the key buffer (``kh``) answers the only vectorised
+        terms and no query built the columns yet: its lines stand in for the columns'
+        marks (``KeyHits.marks``), so a first key match does not build them.  A
+        matching line's row at ``s`` needs only ``kh.rest``; an unsure slot, the
+        whole predicate.  O(slots) in numpy + O(matches) at C speed."""
+        pred = self.predicate()
+        rest_pred = compile_predicate(self.store.schema, kh.rest) if kh.rest else None
+        rows = self.store.rows
+        n = len(rows)
+        out = []
+        step = _PART if stop else max(n, 1)     # parts only to stop early
+        for a in range(0, n, step):
+            b = min(a + step, n)
+            m, chain = kh.marks(a, b)
+            _pick(rows, s, chain, m, a, None, pred, rest_pred, out)
+            if stop and len(out) >= stop:
+                break
+        return out
 
     def _each_part(self, fn) -> None:
         """``fn(cols, start, stop)`` per part of ``_PART`` slots, without the latch
