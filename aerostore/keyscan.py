@@ -37,7 +37,9 @@ Readers (the planner): ``hits(store, terms)`` answers the key match terms
 columns' marks of that part (settled-and-matching, chained), ``narrow``
 keeps a settled slot only if its line matches and it is not unsure, and moves
 the unsure settled slots to the chained ones, which the planner reads one by
-one at the query's snapshot and checks against the whole predicate.
+one at the query's snapshot and checks against the whole predicate.  Before
+any query built the columns, ``marks`` stands in for them (every slot taken
+as settled: the planner reads each matching line's row, whose type tells).
 
 Why a settled slot needs no recheck of its key: a slot read settled (columns
 ``FROZEN``) holds the row every snapshot sees (columns.py), the row of the key
@@ -45,7 +47,12 @@ it had then; the stamps are read after that state, and a reuse that happened
 before the state read stamped the slot before it (the grown stamp array
 copies every earlier stamp), so a clean stamp means the line is that key.
 The result never holds a key the snapshot does not see: settled rows are
-visible to every snapshot, the others are read at the snapshot.
+visible to every snapshot, the others are read at the snapshot.  A slot
+reused after the stamps were read holds only versions newer than the
+snapshot (freeing it needed its old row's delete visible to every registered
+snapshot, and the new row commits after the read), which the visibility
+check drops: so ``marks``, whose stamps are read before the rows, is exact
+too.
 
 Rebuilds: once the unsure slots (reused since the build, or allocated past
 it) pass ``max(_STALE_MIN, n / 16)``, the next query builds a new buffer
