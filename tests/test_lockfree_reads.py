@@ -218,3 +218,122 @@ def test_marks_past_the_captured_capacity_are_chains():
     assert m.tolist() == [True, False, True]
     assert chain.tolist() == [False, True, False]
     assert CHAIN == 2
+
+
+# -- property: a writer step injected at any point of any read ---------------------------------
+
+from hypothesis import HealthCheck, event, given, settings  # noqa: E402
+from hypothesis import strategies as hs  # noqa: E402
+
+_SHAPES = {
+    "range count": (lambda q: q.range("altitude", 100, 600), "count",
+                    lambda r: r[3] is not None and 100 <= r[3] < 600),
+    "range rows": (lambda q: q.range("altitude", 100, 600), "rows",
+                   lambda r: r[3] is not None and 100 <= r[3] < 600),
+    "walk asc": (lambda q: q.gt("altitude", 200).sort_by("altitude").limit(40), "rows", None),
+    "walk desc": (lambda q: q.sort_by("-lon").limit(30), "rows", None),
+    "box count": (lambda q: q.range("lat", -5, 5).range("lon", -5, 5), "count",
+                  lambda r: r[1] is not None and r[2] is not None and -5 <= r[1] < 5 and -5 <= r[2] < 5),
+    "box rows": (lambda q: q.range("lat", -5, 5).range("lon", -5, 5), "rows",
+                 lambda r: r[1] is not None and r[2] is not None and -5 <= r[1] < 5 and -5 <= r[2] < 5),
+    "scan count": (lambda q: q.gt("gs", 3).le("updated_at", 700), "count",
+                   lambda r: r[4] is not None and r[5] is not None and r[4] > 3 and r[5] <= 700),
+    "nulls": (lambda q: q.null("altitude"), "rows", lambda r: r[3] is None),
+}
+
+
+def _walk_want(rows, shape):
+    if shape == "walk asc":
+        hit = [r for r in rows if r[3] is not None and r[3] > 200]
+        return sorted(hit, key=lambda r: (r[3], r[0]))[:40]
+    return sorted(rows, key=lambda r: (-r[2], r[0]))[:30]
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=hs.integers(0, 1 << 30), shape=hs.sampled_from(sorted(_SHAPES)), at=hs.sampled_from([0, 0, 1, 1, 2, 3]),
+       action=hs.sampled_from(["install", "prune", "both", "delete"]), vec_min=hs.sampled_from([1, 1 << 30]),
+       chunk=hs.sampled_from([4, 64, 1024]))
+def test_any_writer_step_anywhere_in_a_read(seed, shape, at, action, vec_min, chunk):
+    """A random query, with a writer step (an install, a pending prune run, both, or
+    deletes then their prune) injected after the ``at``-th read step (an index
+    chunk, column marks, a slot set, a range count of an index, an index-only
+    count): the answer is always the snapshot's."""
+    rnd = random.Random(seed)
+    db = aerostore.open(":memory:")
+    saved = (planner._VEC_MIN, planner._CHUNK, arrayindex.ArrayIndex.chunk, Columns.marks,
+             arrayindex.ArrayIndex.slots_between, arrayindex.ArrayIndex.count_between,
+             planner.IndexRange._count_now)
+    try:
+        db._maint.request_vacuum = lambda: None
+        t = db.create_table(aerostore.FlightState)
+        n = 400
+
+        def row(i, tag):
+            return (f"K{i:04d}", rnd.choice([None, rnd.uniform(-10, 10)]), rnd.uniform(-10, 10),
+                    rnd.choice([None] + list(range(0, 1000, 7))), rnd.randrange(8), tag)
+
+        t.upsert_many([row(i, rnd.randrange(1000)) for i in range(n)])
+        blocker = db.begin()                    # leaves chains and a pending prune behind
+        for _ in range(3):
+            t.upsert_many([row(rnd.randrange(n + 50), rnd.randrange(1000)) for _ in range(30)])
+            with db.transaction() as txn:
+                for i in rnd.sample(range(n), 5):
+                    txn.table("FlightState").delete(f"K{i:04d}")
+        txn = db.begin()
+        blocker.rollback()
+        fired = []
+
+        def step():
+            if action in ("install", "both"):
+                vacuum = db._vacuum
+                db._vacuum = lambda block=False: None     # an install alone: the commit's own
+                try:                                      # prune would freeze slots too
+                    t.upsert_many([row(rnd.randrange(n + 80), 5) for _ in range(40)])
+                finally:
+                    db._vacuum = vacuum
+            if action == "delete":
+                with db.transaction() as w:
+                    for i in rnd.sample(range(n), 20):
+                        w.table("FlightState").delete(f"K{i:04d}")
+            if action in ("prune", "both", "delete"):
+                vacuum_now(db)
+
+        calls = []
+
+        def hook(real):
+            def f(*a, **k):
+                out = real(*a, **k)
+                calls.append(1)
+                if not fired and len(calls) > at:
+                    fired.append(1)
+                    step()
+                return out
+            return f
+
+        targets = [(arrayindex.ArrayIndex, "chunk"), (Columns, "marks"), (arrayindex.ArrayIndex, "slots_between"),
+                   (arrayindex.ArrayIndex, "count_between"), (planner.IndexRange, "_count_now")]
+        try:
+            tt = txn.table("FlightState")
+            before = tt.query().rows()
+            planner._VEC_MIN = vec_min
+            planner._CHUNK = chunk
+            for cls, name in targets:
+                setattr(cls, name, hook(getattr(cls, name)))
+            make, how, pick = _SHAPES[shape]
+            got = getattr(make(tt.query()), how)()
+        finally:
+            (planner._VEC_MIN, planner._CHUNK, arrayindex.ArrayIndex.chunk, Columns.marks,
+             arrayindex.ArrayIndex.slots_between, arrayindex.ArrayIndex.count_between,
+             planner.IndexRange._count_now) = saved
+            txn.rollback()
+        event(f"a writer step ran inside the read: {bool(fired)}")
+        if pick is None:
+            assert got == _walk_want(before, shape)
+        elif how == "count":
+            assert got == sum(1 for r in before if pick(r))
+        else:
+            assert sorted(got) == sorted(r for r in before if pick(r))
+        vacuum_now(db)
+        t._check()
+    finally:
+        db.close()
