@@ -27,7 +27,7 @@ counts once, in the first that reaches it):
   that uses them): the ``state``, ``cols`` and ``nulls`` arrays (their
   capacity, not just the rows in use) and their dicts;
 - ``indexes``: per index its object, its numpy arrays (``main``, the batch
-  layer's Runs, the ``frozen`` layer being folded), the small layers of an
+  layer's runs, the ``frozen`` runs being folded), the small layers of an
   ArrayIndex (``Small`` lists of packed ints) and its published ``view``, the
   SortedList of a SortedIndex (its packed ints or ``(value, slot)`` tuples: the
   value strings are the rows', counted there) and its null set;
@@ -287,9 +287,8 @@ class _Walk:
             n += getsizeof(ix) + getsizeof(ix.nulls) + self.count_all(list(ix.nulls))
             if hasattr(ix, "main"):         # ArrayIndex
                 n += self._array(ix.main) + self._array(ix._empty)
-                n += getsizeof(ix.batch) + sum(map(self._run, ix.batch))
-                if ix.frozen is not None:
-                    n += getsizeof(ix.frozen) + sum(map(self._run, ix.frozen))
+                for runs in (ix.runs, ix.frozen or ()):
+                    n += getsizeof(runs) + sum(getsizeof(layer) + sum(map(self._run, layer)) for layer in runs)
                 n += self._small(ix.delta) + self._small(ix.tomb)
                 n += getsizeof(ix.view) + getsizeof(ix.view.layers)
             else:                           # SortedIndex

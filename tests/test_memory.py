@@ -106,9 +106,9 @@ def reference(st) -> dict:
         n += getsizeof(ix) + getsizeof(ix.nulls) + sum(map(obj, ix.nulls))
         if hasattr(ix, "main"):
             n += _array_ref(ix.main, seen) + _array_ref(ix._empty, seen)
-            for layer in (ix.batch, ix.frozen):
-                if layer is not None:
-                    n += getsizeof(layer) + sum(getsizeof(r) + _array_ref(r.a, seen) for r in layer)
+            for runs in (ix.runs, ix.frozen or ()):
+                n += getsizeof(runs) + sum(getsizeof(layer) + sum(getsizeof(r) + _array_ref(r.a, seen) for r in layer)
+                                           for layer in runs)
             n += sum(getsizeof(sm) + sum(map(obj, sm)) for sm in (ix.delta, ix.tomb))
             n += getsizeof(ix.view) + getsizeof(ix.view.layers)
         else:
