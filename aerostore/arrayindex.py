@@ -658,9 +658,10 @@ class ArrayIndex(Index):
             out.update(d)
         return sorted(out)
 
-    def count_between(self, lo_e, hi_e) -> int:
-        """Entries e with lo_e <= e < hi_e: bisects of ``main`` and of each layer.  O(log n)."""
-        v = self.view
+    def count_between(self, lo_e, hi_e, view=None) -> int:
+        """Entries e with lo_e <= e < hi_e: bisects of ``main`` and of each layer.  O(log n).
+        ``view``: count in that published ``View`` (a ``Picture``'s) instead of the latest."""
+        v = view if view is not None else self.view
         main = v.main
         pos_in = self._pos_in
         i = pos_in(main, lo_e) if lo_e is not None else 0

@@ -578,7 +578,7 @@ def _catch_up(st: TableStore, n: int, keys: set, freed: set) -> None:
         return
     rows = st.rows
     cols = st.columns
-    with st.latch:
+    with st.freezing:                       # a writer section: readers' pictures follow
         idx = []
         for ix in st.indexes.values():      # the ready ones are the adopted ArrayIndexes
             if ix.ready and (ix.pos not in cols.cols or not hasattr(ix, "write_columns")):

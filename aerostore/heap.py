@@ -20,13 +20,13 @@ which folds them in the background.  ``live`` keeps the number of visible rows
 after each recent commit, so a count is O(1).
 
 Concurrency: writers change the heap in writer sections (``with
-store.writing:``: ``latch`` held exclusively, in parts, and ``wseq`` odd
-inside).  Readers take no lock: replacing ``rows[slot]`` is atomic, pruning
-only drops versions no registered snapshot can see, and the indexes and
-columns publish what readers read by one reference; planner.py says how a
-reader copes with entries older than the rows (``wseq``).  The latch is still
-shared by the few reads that need a still picture: a str index, an index-only
-count redone after a writer overlapped it.
+store.writing:`` / ``store.freezing:``, see ``_Writing``: ``latch`` held
+exclusively, in parts).  Readers take no lock: replacing ``rows[slot]`` is
+atomic, pruning only drops versions no registered snapshot can see and never
+cuts a chain in place, and the indexes and columns publish what readers read
+by one reference; planner.py says how a reader copes with entries older than
+the rows (``fseq``), and an index-only count reads the ``Picture`` a writer
+section leaves.  The latch is still shared by the reads of a str index.
 """
 
 from __future__ import annotations
@@ -54,12 +54,44 @@ _WHOLE = 4096
 
 
 def _chain_values(v, pos: int) -> set:
-    """Distinct values of field ``pos`` along a version chain."""
+    """Distinct values of field ``pos`` along a version chain (or of a settled tuple)."""
+    if v.__class__ is tuple:
+        return {v[pos]}
     out = set()
     while v is not None:
         out.add(v.values[pos])
         v = v.prev
     return out
+
+
+def _cut(head, last):
+    """A copy of the chain from ``head`` down to ``last`` (inclusive), ending there.
+
+    Why a copy: prune never cuts a chain in place, so a reader holding a head
+    taken earlier (an index-only count's ``Picture``) still finds every version
+    whose index entries its picture holds.  O(versions kept), usually one or two.
+    """
+    kept = []
+    v = head
+    while v is not last:
+        kept.append(v)
+        v = v.prev
+    kept.append(last)
+    out = None
+    for x in reversed(kept):
+        out = Version(x.xmin, x.xmax, x.values, out)
+    return out
+
+
+class Picture(NamedTuple):
+    """What an index-only count reads (planner.py), as of the end of the last writer
+    section, published by one reference (``TableStore.picture``): ``heads``, the
+    head of every chained slot's version chain (chains are never cut in place,
+    and a head's only later change is the ``xmax`` an install sets, which no
+    snapshot the picture serves looks at), and ``views``, field position -> (the
+    lock-free index, its ``view``) then."""
+    heads: dict
+    views: dict
 
 
 def _index_writes(idx, pairs, vals: dict, slots: dict, add: bool) -> None:
@@ -119,18 +151,17 @@ class Installed(NamedTuple):
 
 
 class _Writing:
-    """``with store.writing:`` a writer section: the latch held exclusively, and
-    ``store.wseq`` odd inside.  A lock-free reader that reads the same even
-    ``wseq`` before and after its reads saw no row, chain or index entry change in
-    between, exactly as if it had held the latch (planner.py, index-only counts).
+    """``with store.writing:`` a writer section: the latch held exclusively; at its end
+    the store's ``Picture`` is published (index-only counts read it).
 
     ``with store.freezing:`` a writer section that may also freeze or free slots
-    (prune, a bulk load): ``store.fseq`` is odd inside too.  Only such a section
-    can leave a settled row under a value that an index read taken before it
-    still lists for the slot; an install only adds versions and entries (a
-    reader's chunk that holds an install's entry was read after the install had
-    already made the slot a chain), so readers that only need that guarantee
-    watch ``fseq`` and are not disturbed by installs (planner.py, ``_chunk``)."""
+    (prune, a bulk load): ``store.fseq`` is odd inside, bumped again at the end.
+    Only such a section can leave a settled row under a value that an index
+    read taken before it still lists for the slot; an install only adds
+    versions and entries (a reader's chunk that holds an install's entry was
+    read after the install had already made the slot a chain).  A lock-free
+    reader that reads the same even ``fseq`` before and after a chunk and its
+    rows may trust settled rows (planner.py, ``_chunk``)."""
 
     __slots__ = ("store", "freezes")
 
@@ -141,17 +172,18 @@ class _Writing:
     def __enter__(self):
         st = self.store
         st.latch.__enter__()
-        st.wseq += 1
         if self.freezes:
             st.fseq += 1
         return self
 
     def __exit__(self, *exc):
         st = self.store
-        st.wseq += 1
-        if self.freezes:
-            st.fseq += 1
-        st.latch.__exit__(*exc)
+        try:
+            st._publish_picture()
+        finally:
+            if self.freezes:
+                st.fseq += 1
+            st.latch.__exit__(*exc)
         return False
 
 
@@ -172,13 +204,11 @@ class TableStore:
         self.unfrozen: set = set()
         self.n_frozen = 0
         self.latch = Latch()
-        # odd while a writer section changes rows, chains or index entries, bumped
-        # again when it ends; fseq the same for the sections that freeze or free
-        # slots (see ``_Writing``)
-        self.wseq = 0
+        # odd while a writer section that freezes or frees slots runs (``_Writing``)
         self.fseq = 0
         self.writing = _Writing(self, False)
         self.freezing = _Writing(self, True)
+        self.picture: Picture | None = None     # see Picture; None: count under the latch
         # typed arrays of the settled rows (columns.py), built on the first query
         # that can use them; None until then (writers keep them exact once built)
         self.columns: Columns | None = None
@@ -460,14 +490,17 @@ class TableStore:
                         unfrozen.discard(slot)
                         freed.append(slot)
                         continue
-                    newer.prev = None
+                    kept = rows[slot] = _cut(head, newer)
                 else:
                     dropped = v.prev
-                    v.prev = None
                     if newer is None and v.xmax == INF:
-                        rows[slot] = v.values
+                        kept = rows[slot] = v.values
                         settled.append(slot)
                         unfrozen.discard(slot)
+                    elif dropped is None:
+                        continue                # nothing to drop, nothing to settle
+                    else:
+                        kept = rows[slot] = _cut(head, v)
                 if dropped is None or not idx:
                     continue
                 if head is v and dropped.prev is None:
@@ -476,7 +509,7 @@ class TableStore:
                     continue
                 for ix in idx:
                     p = ix.pos
-                    for val in _chain_values(dropped, p) - _chain_values(head, p):
+                    for val in _chain_values(dropped, p) - _chain_values(kept, p):
                         rm_vals[p].append(val)
                         rm_slots[p].append(slot)
             self.n_frozen += len(settled)
@@ -606,6 +639,7 @@ class TableStore:
                 ix = indexes.get(p)
                 if ix is not None and not ix.ready:
                     self._fill(ix)
+            self._publish_picture()
 
     def build_columns(self) -> Columns:
         """The table's columns (columns.py), built from the heap on first use.
@@ -629,11 +663,14 @@ class TableStore:
             ix = self._new_index(pos)
             self._fill(ix)
             self.indexes[pos] = ix
+            self._publish_picture()
             return True
 
     def drop_index(self, pos: int) -> bool:
         with self.latch:
-            return self.indexes.pop(pos, None) is not None
+            gone = self.indexes.pop(pos, None) is not None
+            self._publish_picture()
+            return gone
 
     def _fill(self, ix: Index) -> None:
         """Build ``ix`` from every retained version in the heap.  O(n log n), C-speed sort."""
@@ -649,6 +686,18 @@ class TableStore:
         for slot in self.unfrozen:
             for val in _chain_values(rows[slot], pos):
                 ix.add(val, slot)
+
+    def _publish_picture(self) -> None:
+        """Publish the ``Picture`` of now (a writer section's end, an index built or
+        dropped).  Caller holds the latch exclusively.  O(chained slots) at C speed;
+        None past 65,536 of them (counts then take the latch)."""
+        u = self.unfrozen
+        if len(u) > 65536:
+            self.picture = None
+            return
+        self.picture = Picture(dict(zip(u, map(self.rows.__getitem__, u))),
+                               {pos: (ix, ix.view) for pos, ix in self.indexes.items()
+                                if ix.lockfree and ix.ready})
 
     # -- invariants ----------------------------------------------------------------------
     def _check(self) -> None:

@@ -262,8 +262,9 @@ class Index(ABC):
         """Every entry, sorted, as entries (``entry_form`` aside).  O(n)."""
 
     @abstractmethod
-    def count_between(self, lo_e, hi_e) -> int:
-        """The number of entries e with lo_e <= e < hi_e.  O(log n)."""
+    def count_between(self, lo_e, hi_e, view=None) -> int:
+        """The number of entries e with lo_e <= e < hi_e.  O(log n).  ``view``: of a
+        lock-free index, a version it published earlier (``view``) to count in; else None."""
 
     @abstractmethod
     def chunk(self, lo_e, hi_e, after, n: int, reverse: bool = False):
@@ -383,8 +384,9 @@ class SortedIndex(Index):
         """Every entry, sorted.  O(n)."""
         return list(self.sl)
 
-    def count_between(self, lo_e, hi_e) -> int:
-        """Entries e with lo_e <= e < hi_e (None = unbounded).  O(log n)."""
+    def count_between(self, lo_e, hi_e, view=None) -> int:
+        """Entries e with lo_e <= e < hi_e (None = unbounded).  O(log n).  (No views:
+        readers hold the latch.)"""
         sl = self.sl
         i = sl.bisect_left(lo_e) if lo_e is not None else 0
         j = sl.bisect_left(hi_e) if hi_e is not None else len(sl)

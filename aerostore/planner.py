@@ -46,10 +46,10 @@ writer that waits for another reader (the convoy of docs/architecture.md,
   ``store.fseq`` (heap.py) is read before a chunk and after its rows, and when
   it moved the chunk is filtered again with the key checked on every row
   (``_chunk``), a rare, bounded redo;
-- an index-only count, whose correction for chained slots needs the index,
-  the visibility map and the chains as of one moment, is computed without the
-  latch and kept when ``wseq`` did not move, else counted again under the
-  shared latch.
+- an index-only count, whose correction for chained slots needs the index
+  and the chains as of one moment, reads the store's ``Picture`` (heap.py):
+  the chain heads and index views published at the end of the last writer
+  section (chains are never cut in place).
 
 A SortedIndex (str fields, wider ints) is still read under the shared latch
 (``_guard``).  Point reads take no lock (see heap.py).
@@ -80,7 +80,6 @@ _SLOT_COST = 0.02     # per entry handed out as a numpy slot array, relative to 
 _CHUNK = 1024
 _PART = 1 << 16       # slots a column scan tests per step
 _VEC_MIN = 256        # index entries from which a chunk is filtered on the columns
-_COUNT_TRIES = 3      # lock-free tries of an index-only count before it takes the latch
 
 
 # -- running a query -------------------------------------------------------------------
@@ -889,46 +888,36 @@ class IndexRange(_OnIndex):
         predicate of a version's row says whether that version's value is in
         the ranges.  O(log n + chained slots).
 
-        The entries, the visibility map and the chains must be read as of one
-        moment: a lock-free index is read without the latch and the count kept
-        when ``store.wseq`` shows no writer section in between (a try that finds
-        a section running first waits for its end on the latch, then lets it
-        go); after ``_COUNT_TRIES`` overlapped tries (or for a latched index) it
-        is counted holding the shared latch.
+        The entries and the chains must be read as of one moment: a lock-free
+        index is counted on the store's ``Picture`` (heap.py: the chain heads and
+        the index views at the end of the last writer section; no latch, nothing
+        to validate), a latched one under the shared latch.
         """
         store = self.store
         ix = self.ix
         if ix.lockfree:
-            for _ in range(_COUNT_TRIES):
-                w0 = store.wseq
-                if w0 & 1:
-                    with store.latch.shared:    # a writer section runs: wait for its end
-                        w0 = store.wseq
-                _live(store, ix)
-                c = self._count_now(s, ix, list(store.unfrozen))
-                if store.wseq == w0:
-                    return c
+            pic = store.picture
+            if pic is not None:
+                got = pic.views.get(ix.pos)
+                if got is not None and got[0] is ix:
+                    _live(store, ix)
+                    return self._count_now(s, ix, got[1], pic.heads.values())
         with store.latch.shared:
             _live(store, ix)
-            return self._count_now(s, ix, store.unfrozen)
+            rows = store.rows
+            unfrozen = store.unfrozen
+            return self._count_now(s, ix, None, [rows[slot] for slot in unfrozen]
+                                   if len(unfrozen) <= 65536 else None)
 
-    def _count_now(self, s, ix, unfrozen):
-        """``_index_only_count``'s arithmetic over the chained slots ``unfrozen``; the
-        caller validates it.  None past 65,536 chained slots, or when a slot of
-        ``unfrozen`` holds no chain any more (only without the latch: the caller
-        then finds ``wseq`` moved)."""
-        if len(unfrozen) > 65536:
+    def _count_now(self, s, ix, view, heads):
+        """``_index_only_count``'s arithmetic over ``view`` (None: the index's own) and the
+        chain ``heads`` of the chained slots (None: too many, no count)."""
+        if heads is None:
             return None
         pred = self.predicate()
         p = ix.pos
-        c = sum(ix.count_between(a, b) for a, b in self.ranges)
-        if not unfrozen:
-            return c
-        rows = self.store.rows
-        for slot in unfrozen:
-            head = rows[slot]
-            if head is None or head.__class__ is tuple:
-                return None
+        c = sum(ix.count_between(a, b, view) for a, b in self.ranges)
+        for head in heads:
             v = head
             hit = None
             while v is not None:
