@@ -249,6 +249,7 @@ class TableStore:
             for ix in self.indexes.values():
                 if ix.ready:
                     ix.settle()
+            self._publish_picture()
 
     def _fold_due(self, ix) -> None:
         """``ix``'s layers passed their budget: hand it to the maintainer (inline without one)."""

@@ -1,4 +1,8 @@
-"""Latch: the table's short-held lock, shared by readers, exclusive for writers.
+"""Latch: the table's short-held lock, exclusive for writers, shared by the few
+readers that need a still heap (a str index's reads), and a gate for the rest.
+
+Most readers take no latch at all (planner.py); before a query runs, ``gate()``
+waits for a running writer section to end, without taking anything.
 
 Why shared: under CPython's GIL only one thread runs Python at a time, but a
 thread that holds a lock keeps it while the interpreter switches to another
@@ -16,6 +20,7 @@ steady stream of queries cannot starve the feed.
 - ``with latch.shared:`` shared; not reentrant (a reader section never takes
   the latch again), and a thread that holds the exclusive latch may enter it
   (it already excludes everyone).
+- ``latch.gate()``: wait while a writer holds or waits for the latch.
 
 Cost: one uncontended shared enter and exit is two ``threading.Lock`` round
 trips plus a few attribute reads, about 1 us.
@@ -93,6 +98,24 @@ class Latch:
             self._readers -= 1
             if not self._readers and self._writers_waiting:
                 self._cv.notify_all()
+
+    def gate(self) -> None:
+        """Wait while a writer holds the latch or waits for it; take nothing.
+
+        Why: readers that take no latch still compete with a writer section for
+        the GIL, so a feed's section took several times its CPU time while two
+        readers ran, and the feed lost a third of its rate (docs/decisions.md).
+        A query passes this gate once, before it runs (planner.execute; an
+        index-only count and a key lookup, which are cheap, do not): a running
+        writer section finishes alone, and no writer ever waits for a reader.
+        O(1) (two attribute reads) when no writer is about."""
+        if self._owner is None and not self._writers_waiting:
+            return
+        if self._owner == get_ident():
+            return
+        with self._mutex:
+            while self._owner is not None or self._writers_waiting:
+                self._cv.wait()
 
     def held_exclusively(self) -> bool:
         """True if the calling thread holds the latch exclusively (assertions)."""

@@ -105,6 +105,7 @@ class Maintainer:
         with store.latch:
             if ix.fold_finish(job, main):
                 self.folds += 1
+                store._publish_picture()    # (the old picture would keep the old arrays alive)
 
     def _fail(self, e: BaseException) -> None:
         """Report ``e`` (stderr, the owner's ``on_error``), then stop taking work."""

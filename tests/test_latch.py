@@ -59,3 +59,17 @@ def test_exclusive_is_reentrant_and_covers_shared_sections():
         assert latch.held_exclusively()
     assert not latch.held_exclusively()
     assert latch._readers == 0 and latch._owner is None
+
+
+def test_the_gate_waits_for_a_writer_and_holds_nothing():
+    """gate() returns at once when no writer is about, waits while one holds the latch,
+    and takes nothing: a writer enters right after a reader passed it."""
+    latch = Latch()
+    latch.gate()                                    # free: returns at once
+    with latch:
+        latch.gate()                                # the holder itself passes
+        passed = _in_thread(latch.gate)
+        time.sleep(0.05)
+        assert not passed.is_set()
+    assert passed.wait(5)
+    assert _in_thread(lambda: (latch.__enter__(), latch.__exit__())).wait(5)
