@@ -865,21 +865,22 @@ def _apply(d, t, A, R):
     relative to what is below ``d``/``t``: a removal takes a delta entry out or
     becomes a tombstone, an addition cancels a tombstone or becomes a delta entry.
     All four sorted; returns the new (delta, tomb).  O(len(d) + len(t) + k log n)."""
-    if len(R):
-        hit = _member(d, R)
-        if hit.any():
-            d = _without(d, R[hit])
-            R = R[~hit]
-        if len(R):
-            t = _with(t, R)
-    if len(A):
-        hit = _member(t, A)
-        if hit.any():
-            t = _without(t, A[hit])
-            A = A[~hit]
-        if len(A):
-            d = _with(d, A)
+    d, t = _onto(d, t, R)
+    t, d = _onto(t, d, A)
     return d, t
+
+
+def _onto(cancel, keep, xs):
+    """``xs`` (sorted) applied to a layer's two arrays: each one present in ``cancel``
+    takes it out, the others join ``keep``.  Returns (cancel, keep)."""
+    if len(xs):
+        hit = _member(cancel, xs)
+        if hit.any():
+            cancel = _without(cancel, xs[hit])
+            xs = xs[~hit]
+        if len(xs):
+            keep = _with(keep, xs)
+    return cancel, keep
 
 
 def _collapse(runs, empty):

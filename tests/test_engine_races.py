@@ -220,16 +220,19 @@ class HookLatch:
         self.busy = False
         self.shared = self
 
+    def _fire(self):
+        self.busy = True
+        try:
+            self.hook()
+        finally:
+            self.busy = False
+            self.hook = None
+
     def __enter__(self):
         if not self.busy and self.hook is not None:
             self.n += 1
             if self.n == self.at:
-                self.busy = True
-                try:
-                    self.hook()
-                finally:
-                    self.busy = False
-                    self.hook = None
+                self._fire()
         self.inner.shared.__enter__()
         return self
 
@@ -240,12 +243,7 @@ class HookLatch:
         """planner.execute's gate, between planning and reading: the hook runs here
         (lock-free reads take no section to hook)."""
         if not self.busy and self.hook is not None:
-            self.busy = True
-            try:
-                self.hook()
-            finally:
-                self.busy = False
-                self.hook = None
+            self._fire()
         return self.inner.gate()
 
 
