@@ -55,6 +55,8 @@ from . import ingest
 from .ttl import TTLSweeper
 from .watch import WatchHub
 
+_GATE_KEY = "aerostore.readers_wait_for_writers"   # lives in each TableStore (gate_queries)
+
 __all__ = ["Database", "Table", "open"]
 
 
@@ -72,6 +74,7 @@ class Database:
 
     def __init__(self, path: str | None = ":memory:", *, storage=None, **config):
         self.config = Config(**config)
+        self.config.on_change(self._config_changed)     # (runs only on later changes)
         _adopt_switch_interval()
         if storage is None:
             if path in (None, ":memory:"):
@@ -168,7 +171,14 @@ class Database:
     def _new_store(self, schema: Schema) -> TableStore:
         st = TableStore(schema)
         st.maintainer = self._maint
+        st.gate_queries = self.config.get(_GATE_KEY)
         return st
+
+    def _config_changed(self, key: str, value) -> None:
+        """A setting changed: the one that lives in the stores goes to each of them."""
+        if key == _GATE_KEY:
+            for st in list(self._stores.values()):
+                st.gate_queries = value
 
     def _maintainer_failed(self, e: BaseException) -> None:
         """The index maintainer stopped on ``e``: fail loudly (read-only, reason in stats)."""

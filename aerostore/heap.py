@@ -209,6 +209,8 @@ class TableStore:
         self.writing = _Writing(self, False)
         self.freezing = _Writing(self, True)
         self.picture: Picture | None = None     # see Picture; None: count under the latch
+        # queries pass latch.gate() first (aerostore.readers_wait_for_writers, config.py)
+        self.gate_queries = True
         # typed arrays of the settled rows (columns.py), built on the first query
         # that can use them; None until then (writers keep them exact once built)
         self.columns: Columns | None = None

@@ -106,7 +106,8 @@ class Latch:
         the GIL, so a feed's section took several times its CPU time while two
         readers ran, and the feed lost a third of its rate (docs/decisions.md).
         A query passes this gate once, before it runs (planner.execute; an
-        index-only count and a key lookup, which are cheap, do not): a running
+        index-only count and a key lookup, which are cheap, do not; nor any
+        query with ``aerostore.readers_wait_for_writers off``): a running
         writer section finishes alone, and no writer ever waits for a reader.
         O(1) (two attribute reads) when no writer is about."""
         if self._owner is None and not self._writers_waiting:

@@ -101,8 +101,8 @@ def execute(store, s: int, q, overlay: dict | None, mode: str):
             if mode.startswith("explain"):
                 # own writes (an overlay) rule out index-only counting: say what really runs
                 return plan.describe(count_only and skip is None)
-            if plan.kind is not KEY and not (count_only and skip is None and plan.kind is INDEX
-                                             and _index_only(plan, q)):
+            if store.gate_queries and plan.kind is not KEY and not (
+                    count_only and skip is None and plan.kind is INDEX and _index_only(plan, q)):
                 store.latch.gate()      # a running writer section finishes first (latch.py)
             return plan.count(s, skip) if count_only else plan.rows(s, skip)
         except _Stale:

@@ -16,7 +16,8 @@ RANGES = {
 
 
 def test_the_integer_settings_are_these():
-    assert set(Config.keys()) == set(RANGES) | {"aerostore.synchronous_commit"}
+    assert set(Config.keys()) == set(RANGES) | {"aerostore.synchronous_commit",
+                                                "aerostore.readers_wait_for_writers"}
 
 
 @pytest.mark.parametrize("key,hi", sorted(RANGES.items()))

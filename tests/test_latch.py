@@ -73,3 +73,29 @@ def test_the_gate_waits_for_a_writer_and_holds_nothing():
         assert not passed.is_set()
     assert passed.wait(5)
     assert _in_thread(lambda: (latch.__enter__(), latch.__exit__())).wait(5)
+
+
+def test_the_setting_turns_the_query_gate_off():
+    """aerostore.readers_wait_for_writers: on (the default), a query waits for a writer
+    section already running; off, it runs at once; a table made later, or a change
+    made later, follows the setting."""
+    import aerostore
+    db = aerostore.open(":memory:", **{"aerostore.readers_wait_for_writers": "off"})
+    try:
+        t = db.create_table(aerostore.FlightState)
+        t.upsert_many([(f"K{i}", 1.0, 1.0, i, 1, 1) for i in range(50)])
+        st = t._st
+        q = t.query().gt("altitude", 10).sort_by("lat").limit(5)
+        q.rows()                            # (builds the columns, which takes the latch once)
+        assert not st.gate_queries
+        with st.latch:                      # a writer section that does not end meanwhile
+            assert _in_thread(q.rows).wait(5), "a query waited with the gate off"
+            db.set_config("aerostore.readers_wait_for_writers", "on")
+            assert st.gate_queries
+            waiting = _in_thread(q.rows)
+            time.sleep(0.05)
+            assert not waiting.is_set()
+        assert waiting.wait(5)
+        assert db.get_config_text("aerostore.readers_wait_for_writers") == "on"
+    finally:
+        db.close()
