@@ -31,7 +31,8 @@ every index meets (the docstrings below) and does, once, what does not depend
 on the storage: a field value's key, the entry encoding, the null set, and the
 null split of batch writes, builds and retires.
 
-Not thread-safe by itself: the owning TableStore's latch guards every call.
+Writers are serialised by the owning TableStore's latch; readers of a
+SortedIndex share it, readers of a ``lockfree`` index (ArrayIndex) take none.
 """
 
 from __future__ import annotations
@@ -252,7 +253,7 @@ class Index(ABC):
         index was rebuilt or settled).  Latch held, O(1)."""
         raise AssertionError(f"index on field {self.pos} never folds")
 
-    # -- reads (the caller holds the table latch, shared) ------------------------------
+    # -- reads (the caller holds the table latch shared, unless the class is lockfree) ----
     @abstractmethod
     def __len__(self) -> int:
         """The number of entries (nulls not counted)."""

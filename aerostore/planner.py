@@ -840,7 +840,7 @@ class Nulls(_OnIndex):
 
 class IndexRange(_OnIndex):
     """``index``: the entries in one index's ``ranges`` (one per ``in`` value), read in
-    chunks under the latch and rechecked by the generated entry filter.
+    chunks (``_chunk``) and rechecked by the generated entry filter.
     rows(): O(entries in the ranges), fewer with an unsorted limit.
     count(): of a pure range on the field, from the index alone: O(log n + chained slots)."""
 
