@@ -359,14 +359,17 @@ class ArrayIndex(Index):
         if value is None:
             self.nulls.add(slot)
             return
-        e = self.entry(self.key(value), slot)
+        self._small_add(self.entry(self.key(value), slot))
+        self._publish()
+
+    def _small_add(self, e) -> None:
+        """Entry ``e`` (absent) into the small layer; not published yet.  O(small layer)."""
         tomb = self.tomb
         if e in tomb:
             self.tomb = tomb.minus(e)
         else:
             self.delta = self.delta.plus(e)
             self._after_small()
-        self._publish()
 
     def remove(self, value, slot: int) -> None:
         """Record that no retained version of ``slot`` has ``value`` any more.  O(log n)."""
@@ -375,14 +378,17 @@ class ArrayIndex(Index):
         if value is None:
             self.nulls.discard(slot)
             return
-        e = self.entry(self.key(value), slot)
+        self._small_remove(self.entry(self.key(value), slot))
+        self._publish()
+
+    def _small_remove(self, e) -> None:
+        """Entry ``e`` (present) out through the small layer; not published yet."""
         delta = self.delta
         if e in delta:
             self.delta = delta.minus(e)
         else:
             self.tomb = self.tomb.plus(e)
             self._after_small()
-        self._publish()
 
     def _after_small(self) -> None:
         """Move a full small layer into the batch layer (vectorised), then check the budget."""
@@ -424,8 +430,9 @@ class ArrayIndex(Index):
             self._merge_small()
             self._batch_write(self._np_entries(values, slots), None)
         else:
+            entry, key = self.entry, self.key
             for v, s in zip(values, slots):
-                self.add(v, s)
+                self._small_add(entry(key(v), s))
         self._publish()
 
     def _remove_many(self, values: list, slots: list) -> None:
@@ -436,8 +443,9 @@ class ArrayIndex(Index):
             self._merge_small()
             self._batch_write(None, self._np_entries(values, slots))
         else:
+            entry, key = self.entry, self.key
             for v, s in zip(values, slots):
-                self.remove(v, s)
+                self._small_remove(entry(key(v), s))
         self._publish()
 
     def _merge_small(self) -> None:
@@ -632,16 +640,6 @@ class ArrayIndex(Index):
         self._publish()
 
     # -- reads (no latch: each call reads one published ``view``) -------------------------
-    def _layers(self) -> tuple:
-        """The non-empty (delta, tomb) layers in front of ``main``, oldest first, as
-        readers see them now (``view.layers``).
-
-        Each layer's delta holds entries absent below it and its tomb entries
-        present below it, so an entry's presence is [in main] + deltas - tombs,
-        which is 0 or 1: counts add up layer by layer.
-        """
-        return self.view.layers
-
     def __len__(self):
         v = self.view
         n = len(v.main)
@@ -833,16 +831,15 @@ class ArrayIndex(Index):
                 assert (arr[1:] > arr[:-1]).all(), f"index on field {self.pos}: an array is not strictly sorted"
         assert len(self.delta) + len(self.tomb) <= _SMALL_MAX, "small layer past its size"
         v = self.view
-        want = View(main, ())
         assert len(self.runs) <= _MAX_RUNS, f"index on field {self.pos}: {len(self.runs)} runs"
         assert all(len(d) or len(t) for d, t in self.runs), f"index on field {self.pos}: an empty run"
         want_layers = list(self.frozen or ()) + list(self.runs)
         if self.delta or self.tomb:
             want_layers.append((self.delta, self.tomb))
-        assert v.main is main and list(v.layers) == want_layers and want.main is main, \
+        assert v.main is main and list(v.layers) == want_layers, \
             f"index on field {self.pos}: the published view is not the current layers"
         base = set(self._to_ints(main))
-        for d, t in self._layers():
+        for d, t in v.layers:
             if isinstance(d, Small):
                 assert all(a < b for a, b in zip(d, d[1:])), "small delta not strictly sorted"
                 assert all(a < b for a, b in zip(t, t[1:])), "small tomb not strictly sorted"

@@ -312,10 +312,6 @@ class Columns:
             m &= ~nul
         return m, chain
 
-    def mask(self, terms, slots=None, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """The ``matching`` array of ``marks``."""
-        return self.marks(terms, slots, start, stop)[0]
-
     def _check(self, rows: list) -> None:
         """Assert that the columns agree with the heap's ``rows`` (tests)."""
         n = len(rows)

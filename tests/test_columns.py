@@ -80,10 +80,10 @@ def test_mask_agrees_with_the_predicate(vals, terms, data):
     assert not rest, f"every generated term has a column answer: {rest}"
     pred = compile_predicate(S, q.terms)
     want = [states[i] == FROZEN and bool(pred(r)) for i, r in enumerate(rows)]
-    assert c.mask(vec).tolist() == want
+    assert c.marks(vec)[0].tolist() == want
     if rows:
         slots = np.array(data.draw(st.lists(st.integers(0, len(rows) - 1), max_size=10)), np.intp)
-        assert c.mask(vec, slots).tolist() == [want[s] for s in slots]
+        assert c.marks(vec, slots)[0].tolist() == [want[s] for s in slots]
 
 
 def test_terms_without_a_column_answer_stay_in_python():
@@ -112,7 +112,7 @@ def test_freeze_thaw_clear_follow_the_heap():
     more = [("k%d" % i, i, i, float(i), i % 2 == 0, None) for i in range(3, 3000)]
     c.freeze(list(range(3, 3000)), more)      # grows past the capacity
     c._check(heap + more)
-    assert c.mask(_query([(">", "i32", 2990)]).terms).sum() == 9
+    assert c.marks(_query([(">", "i32", 2990)]).terms)[0].sum() == 9
 
 
 def test_check_catches_a_stale_value():
