@@ -141,3 +141,34 @@ def test_a_set_whose_flush_fails_raises_the_io_error(held):
     assert e.code.startswith("AEROSTORE IO"), e.code
     assert raised and tcl.call("FlightState", "get", "B", "alt") == ""
     assert db.stats()["readonly"] == 1
+
+
+def test_a_set_waiting_in_c_when_the_store_closes_returns(held):
+    """The store starts closing while a set waits in C for its flush (held): close
+    waits for that flush, the set returns durable, and nothing waits for ever."""
+    tcl, io, db, deferred, raised, leader = held
+    closer = []
+
+    def run():
+        _wait_pending(db)                       # the set's commit is queued
+        th = threading.Thread(target=db.close)  # close: joins the writer, behind the flush
+        th.start()
+        closer.append(th)
+        time.sleep(0.05)
+        io.release()
+
+    rel = threading.Thread(target=run)
+    rel.start()
+    assert tcl.call("FlightState", "set", "B", "alt", "5") == ""
+    rel.join(20)
+    closer[0].join(20)
+    assert not closer[0].is_alive(), "close did not finish"
+    assert deferred == [True]
+    leader.join(20)
+    assert not raised
+
+
+def _wait_pending(db):
+    deadline = time.monotonic() + 20
+    while db.stats()["wal_pending"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.001)
