@@ -64,6 +64,7 @@ import numpy as np
 
 from .entries import SLOT_BITS, SLOT_MASK, EntryForm, np_float_keys
 from .index import Index, SortedIndex
+from .sysmem import map_big_arrays
 
 __all__ = ["ArrayIndex", "new_index"]
 
@@ -77,34 +78,9 @@ _MAX_RUNS = 2                # at most this many runs (readers bisect each)
 _FOLD_SLICE = 1 << 16        # entries of main merged per numpy step of a fold
 
 
-def _map_big_arrays() -> None:
-    """Have glibc map every allocation of 1 MiB or more on its own (M_MMAP_THRESHOLD).
-
-    Why: folding writes into ``main`` allocates and frees arrays of 8-16 MB per
-    million entries.  glibc's default threshold rises to 32 MB after the first
-    such free, so those arrays then come from the heap and their freed space
-    stays resident: about 100 bytes per row at 1M rows.  Mapped on their own,
-    they go back to the system when freed.  Only allocations of 1 MiB and more
-    are affected; elsewhere (not glibc) this does nothing.
-    """
-    global _mapped
-    if _mapped:
-        return
-    _mapped = True
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None)
-        libc.mallopt(-3, 1 << 20)           # M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
-        pass
-
-
-_mapped = False
-
-
 def new_index(pos: int, field) -> Index:
     """The index for ``field``: an ArrayIndex when its keys fit 64 bits, else a SortedIndex."""
-    _map_big_arrays()
+    map_big_arrays()
     kind = field.kind
     if kind == "bool":
         return ArrayIndex(pos, kind, np.int64)

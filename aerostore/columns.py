@@ -1,11 +1,16 @@
-"""Columns: the settled rows of one table as typed numpy arrays, one per numeric field.
+"""Columns: the settled rows of one table, the only copy of them: a typed numpy
+array per numeric field, a list per string field.
 
-Why: a predicate over Python tuples costs a bytecode loop per row, with the
-GIL held throughout; over typed arrays it is a few numpy expressions per chunk
-of rows, at C speed.  Under a live feed every reader's filter work is time
-that the feed and the other readers wait for (docs/architecture.md, "The live
-feed"), so scans and index walks test the settled rows here, and only the few
-slots with a version chain in Python.
+Why: a settled row as a Python tuple of boxed values costs about 220 bytes (a
+FlightState row); in typed arrays it costs the values' own bytes (the
+decisions of 2026-11-29, fifth session).  And a predicate over Python tuples
+costs a bytecode loop per row, with the GIL held throughout; over typed arrays
+it is a few numpy expressions per chunk of rows, at C speed.  Under a live
+feed every reader's filter work is time that the feed and the other readers
+wait for (docs/architecture.md, "The live feed"), so scans and index walks
+test the settled rows here, and only the few slots with a version chain in
+Python.  A row is made a tuple again only when a reader returns it (``row``,
+``rows_of``) or a writer gives it a new version.
 
 Layout, per slot (the heap's slot numbers, heap.py):
 
@@ -15,20 +20,29 @@ Layout, per slot (the heap's slot numbers, heap.py):
   columns say nothing; read ``rows[slot]``);
 - ``cols[pos][slot]``: the value of numeric field ``pos`` (int64, uint64 for
   unsigned 64-bit ranges, float64, or int8 for bools), 0 where null;
-- ``nulls[pos][slot]`` (bool): the field is null.
+- ``nulls[pos][slot]`` (bool): the field is null;
+- ``strs[pos][slot]``: the value of string field ``pos`` (a str, None where
+  null or the slot is not FROZEN), the key field excepted: the heap's
+  ``rows[slot]`` is the key of a settled row (heap.py); an int field too
+  wide for 64 bits (``column_dtype``) has such a list of ints.
 
-Only int, float and bool fields have columns; strings stay in the tuples.
 The arrays have a capacity (doubled when a slot past it is written: amortised
 O(1) per slot); slots past ``n`` are EMPTY.
 
 Writers (the heap, under the table's exclusive latch, one at a time) call
-``thaw`` when a slot gets a chain, ``freeze`` when it settles into a tuple,
-``clear`` when it is freed, and ``load`` for a bulk replacement.  Readers take
-no latch: they call ``marks`` with the terms ``vector_terms`` says it answers,
-which reads ``arrays`` (the state, columns and null arrays, published together
-by one reference: a capacity change replaces them all) once, and each slot's
-state before its values.  What a reader may meet, and why each is harmless
-(``s`` is its snapshot, registered while it reads):
+``thaw`` when a slot gets a chain, ``freeze`` when it settles, ``clear``
+when it is freed, and ``load``/``adopt`` for a bulk replacement.  Only
+``freeze`` and ``load`` write values, and the heap calls them only in a
+writer section that bumps ``store.fseq`` (heap.py): a reader that reads
+values with the same even ``fseq`` before and after read no write of them
+(``TableStore.row_at`` and ``rows_at`` read rows so).
+
+Readers take no latch: they call ``marks`` with the terms ``vector_terms``
+says it answers, which reads ``arrays`` (the state, columns, null arrays and
+the row views, published together by one reference: a capacity change
+replaces them all) once, and each slot's state before its values.  What a
+reader of ``marks`` may meet, and why each is harmless (``s`` is its
+snapshot, registered while it reads):
 
 - a slot read ``FROZEN`` holds the values of the row every snapshot sees: a
   freeze writes the values before the state, and a slot it read ``FROZEN`` that
@@ -63,15 +77,20 @@ _INT_LIMITS = {_I64: (-(1 << 63), (1 << 63) - 1), _U64: (0, (1 << 64) - 1)}
 
 
 def column_dtype(field):
-    """The numpy dtype of ``field``'s column, or None (no column: strings)."""
+    """The numpy dtype of ``field``'s column, or None (a list of Python objects:
+    strings, and the int fields whose range takes both negative values and
+    values past 2^63 - 1, which no 64-bit type holds)."""
     kind = field.kind
     if kind == "float":
         return _F64
     if kind == "bool":
         return _I8
     if kind == "int":
-        if field.lo is not None and field.lo >= 0 and field.hi is not None and field.hi >= 1 << 63:
+        lo, hi = field.lo, field.hi
+        if lo is not None and lo >= 0 and hi is not None and hi >= 1 << 63:
             return _U64
+        if (lo is None or lo < 0) and (hi is None or hi >= 1 << 63):
+            return None
         return _I64
     return None
 
@@ -111,21 +130,53 @@ class Columns:
 
     def __init__(self, schema):
         self.schema = schema
+        self.key_pos = schema.key_pos
         self.dtypes = {}
+        self.strpos = []
         for pos, f in enumerate(schema.fields):
+            if pos == schema.key_pos:
+                continue
             dt = column_dtype(f)
-            if dt is not None and pos != schema.key_pos:
+            if dt is not None:
                 self.dtypes[pos] = dt
+            else:
+                self.strpos.append(pos)
+        self._makers = {}               # frozenset of nullable fields -> row1 (``_row_maker``)
+        self.nullable = set()           # numeric fields whose null array may hold a True
         self.n = 0                      # slots below n may be non-EMPTY
         self.cap = 0
         self.state = np.zeros(0, np.uint8)
         self.cols = {p: np.zeros(0, dt) for p, dt in self.dtypes.items()}
         self.nulls = {p: np.zeros(0, bool) for p in self.dtypes}
+        self.strs = {p: [] for p in self.strpos}
         self._publish()
 
     def _publish(self) -> None:
-        """Make the current arrays what readers read: one reference assignment."""
-        self.arrays = (self.state, self.cols, self.nulls)
+        """Make the current arrays what readers read: one reference assignment.
+        ``arrays[3]`` and ``arrays[4]`` are what ``row`` reads: per field after
+        the key, in field order, a memoryview of its column and one of its
+        nulls (indexing one gives a Python int, float or bool, in C), or a
+        string field's list; and ``row1(slot, key, views)``, which reads the
+        null arrays of the ``nullable`` fields only (a random row costs a cache
+        miss per array read: about 0.1 us each on this machine)."""
+        views = []
+        for p in range(len(self.schema.fields)):
+            if p in self.cols:
+                views.append(memoryview(self.cols[p]))
+                views.append(memoryview(self.nulls[p]))
+            elif p in self.strs:
+                views.append(self.strs[p])
+        key = frozenset(self.nullable)
+        row1 = self._makers.get(key)
+        if row1 is None:
+            row1 = self._makers[key] = _row_maker(self.schema, self.dtypes, self.strpos, key)
+        self.arrays = (self.state, self.cols, self.nulls, tuple(views), row1)
+
+    def _nulls_in(self, fields) -> None:
+        """Fields ``fields`` now hold a null somewhere: their nulls count from now on."""
+        if not self.nullable.issuperset(fields):
+            self.nullable.update(fields)
+            self._publish()
 
     # -- writes (exclusive latch) ----------------------------------------------
     def _grow(self, n: int) -> None:
@@ -144,37 +195,51 @@ class Columns:
             col[:self.cap] = self.cols[p]
             nul = nulls[p] = np.zeros(cap, bool)
             nul[:self.cap] = self.nulls[p]
-        self.state, self.cols, self.nulls = state, cols, nulls
+        strs = {p: lst + [None] * (cap - self.cap) for p, lst in self.strs.items()}
+        self.state, self.cols, self.nulls, self.strs = state, cols, nulls, strs
         self.cap = cap
         self._publish()
 
     def freeze(self, slots: list, rows: list) -> None:
-        """The settled tuples ``rows`` now hold ``slots``: write their values.  O(len * fields) in C."""
+        """The rows ``rows`` (tuples in field order) settle in ``slots``: write their
+        values, then mark the slots FROZEN.  O(len * fields) in C (a Python loop per
+        string field).  Only inside a writer section that bumps ``fseq``."""
         if not slots:
             return
         self._grow(max(slots) + 1)
+        for p, lst in self.strs.items():
+            for slot, r in zip(slots, rows):
+                lst[slot] = r[p]
         if len(slots) == 1:
             slot, r = slots[0], rows[0]
+            got = []
             for p, col in self.cols.items():
                 v = r[p]
                 if v is None:
                     col[slot] = 0
                     self.nulls[p][slot] = True
+                    got.append(p)
                 else:
                     col[slot] = v
                     self.nulls[p][slot] = False
+            if got:
+                self._nulls_in(got)
             self.state[slot] = FROZEN
             return
         idx = np.array(slots, np.intp)
         values = list(zip(*rows))
+        got = []
         for p, col in self.cols.items():
             vals = values[p]
             if None in vals:
                 self.nulls[p][idx] = np.array([v is None for v in vals], bool)
                 vals = [0 if v is None else v for v in vals]
+                got.append(p)
             else:
                 self.nulls[p][idx] = False
             col[idx] = np.array(vals, col.dtype)
+        if got:
+            self._nulls_in(got)
         self.state[idx] = FROZEN
 
     def thaw(self, slots) -> None:
@@ -190,50 +255,61 @@ class Columns:
             self.state[idx] = CHAIN
 
     def clear(self, slots) -> None:
-        """``slots`` are free."""
+        """``slots`` are free (their strings are let go)."""
         if len(slots):
             self.state[np.array(slots, np.intp)] = EMPTY
+            for lst in self.strs.values():
+                for slot in slots:
+                    lst[slot] = None
 
-    def load(self, rows: list, all_settled: bool = False) -> None:
-        """Replace everything from a heap's ``rows`` (slot i holds ``rows[i]``: a
-        settled tuple, a version chain, or None); ``all_settled``: every one is a
-        tuple.  O(n) in C, plus a Python pass when some slots are not tuples."""
+    def load(self, rows: list) -> None:
+        """Replace everything with the rows ``rows`` (tuples; slot i holds ``rows[i]``,
+        None: a free slot).  O(n) in C, plus a Python pass over the rows when some
+        are None."""
         n = len(rows)
         self.cap = 0
         self.n = 0
         self.state = np.zeros(0, np.uint8)
         self.cols = {p: np.zeros(0, dt) for p, dt in self.dtypes.items()}
         self.nulls = {p: np.zeros(0, bool) for p in self.dtypes}
+        self.strs = {p: [] for p in self.strpos}
+        self.nullable = set()
         self._publish()
         if not n:
             return
         self._grow(n)
-        if all_settled:
-            self.freeze_range(rows)
+        if None not in rows:
+            self._freeze_range(rows)
             return
-        settled = [i for i, r in enumerate(rows) if r.__class__ is tuple]
+        settled = [i for i, r in enumerate(rows) if r is not None]
         self.freeze(settled, [rows[i] for i in settled])
-        self.thaw([i for i, r in enumerate(rows) if r is not None and r.__class__ is not tuple])
 
-    def freeze_range(self, rows: list) -> None:
+    def _freeze_range(self, rows: list) -> None:
         """``load`` of rows without holes: slot i holds ``rows[i]``."""
         n = len(rows)
         values = list(zip(*rows))
+        got = []
         for p, col in self.cols.items():
             vals = values[p]
             if None in vals:
                 self.nulls[p][:n] = np.array([v is None for v in vals], bool)
                 vals = [0 if v is None else v for v in vals]
+                got.append(p)
             col[:n] = np.array(vals, col.dtype)
+        if got:
+            self._nulls_in(got)
+        for p, lst in self.strs.items():
+            lst[:n] = values[p]
         self.state[:n] = FROZEN
 
     @classmethod
     def adopt(cls, schema, n: int, cols, nulls) -> "Columns":
         """Columns of ``n`` settled rows without holes (slot i holds row i), from whole
         arrays (a checkpoint's): ``cols[pos]`` is numeric field ``pos``'s values (0 where
-        null; converted when of another dtype), ``nulls[pos]`` a bool array or None (no
-        nulls); lists or dicts by field position, other fields ignored.  Writable arrays
-        of the column's dtype are taken over, not copied: the caller must not use them
+        null; converted when of another dtype) or string field ``pos``'s list (None
+        where null), ``nulls[pos]`` a bool array or None (no nulls); lists or dicts by
+        field position, the key field ignored.  Writable arrays of the column's dtype
+        and the lists are taken over, not copied: the caller must not use them
         afterwards.  O(1), or O(n) per converted array."""
         c = cls(schema)
         if not n:
@@ -244,10 +320,48 @@ class Columns:
             c.cols[p] = _own(cols[p], dt, n)
             nul = nulls[p]
             c.nulls[p] = np.zeros(n, bool) if nul is None else _own(nul, np.dtype(bool), n)
+            if nul is not None and nul.any():
+                c.nullable.add(p)
+        for p in c.strpos:
+            lst = cols[p]
+            if len(lst) != n:
+                raise ValueError(f"a column of {len(lst)} values for {n} rows")
+            c.strs[p] = lst if lst.__class__ is list else list(lst)
         c._publish()
         return c
 
     # -- reads (no latch; see the module docstring) ------------------------------------
+    def row(self, slot: int, key):
+        """The settled row of ``slot`` (whose key is ``key``) as a tuple in field order.
+        The caller makes sure that no ``freeze`` overlapped (``fseq``, heap.py).
+        O(fields), no Python code per field: memoryview and list indexing in C."""
+        a = self.arrays
+        return a[4](slot, key, a[3])
+
+    def rows_of(self, slots, keys: list) -> list:
+        """The settled rows of ``slots`` (a numpy int array, or a ``slice`` of slots)
+        whose keys are ``keys``, as tuples in field order; the caller makes sure that
+        no ``freeze`` overlapped (``fseq``).  O(len * fields) in C."""
+        kp = self.key_pos
+        return list(zip(*[keys if p == kp else self.values_of(p, slots)
+                          for p in range(len(self.schema.fields))]))
+
+    def values_of(self, pos: int, slots) -> list:
+        """Field ``pos``'s values (Python objects, None where null) of the settled
+        ``slots`` (a numpy int array or a ``slice``), not the key's.  O(len) in C."""
+        _state, cols, nulls, _v, _r = self.arrays
+        col = cols.get(pos)
+        if col is None:
+            lst = self.strs[pos]
+            return lst[slots] if slots.__class__ is slice else list(map(lst.__getitem__, slots.tolist()))
+        v = col[slots]
+        vals = (v != 0).tolist() if v.dtype == _I8 else v.tolist()
+        nul = nulls[pos][slots]
+        if nul.any():
+            for i in np.flatnonzero(nul).tolist():
+                vals[i] = None
+        return vals
+
     def marks(self, terms, slots=None, start: int = 0, stop: int | None = None):
         """(matching, chained): two bool arrays over ``slots`` (a numpy int array) in
         their order when given, else over the slots in [start, stop) (``stop``
@@ -257,7 +371,7 @@ class Columns:
         One capture of ``arrays``; the state is read before the values.
         O(len * terms) in C; numpy releases the GIL for big arrays.
         """
-        state, cols, nulls = self.arrays
+        state, cols, nulls, _v, _r = self.arrays
         cap = len(state)
         if slots is None:
             stop = self.n if stop is None else stop
@@ -313,28 +427,82 @@ class Columns:
         return m, chain
 
     def _check(self, rows: list) -> None:
-        """Assert that the columns agree with the heap's ``rows`` (tests)."""
+        """Assert that the columns agree with the heap's ``rows`` (tests): a free slot
+        is EMPTY with no strings, a settled one (its key in ``rows``) FROZEN with
+        values of its fields' types that ``row`` and ``rows_of`` read alike, a
+        chained one CHAIN.  O(n)."""
         n = len(rows)
         assert self.n <= self.cap and len(self.state) == self.cap
-        assert self.arrays[0] is self.state and self.arrays[1] is self.cols and self.arrays[2] is self.nulls, \
+        arrays = self.arrays
+        assert arrays[0] is self.state and arrays[1] is self.cols and arrays[2] is self.nulls, \
             "the published arrays are not the current ones"
+        want = []
+        for p in range(len(self.schema.fields)):
+            if p in self.cols:
+                want += [self.cols[p], self.nulls[p]]
+            elif p in self.strs:
+                want.append(self.strs[p])
+        got = [v.obj if v.__class__ is memoryview else v for v in arrays[3]]
+        assert len(got) == len(want) and all(a is b for a, b in zip(got, want)), \
+            "the published row views are not the current arrays"
         assert not self.state[max(n, self.n):].any(), "state set past the heap"
+        for p, nul in self.nulls.items():
+            assert p in self.nullable or not nul.any(), f"field {p} holds a null but is not nullable"
+        assert arrays[4] is self._makers[frozenset(self.nullable)], "the published row1 is not current"
+        for lst in self.strs.values():
+            assert len(lst) == self.cap, "a string column's length is not the capacity"
+        fields = self.schema.fields
+        settled = []
         for slot in range(n):
             r = rows[slot]
             st = int(self.state[slot]) if slot < self.cap else EMPTY
             if r is None:
                 assert st == EMPTY, f"slot {slot}: free in the heap, state {st}"
-            elif r.__class__ is tuple:
-                assert st == FROZEN, f"slot {slot}: frozen in the heap, state {st}"
-                for p, col in self.cols.items():
-                    v = r[p]
-                    if v is None:
-                        assert self.nulls[p][slot], f"slot {slot} field {p}: null not marked"
-                    else:
-                        assert not self.nulls[p][slot], f"slot {slot} field {p}: marked null"
-                        assert col[slot] == v, f"slot {slot} field {p}: {col[slot]!r} != {v!r}"
+                for p, lst in self.strs.items():
+                    assert slot >= self.cap or lst[slot] is None, f"slot {slot}: free but holds a string"
+            elif r.__class__ is str:
+                assert st == FROZEN, f"slot {slot}: settled in the heap, state {st}"
+                settled.append(slot)
+                row = self.row(slot, r)
+                for p, f in enumerate(fields):
+                    v = row[p]
+                    assert v is None or v.__class__ is _PYTYPE[f.kind], \
+                        f"slot {slot} field {p}: {v!r} is not a {f.kind}"
             else:
                 assert st == CHAIN, f"slot {slot}: chain in the heap, state {st}"
+        if settled:
+            keys = [rows[i] for i in settled]
+            assert self.rows_of(np.array(settled, np.intp), keys) == [
+                self.row(i, k) for i, k in zip(settled, keys)], "row and rows_of disagree"
+
+
+_PYTYPE = {"int": int, "float": float, "bool": bool, "str": str}
+
+
+def _row_maker(schema, dtypes: dict, strpos: list, nullable: frozenset):
+    """``row1(slot, key, views)``: the tuple of one settled row from the row views
+    (``Columns.arrays[3]``), generated per schema and set of ``nullable`` fields
+    (the others' null arrays hold no True: not read): one expression per
+    field, no loop and no call per field."""
+    kp = schema.key_pos
+    names = []
+    parts = []
+    for p in range(len(schema.fields)):
+        if p == kp:
+            parts.append("key")
+        elif p in dtypes:
+            v, nul = f"v{p}", f"n{p}"
+            names += [v, nul]
+            val = f"{v}[i] != 0" if dtypes[p] == _I8 else f"{v}[i]"
+            parts.append(f"None if {nul}[i] else {val}" if p in nullable else val)
+        else:
+            names.append(f"s{p}")
+            parts.append(f"s{p}[i]")
+    unpack = f"    {', '.join(names)}{',' if len(names) == 1 else ''} = views\n" if names else ""
+    src = f"def row1(i, key, views):\n{unpack}    return ({', '.join(parts)},)\n"
+    ns: dict = {}
+    exec(compile(src, f"<aerostore row of {schema.name}>", "exec"), ns)
+    return ns["row1"]
 
 
 def _own(a, dt, n: int) -> np.ndarray:

@@ -121,9 +121,10 @@ class Database:
         """Load the checkpoint into the heaps, replay the WAL on them.
 
         A checkpoint of format 2 hands over its columns and numeric index arrays
-        (``TableStore.load_columns``): the replay then tracks which slots its
-        commits change, and ``_catch_up`` brings those columns and indexes up to
-        the heap at the end.  Other indexes build lazily, on first read.
+        (``TableStore.load_columns``).  The replay tracks which slots its commits
+        change in every table, and ``_catch_up`` brings those columns (and the
+        indexes a checkpoint handed over) up to the heap at the end.  Other
+        indexes build lazily, on first read.
         """
         rec = self._storage.recover()
         stores = self._stores
@@ -135,14 +136,17 @@ class Database:
                 st.add_retired_index(schema.position(f))
             if t.columns is None:
                 st.load(t.rows)
-                continue
-            st.load_columns(t.n, t.columns, t.nulls,
-                            {schema.position(f): a for f, a in t.index_arrays.items()})
-            tracked[schema.name] = (st, t.n, set(), set())
+            else:
+                st.load_columns(t.n, t.columns, t.nulls,
+                                {schema.position(f): a for f, a in t.index_arrays.items()})
+            tracked[schema.name] = (st, len(st.rows), set(), set())
         t = rec.tables = None           # the heaps hold what they need: free the rest now
         replay(rec.records, _Replay(self, tracked))
-        for st, n, keys, freed in tracked.values():
-            _catch_up(st, n, keys, freed)
+        for name, st in stores.items():
+            if name in tracked:
+                _catch_up(*tracked[name])
+            else:
+                st.settle_replayed()    # created by the log: columns loaded whole
         self._csn = rec.last_csn
         self._snaps.watermark = rec.last_csn
 
@@ -478,9 +482,9 @@ class Database:
 
     def memory(self, table) -> dict:
         """Bytes ``table`` (a name or Schema) holds per part: keys, key_dict, rows,
-        version_chains, columns, indexes, and their total (aerostore/memory.py says
+        columns, version_chains, indexes, and their total (aerostore/memory.py says
         what each part holds).  O(rows) in Python, under the table's shared latch
-        (writers wait, about 2 s at 1M rows): for diagnostics, not a hot path."""
+        (writers wait, about 0.7 s at 1M rows): for diagnostics, not a hot path."""
         from .memory import table_memory
         return table_memory(self._store(table))
 
@@ -571,22 +575,28 @@ def index_entries(schema: Schema):
 
 
 def _catch_up(st: TableStore, n: int, keys: set, freed: set) -> None:
-    """After the log's replay on a heap loaded by ``load_columns`` (``n`` rows): bring its
-    columns and its ready indexes, exact for the checkpoint's rows, up to the heap.
+    """After the log's replay on a heap loaded from a checkpoint (``n`` rows, maybe 0):
+    bring its columns and its ready indexes, exact for the checkpoint's rows, up to
+    the heap.
 
     ``keys``: the keys the replay put; ``freed``: the slots whose key it deleted.
     Those slots below ``n`` still hold the checkpoint's values in the columns:
-    they are read out, the columns take the heap's rows, and each index loses
-    the entries of the values that changed and gains the new ones, in one batch
-    per index (into its batch layer: the maintainer folds it into ``main`` in the
-    background).  O(changed slots) at C speed (numpy).
+    they are read out, the columns take the replayed rows
+    (``TableStore.settle_replayed``), and each index loses the entries of the
+    values that changed and gains the new ones, in one batch per index (into
+    its batch layer: the maintainer folds it into ``main`` in the background).
+    O(changed slots) at C speed (numpy).
     """
-    slots = freed
-    slots.update(map(st.slots.get, keys))
-    slots.discard(None)
-    if not slots:
-        return
     rows = st.rows
+    if n == 0:                              # every slot is the log's (nothing was tracked)
+        S = np.arange(len(rows), dtype=np.int64)
+    else:
+        slots = freed
+        slots.update(map(st.slots.get, keys))
+        slots.discard(None)
+        S = np.array(sorted(slots), np.int64)
+    if not len(S):
+        return
     cols = st.columns
     with st.freezing:                       # a writer section: readers' pictures follow
         idx = []
@@ -595,15 +605,12 @@ def _catch_up(st: TableStore, n: int, keys: set, freed: set) -> None:
                 ix.retire()                 # (never so; were it, a rebuild on first read)
             elif ix.ready:
                 idx.append(ix)
-        S = np.array(sorted(slots), np.int64)
-        new = [rows[s] for s in S.tolist()]
-        live = np.fromiter((r is not None for r in new), bool, len(new))
+        live = np.fromiter((rows[s] is not None for s in S.tolist()), bool, len(S))
         was = S < n                         # slots that held a checkpoint row
         So = S[was]
         old = {ix.pos: (cols.cols[ix.pos][So], cols.nulls[ix.pos][So]) for ix in idx}
         Sl = S[live]
-        cols.freeze(Sl.tolist(), [r for r in new if r is not None])
-        cols.clear(S[~live & (S < cols.cap)].tolist())
+        st.settle_replayed(S)
         both = live[was]                    # among So: live now
         fresh = ~was[live]                  # among Sl: beyond the checkpoint's rows
         for ix in idx:
@@ -626,11 +633,14 @@ def _catch_up(st: TableStore, n: int, keys: set, freed: set) -> None:
 
 
 class _Replay(Sink):
-    """Recovery: the log's commits applied to the heaps (``replay``); indexes
-    stay retired until their first read builds them, except those a checkpoint
-    handed over: for their tables (``tracked``: name -> (store, rows, keys
-    put, slots freed)) the keys put and the slots freed are noted for
-    ``_catch_up``."""
+    """Recovery: the log's commits applied to the heaps (``replay``), each put as a
+    tuple in its slot until the end of recovery settles it into the columns;
+    indexes stay retired until their first read builds them, except those a
+    checkpoint handed over.  For the tables a checkpoint holds (``tracked``:
+    name -> (store, rows, keys put, slots freed)) the keys put and the slots
+    freed are noted for ``_catch_up`` (not when it held no row: then every
+    slot is the log's); the tables the log creates are settled whole
+    (``TableStore.settle_replayed``)."""
 
     def __init__(self, db: Database, tracked: dict | None = None):
         self._db = db
@@ -658,14 +668,14 @@ class _Replay(Sink):
         if st is None:
             raise self._unknown(csn, table)
         tr = self._tracked.get(table)
-        if tr is not None:
+        if tr is not None and tr[1]:
             tr[2].add(key)
         st.replay_put(key, values if values.__class__ is tuple else tuple(values))
 
     def delete(self, csn: int, table: str, key: str) -> None:
         st = self._store(csn, table)
         tr = self._tracked.get(table)
-        if tr is not None:
+        if tr is not None and tr[1]:
             slot = st.slots.get(key)
             if slot is not None:
                 tr[3].add(slot)
@@ -712,10 +722,16 @@ class Table:
         st = self._st
         slot = st.slots.get(key)
         if slot is not None and not db._closed:
-            # fast path: a frozen row is the latest version and visible to every snapshot
+            # fast path: a settled row is the latest version and visible to every
+            # snapshot (row_at reads it whole)
+            # TableStore.row_at inlined for a settled row: the same even fseq before and after
+            f = st.fseq
             head = st.rows[slot]
-            if head.__class__ is tuple and head[st.key_pos] == key:
-                return head
+            if head.__class__ is str and not f & 1 and head == key:
+                a = st.columns.arrays
+                r = a[4](slot, head, a[3])
+                if st.fseq == f:
+                    return r
         s = self._latest()
         r = st.get(key, s)
         if r is None and db._snaps.watermark != s:

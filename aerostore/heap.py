@@ -3,11 +3,14 @@
 Layout (designed for 1M+ rows):
 
 - ``slots``: key -> slot number (hash lookup, O(1));
-- ``rows[slot]``: a plain tuple (a frozen row, visible to every snapshot), the
-  newest ``Version`` of a chain (see mvcc.py), or None (a free slot);
+- ``rows[slot]``: the key (a str) of a settled row, visible to every snapshot,
+  whose values are in the ``columns`` (columns.py: their only copy); the
+  newest ``Version`` of a chain (see mvcc.py), whose versions hold their rows
+  as tuples; or None (a free slot);
+- ``columns``: the settled rows' values, typed arrays per field;
 - ``indexes``: field position -> SortedIndex or ArrayIndex, entries ``(value, slot)``;
 - ``unfrozen``: the slots that hold a Version chain (the "visibility map":
-  every other slot is all-visible), ``n_frozen`` counts tuple slots; rebuilt
+  every other slot is all-visible), ``n_frozen`` counts settled slots; rebuilt
   when a bulk write leaves it mostly empty (``index.compacted``).
 
 Writers install whole transactions (``install``) and later ``prune`` the slots
@@ -19,12 +22,19 @@ layers grew past their budget is handed to the ``maintainer`` (maintainer.py),
 which folds them in the background.  ``live`` keeps the number of visible rows
 after each recent commit, so a count is O(1).
 
+Reading a row: ``row_at(slot, s)`` and ``rows_at(slots, s)`` are the one
+home of it.  A settled row is read from the columns without a lock; only a
+writer section that bumps ``fseq`` (a prune freezing slots, a bulk load)
+writes column values, so a read with the same even ``fseq`` before and after
+is whole, and a read that a freeze overlapped is done again under the shared
+latch.  A thread holding the latch (a writer) reads ``columns`` directly.
+
 Concurrency: writers change the heap in writer sections (``with
 store.writing:`` / ``store.freezing:``, see ``_Writing``: ``latch`` held
 exclusively, in parts).  Readers take no lock: replacing ``rows[slot]`` is
 atomic, pruning only drops versions no registered snapshot can see and never
-cuts a chain in place, and the indexes and columns publish what readers read
-by one reference; planner.py says how a reader copes with entries older than
+cuts a chain in place, column values are read as above, and the indexes and
+columns publish what readers read by one reference; planner.py says how a reader copes with entries older than
 the rows (``fseq``), and an index-only count reads the ``Picture`` a writer
 section leaves.  The latch is still shared by the reads of a str index.
 """
@@ -36,8 +46,10 @@ from itertools import compress
 from operator import itemgetter, ne
 from typing import NamedTuple
 
+import numpy as np
+
 from .arrayindex import new_index
-from .columns import Columns
+from .columns import FROZEN, Columns
 from .index import Index, compacted
 from .latch import Latch
 from .mvcc import INF, Version, visible
@@ -54,9 +66,7 @@ _WHOLE = 4096
 
 
 def _chain_values(v, pos: int) -> set:
-    """Distinct values of field ``pos`` along a version chain (or of a settled tuple)."""
-    if v.__class__ is tuple:
-        return {v[pos]}
+    """Distinct values of field ``pos`` along a version chain."""
     out = set()
     while v is not None:
         out.add(v.values[pos])
@@ -138,6 +148,18 @@ def _index_writes(idx, pairs, vals: dict, slots: dict, add: bool) -> None:
 _first, _second, _third = itemgetter(0), itemgetter(1), itemgetter(2)
 
 
+def _key_of(head, kp: int):
+    """The key string a settling slot keeps in ``rows``: that of its chain's oldest
+    version (the key dict's own string when the row was settled before: an
+    install makes that version from ``rows[slot]``), so that an update bringing
+    an equal copy of the key does not keep a second string per row.
+    O(chain length)."""
+    v = head
+    while v.prev is not None:
+        v = v.prev
+    return v.values[kp]
+
+
 def _newer_csn(head) -> int:
     """The CSN of the newest commit on a chain (its delete, else its head's insert)."""
     return head.xmax if head.xmax < INF else head.xmin
@@ -211,9 +233,8 @@ class TableStore:
         self.picture: Picture | None = None     # see Picture; None: count under the latch
         # queries pass latch.gate() first (aerostore.readers_wait_for_writers, config.py)
         self.gate_queries = True
-        # typed arrays of the settled rows (columns.py), built on the first query
-        # that can use them; None until then (writers keep them exact once built)
-        self.columns: Columns | None = None
+        # the settled rows' values (columns.py): their only copy
+        self.columns = Columns(schema)
         # the key buffer of glob matches on the key (keyscan.py), made by the first
         # query that can use it; writers tell it which slots they reuse
         self.keyscan = None
@@ -224,12 +245,59 @@ class TableStore:
         slot = self.slots.get(key)
         if slot is None:
             return None
-        head = self.rows[slot]
-        if head is None:
-            return None
-        r = visible(head, s)
+        r = self.row_at(slot, s)
         # the slot may have been freed and reused between the two lookups
         return r if r is not None and r[self.key_pos] == key else None
+
+    def row_at(self, slot: int, s: int):
+        """The row tuple of ``slot`` visible to snapshot ``s`` (registered, or the
+        watermark with the caller's own checks), or None.  O(fields) for a settled
+        row, O(chain) for a chain; no lock unless a freeze overlapped the read.
+        Not for a thread that holds the latch (it would wait for itself)."""
+        f = self.fseq
+        head = self.rows[slot]
+        if head.__class__ is not str:
+            return None if head is None else visible(head, s)
+        r = self.columns.row(slot, head)
+        if f == self.fseq and not f & 1:
+            return r
+        with self.latch.shared:
+            head = self.rows[slot]
+            if head.__class__ is not str:
+                return None if head is None else visible(head, s)
+            return self.columns.row(slot, head)
+
+    def rows_at(self, slots, s: int, keep_none: bool = False) -> list:
+        """The rows visible to ``s`` of ``slots`` (a list of slot numbers, or a
+        ``range`` with step 1), in order; a slot with none is left out
+        (``keep_none``: None in its place).  Settled rows are read from the
+        columns in one gather (or slice) per field, as ``row_at`` says.
+        O(len * fields) in C, plus O(chain) per chained slot in Python."""
+        f = self.fseq
+        out = self._rows_at(slots, s, keep_none)
+        if f == self.fseq and not f & 1:
+            return out
+        with self.latch.shared:
+            return self._rows_at(slots, s, keep_none)
+
+    def _rows_at(self, slots, s: int, keep_none: bool) -> list:
+        rows = self.rows
+        if slots.__class__ is range:
+            heads = rows[slots.start:slots.stop]
+            if heads and heads[0].__class__ is str and len(set(map(type, heads))) == 1:
+                return self.columns.rows_of(slice(slots.start, slots.start + len(heads)), heads)
+            slots = range(slots.start, slots.start + len(heads))
+        else:
+            heads = list(map(rows.__getitem__, slots))
+            if heads and heads[0].__class__ is str and len(set(map(type, heads))) == 1:
+                return self.columns.rows_of(np.array(slots, np.intp), heads)
+        at = [i for i, h in enumerate(heads) if h.__class__ is str]
+        if at:
+            got = self.columns.rows_of(np.array([slots[i] for i in at], np.intp), [heads[i] for i in at])
+            for i, r in zip(at, got):
+                heads[i] = r
+        out = [h if h.__class__ is tuple else (None if h is None else visible(h, s)) for h in heads]
+        return out if keep_none else [r for r in out if r is not None]
 
     def count(self, s: int) -> int:
         """Rows visible to snapshot ``s`` (registered, or the watermark).  O(commits since s), no lock.
@@ -267,17 +335,10 @@ class TableStore:
         return ix
 
     def iter_visible(self, s: int, start: int = 0, stop: int | None = None):
-        """Rows visible to ``s`` among slots [start, stop): for scans and checkpoints."""
-        rows = self.rows
-        for head in rows[start:stop]:
-            if head is None:
-                continue
-            if head.__class__ is tuple:
-                yield head
-            else:
-                r = visible(head, s)
-                if r is not None:
-                    yield r
+        """Rows visible to ``s`` among slots [start, stop), in slot order (checkpoints,
+        statistics), read as ``rows_at`` does.  O(slots) at C speed for settled rows."""
+        stop = len(self.rows) if stop is None else min(stop, len(self.rows))
+        yield from self.rows_at(list(range(start, stop)), s)
 
     # -- writes --------------------------------------------------------------------
     def check_conflicts(self, keys, s: int):
@@ -298,7 +359,7 @@ class TableStore:
                 cand = list(self.unfrozen)
             for slot in cand:
                 head = rows[slot]
-                if head.__class__ is tuple or head is None:
+                if head.__class__ is str or head is None:
                     continue
                 if (head.xmin > s or s < head.xmax < INF) and head.values[kp] in keys:
                     return head.values[kp], _newer_csn(head)
@@ -309,7 +370,7 @@ class TableStore:
             if slot is None:
                 continue
             head = rows[slot]
-            if head.__class__ is tuple or head is None:
+            if head.__class__ is str or head is None:
                 continue
             if head.xmin > s or s < head.xmax < INF:
                 return key, _newer_csn(head)
@@ -360,8 +421,18 @@ class TableStore:
         simple_append = simple.append
         thawed = []
         n_live = 0
+        cols = self.columns
         with self.writing:
             unfrozen = self.unfrozen      # under the latch: prune may replace it
+            # the settled rows this part updates or deletes, read from the columns in one
+            # gather per field (the latch keeps them whole)
+            settled = {}
+            sl = [s for s in map(slots.get, map(_first, items)) if s is not None]
+            if sl:
+                sk = [(s, h) for s, h in zip(sl, map(rows.__getitem__, sl)) if h.__class__ is str]
+                if sk:
+                    ss, ks = zip(*sk)
+                    settled = dict(zip(ss, cols.rows_of(np.array(ss, np.intp), list(ks))))
             for key, values in items:
                 slot = slots.get(key)
                 if slot is None:
@@ -371,9 +442,9 @@ class TableStore:
                     continue
                 head = rows[slot]
                 tappend(slot)
-                if head.__class__ is tuple:
-                    cur = head
-                    old = Version(0, csn, head, None)
+                if head.__class__ is str:
+                    cur = settled[slot]
+                    old = Version(0, csn, cur, None)
                     thawed.append(slot)
                     unfrozen.add(slot)
                     rows[slot] = old
@@ -404,13 +475,11 @@ class TableStore:
                 cappend((tname, "update" if cur is not None else "insert", key, cur, values))
                 oappend(("put", tname, key, values))
             self.n_frozen -= len(thawed)
-            cols = self.columns
-            if cols is not None and thawed:
+            if thawed:
                 cols.thaw(thawed)
             if fresh_keys:
                 new_slots = self._alloc(len(fresh_keys))
-                if cols is not None:
-                    cols.thaw(new_slots)
+                cols.thaw(new_slots)
                 for key, values, slot in zip(fresh_keys, fresh_vals, new_slots):
                     rows[slot] = Version(csn, INF, values, None)
                 slots.update(zip(fresh_keys, new_slots))
@@ -461,6 +530,7 @@ class TableStore:
         simple = []
         simple_append = simple.append
         settled = []
+        settled_rows = []
         freed = []
         with self.freezing:
             unfrozen = self.unfrozen
@@ -470,7 +540,7 @@ class TableStore:
             rm_slots = {ix.pos: [] for ix in idx}
             for slot in slot_list:
                 head = rows[slot]
-                if head is None or head.__class__ is tuple:
+                if head is None or head.__class__ is str:
                     continue
                 newer = None
                 v = head
@@ -497,9 +567,9 @@ class TableStore:
                 else:
                     dropped = v.prev
                     if newer is None and v.xmax == INF:
-                        kept = rows[slot] = v.values
+                        kept = None             # settles below, into the columns
                         settled.append(slot)
-                        unfrozen.discard(slot)
+                        settled_rows.append(v.values)
                     elif dropped is None:
                         continue                # nothing to drop, nothing to settle
                     else:
@@ -512,16 +582,21 @@ class TableStore:
                     continue
                 for ix in idx:
                     p = ix.pos
-                    for val in _chain_values(dropped, p) - _chain_values(kept, p):
+                    keep = {v.values[p]} if kept is None else _chain_values(kept, p)
+                    for val in _chain_values(dropped, p) - keep:
                         rm_vals[p].append(val)
                         rm_slots[p].append(slot)
             self.n_frozen += len(settled)
             cols = self.columns
-            if cols is not None:
-                if settled:
-                    cols.freeze(settled, [rows[slot] for slot in settled])
-                if freed:
-                    cols.clear(freed)
+            if settled:
+                # values first, then the key in ``rows``: a settled slot's columns are whole
+                cols.freeze(settled, settled_rows)
+                kp = self.key_pos
+                for slot in settled:
+                    rows[slot] = _key_of(rows[slot], kp)
+                unfrozen.difference_update(settled)
+            if freed:
+                cols.clear(freed)
             self.unfrozen = compacted(unfrozen)
             _index_writes(idx, simple, rm_vals, rm_slots, False)
             # entries of freed slots are gone (applied above): they can be reused at once
@@ -532,24 +607,33 @@ class TableStore:
 
     # -- bulk load, indexes -----------------------------------------------------------
     def load(self, rows_iter) -> None:
-        """Replace the contents with frozen rows (recovery).
+        """Replace the contents with settled rows (recovery from a checkpoint that holds
+        rows, not columns): slot i holds row i.
 
         Indexes are emptied and rebuilt lazily, each on its first read
         (``ready_index``): recovery is ready for key access at once, and an
         index nobody queries costs nothing.
         """
+        rows = rows_iter if rows_iter.__class__ is list else list(rows_iter)
+        cols = Columns(self.schema)
+        cols.load(rows)
+        keys = list(map(itemgetter(self.key_pos), rows))
+        self._adopt(keys, cols)
+        for ix in self.indexes.values():
+            ix.retire()
+
+    def _adopt(self, keys: list, cols: Columns) -> None:
+        """The heap of settled rows whose keys are ``keys`` (slot i: ``keys[i]``) and
+        whose values are in ``cols``."""
+        n = len(keys)
         with self.freezing:
-            rows = rows_iter if rows_iter.__class__ is list else list(rows_iter)
-            kp = self.key_pos
-            self.rows = rows
-            self.slots = dict(zip(map(itemgetter(kp), rows), range(len(rows))))
+            self.rows = keys
+            self.slots = dict(zip(keys, range(n)))
             self.free = []
             self.unfrozen = set()
-            self.n_frozen = len(rows)
-            self.live = deque([(0, len(rows))])
-            self.columns = None
-            for ix in self.indexes.values():
-                ix.retire()
+            self.n_frozen = n
+            self.live = deque([(0, n)])
+            self.columns = cols
 
     def load_columns(self, n: int, columns: list, nulls: list, index_arrays: dict) -> None:
         """``load`` from whole columns (recovery from a checkpoint of format 2): slot i
@@ -559,31 +643,15 @@ class TableStore:
         where null; bools as 0/1) or a list for a string field (None where null);
         ``nulls[p]``: a bool array (True: null) or None when no value is null;
         ``index_arrays``: field position -> the sorted entry array of the index on
-        it over these rows (``ArrayIndex.export_main``).  The rows are built at C
-        speed (``tolist``, ``zip``); the numeric columns become ``self.columns``
-        (taken over, not copied); an index with an array adopts it as is, the
-        others build on first read as after ``load``.
+        it over these rows (``ArrayIndex.export_main``).  The columns are taken
+        over, not copied, and the key list becomes ``rows``: no row is built.  An
+        index with an array adopts it as is, the others build on first read as
+        after ``load``.  O(n) for the key dict, O(1) else.
         """
-        kinds = self.schema.kinds
-        lists = []
-        for p, col in enumerate(columns):
-            if col.__class__ is not list:
-                nul = nulls[p]
-                col = (col != 0).tolist() if kinds[p] == "bool" else col.tolist()
-                if nul is not None:
-                    for i in nul.nonzero()[0].tolist():
-                        col[i] = None
-            lists.append(col)
-        rows = list(zip(*lists)) if n else []
+        keys = columns[self.key_pos]
         cols = Columns.adopt(self.schema, n, columns, nulls)
-        with self.freezing:
-            self.rows = rows
-            self.slots = dict(zip(columns[self.key_pos], range(n)))
-            self.free = []
-            self.unfrozen = set()
-            self.n_frozen = n
-            self.live = deque([(0, n)])
-            self.columns = cols
+        self._adopt(keys if keys.__class__ is list else list(keys), cols)
+        with self.latch:
             for pos, ix in self.indexes.items():
                 main = index_arrays.get(pos)
                 nul = nulls[pos]
@@ -593,7 +661,10 @@ class TableStore:
                     ix.retire()
 
     def replay_put(self, key, values: tuple) -> None:
-        """Recovery only (single-threaded, indexes retired, no columns yet): upsert a frozen row."""
+        """Recovery only (single-threaded, no reader, indexes retired or caught up by
+        ``settle_replayed``): upsert a settled row.  The slot holds the tuple
+        until ``settle_replayed`` writes it into the columns."""
+        kp = self.key_pos
         slot = self.slots.get(key)
         if slot is None:
             slot = self.free.pop() if self.free else len(self.rows)
@@ -601,20 +672,48 @@ class TableStore:
                 self.rows.append(values)
             else:
                 self.rows[slot] = values
-            self.slots[key] = slot
+            self.slots[values[kp]] = slot         # the key string the row keeps
             self.n_frozen += 1
             self.live[-1] = (0, self.n_frozen)
         else:
+            head = self.rows[slot]
+            k = head if head.__class__ is str else head[kp]
+            if values[kp] is not k:               # keep the key dict's string, not a copy
+                values = values[:kp] + (k,) + values[kp + 1:]
             self.rows[slot] = values
 
     def replay_del(self, key) -> None:
-        """Recovery only: delete a frozen row."""
+        """Recovery only: delete a settled row (``settle_replayed`` clears its columns)."""
         slot = self.slots.pop(key, None)
         if slot is not None:
             self.rows[slot] = None
             self.free.append(slot)
             self.n_frozen -= 1
             self.live[-1] = (0, self.n_frozen)
+
+    def settle_replayed(self, slots=None) -> None:
+        """End of recovery: the replayed rows go into the columns.  ``slots`` (a sorted
+        numpy int array) are every slot a replayed commit put or freed (each holds a
+        tuple or None); None: every slot (a table the log filled from empty: the
+        columns are loaded whole, at C speed).  Caller holds ``freezing``, or is
+        the only thread.  O(len(slots)), or O(n)."""
+        rows = self.rows
+        kp = self.key_pos
+        if slots is None:
+            self.columns.load(rows)
+            self.rows = [r if r is None else r[kp] for r in rows]
+            for ix in self.indexes.values():
+                ix.retire()             # an index a checkpoint of no rows handed over
+            return
+        cols = self.columns
+        new = [rows[s] for s in slots.tolist()]
+        live = [s for s, r in zip(slots.tolist(), new) if r is not None]
+        got = [r for r in new if r is not None]
+        cols.freeze(live, got)
+        gone = slots[np.fromiter((r is None for r in new), bool, len(new))]
+        cols.clear(gone[gone < cols.cap].tolist())
+        for s, r in zip(live, got):
+            rows[s] = r[kp]
 
     def add_retired_index(self, pos: int) -> None:
         """Declare an index that builds on its first read (recovery)."""
@@ -644,20 +743,6 @@ class TableStore:
                     self._fill(ix)
             self._publish_picture()
 
-    def build_columns(self) -> Columns:
-        """The table's columns (columns.py), built from the heap on first use.
-        O(1) once built; else O(n) in C (plus a Python pass over the slots if
-        some hold chains), under the exclusive latch."""
-        cols = self.columns
-        if cols is not None:
-            return cols
-        with self.latch:
-            if self.columns is None:
-                cols = Columns(self.schema)
-                cols.load(self.rows, all_settled=self.n_frozen == len(self.rows))
-                self.columns = cols
-            return self.columns
-
     def create_index(self, pos: int) -> bool:
         """Build an index on field ``pos``; False if it exists.  O(n log n)."""
         with self.latch:
@@ -676,15 +761,20 @@ class TableStore:
             return gone
 
     def _fill(self, ix: Index) -> None:
-        """Build ``ix`` from every retained version in the heap.  O(n log n), C-speed sort."""
+        """Build ``ix`` from every retained version in the heap.  Caller holds the
+        latch.  O(n log n), C-speed sort; settled values read from the columns."""
         pos = ix.pos
         rows = self.rows
-        if self.n_frozen == len(rows):
-            slots = list(range(len(rows)))
-            vals = [r[pos] for r in rows]
+        cols = self.columns
+        n = len(rows)
+        if self.n_frozen == n:
+            slots = list(range(n))
+            vals = rows if pos == self.key_pos else cols.values_of(pos, slice(0, n))
         else:
-            slots = [i for i, h in enumerate(rows) if h.__class__ is tuple]
-            vals = [rows[i][pos] for i in slots]
+            sl = np.flatnonzero(cols.state[:n] == FROZEN)
+            slots = sl.tolist()
+            vals = (list(map(rows.__getitem__, slots)) if pos == self.key_pos
+                    else cols.values_of(pos, sl))
         ix.build(vals, slots)
         for slot in self.unfrozen:
             for val in _chain_values(rows[slot], pos):
@@ -713,9 +803,9 @@ class TableStore:
             for slot, head in enumerate(rows):
                 if head is None:
                     continue
-                if head.__class__ is tuple:
+                if head.__class__ is str:
                     n_frozen += 1
-                    key = head[kp]
+                    key = head
                 else:
                     unfrozen.add(slot)
                     key = head.values[kp]
@@ -737,6 +827,8 @@ class TableStore:
                 assert rows[s] is None, f"free slot {s} is in use"
             assert self.live[-1][1] == len(self.slots) - sum(
                 1 for slot in unfrozen if rows[slot].xmax != INF), "live row count is off"
+            cols = self.columns
+            cols._check(rows)
             for pos, ix in self.indexes.items():
                 self.ready_index(ix)
                 ix._check()
@@ -745,7 +837,8 @@ class TableStore:
                 for slot, head in enumerate(rows):
                     if head is None:
                         continue
-                    vals = {head[pos]} if head.__class__ is tuple else _chain_values(head, pos)
+                    vals = ({cols.row(slot, head)[pos]} if head.__class__ is str
+                            else _chain_values(head, pos))
                     for val in vals:
                         if val is None:
                             nulls.add(slot)
@@ -753,5 +846,3 @@ class TableStore:
                             want.add(ix.entry(ix.key(val), slot))
                 assert set(ix.entries()) == want, f"index on field {pos} differs from the rows"
                 assert ix.nulls == nulls, f"null set of index {pos} differs from the rows"
-            if self.columns is not None:
-                self.columns._check(rows)

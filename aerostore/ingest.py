@@ -28,9 +28,11 @@ import stat
 import time
 from functools import partial
 
+from . import sysmem
 from .errors import AerostoreError, UsageError
 from .gcpause import paused
 from .retry import run_in_transaction
+from .rowblock import RowBlock
 from .schema import surrogate_at
 from .storage.fileio import NUL_IN_NAME, has_nul
 from .tsvcodec import Codec, codec
@@ -62,6 +64,11 @@ class IngestResult:
     def __repr__(self):
         return f"<IngestResult {self}>"
 
+
+
+# characters of TSV decoded at once before its rows are packed (rowblock.py): the
+# row tuples of one chunk (about 20k FlightState rows) are all that is alive at once
+_PACK_CHARS = 1 << 20
 
 
 def _batch_size(batch_size) -> int:
@@ -167,11 +174,30 @@ def ingest_tsv(db, table, data, batch_size=1024, *, txn=None, progress=None,
     t0 = time.perf_counter()
     n = _batch_size(batch_size)
     schema = _handle(db, table, txn).schema
-    rows = codec(schema).decode(data)
-    result = IngestResult(rows_seen=len(rows))
-    _apply(db, schema.name, (rows,), n, txn, result, _Progress(progress, progress_interval, t0))
+    blocks = _packed(schema, codec(schema).decode_lists(data, 1, _PACK_CHARS))
+    result = IngestResult(rows_seen=sum(map(len, blocks)))
+    try:
+        _apply(db, schema.name, blocks, n, txn, result, _Progress(progress, progress_interval, t0))
+    finally:
+        del blocks
+        if result.rows_seen >= sysmem.TRIM_ROWS:
+            sysmem.trim()
     result.elapsed_ms = (time.perf_counter() - t0) * 1000.0
     return result
+
+
+def _packed(schema, row_lists) -> list:
+    """The row lists, each packed (rowblock.py) once the next one is decoded; an input
+    of one list (a feed's batch) stays as it is: packing pays only when tuples of
+    several lists would be alive at once."""
+    out = []
+    for rows in row_lists:
+        if out:
+            out[-1] = RowBlock(schema, out[-1])
+        out.append(rows)
+    if len(out) > 1:
+        out[-1] = RowBlock(schema, out[-1])
+    return out
 
 
 def _checked_path(path, verb: str) -> str:
@@ -194,9 +220,9 @@ def ingest_file(db, table, path, batch_size=1024, *, txn=None, progress=None,
     """Upsert a TSV file into ``table``, streaming it in blocks.
 
     Pass 1 reads and validates the whole file (DecodeError: nothing applied).
-    Files up to ``hold_bytes`` keep their decoded rows from pass 1 (they become
-    the table's rows anyway); larger ones are read again in pass 2 and applied
-    block by block, so a file is never in memory twice.  ``progress(phase,
+    Files up to ``hold_bytes`` keep their decoded rows from pass 1, packed
+    (rowblock.py); larger ones are read again in pass 2 and applied block by
+    block, so a file is never in memory twice.  ``progress(phase,
     rows, elapsed_s)`` is called with phase "validate", then "apply", at most
     every ``progress_interval`` seconds and at the end of each phase.
     """
@@ -206,20 +232,24 @@ def ingest_file(db, table, path, batch_size=1024, *, txn=None, progress=None,
     _checked_path(path, "read")
     c = codec(schema)
     prog = _Progress(progress, progress_interval, t0)
+    seen = 0
     try:
         hold = os.path.getsize(path) <= hold_bytes
         held = [] if hold else None
-        seen = 0
         for rows in _file_chunks(path, c):
             seen += len(rows)
             if hold:
-                held.append(rows)
+                held.append(RowBlock(schema, rows))
             prog.tick("validate", seen)
         prog.tick("validate", seen, final=True)
         result = IngestResult(rows_seen=seen)
         _apply(db, schema.name, held if hold else _file_chunks(path, c), n, txn, result, prog)
     except OSError as e:
         raise UsageError(f'cannot read "{path}": {e.strerror or e}', "FILE") from None
+    finally:
+        held = None
+        if seen >= sysmem.TRIM_ROWS:
+            sysmem.trim()
     result.elapsed_ms = (time.perf_counter() - t0) * 1000.0
     return result
 

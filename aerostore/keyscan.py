@@ -37,9 +37,7 @@ Readers (the planner): ``hits(store, terms)`` answers the key match terms
 columns' marks of that part (settled-and-matching, chained), ``narrow``
 keeps a settled slot only if its line matches and it is not unsure, and moves
 the unsure settled slots to the chained ones, which the planner reads one by
-one at the query's snapshot and checks against the whole predicate.  Before
-any query built the columns, ``marks`` stands in for them (every slot taken
-as settled: the planner reads each matching line's row, whose type tells).
+one at the query's snapshot and checks against the whole predicate.
 
 Why a settled slot needs no recheck of its key: a slot read settled (columns
 ``FROZEN``) holds the row every snapshot sees (columns.py), the row of the key
@@ -51,8 +49,7 @@ visible to every snapshot, the others are read at the snapshot.  A slot
 reused after the stamps were read holds only versions newer than the
 snapshot (freeing it needed its old row's delete visible to every registered
 snapshot, and the new row commits after the read), which the visibility
-check drops: so ``marks``, whose stamps are read before the rows, is exact
-too.
+check drops.
 
 Rebuilds: once the unsure slots (reused since the build, or allocated past
 it) pass ``max(_STALE_MIN, n / 16)``, the next query builds a new buffer
@@ -60,6 +57,8 @@ it) pass ``max(_STALE_MIN, n / 16)``, the next query builds a new buffer
 shared section).  A heap replaced by a bulk load (``TableStore.load``: a new
 ``rows`` list) is noticed by identity.  Recovery's ``replay_put`` reuses
 slots without ``_alloc``: it runs before any query, so before any buffer.
+The keys come from ``rows`` itself, where a settled slot holds its key
+(heap.py).
 
 Memory: the buffer (key bytes + 1 per slot, 8 bytes of offset per slot), a
 lower-cased copy built on the first case-insensitive term with letters, and
@@ -73,7 +72,6 @@ from __future__ import annotations
 
 import re
 import threading
-from operator import itemgetter
 
 import numpy as np
 
@@ -322,15 +320,14 @@ class KeyScan:
             n = len(rows)
             reused_at = self.n_reused
         kp = store.key_pos
-        part = rows[:n]
-        try:
-            keys = list(map(itemgetter(kp), part))          # every slot settled
-        except TypeError:
-            keys = [h[kp] if h.__class__ is tuple else ("" if h is None else h.values[kp]) for h in part]
-        del part
+        keys = rows[:n]                 # a settled slot holds its key (heap.py)
         keys.append("")
         keys.insert(0, "")
-        text = "\n".join(keys)
+        try:
+            text = "\n".join(keys)
+        except TypeError:               # some slots hold chains or are free
+            text = "\n".join([h if h.__class__ is str else ("" if h is None else h.values[kp])
+                              for h in keys])
         del keys
         if not text.isascii():
             return Buffer(rows, n, gen, reused_at, None, None)
@@ -367,7 +364,7 @@ class KeyScan:
                 h = rows[i]
                 if h is None:
                     continue
-                key = h[kp] if h.__class__ is tuple else h.values[kp]
+                key = h if h.__class__ is str else h.values[kp]
                 line = data[starts[i]:starts[i + 1] - 1].decode("ascii")
                 assert line == key, f"slot {i}: line {line!r}, key {key!r}"
 
@@ -421,15 +418,6 @@ class KeyHits:
         if j < b - a:                      # allocated since the build
             chain[j:] |= m[j:]
             m[j:] = False
-
-    def marks(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
-        """``narrow`` of all-settled marks of slots [a, b): (the line matches and is
-        not unsure, unsure).  Without columns: a free slot whose line matches is
-        marked too, and its row (None) shows no row.  O(b - a) in numpy."""
-        m = np.ones(b - a, bool)
-        chain = np.zeros(b - a, bool)
-        self.narrow(m, chain, a, b)
-        return m, chain
 
 
 def hits(store, terms) -> KeyHits | None:

@@ -11,57 +11,66 @@ up to 16 bytes.
 Parts, in the order they claim objects (an object held by several parts
 counts once, in the first that reaches it):
 
-- ``keys``: the key strings: every key of the key dict, and any other key
-  string object a settled row holds (an equal copy, made by an update that
-  brought its own key string);
+- ``keys``: the key strings: every key of the key dict (the same objects are
+  the settled slots' entries in ``rows``), and any other key string object a
+  slot or a version holds (an equal copy, brought by the write that made it);
 - ``key_dict``: the key dict ``slots`` (its hash table) and its slot ints;
-- ``rows``: the heap's ``rows`` list (a pointer a slot, with spare capacity),
-  the free-slot list, the settled row tuples and the values they hold (floats,
-  ints, strings of non-key fields);
+- ``rows``: the heap's ``rows`` list (a pointer a slot, with spare capacity:
+  a settled slot's key string, a chain's head Version, or None) and the
+  free-slot list with its ints;
+- ``columns``: ``TableStore.columns`` (columns.py: the only copy of the
+  settled rows' values): the ``state`` array and per numeric field its values
+  and null arrays (their capacity, not just the slots in use), per str field
+  (or int field too wide for 64 bits) its list (capacity too: None past the
+  rows and in free or chained slots) and the str (or int) objects it holds,
+  the dicts of these, and the published ``arrays`` tuple with its row views
+  (a memoryview per numeric array, the lists themselves);
 - ``version_chains``: the ``Version`` objects of the slots in ``unfrozen``,
-  the row tuples only versions hold (a chain's newest row too: until it
-  settles, that tuple is held by its Version, not by ``rows``), the values
-  and key strings only those tuples hold, the ``unfrozen`` set and the
-  per-commit row counts (``live``);
-- ``columns``: ``TableStore.columns`` (columns.py; 0 until the first query
-  that uses them): the ``state``, ``cols`` and ``nulls`` arrays (their
-  capacity, not just the rows in use) and their dicts;
+  the row tuples they hold, the values only those tuples hold (a value a
+  chained slot's columns still hold, such as the old string of an update,
+  counts in columns), the ``unfrozen`` set and the per-commit row counts
+  (``live``);
 - ``indexes``: per index its object, its numpy arrays (``main``, the batch
   layer's runs, the ``frozen`` runs being folded), the small layers of an
   ArrayIndex (``Small`` lists of packed ints) and its published ``view``, the
   SortedList of a SortedIndex (its packed ints or ``(value, slot)`` tuples: the
-  value strings are the rows', counted there) and its null set;
+  value strings are the columns', counted there) and its null set;
 - ``total``: the sum of the parts.
 
 Not counted: objects the interpreter owns whatever the table holds (None,
 True, False, the small ints -5..256, the empty tuple and string, one-letter
 Latin-1 strings: CPython allocates them once), the TableStore object, its
-schema, latch and maintainer, and the attribute storage of index objects (a
-few hundred bytes per index).  An object the table shares with a caller (a
-row tuple the application still holds) counts in full: the table keeps it alive.
+schema, latch, maintainer, index-only count ``picture`` and key buffer
+(``keyscan``, docs/architecture.md says its size), the attribute storage of
+index objects (a few hundred bytes per index), and the buffer records behind
+the columns' memoryviews (about 200 bytes per memoryview, two per numeric
+field).  An object the table shares with a caller (a row tuple the
+application still holds, in a version) counts in full: the table keeps it
+alive.
 
 How sharing is found without a set of every object's id (which would double
 the table's size at a million rows): an object whose reference count shows
 one holder is held only by the container the walk reached it through, so
 nothing else can reach it; only objects with more holders are recorded (by
-id), except the key dict's key strings and slot ints (the rows and the sets
-hold them too), recognised through two lists by slot instead.  The walk takes
-the table latch shared, so writers wait for it (about 2 s at 1M FlightState
-rows): it is O(n) in Python, for diagnostics, not for a hot path.
+id), except the key dict's key strings and slot ints (``rows``, the versions
+and the sets hold them too), recognised through two lists by slot instead.
+The walk takes the table latch shared, so writers wait for it (0.65 s at 1M
+settled FlightState rows): it is O(n), mostly in C calls with a Python step
+per shared object and per version, for diagnostics, not for a hot path.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from itertools import chain, compress, repeat
-from operator import attrgetter, gt, is_, is_not, itemgetter, lt
+from operator import attrgetter, gt, is_not, itemgetter, lt
 from sys import getrefcount, getsizeof
 
 import numpy as np
 
 __all__ = ["PARTS", "table_memory"]
 
-PARTS = ("keys", "key_dict", "rows", "version_chains", "columns", "indexes")
+PARTS = ("keys", "key_dict", "rows", "columns", "version_chains", "indexes")
 
 
 def _calibrate() -> int:
@@ -88,8 +97,9 @@ def _interpreter_owned(o) -> bool:
 
 def table_memory(store) -> dict:
     """Bytes per part of ``store`` (a heap.TableStore), plus ``"total"``; see the module
-    docstring for what each part holds.  O(rows + versions + index entries in
-    SortedLists) in Python, under the table's shared latch."""
+    docstring for what each part holds.  O(rows + versions + values in string
+    columns + index entries in SortedLists), mostly in C, under the table's
+    shared latch."""
     with store.latch.shared:
         return _Walk(store).run()
 
@@ -120,8 +130,8 @@ class _Walk:
         out["key_dict"] = getsizeof(st.slots) + sum(map(getsizeof, st.slots.values())) - sum(
             getsizeof(s) for s in range(min(257, len(dv))) if dv[s] is not None)
         self._rows(out)
-        out["version_chains"] = self._chains()
         out["columns"] = self._columns()
+        self._chains(out)
         out["indexes"] = self._indexes()
         out["total"] = sum(out[p] for p in PARTS)
         return out
@@ -196,19 +206,15 @@ class _Walk:
     def _rows(self, out: dict) -> None:
         st = self.store
         rows = st.rows
-        n = getsizeof(rows) + getsizeof(st.free) + self.count_all(list(st.free))
-        if st.n_frozen == len(rows):
-            tups, slots_of = list(rows), None
-        else:
-            is_tuple = list(map(is_, map(type, rows), repeat(tuple)))
-            tups = list(compress(rows, is_tuple))
-            slots_of = list(compress(range(len(rows)), is_tuple))
-            del is_tuple
-        b, keys = self._tuples(tups, slots_of)
-        out["rows"] = n + b
-        out["keys"] += keys
+        out["rows"] = getsizeof(rows) + getsizeof(st.free) + self.count_all(list(st.free))
+        # a settled slot holds the key dict's string (the common case, skipped at C
+        # speed); the rest are Versions, None, and key copies
+        other = list(compress(rows, map(is_not, rows, self.dkeys)))
+        copies = [r for r in other if r.__class__ is str]
+        del other                           # ``copies`` the only extra holder left
+        out["keys"] += self.count_all(copies)
 
-    def _chains(self) -> int:
+    def _chains(self, out: dict) -> None:
         st = self.store
         rows = st.rows
         unfrozen = list(st.unfrozen)
@@ -216,7 +222,7 @@ class _Walk:
         versions, vslots = [], []
         for slot in unfrozen:
             v = rows[slot]
-            if v is None or v.__class__ is tuple:
+            if v is None or v.__class__ is str:
                 continue
             while v is not None:
                 versions.append(v)
@@ -229,7 +235,8 @@ class _Walk:
         b, keys = self._tuples(vt, vslots)
         live = list(st.live)
         n += getsizeof(st.live) + self.count_all(live) + self.count_all(list(chain.from_iterable(live)))
-        return n + b + keys
+        out["version_chains"] = n + b
+        out["keys"] += keys
 
     def _array(self, a) -> int:
         """An ndarray's header, and its data buffer once (a view's, through its base)."""
@@ -248,12 +255,16 @@ class _Walk:
 
     def _columns(self) -> int:
         c = self.store.columns
-        if c is None:
-            return 0
-        n = getsizeof(c) + getsizeof(c.cols) + getsizeof(c.nulls) + getsizeof(c.dtypes)
+        views = c.arrays[3]
+        n = getsizeof(c) + sum(map(getsizeof, (c.cols, c.nulls, c.strs, c.dtypes, c.strpos, c.arrays, views)))
         n += self._array(c.state)
         for a in chain(c.cols.values(), c.nulls.values()):
             n += self._array(a)
+        n += sum(getsizeof(v) for v in views if v.__class__ is memoryview)
+        for lst in c.strs.values():
+            vals = list(compress(lst, map(is_not, lst, repeat(None))))
+            n += getsizeof(lst) + self.count_all(vals)
+            del vals
         return n
 
     def _sorted_list(self, sl) -> int:

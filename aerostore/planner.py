@@ -80,6 +80,7 @@ _SLOT_COST = 0.02     # per entry handed out as a numpy slot array, relative to 
 _CHUNK = 1024
 _PART = 1 << 16       # slots a column scan tests per step
 _VEC_MIN = 256        # index entries from which a chunk is filtered on the columns
+_SCAN_PART = 4096     # slots whose rows a scan with terms the columns do not answer reads at once
 
 
 # -- running a query -------------------------------------------------------------------
@@ -396,8 +397,9 @@ class KeyLookup(Plan):
 
 
 class Scan(Plan):
-    """``scan``: every slot through one generated loop (query.compile_scan) that checks
-    visibility and the whole predicate.  O(slots), lock-free; an unsorted limit
+    """``scan``: every slot's row at ``s``, a part of ``_PART`` slots at a time
+    (``TableStore.rows_at``), through one generated loop (query.compile_scan)
+    that checks the whole predicate.  O(slots), lock-free; an unsorted limit
     stops it early."""
 
     __slots__ = ()
@@ -409,12 +411,24 @@ class Scan(Plan):
         if skip is None:
             vec, rest = vector_terms(self.store.schema, q.terms)
             kh = keyscan.hits(self.store, rest)
-            if kh and not vec and self.store.columns is None:
-                return self._key_rows(s, kh, stop)
             if vec or kh:
                 return self._column_rows(s, vec, kh.rest if kh else rest, stop, kh)
         scan = compile_scan(self.store.schema, q.terms, False, skip is not None, bool(stop))
-        return scan(self.store.rows, s, visible, skip, stop)
+        out = []
+        for part in self._parts(s):
+            out += scan(part, skip, stop - len(out) if stop else 0)
+            if stop and len(out) >= stop:
+                break
+        return out
+
+    def _parts(self, s):
+        """The rows at ``s`` of every slot, a list per part of ``_SCAN_PART`` slots."""
+        store = self.store
+        a = 0
+        while a < len(store.rows):
+            b = a + _SCAN_PART
+            yield store.rows_at(range(a, b), s)
+            a = b
 
     def count(self, s, skip):
         """The count from the columns (numpy, no Python per settled row) when they
@@ -425,38 +439,20 @@ class Scan(Plan):
             kh = keyscan.hits(self.store, rest)
             if kh:
                 rest = kh.rest
-                if not vec and self.store.columns is None:
-                    return _clamp(len(self._key_rows(s, kh, _stop(q))), q)
             if vec or kh:
                 if rest:
                     return _clamp(len(self._column_rows(s, vec, rest, _stop(q), kh)), q)
                 return _clamp(self._column_count(s, vec, kh), q)
         stop = _stop(q)
         scan = compile_scan(self.store.schema, q.terms, True, skip is not None, bool(stop))
-        c = scan(self.store.rows, s, visible, skip, stop)
+        c = 0
+        for part in self._parts(s):
+            c += scan(part, skip, stop - c if stop else 0)
+            if stop and c >= stop:
+                break
         if skip:
             c += len(self._own(skip))
         return _clamp(c, q)
-
-    def _key_rows(self, s, kh, stop) -> list:
-        """Matches in slot order when the key buffer (``kh``) answers the only vectorised
-        terms and no query built the columns yet: its lines stand in for the columns'
-        marks (``KeyHits.marks``), so a first key match does not build them.  A
-        matching line's row at ``s`` needs only ``kh.rest``; an unsure slot, the
-        whole predicate.  O(slots) in numpy + O(matches) at C speed."""
-        pred = self.predicate()
-        rest_pred = compile_predicate(self.store.schema, kh.rest) if kh.rest else None
-        rows = self.store.rows
-        n = len(rows)
-        out = []
-        step = _PART if stop else max(n, 1)     # parts only to stop early
-        for a in range(0, n, step):
-            b = min(a + step, n)
-            m, chain = kh.marks(a, b)
-            _pick(rows, s, chain, m, a, None, pred, rest_pred, out)
-            if stop and len(out) >= stop:
-                break
-        return out
 
     def _each_part(self, fn) -> None:
         """``fn(cols, start, stop)`` per part of ``_PART`` slots, without the latch
@@ -464,7 +460,6 @@ class Scan(Plan):
         slot is tested once, in one part: a settled row is what every registered
         snapshot sees, a chain is read at ``s``."""
         store = self.store
-        store.build_columns()
         start = 0
         while True:
             cols = store.columns
@@ -477,7 +472,7 @@ class Scan(Plan):
         """Matches counted on the columns and ``kh`` (the key buffer's answer,
         keyscan.py); only chained slots in Python.  O(slots) in C."""
         pred = self.predicate()
-        rows = self.store.rows
+        row_at = self.store.row_at
         c = [0]
 
         def part(cols, a, b):
@@ -486,7 +481,7 @@ class Scan(Plan):
                 kh.narrow(m, chain, a, b)
             n = int(np.count_nonzero(m))
             for slot in (np.flatnonzero(chain) + a).tolist():
-                r = visible(rows[slot], s)
+                r = row_at(slot, s)
                 if r is not None and pred(r):
                     n += 1
             c[0] += n
@@ -501,14 +496,14 @@ class Scan(Plan):
         O(candidates) in Python."""
         pred = self.predicate()
         rest_pred = compile_predicate(self.store.schema, rest) if rest else None
-        rows = self.store.rows
+        store = self.store
         out = []
 
         def part(cols, a, b):
             m, chain = cols.marks(vec, start=a, stop=b)
             if kh:
                 kh.narrow(m, chain, a, b)
-            _pick(rows, s, chain, m, a, None, pred, rest_pred, out)
+            _pick(store, s, chain, m, a, None, pred, rest_pred, out)
             return bool(stop) and len(out) >= stop
 
         self._each_part(part)
@@ -532,7 +527,7 @@ _marks = threading.local()
 def _mark_buffer(n: int) -> np.ndarray:
     """This thread's bitmap of at least ``n`` slots, all False (callers set bits and clear
     them again).  Why not a fresh ``np.zeros(n)`` per query: at 1M slots that is a
-    new mapping (arrayindex._map_big_arrays) that faults its pages in, 0.77 ms
+    new mapping (sysmem.map_big_arrays) that faults its pages in, 0.77 ms
     against 0.16 ms for the whole intersection of a lat/lon box on a kept one."""
     buf = getattr(_marks, "buf", None)
     if buf is None or len(buf) < n:
@@ -540,44 +535,43 @@ def _mark_buffer(n: int) -> np.ndarray:
     return buf
 
 
-def _pick(rows, s, chain, m, base, slots, pred, rest_pred, out) -> None:
+def _pick(store, s, chain, m, base, slots, pred, rest_pred, out) -> None:
     """Append to ``out``, in order, the rows of the positions that ``m`` (settled and
     matching on the columns) or ``chain`` (a version chain) mark.  Position i is
     slot ``slots[i]`` (a list), or ``base + i`` without ``slots``.  A settled
     row needs only ``rest_pred`` (None: nothing left to check); a chain's row at
-    ``s`` needs ``pred``.
+    ``s`` needs ``pred``.  The rows are read by ``store.rows_at`` (one gather
+    per field).
 
     No latch: a slot marked settled may have been thawed since (a writer's
     newer version, invisible at ``s``): its row at ``s`` is still the one the
-    columns tested, read through ``visible``."""
+    columns tested; one frozen since under another value is not the row the
+    columns tested, but only a freeze does that, and a freeze overlapping
+    ``marks`` is what ``fseq`` tells the caller of ``marks`` (planner's
+    ``_chunk``; a scan's part reads each slot's state once, and a slot whose
+    state changed since was CHAIN then: checked against ``pred``)."""
     if not chain.any():
         hits = np.flatnonzero(m)
         if not len(hits):
             return
         if slots is None:
-            picked = list(map(rows.__getitem__, (hits + base).tolist()))
+            picked = store.rows_at((hits + base).tolist(), s)
         else:
-            picked = list(map(rows.__getitem__, map(slots.__getitem__, hits.tolist())))
-        if len(set(map(type, picked))) != 1 or picked[0].__class__ is not tuple:
-            picked = [r for r in (visible(h, s) for h in picked) if r is not None]
+            picked = store.rows_at(list(map(slots.__getitem__, hits.tolist())), s)
         out.extend(picked if rest_pred is None else filter(rest_pred, picked))
         return
     cand = np.flatnonzero(m | chain)
+    settled = m[cand].tolist()
+    at = (cand + base).tolist() if slots is None else list(map(slots.__getitem__, cand.tolist()))
     append = out.append
-    for i, settled in zip(cand.tolist(), m[cand].tolist()):
-        slot = base + i if slots is None else slots[i]
-        if settled:
-            r = rows[slot]
-            if r.__class__ is not tuple:
-                r = visible(r, s)
-                if r is None:
-                    continue
+    for r, ok in zip(store.rows_at(at, s, keep_none=True), settled):
+        if r is None:
+            continue
+        if ok:
             if rest_pred is None or rest_pred(r):
                 append(r)
-        else:
-            r = visible(rows[slot], s)
-            if r is not None and pred(r):
-                append(r)
+        elif pred(r):
+            append(r)
 
 
 class Intersect(Plan):
@@ -630,19 +624,9 @@ class Intersect(Plan):
             vec, rest = vector_terms(store.schema, self.q.terms)
             if vec:
                 return self._column_rows(s, vec, rest)
-        slots = self._slots().tolist()
-        rows = store.rows
         kp = store.key_pos
-        out = []
-        append = out.append
-        for slot in slots:
-            head = rows[slot]
-            if head is None:
-                continue
-            r = head if head.__class__ is tuple else visible(head, s)
-            if r is not None and (skip is None or r[kp] not in skip) and pred(r):
-                append(r)
-        return out
+        return [r for r in store.rows_at(self._slots().tolist(), s)
+                if (skip is None or r[kp] not in skip) and pred(r)]
 
     def _marks(self, vec):
         """(slots, settled and matching on the columns, chained) of the intersection."""
@@ -652,12 +636,11 @@ class Intersect(Plan):
     def _column_rows(self, s, vec, rest) -> list:
         """matches() with the settled candidates tested on the columns, in slot order."""
         store = self.store
-        store.build_columns()
         pred = self.predicate()
         rest_pred = compile_predicate(store.schema, rest) if rest else None
         out = []
         slots, m, chain = self._marks(vec)
-        _pick(store.rows, s, chain, m, 0, slots.tolist(), pred, rest_pred, out)
+        _pick(store, s, chain, m, 0, slots.tolist(), pred, rest_pred, out)
         return out
 
     def count(self, s, skip):
@@ -668,14 +651,11 @@ class Intersect(Plan):
         if skip is None:
             vec, rest = vector_terms(store.schema, q.terms)
             if vec and not rest:
-                store.build_columns()
                 pred = self.predicate()
-                rows = store.rows
                 slots, m, chain = self._marks(vec)
                 c = int(np.count_nonzero(m))
-                for slot in slots[chain].tolist():
-                    r = visible(rows[slot], s)
-                    if r is not None and pred(r):
+                for r in store.rows_at(slots[chain].tolist(), s):
+                    if pred(r):
                         c += 1
                 return _clamp(c, q)
         return Plan.count(self, s, skip)
@@ -711,16 +691,8 @@ class _OnIndex(Plan):
         kp = store.key_pos
         with _guard(store, ix):
             slots = list(_live(store, ix).nulls)
-        rows = store.rows
-        out = []
-        for slot in slots:
-            head = rows[slot]
-            if head is None:
-                continue
-            r = head if head.__class__ is tuple else visible(head, s)
-            if r is not None and r[p] is None and (skip is None or r[kp] not in skip) and pred(r):
-                out.append(r)
-        return out
+        return [r for r in store.rows_at(slots, s)
+                if r[p] is None and (skip is None or r[kp] not in skip) and pred(r)]
 
     def _columns(self, skip):
         """(terms the columns answer, a predicate of the rest or None) when chunks of
@@ -732,7 +704,6 @@ class _OnIndex(Plan):
         vec, rest = vector_terms(store.schema, self.q.terms)
         if not vec:
             return None
-        store.build_columns()
         return vec, (compile_predicate(store.schema, rest) if rest else None)
 
     def _chunk(self, lo, hi, after, size, reverse, filt, colv, s, skip, out):
@@ -742,8 +713,9 @@ class _OnIndex(Plan):
         A lock-free index is read without the latch; when ``store.fseq`` shows that a
         writer section that freezes or frees slots (a prune) overlapped the read,
         the entries may be older than the rows (a slot frozen since under another
-        value), so the chunk is filtered again with every row's key checked (the
-        generated strict filter).  Installs do not matter here (heap._Writing)."""
+        value), so the chunk is filtered again under the shared latch with every
+        row's key checked (the generated strict filter).  Installs do not matter
+        here (heap._Writing)."""
         store = self.store
         ix = self.ix
         if not ix.lockfree:
@@ -758,12 +730,17 @@ class _OnIndex(Plan):
         chunk = ix.chunk(lo, hi, after, size, reverse=reverse)
         if chunk:
             n0 = len(out)
-            self._filter(filt, colv, chunk, s, skip, out)
+            try:
+                self._filter(filt, colv, chunk, s, skip, out)
+            except IndexError:      # a slot settled past the columns' capacity the filter read
+                f0 = -1
             if f0 & 1 or store.fseq != f0:
                 del out[n0:]
                 strict = compile_entry_filter(store.schema, self.q.terms, ix.pos, ix.entry_form,
                                               skip is not None, strict=True)
-                strict(chunk, store.rows, s, visible, ix.key, skip, out)
+                with store.latch.shared:
+                    a = store.columns.arrays
+                    strict(chunk, store.rows, s, visible, ix.key, skip, out, a[4], a[3])
         return chunk
 
     def _filter(self, filt, colv, chunk, s, skip, out) -> None:
@@ -779,7 +756,8 @@ class _OnIndex(Plan):
         store = self.store
         ix = self.ix
         if colv is None or len(chunk) < _VEC_MIN:
-            filt(chunk, store.rows, s, visible, ix.key, skip, out)
+            a = store.columns.arrays
+            filt(chunk, store.rows, s, visible, ix.key, skip, out, a[4], a[3])
             return
         vec, rest_pred = colv
         slot_list = chunk.slots
@@ -787,9 +765,8 @@ class _OnIndex(Plan):
         if slots is None:
             slots = np.array(slot_list, np.intp)
         m, chain = store.columns.marks(vec, slots)
-        rows = store.rows
         if not chain.any():
-            _pick(rows, s, chain, m, 0, slot_list, None, rest_pred, out)
+            _pick(store, s, chain, m, 0, slot_list, None, rest_pred, out)
             return
         pred = self.predicate()
         p = ix.pos
@@ -797,23 +774,21 @@ class _OnIndex(Plan):
         keys = chunk.keys
         append = out.append
         cand = np.flatnonzero(m | chain)
-        for i, settled in zip(cand.tolist(), m[cand].tolist()):
-            if settled:
-                r = rows[slot_list[i]]
-                if r.__class__ is not tuple:        # thawed since: its row at s is the columns'
-                    r = visible(r, s)
-                    if r is None:
-                        continue
+        settled = m[cand].tolist()
+        at = cand.tolist()
+        # a slot thawed since it was marked settled: its row at s is still the columns'
+        for i, ok, r in zip(at, settled, store.rows_at([slot_list[i] for i in at], s, keep_none=True)):
+            if r is None:
+                continue
+            if ok:
                 if rest_pred is None or rest_pred(r):
                     append(r)
-                continue
-            r = visible(rows[slot_list[i]], s)
-            if r is not None and r[p] is not None and key(r[p]) == keys[i] and pred(r):
+            elif r[p] is not None and key(r[p]) == keys[i] and pred(r):
                 append(r)
 
     def _entry_filter(self, skip):
         """The generated filter of index entries (query.compile_entry_filter): called as
-        filt(chunk, rows, s, visible, key, skip, out), it appends the rows of the
+        filt(chunk, rows, s, visible, key, skip, out, row1, views), it appends the rows of the
         chunk's entries visible at ``s`` that match.  A frozen slot is trusted to
         have exactly one entry (``_chunk`` filters again strictly when a writer
         overlapped); a chained slot may have several, so the filter checks that

@@ -354,7 +354,8 @@ def compile_predicate(schema, terms):
 
 
 def compile_scan(schema, terms, count_only: bool, skip_keys: bool, limited: bool = False):
-    """scan(rows, s, visible, skip, stop) -> list of matching visible rows (or their count).
+    """scan(rows, skip, stop) -> list of the rows (tuples) of ``rows`` that match (or
+    their count); ``skip_keys``: rows whose key is in ``skip`` are left out.
 
     ``limited``: the scan ends once ``stop`` rows matched (an unsorted limit).
     """
@@ -364,16 +365,20 @@ def compile_scan(schema, terms, count_only: bool, skip_keys: bool, limited: bool
 
 def compile_entry_filter(schema, terms, pos: int, form: EntryForm, skip_keys: bool,
                          strict: bool = False):
-    """filt(chunk, rows, s, visible, key, skip, out) for index entries of field ``pos``.
+    """filt(chunk, rows, s, visible, key, skip, out, row1, views) for index entries of
+    field ``pos``.
 
     ``form`` is how the index hands out entries (its ``entry_form``): PACKED
     ints, TUPLE (value, slot) pairs, or PAIRS (a chunk with parallel
     ``keys`` and ``slots`` lists).  For each entry: the row its slot shows
-    snapshot ``s``; a chained slot's row must carry the entry's key (else the
-    entry belongs to another version); rows satisfying every term go to
-    ``out``.  ``strict``: a settled (tuple) row must carry the entry's key too
-    (the entries may be older than the rows: planner.py).  One generated loop,
-    no call per entry.
+    snapshot ``s`` (``rows`` is the heap's: a settled slot holds its key, and
+    ``row1(slot, key, views)`` makes its row from the columns, columns.py); a
+    chained slot's row must carry the entry's key (else the entry belongs to
+    another version); rows satisfying every term go to ``out``.  ``strict``:
+    a settled row must carry the entry's key too (the entries may be older
+    than the rows: planner.py).  One generated loop, no Python call per
+    entry but the settled row's.  The caller makes sure that no freeze
+    overlapped (``fseq``, heap.py).
     """
     return _make(("strict", form) if strict else form, terms, schema, skip_keys, pos)
 
@@ -420,12 +425,12 @@ def _make(kind, terms, schema, skip_keys=False, pos=0):
             else:
                 slot, check = "e[1]", f"r[{pos}] != e[0]"
             body = (
-                f"    def filt(chunk, rows, s, visible, key, skip, out):\n"
+                f"    def filt(chunk, rows, s, visible, key, skip, out, row1, views):\n"
                 f"        append = out.append\n"
                 f"        {loop}:\n"
                 f"            head = rows[{slot}]\n"
-                f"            if head.__class__ is tuple:\n"
-                f"                r = head\n"
+                f"            if head.__class__ is str:\n"
+                f"                r = row1({slot}, head, views)\n"
                 + (f"                if {check}: continue\n" if strict else "") +
                 f"            else:\n"
                 f"                r = visible(head, s)\n"
@@ -440,13 +445,9 @@ def _make(kind, terms, schema, skip_keys=False, pos=0):
             init = "n = 0" if counting else "out = []\n        append = out.append"
             ret = "n" if counting else "out"
             body = (
-                f"    def scan(rows, s, visible, skip, stop=0):\n"
+                f"    def scan(rows, skip, stop=0):\n"
                 f"        {init}\n"
-                f"        for r in rows:\n"
-                f"            if r.__class__ is not tuple:\n"
-                f"                if r is None: continue\n"
-                f"                r = visible(r, s)\n"
-                f"                if r is None: continue{skip}\n"
+                f"        for r in rows:{skip}\n"
                 f"            if {cond}:\n"
                 f"                {acc}\n"
                 f"        return {ret}\n"

@@ -145,27 +145,35 @@ class Codec:
         A leading BOM is dropped.  Raises DecodeError for the first bad line.
         Works chunk by chunk, so bytes are never decoded into one big str.
         """
-        if isinstance(data, (bytes, bytearray, memoryview)):
-            data = bytes(data)
-            chunks = self.decode_chunks(data, first_line, 3 if data.startswith(_BOM_BYTES) else 0)
-        elif isinstance(data, str):
-            chunks = self.decode_chunks(data, first_line, 1 if data.startswith(_BOM) else 0)
-        else:
-            raise UsageError(f"TSV data must be str or bytes, not {type(data).__name__}")
         out = []
-        for rows in chunks:
+        for rows in self.decode_lists(data, first_line):
             out.extend(rows)
         return out
 
-    def decode_chunks(self, data, first_line: int = 1, start: int = 0):
+    def decode_lists(self, data, first_line: int = 1, chunk_chars: int = 0):
+        """``decode`` as a list of validated rows per chunk of about ``chunk_chars``
+        characters of whole lines (0: the default chunk), yielded as each chunk is
+        decoded.  The type of ``data`` is checked at once (UsageError)."""
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            data = bytes(data)
+            start = 3 if data.startswith(_BOM_BYTES) else 0
+        elif isinstance(data, str):
+            start = 1 if data.startswith(_BOM) else 0
+        else:
+            raise UsageError(f"TSV data must be str or bytes, not {type(data).__name__}")
+        return self.decode_chunks(data, first_line, start, chunk_chars)
+
+    def decode_chunks(self, data, first_line: int = 1, start: int = 0, chunk_chars: int = 0):
         """Yield lists of validated rows, one per chunk of whole lines of ``data``
-        (str, or UTF-8 bytes) from offset ``start``."""
+        (str, or UTF-8 bytes) from offset ``start``, of about ``chunk_chars``
+        characters each (0: ``_CHUNK_CHARS``)."""
         is_bytes = isinstance(data, bytes)
         nl = b"\n" if is_bytes else "\n"
         pos, n, line = start, len(data), first_line
         find = data.find
+        step = chunk_chars or _CHUNK_CHARS
         while pos < n:
-            end = find(nl, pos + _CHUNK_CHARS)
+            end = find(nl, pos + step)
             end = n if end < 0 else end + 1
             chunk = data[pos:end]
             yield self.decode_text(self.text_of(chunk, line) if is_bytes else chunk, line)

@@ -239,13 +239,14 @@ class TxnTable:
                 if ws[k] is None:
                     ins += 1
             else:
-                # TableStore.get inlined for the common case, a frozen row
+                # TableStore.get inlined for the common case, a settled row (only
+                # whether the key exists counts here, not its values)
                 slot = slots.get(k)
                 if slot is None:
                     ins += 1
                 else:
                     head = heap[slot]
-                    if head.__class__ is tuple and head[kp] == k:
+                    if head.__class__ is str and head == k:
                         pass
                     elif get(k, s) is None:
                         ins += 1

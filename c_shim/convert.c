@@ -16,6 +16,8 @@
  */
 #include "shim.h"
 
+#include <limits.h>
+#include <stdio.h>
 #include <string.h>
 
 static const Tcl_ObjType *int_type, *wide_type;
@@ -306,36 +308,83 @@ static Tcl_Obj *dict_to_tcl(PyObject *v)
     return list;
 }
 
+/* The scalar values from their C values: the one home of what each becomes
+ * in Tcl, for shim_py_to_tcl and for rowget.c, which reads a row's values
+ * from the typed columns and must give the same text.  None is the empty
+ * string, a bool 1 or 0, a float Tcl's double (its string: Tcl's shortest
+ * form that reads back the same), an int a wide int while it fits in 64
+ * signed bits, and its decimal digits (a string, which Tcl reads as a
+ * bignum) past that. */
+Tcl_Obj *shim_null_to_tcl(void)
+{
+    return Tcl_NewObj();
+}
+
+Tcl_Obj *shim_bool_to_tcl(int b)
+{
+    return Tcl_NewIntObj(b != 0);
+}
+
+Tcl_Obj *shim_double_to_tcl(double d)
+{
+    return Tcl_NewDoubleObj(d);
+}
+
+Tcl_Obj *shim_wide_to_tcl(long long x)
+{
+    return Tcl_NewWideIntObj((Tcl_WideInt)x);
+}
+
+Tcl_Obj *shim_u64_to_tcl(unsigned long long x)
+{
+    char digits[24];
+    int n;
+
+    if (x <= (unsigned long long)LLONG_MAX) {
+        return Tcl_NewWideIntObj((Tcl_WideInt)x);
+    }
+    n = snprintf(digits, sizeof digits, "%llu", x);
+    return Tcl_NewStringObj(digits, n);
+}
+
 Tcl_Obj *shim_py_to_tcl(PyObject *v)
 {
     if (v == Py_None) {
-        return Tcl_NewObj();
+        return shim_null_to_tcl();
     }
     if (PyUnicode_CheckExact(v)) {
         return str_to_tcl(v);
     }
     if (PyFloat_CheckExact(v)) {
-        return Tcl_NewDoubleObj(PyFloat_AS_DOUBLE(v));
+        return shim_double_to_tcl(PyFloat_AS_DOUBLE(v));
     }
     if (PyBool_Check(v)) {
-        return Tcl_NewIntObj(v == Py_True);
+        return shim_bool_to_tcl(v == Py_True);
     }
 #if PY_VERSION_HEX < 0x030C0000
     if (PyLong_CheckExact(v) && Py_SIZE(v) >= -1 && Py_SIZE(v) <= 1) {
         /* An int of at most one digit (|x| < 2**30): its value at once. */
-        return Tcl_NewWideIntObj((Tcl_WideInt)Py_SIZE(v) * ((PyLongObject *)v)->ob_digit[0]);
+        return shim_wide_to_tcl((long long)Py_SIZE(v) * ((PyLongObject *)v)->ob_digit[0]);
     }
 #endif
     if (PyLong_Check(v)) {
         int overflow;
         long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+        unsigned long long u;
         PyObject *s;
         Tcl_Obj *out;
         if (!overflow) {
             if (x == -1 && PyErr_Occurred()) {
                 return NULL;
             }
-            return Tcl_NewWideIntObj((Tcl_WideInt)x);
+            return shim_wide_to_tcl(x);
+        }
+        if (overflow > 0) {
+            u = PyLong_AsUnsignedLongLong(v);
+            if (!PyErr_Occurred()) {
+                return shim_u64_to_tcl(u);
+            }
+            PyErr_Clear();        /* past 64 bits */
         }
         s = PyObject_Str(v);      /* beyond 64 bits: Tcl reads the digits as a bignum */
         if (!s) {
@@ -359,7 +408,7 @@ Tcl_Obj *shim_py_to_tcl(PyObject *v)
         return str_to_tcl(v);
     }
     if (PyFloat_Check(v)) {
-        return Tcl_NewDoubleObj(PyFloat_AsDouble(v));
+        return shim_double_to_tcl(PyFloat_AsDouble(v));
     }
     if (PyBytes_Check(v)) {
         return Tcl_NewByteArrayObj((const unsigned char *)PyBytes_AS_STRING(v),

@@ -60,6 +60,15 @@ int shim_set_result(Tcl_Interp *interp, PyObject *r);
 /* A Python value -> a new Tcl_Obj (refcount 0), or NULL with a Python error.
  * None is the empty string; tuples/lists are lists; dicts are flat key/value lists. */
 Tcl_Obj *shim_py_to_tcl(PyObject *value);
+/* The Tcl values of None, a bool, a float, an int in 64 signed bits and an
+ * int in 64 unsigned bits (its digits past 2**63 - 1), from their C values
+ * (refcount 0): what shim_py_to_tcl makes of the same Python values.  No GIL
+ * needed. */
+Tcl_Obj *shim_null_to_tcl(void);
+Tcl_Obj *shim_bool_to_tcl(int b);
+Tcl_Obj *shim_double_to_tcl(double d);
+Tcl_Obj *shim_wide_to_tcl(long long x);
+Tcl_Obj *shim_u64_to_tcl(unsigned long long x);
 /* A Tcl list of the n Python values items[0 .. n) (refcount 0), or NULL with a
  * Python error; `given` (if not NULL) stands at position `at` instead of the
  * conversion of items[at]. */

@@ -284,7 +284,7 @@ def test_a_version_1_store_reopens_the_same_and_its_next_checkpoint_is_version_2
     to_v1(path)
     rebuilds = Rebuilds(monkeypatch)
     db = open_db(path)
-    assert db._stores["Mixed"].columns is None              # version 1: rows, built lazily
+    assert db._stores["Mixed"].columns.n == len(model)      # version 1: rows, into the columns
     same(db, model)
     assert sorted(f[1] for f in rebuilds.filled if f[0] == "Mixed") == [1, 2, 3, 4, 5]
     db.table("Mixed")._check()

@@ -72,7 +72,7 @@ def test_mask_agrees_with_the_predicate(vals, terms, data):
     states = data.draw(st.lists(st.sampled_from([EMPTY, FROZEN, CHAIN]), min_size=len(rows),
                                 max_size=len(rows)))
     c = Columns(S)
-    c.load(rows, all_settled=True)
+    c.load(rows)
     c.thaw([i for i, s in enumerate(states) if s == CHAIN])
     c.clear([i for i, s in enumerate(states) if s == EMPTY])
     q = _query(terms)
@@ -94,31 +94,79 @@ def test_terms_without_a_column_answer_stay_in_python():
     assert [t.op for t in rest] == ["match", "true", "match"]
 
 
+@settings(max_examples=200, deadline=None)
+@given(rows_st, st.data())
+def test_rows_read_back_exactly_as_frozen(vals, data):
+    """``row`` and ``rows_of`` give back each frozen tuple: the same values of the same
+    types (None for nulls, bools as bools, the u64 extremes, -0.0), gathered or sliced."""
+    rows = [r[:5] + (None if i % 3 else f"s{i}",) for i, r in enumerate(_rows(vals))]
+    c = Columns(S)
+    c.load(rows)
+    keys = [r[0] for r in rows]
+    for i, r in enumerate(rows):
+        got = c.row(i, keys[i])
+        assert got == r and [type(v) for v in got] == [type(v) for v in r]
+    assert c.rows_of(slice(0, len(rows)), keys) == rows
+    if rows:
+        pick = data.draw(st.lists(st.integers(0, len(rows) - 1), max_size=12))
+        got = c.rows_of(np.array(pick, np.intp), [keys[i] for i in pick])
+        assert got == [rows[i] for i in pick]
+        assert [[type(v) for v in r] for r in got] == [[type(v) for v in rows[i]] for i in pick]
+
+
+class _Chain:
+    """Stands for a version chain in a heap (anything but a str or None)."""
+
+
 def test_freeze_thaw_clear_follow_the_heap():
     c = Columns(S)
     rows = _rows([(1, 2, 3.0, True), (None, None, None, None), (5, U64_MAX, -0.0, False)])
     c.load(rows)
-    c._check(rows)
+    heap = [r[0] for r in rows]             # a settled slot holds its key (heap.py)
+    c._check(heap)
     c.thaw([1])
-    heap = [rows[0], object(), rows[2]]
+    heap[1] = _Chain()
     c._check(heap)
     c.clear([0])
     heap[0] = None
     c._check(heap)
     new = ("k9", -7, 9, 2.5, None, None)
     c.freeze([1], [new])
-    heap[1] = new
+    heap[1] = "k9"
     c._check(heap)
+    assert c.row(1, "k9") == new and c.row(2, "k2") == rows[2]
     more = [("k%d" % i, i, i, float(i), i % 2 == 0, None) for i in range(3, 3000)]
     c.freeze(list(range(3, 3000)), more)      # grows past the capacity
-    c._check(heap + more)
+    c._check(heap + [r[0] for r in more])
+    assert c.row(2999, "k2999") == more[-1] and c.row(2, "k2") == rows[2]
     assert c.marks(_query([(">", "i32", 2990)]).terms)[0].sum() == 9
 
 
-def test_check_catches_a_stale_value():
+def test_check_catches_a_state_that_disagrees_with_the_heap():
     c = Columns(S)
-    rows = _rows([(1, 2, 3.0, True)])
+    rows = _rows([(1, 2, 3.0, True), (4, 5, 6.0, False)])
     c.load(rows)
-    c.cols[1][0] = 5
-    with pytest.raises(AssertionError, match="field 1"):
-        c._check(rows)
+    heap = [r[0] for r in rows]
+    c.state[1] = CHAIN
+    with pytest.raises(AssertionError, match="slot 1: settled in the heap"):
+        c._check(heap)
+    c.state[1] = FROZEN
+    c.clear([0])
+    c.strs[5][0] = "left"
+    with pytest.raises(AssertionError, match="slot 0: free but holds a string"):
+        c._check([None, heap[1]])
+
+
+def test_an_int_field_wider_than_64_bits_is_a_list():
+    """A range from -2^63 to past 2^63 - 1 fits no 64-bit type: its values stay Python
+    ints in a list, its terms in Python."""
+    @table
+    class W:
+        k = Key()
+        r = Int(lo=-(1 << 63), hi=U64_MAX)
+    c = Columns(W)
+    rows = [("a", U64_MAX), ("b", -(1 << 63)), ("c", None)]
+    c.load(rows)
+    assert 1 not in c.cols and [c.row(i, r[0]) for i, r in enumerate(rows)] == rows
+    vec, rest = vector_terms(W, Query(SimpleNamespace(schema=W)).where(">", "r", 5).terms)
+    assert not vec and len(rest) == 1

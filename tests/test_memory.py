@@ -4,9 +4,10 @@
   traced growth, once CPython's int padding is added (see ``int_pad``);
 - against a plain reference walk (``reference``) that dedups every object by
   id: the refcount shortcut of memory.py must count exactly the same;
-- part by part: building columns grows ``columns`` by the arrays; updates held
-  back by an open snapshot grow ``version_chains``, which a vacuum after the
-  snapshot ends shrinks back; shared objects count once, where documented.
+- part by part: ``columns`` is its arrays and grows with their capacity, and
+  holds a string field's strings; updates held back by an open snapshot grow
+  ``version_chains``, which a vacuum after the snapshot ends shrinks back;
+  shared objects count once, where documented; key copies count as keys.
 """
 
 import gc
@@ -26,6 +27,13 @@ from aerostore.schema import Float, Key, Str, table
 from conftest import vacuum_now
 
 N = 20_000
+
+
+def _chain(v):
+    """The versions of the chain whose head is ``v``, newest first."""
+    while v is not None:
+        yield v
+        v = v.prev
 
 
 def make_rows(n, seed=7, start=0):
@@ -84,23 +92,26 @@ def reference(st) -> dict:
     out["keys"] = sum(map(obj, st.slots))
     out["key_dict"] = getsizeof(st.slots) + sum(map(obj, st.slots.values()))
     out["rows"] = getsizeof(st.rows) + getsizeof(st.free) + sum(map(obj, st.free))
-    for r in st.rows:
-        if r.__class__ is tuple:
-            out["rows"] += obj(r)
-            for p, v in enumerate(r):
-                out["keys" if p == kp else "rows"] += obj(v)
+    out["keys"] += sum(obj(r) for r in st.rows if r.__class__ is str)
+    c = st.columns
+    views = c.arrays[3]
+    out["columns"] = (getsizeof(c) + sum(map(getsizeof, (c.cols, c.nulls, c.strs, c.dtypes, c.strpos, c.arrays, views)))
+                      + sum(_array_ref(a, seen) for a in chain([c.state], c.cols.values(), c.nulls.values()))
+                      + sum(getsizeof(v) for v in views if isinstance(v, memoryview))
+                      + sum(getsizeof(lst) + sum(map(obj, lst)) for lst in c.strs.values()))
     n = getsizeof(st.unfrozen) + sum(map(obj, st.unfrozen))
     for slot in st.unfrozen:
         v = st.rows[slot]
         while v is not None:
-            n += obj(v) + obj(v.values) + sum(map(obj, v.values))
+            n += obj(v) + obj(v.values)
+            for p, x in enumerate(v.values):
+                if p == kp:
+                    out["keys"] += obj(x)
+                else:
+                    n += obj(x)
             v = v.prev
     n += getsizeof(st.live) + sum(obj(e) + sum(map(obj, e)) for e in st.live)
     out["version_chains"] = n
-    c = st.columns
-    if c is not None:
-        out["columns"] = getsizeof(c) + getsizeof(c.cols) + getsizeof(c.nulls) + getsizeof(c.dtypes) + sum(
-            _array_ref(a, seen) for a in chain([c.state], c.cols.values(), c.nulls.values()))
     n = getsizeof(st.indexes)
     for ix in st.indexes.values():
         n += getsizeof(ix) + getsizeof(ix.nulls) + sum(map(obj, ix.nulls))
@@ -131,7 +142,9 @@ def test_api_parts_and_closed_db(mem_db, flights):
     assert list(m) == list(PARTS) + ["total"]
     assert m["total"] == sum(m[p] for p in PARTS)
     assert m == mem_db.memory(FlightState) == table_memory(flights._st)
-    assert m["rows"] > 0 and m["indexes"] > 0 and m["columns"] == 0
+    assert m["rows"] > 0 and m["indexes"] > 0
+    # an empty table's columns: their objects and empty arrays, no data yet
+    assert flights._st.columns.cap == 0 and 0 < m["columns"] < 8192
     with pytest.raises(aerostore.UsageError):
         mem_db.memory("Nope")
     mem_db.close()
@@ -168,18 +181,22 @@ def test_total_matches_tracemalloc(mem_db, flights):
     finally:
         tracemalloc.stop()
     m1 = mem_db.memory("FlightState")
-    ints = ({id(v) for r in st.rows for v in r if v.__class__ is int and not _interpreter_owned(v)}
+    # the table's int objects: slot ints (the columns hold numbers unboxed), and
+    # the values of any version still held
+    versions = [v for slot in st.unfrozen for v in _chain(st.rows[slot])]
+    ints = ({id(x) for v in versions for x in v.values if x.__class__ is int and not _interpreter_owned(x)}
             | {id(s) for s in st.slots.values() if s > 256})
     want = m1["total"] - m0["total"] + pad * len(ints)
     assert abs(traced - want) <= 0.002 * traced + 4096, (traced, want, m1)
-    # and a row costs what docs/architecture.md says, within reason
-    assert 300 < m1["total"] / N < 500
+    # and a row costs what docs/architecture.md says, within reason: its key,
+    # dict entry, index entries and columns (by capacity), no row tuple
+    assert 200 < m1["total"] / N < 320
 
 
 def test_matches_reference_walk(mem_db, loaded):
     st = loaded._st
     assert table_memory(st) == reference(st)
-    loaded.query().gt("altitude", 1000).lt("gs", 300).count()      # builds the columns
+    assert loaded.query().gt("altitude", 1000).lt("gs", 300).count() > 0
     reader = mem_db.begin()
     reader.table("FlightState").get("F0000001")
     with mem_db.transaction() as txn:
@@ -198,25 +215,34 @@ def test_matches_reference_walk(mem_db, loaded):
     assert table_memory(st) == reference(st)
 
 
-def test_columns_grow_by_their_arrays(loaded):
-    st = loaded._st
+def test_columns_grow_by_their_arrays(mem_db, flights):
+    """``columns`` is the Columns' arrays by capacity: an empty table's holds their
+    headers only; loading rows grows it by the arrays' data and nothing else."""
+    st = flights._st
     m0 = table_memory(st)
-    assert m0["columns"] == 0 and st.columns is None
-    assert loaded.query().gt("altitude", 1000).lt("gs", 300).count() > 0
     c = st.columns
-    assert c is not None
+    assert c.cap == 0
+    empty = [c.state, *c.cols.values(), *c.nulls.values()]
+    assert len(empty) == 11 and not any(a.nbytes for a in empty)
+    # the Columns object, its dicts, the arrays' headers and the published views
+    assert sum(map(getsizeof, empty)) < m0["columns"] < 8192
+    for i in range(0, N, 5000):
+        flights.upsert_many(make_rows(5000, seed=i, start=i))
+    vacuum_now(mem_db)
+    assert not st.unfrozen
+    c = st.columns
+    assert c.cap >= N
     arrays = [c.state, *c.cols.values(), *c.nulls.values()]
-    m1 = table_memory(st)
-    grown = m1["columns"] - m0["columns"]
+    assert all(len(a) == c.cap and a.base is None for a in arrays)
     nbytes = sum(a.nbytes for a in arrays)
-    assert nbytes >= N * (1 + 5 * 9)          # state, and 5 numeric columns with their null flags
-    # beyond the data: the array headers, the two dicts and the Columns object
-    assert nbytes < grown <= nbytes + 200 * len(arrays) + 2048
-    assert {p: m1[p] for p in PARTS if p != "columns"} == {p: m0[p] for p in PARTS if p != "columns"}
+    assert nbytes == c.cap * (1 + 5 * 9)      # state, and 5 numeric columns with their null flags
+    grown = table_memory(st)["columns"] - m0["columns"]
+    assert grown == nbytes
 
 
 def test_version_chains_grow_under_a_snapshot_and_shrink_after_vacuum(mem_db, loaded):
     st = loaded._st
+    vacuum_now(mem_db)
     m0 = table_memory(st)
     assert not st.unfrozen
     reader = mem_db.begin()
@@ -230,21 +256,21 @@ def test_version_chains_grow_under_a_snapshot_and_shrink_after_vacuum(mem_db, lo
     vacuum_now(mem_db)
     assert len(st.unfrozen) == len(keys)
     m1 = table_memory(st)
-    # per updated row at least: two Versions, the old tuple (moved out of rows), the new one
-    tup = getsizeof(st.rows[st.slots["F0000002"]])
+    # per updated row at least: two Versions, the old tuple (made from the columns), the new one
+    head = st.rows[st.slots[keys[1]]]
+    assert head.__class__ is Version and head.prev.prev is None
+    tup = getsizeof(head.values)
     per = 2 * getsizeof(Version(0, 0, (), None)) + 2 * tup
     assert m1["version_chains"] - m0["version_chains"] >= len(keys) * per
-    # the old tuples left rows, with the values only they hold
-    assert m0["rows"] - m1["rows"] >= len(keys) * tup
-    assert m1["keys"] == m0["keys"] and m1["key_dict"] == m0["key_dict"]
+    # the slots keep their places in rows and in the columns (which no longer count for them)
+    assert all(m1[p] == m0[p] for p in ("keys", "key_dict", "rows", "columns"))
     reader.rollback()
     vacuum_now(mem_db)
     assert not st.unfrozen
     m2 = table_memory(st)
+    # the new rows settled into the columns: the chains are gone, nothing else moved
     assert m2["version_chains"] == m0["version_chains"]
-    # the new tuples settled back into rows: a new float each instead of the old one
-    assert m2["rows"] == m0["rows"]
-    assert m2["keys"] == m0["keys"] and m2["key_dict"] == m0["key_dict"]
+    assert all(m2[p] == m0[p] for p in ("keys", "key_dict", "rows", "columns"))
 
 
 @table(indexes=("s",))
@@ -254,46 +280,137 @@ class Shared:
     s = Str()
 
 
+def _columns_fixed(c) -> int:
+    """The bytes of ``c`` (a Columns) but for the objects its string lists hold."""
+    views = c.arrays[3]
+    return (getsizeof(c) + sum(map(getsizeof, (c.cols, c.nulls, c.strs, c.dtypes, c.strpos, c.arrays, views)))
+            + sum(getsizeof(a) for a in chain([c.state], c.cols.values(), c.nulls.values()))
+            + sum(getsizeof(v) for v in views if isinstance(v, memoryview))
+            + sum(map(getsizeof, c.strs.values())))
+
+
+def test_str_field_counts_its_strings_under_columns(mem_db):
+    """A Str field's strings are the columns' (their only copy once settled), as are
+    those the string index's entries hold; each string counts once."""
+    t = mem_db.create_table(Shared)
+    st = t._st
+    n = 2000
+    t.upsert_many([(f"key{i:05d}", float(i), f"value number {i}") for i in range(n)])
+    vacuum_now(mem_db)
+    assert not st.unfrozen
+    c = st.columns
+    strs = c.strs[2]
+    assert len(strs) == c.cap and sum(x is not None for x in strs) == n
+    m = table_memory(st)
+    assert m == reference(st)
+    strings = sum(getsizeof(x) for x in strs if x is not None)
+    assert m["columns"] == _columns_fixed(c) + strings
+    assert m["columns"] > 2 * c.cap * 8 + strings          # the float column and its nulls, besides
+    entries = st.indexes[2].entries()
+    assert len(entries) == n and all(strs[slot] is v for v, slot in entries)
+    # an update held back by a snapshot: the old version's string is the one the
+    # columns still hold for the slot, and stays counted there, not in the chain
+    reader = mem_db.begin()
+    reader.table("Shared").get("nope")
+    t.upsert_many([(f"key{i:05d}", -1.0, strs[st.slots[f"key{i:05d}"]]) for i in range(1, 200, 2)])
+    vacuum_now(mem_db)
+    old = st.rows[st.slots["key00001"]].prev
+    assert old.values[2] is strs[st.slots["key00001"]]
+    mc = table_memory(st)
+    assert mc == reference(st)
+    assert mc["columns"] == m["columns"]
+    assert mc["version_chains"] > m["version_chains"]
+    reader.rollback()
+    vacuum_now(mem_db)
+    assert table_memory(st)["columns"] == m["columns"]
+    # freed slots let go of their strings
+    with mem_db.transaction() as txn:
+        txn.table("Shared").delete_many([f"key{i:05d}" for i in range(0, n, 2)])
+    vacuum_now(mem_db)
+    m1 = table_memory(st)
+    assert m1 == reference(st)
+    assert m1["columns"] == _columns_fixed(c) + sum(getsizeof(x) for x in strs if x is not None)
+    assert m["columns"] - m1["columns"] > strings / 3
+
+
 def test_shared_objects_count_once(mem_db):
-    """One float and one string held by every row count once, in rows; the string index's
-    (value, slot) tuples count in indexes, its values (the rows') do not; row tuples the
-    caller still holds count in full."""
+    """One string held by every row counts once: in columns once the rows settle,
+    in version_chains while versions hold them; the string index's (value, slot)
+    tuples count in indexes, its values (the columns', the versions') do not; row
+    tuples the caller still holds count in full, while versions hold them."""
     t = mem_db.create_table(Shared)
     st = t._st
     f = float("1234.5")
     s = "shared-" + "value"
     n = 1000
     rows = [(f"key{i:05d}", f, s) for i in range(n)]
+    reader = mem_db.begin()
+    reader.table("Shared").get("nope")              # holds the new versions back
     with mem_db.transaction() as txn:
         txn.table("Shared").upsert_checked(rows)       # the tuples as they are (upsert_many copies)
     vacuum_now(mem_db)
+    assert len(st.unfrozen) == n
     m = table_memory(st)
     assert m == reference(st)
-    assert all(r is mine for r, mine in zip(st.rows, rows))
-    assert all(r[1] is f and r[2] is s for r in st.rows)
+    heads = [st.rows[slot] for slot in st.unfrozen]
+    assert all(v.values is mine for v, mine in zip(sorted(heads, key=lambda v: v.values[0]), rows))
     keys = list(st.slots)
     assert m["keys"] == sum(map(getsizeof, keys))
     assert m["key_dict"] == getsizeof(st.slots) + sum(getsizeof(v) for v in st.slots.values() if v > 256)
-    tuples = sum(getsizeof(r) for r in st.rows)
-    assert m["rows"] == getsizeof(st.rows) + getsizeof(st.free) + tuples + getsizeof(f) + getsizeof(s)
+    assert m["rows"] == getsizeof(st.rows) + getsizeof(st.free)
+    assert m["columns"] == _columns_fixed(st.columns)        # chained slots hold no strings there
+    # a Version and the caller's tuple per row, the unfrozen set, f and s once; and the live counts
+    chains = n * (getsizeof(heads[0]) + getsizeof(rows[0])) + getsizeof(st.unfrozen) + getsizeof(f) + getsizeof(s)
+    assert chains < m["version_chains"] <= chains + 2048
     ix = st.indexes[2]
     entries = ix.entries()
     assert len(entries) == n and all(e[0] is s for e in entries)
     assert m["indexes"] >= n * getsizeof(entries[0])
+    reader.rollback()
+    vacuum_now(mem_db)
+    assert not st.unfrozen
+    m1 = table_memory(st)
+    assert m1 == reference(st)
+    c = st.columns
+    assert sum(x is s for x in c.strs[2]) == n
+    assert m1["columns"] == _columns_fixed(c) + getsizeof(s)
+    assert all(e[0] is s for e in ix.entries()) and m1["indexes"] >= n * getsizeof(entries[0])
 
 
-def test_key_copies_in_rows_count_as_keys(mem_db):
-    """A row that arrives with its own (equal) key string: both objects are keys."""
+def test_key_copies_count_as_keys(mem_db):
+    """A row that arrives with its own (equal) key string: both objects are keys, while
+    a version holds the copy, and when a settled slot keeps it (``rows``)."""
     t = mem_db.create_table(Shared)
     st = t._st
     t.upsert_many([("key-" + str(i), 1.0, "a string") for i in range(10)])
+    vacuum_now(mem_db)
     m0 = table_memory(st)
+    reader = mem_db.begin()
+    reader.table("Shared").get("key-0")       # holds the update's versions back
     k = "".join(["key-", "3"])                 # equal to the dict's key, another object
     t.upsert_many([(k, 2.0, "a string")])
     vacuum_now(mem_db)
-    row = st.rows[st.slots[k]]
-    assert row.__class__ is tuple
+    mine = next(x for x in st.slots if x == k)
+    assert mine is not k
+    head = st.rows[st.slots[k]]
+    assert head.__class__ is Version and head.values[0] is k
     m1 = table_memory(st)
     assert m1 == reference(st)
-    assert row[0] is k and next(x for x in st.slots if x == k) is not k
     assert m1["keys"] == m0["keys"] + getsizeof(k)
+    reader.rollback()
+    vacuum_now(mem_db)
+    # settled: the slot keeps the key dict's string (the oldest version's), the copy is gone
+    assert st.rows[st.slots[k]] is mine
+    m2 = table_memory(st)
+    assert m2 == reference(st) and m2["keys"] == m0["keys"]
+    # a new key written twice in one transaction: the write set keeps the first
+    # string (the key dict's), the row the second, which the settled slot keeps
+    a, b = ("".join(["new-", "key"]) for _ in range(2))
+    assert a == b and a is not b
+    t.upsert_many([(a, 1.0, "x1"), (b, 2.0, "x2")])
+    vacuum_now(mem_db)
+    slot = st.slots[a]
+    assert next(x for x in st.slots if x == a) is a and st.rows[slot] is b
+    m3 = table_memory(st)
+    assert m3 == reference(st)
+    assert m3["keys"] == m0["keys"] + getsizeof(a) + getsizeof(b)

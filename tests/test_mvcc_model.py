@@ -181,11 +181,6 @@ class MVCCMachine(RuleBasedStateMachine):
     def vacuum(self):
         vacuum_now(self.db)
 
-    @rule()
-    def build_columns(self):
-        # from here on writers keep the typed columns exact (_check compares them with the heap)
-        self.db._stores["KV"].build_columns()
-
     @rule(field=st.sampled_from(["a", "c"]), create=st.booleans())
     def index_ddl(self, field, create):
         if create:

@@ -24,10 +24,11 @@ in this order:
       (the key and Str fields) or the numpy type string of the field's column
       (``columns.column_dtype``): ``"<i8"`` (int), ``"<u8"`` (int with an
       unsigned 64-bit range), ``"<f8"`` (float), ``"|i1"`` (bool, 0 or 1).
-      The list is nil when the schema map describes no typed fields (the
-      engine's always does; storage tests pass opaque ones): then b. and c.
-      are replaced by zero or more records ``["rows", [[values...], ...]]``
-      of at most ``CHUNK_ROWS`` rows, each row its values in field order.
+      The list is nil when the schema map describes no typed fields (storage
+      tests pass opaque ones) or an int field whose range no 64-bit type holds
+      (from -2^63 to past 2^63 - 1): then b. and c. are replaced by zero or
+      more records ``["rows", [[values...], ...]]`` of at most ``CHUNK_ROWS``
+      rows, each row its values in field order.
    b. zero or more slices: record ``["slice", rows]`` (rows >= 1; the
       writer puts ``SLICE_ROWS`` = 2^20 rows in a slice, fewer in the last one
       and in one whose strings pass 256 MiB), then one section per field, in
@@ -404,7 +405,10 @@ def _write_table(out: _Out, schema: dict, index_fields, rows, index_entries=None
         fields = Schema.from_dict(schema).fields
     except (AerostoreError, LookupError, TypeError, ValueError, AttributeError):
         return _write_rows(out, schema, index_fields, rows)
-    dtypes = [None if f.kind == "str" else column_dtype(f).newbyteorder("<") for f in fields]
+    dtypes = [None if f.kind == "str" else column_dtype(f) for f in fields]
+    if any(dt is None and f.kind != "str" for dt, f in zip(dtypes, fields)):
+        return _write_rows(out, schema, index_fields, rows)    # an int field wider than 64 bits
+    dtypes = [None if dt is None else dt.newbyteorder("<") for dt in dtypes]
     names = [f.name for f in fields]
     out.add(_record(("table", schema, list(index_fields),
                      ["str" if dt is None else dt.str for dt in dtypes])))

@@ -48,11 +48,15 @@ _changed: dict = {}      # key -> text, the settings made before init
 
 def _fast_get(table):
     """(the TableStore, the Database, the key's position) of the autocommit
-    ``table``: c_shim/rowget.c reads ``store.slots``, ``store.rows`` and
-    ``database._closed`` on each ``FlightState get key`` and answers a settled
-    row without running Python, exactly as Table.get's first lines do
-    (aerostore/database.py); anything else it leaves to Session.t_get.  Set
-    and cleared with ``current``.  (Not their ``vars()``: making an object's
+    ``table``: what c_shim/rowget.c starts from on each ``FlightState get
+    key`` to answer a settled row without running Python, as Table.get's
+    first lines and TableStore.row_at do (aerostore/database.py, heap.py).  It
+    reads, on every call (nothing is cached: a reload rebinds them),
+    ``database._closed``, ``store.fseq`` (even: no freeze running),
+    ``store.slots[key]``, ``store.rows[slot]`` (the key: a settled row) and
+    the row views ``store.columns.arrays[3]`` (columns.py), whose buffers it
+    reads at the slot; anything else it leaves to Session.t_get.  Set and
+    cleared with ``current``.  (Not their ``vars()``: making an object's
     ``__dict__`` turns off CPython 3.11's inline attribute values, and every
     attribute access of the engine on them got slower: +20% instructions in a
     top-50 search.)"""
