@@ -148,18 +148,6 @@ def _index_writes(idx, pairs, vals: dict, slots: dict, add: bool) -> None:
 _first, _second, _third = itemgetter(0), itemgetter(1), itemgetter(2)
 
 
-def _key_of(head, kp: int):
-    """The key string a settling slot keeps in ``rows``: that of its chain's oldest
-    version (the key dict's own string when the row was settled before: an
-    install makes that version from ``rows[slot]``), so that an update bringing
-    an equal copy of the key does not keep a second string per row.
-    O(chain length)."""
-    v = head
-    while v.prev is not None:
-        v = v.prev
-    return v.values[kp]
-
-
 def _newer_csn(head) -> int:
     """The CSN of the newest commit on a chain (its delete, else its head's insert)."""
     return head.xmax if head.xmax < INF else head.xmin
@@ -427,14 +415,14 @@ class TableStore:
             # the settled rows this part updates or deletes, read from the columns in one
             # gather per field (the latch keeps them whole)
             settled = {}
-            sl = [s for s in map(slots.get, map(_first, items)) if s is not None]
+            at = list(map(slots.get, map(_first, items)))
+            sl = [s for s in at if s is not None]
             if sl:
                 sk = [(s, h) for s, h in zip(sl, map(rows.__getitem__, sl)) if h.__class__ is str]
                 if sk:
                     ss, ks = zip(*sk)
                     settled = dict(zip(ss, cols.rows_of(np.array(ss, np.intp), list(ks))))
-            for key, values in items:
-                slot = slots.get(key)
+            for (key, values), slot in zip(items, at):
                 if slot is None:
                     if values is not None:
                         fresh_keys.append(key)
@@ -531,7 +519,9 @@ class TableStore:
         simple_append = simple.append
         settled = []
         settled_rows = []
+        settled_keys = []
         freed = []
+        kp = self.key_pos
         with self.freezing:
             unfrozen = self.unfrozen
             # the index list under the latch: create_index may run while we wait for it
@@ -570,6 +560,13 @@ class TableStore:
                         kept = None             # settles below, into the columns
                         settled.append(slot)
                         settled_rows.append(v.values)
+                        # the key string of the chain's oldest version: the key dict's own
+                        # when the row was settled before (an install made that version
+                        # from ``rows[slot]``), so an update's copy of the key is not kept
+                        o = v
+                        while o.prev is not None:
+                            o = o.prev
+                        settled_keys.append(o.values[kp])
                     elif dropped is None:
                         continue                # nothing to drop, nothing to settle
                     else:
@@ -591,9 +588,8 @@ class TableStore:
             if settled:
                 # values first, then the key in ``rows``: a settled slot's columns are whole
                 cols.freeze(settled, settled_rows)
-                kp = self.key_pos
-                for slot in settled:
-                    rows[slot] = _key_of(rows[slot], kp)
+                for slot, k in zip(settled, settled_keys):
+                    rows[slot] = k
                 unfrozen.difference_update(settled)
             if freed:
                 cols.clear(freed)
