@@ -249,7 +249,7 @@ static Tcl_Obj *str_to_tcl(PyObject *v)
 
 Tcl_Obj *shim_items_to_tcl(PyObject *const *items, Py_ssize_t n, Py_ssize_t at, Tcl_Obj *given)
 {
-    Tcl_Obj *small[16], **objs = small, *list = NULL;
+    Tcl_Obj *small[16], **objs = small;
     Py_ssize_t i;
 
     if (n > INT_MAX) {
@@ -269,13 +269,21 @@ Tcl_Obj *shim_items_to_tcl(PyObject *const *items, Py_ssize_t n, Py_ssize_t at, 
             break;
         }
     }
-    if (i == n) {
+    return shim_list_of(objs, i, n, given, small);
+}
+
+Tcl_Obj *shim_list_of(Tcl_Obj **objs, Py_ssize_t made, Py_ssize_t n, Tcl_Obj *given,
+                      Tcl_Obj **small)
+{
+    Tcl_Obj *list = NULL;
+
+    if (made == n) {
         list = Tcl_NewListObj((int)n, objs);   /* takes its own references */
     } else {
-        while (i-- > 0) {                      /* free the ones made (refcount 0) */
-            if (objs[i] != given) {
-                Tcl_IncrRefCount(objs[i]);
-                Tcl_DecrRefCount(objs[i]);
+        while (made-- > 0) {                   /* free the ones made (refcount 0) */
+            if (objs[made] != given) {
+                Tcl_IncrRefCount(objs[made]);
+                Tcl_DecrRefCount(objs[made]);
             }
         }
     }

@@ -269,7 +269,7 @@ static Tcl_Obj *field_to_tcl(const FieldAt *f, PyObject *key, Tcl_Obj *given)
  * Python error (a str that could not be converted). */
 static Tcl_Obj *row_to_tcl(const FieldAt *at, Py_ssize_t n, PyObject *key, Tcl_Obj *given)
 {
-    Tcl_Obj *small[16], **objs = small, *list = NULL;
+    Tcl_Obj *small[16], **objs = small;
     Py_ssize_t p;
 
     if (n > 16 && !(objs = PyMem_Malloc(sizeof(Tcl_Obj *) * n))) {
@@ -281,20 +281,7 @@ static Tcl_Obj *row_to_tcl(const FieldAt *at, Py_ssize_t n, PyObject *key, Tcl_O
             break;
         }
     }
-    if (p == n) {
-        list = Tcl_NewListObj((int)n, objs);   /* takes its own references */
-    } else {
-        while (p-- > 0) {                      /* free the ones made (refcount 0) */
-            if (objs[p] != given) {
-                Tcl_IncrRefCount(objs[p]);
-                Tcl_DecrRefCount(objs[p]);
-            }
-        }
-    }
-    if (objs != small) {
-        PyMem_Free(objs);
-    }
-    return list;
+    return shim_list_of(objs, p, n, given, small);
 }
 
 int shim_get_row(ShimInterp *si, Tcl_Interp *interp, Tcl_Obj *key_obj, PyObject *key)

@@ -73,6 +73,11 @@ Tcl_Obj *shim_u64_to_tcl(unsigned long long x);
  * Python error; `given` (if not NULL) stands at position `at` instead of the
  * conversion of items[at]. */
 Tcl_Obj *shim_items_to_tcl(PyObject *const *items, Py_ssize_t n, Py_ssize_t at, Tcl_Obj *given);
+/* The list of objs[0 .. n) when all n were made (made == n), else NULL after
+ * freeing the `made` ones (refcount 0; `given`, the caller's own object, is
+ * not freed); objs is freed unless it is the caller's stack array `small`. */
+Tcl_Obj *shim_list_of(Tcl_Obj **objs, Py_ssize_t made, Py_ssize_t n, Tcl_Obj *given,
+                      Tcl_Obj **small);
 /* Turn the pending Python exception into the Tcl error (result, errorCode
  * starting with AEROSTORE, errorInfo); clears it; returns TCL_ERROR. */
 int shim_python_error(Tcl_Interp *interp);
