@@ -111,23 +111,20 @@ def build_table(n=None, tsv=None, batch=10_000):
 
 
 def memory_split(db, t, n) -> dict:
-    """Bytes per row of each part (``Database.memory``): after the load, and after a
-    query that builds the columns (an indexed range filtered on gs: build_columns)."""
+    """Bytes per row of each part (``Database.memory``) after the load (the settled
+    rows are in the columns: a query adds nothing)."""
     t0 = time.perf_counter()
     load = db.memory("FlightState")
     walk = time.perf_counter() - t0
-    t.query().gt("altitude", 10000).lt("gs", 300).count()
-    query = db.memory("FlightState")
     return {"rows": n, "walk_secs": round(walk, 2),
-            "after_load": {k: v / n for k, v in load.items()},
-            "after_query": {k: v / n for k, v in query.items()}}
+            "after_load": {k: v / n for k, v in load.items()}}
 
 
 def memory_per_row(n, batch=10_000):
     """(bytes the store holds per row as tracemalloc traces them, ``memory_split``).
 
-    Traced from before the rows are made, so the row tuples the store keeps count
-    too; the caller's list of them is dropped before measuring.  The split is
+    Traced from before the rows are made, so everything the store keeps counts;
+    the caller's list of row tuples is dropped before measuring.  The split is
     taken after tracing stops: its total is the traced figure less what CPython
     pads each int object with (4 B on 3.11; tests/test_memory.py).
     """
@@ -145,9 +142,9 @@ def memory_per_row(n, batch=10_000):
 
 def print_split(split) -> None:
     print(f"bytes/row by part (Database.memory, {split['rows']:,} rows; walk {split['walk_secs']} s):")
-    print(f"  {'part':16s} {'after load':>12s} {'after query':>12s}")
+    print(f"  {'part':16s} {'after load':>12s}")
     for p in PARTS + ("total",):
-        print(f"  {p:16s} {split['after_load'][p]:12.1f} {split['after_query'][p]:12.1f}")
+        print(f"  {p:16s} {split['after_load'][p]:12.1f}")
 
 
 def split_in_subprocess(tsv, batch, timeout=1200.0) -> dict:

@@ -297,13 +297,11 @@ def _memory_table(doc: dict) -> list:
         return []
     if ms.get("error"):
         return ["", f"Memory by part: not measured ({ms['error']})."]
-    load, query = ms["after_load"], ms["after_query"]     # parts in order, "total" last
+    load = ms["after_load"]     # parts in order, "total" last
     out = ["", f"Memory per row by part (B/row), Aerostore in-process: the same TSV ingested into "
                f"`:memory:` by `bench/engine_bench.py --split-only`, {ms['rows']:,} rows, parts "
-               "from `Database.memory` (docs/python.md); columns appear with the first query that "
-               "uses them:", ""]
-    out += md_table(["part", "after the ingest", "after a query (columns built)"],
-                    [[p, fmt(v), fmt(query.get(p))] for p, v in load.items()])
+               "from `Database.memory` (docs/python.md):", ""]
+    out += md_table(["part", "after the ingest"], [[p, fmt(v)] for p, v in load.items()])
     rss = [(n, e["median"]) for n, e in doc["figures"].get("memory", {}).get("engines", {}).items()
            if ENGINES[n].is_aerostore and "median" in e]
     if rss:
