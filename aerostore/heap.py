@@ -326,7 +326,7 @@ class TableStore:
         """Rows visible to ``s`` among slots [start, stop), in slot order (checkpoints,
         statistics), read as ``rows_at`` does.  O(slots) at C speed for settled rows."""
         stop = len(self.rows) if stop is None else min(stop, len(self.rows))
-        yield from self.rows_at(list(range(start, stop)), s)
+        yield from self.rows_at(range(start, stop), s)
 
     # -- writes --------------------------------------------------------------------
     def check_conflicts(self, keys, s: int):
