@@ -18,8 +18,9 @@ Layout, per slot (the heap's slot numbers, heap.py):
   ``FROZEN`` (the columns hold the row, and it is visible to every snapshot:
   the heap's ``rows[slot]`` is a tuple), ``CHAIN`` (a version chain: the
   columns say nothing; read ``rows[slot]``);
-- ``cols[pos][slot]``: the value of numeric field ``pos`` (int64, uint64 for
-  unsigned 64-bit ranges, float64, or int8 for bools), 0 where null;
+- ``cols[pos][slot]``: the value of numeric field ``pos`` (float64, int8 for
+  bools, and for ints the narrowest of int16, uint16, int32, uint32, int64 and
+  uint64 that holds the field's range: ``column_dtype``), 0 where null;
 - ``nulls[pos][slot]`` (bool): the field is null;
 - ``strs[pos][slot]``: the value of string field ``pos`` (a str, None where
   null or the slot is not FROZEN), the key field excepted: the heap's
@@ -74,14 +75,19 @@ VECTOR_OPS = frozenset(("eq", "ne", "lt", "le", "gt", "ge", "range", "in", "null
 
 
 _F64, _I8, _I64, _U64 = (np.dtype(t) for t in (np.float64, np.int8, np.int64, np.uint64))
+# an int field's column: the narrowest of these that holds its range (not int8:
+# that is a bool's, as a checkpoint's column types say)
+_INTS = [np.dtype(t) for t in (np.int16, np.uint16, np.int32, np.uint32, np.int64, np.uint64)]
 # the integer constants a comparison on an int column takes exactly
-_INT_LIMITS = {_I64: (-(1 << 63), (1 << 63) - 1), _U64: (0, (1 << 64) - 1)}
+_INT_LIMITS = {dt: (int(np.iinfo(dt).min), int(np.iinfo(dt).max)) for dt in _INTS}
 
 
 def column_dtype(field):
     """The numpy dtype of ``field``'s column, or None (a list of Python objects:
     strings, and the int fields whose range takes both negative values and
-    values past 2^63 - 1, which no 64-bit type holds)."""
+    values past 2^63 - 1, which no 64-bit type holds).  An int field gets the
+    narrowest integer type that holds its range (FlightState's altitude, 32
+    bits, and gs, 16: 10 bytes a row less than int64 columns)."""
     kind = field.kind
     if kind == "float":
         return _F64
@@ -89,11 +95,14 @@ def column_dtype(field):
         return _I8
     if kind == "int":
         lo, hi = field.lo, field.hi
-        if lo is not None and lo >= 0 and hi is not None and hi >= 1 << 63:
-            return _U64
-        if (lo is None or lo < 0) and (hi is None or hi >= 1 << 63):
-            return None
-        return _I64
+        if lo is None or hi is None:
+            return None if (lo is None or lo < 0) and (hi is None or hi >= 1 << 63) else (
+                _U64 if lo is not None and lo >= 0 else _I64)
+        for dt in _INTS:
+            a, b = _INT_LIMITS[dt]
+            if a <= lo and hi <= b:
+                return dt
+        return None
     return None
 
 

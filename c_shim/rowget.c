@@ -24,7 +24,8 @@
  * field is the argument's own Tcl_Obj when that has the same bytes (ASCII
  * without NUL), else the key converted; a numeric field is its null flag and
  * its value read at the slot from the buffers of its two memoryviews
- * (float64, int64, uint64, or int8 for a bool; bool nulls; not released, one
+ * (float64; int64, uint64, int32, uint32, int16, uint16 as the field's range
+ * needs; int8 for a bool; bool nulls; not released, one
  * dimension, contiguous: each view's format and item size are checked on
  * every call, a few compares); a str field, or an int too wide for 64 bits,
  * is its list's item.  Each value becomes the Tcl value convert.c makes of
@@ -54,6 +55,7 @@
  */
 #include "shim.h"
 
+#include <stdint.h>
 #include <structmember.h>
 #include <string.h>
 
@@ -135,7 +137,8 @@ static PyObject *txn_table(PyObject *session)
 }
 
 /* What a field of the row views is, and where its value at the slot lies. */
-enum { COL_BAD, COL_F64, COL_I64, COL_U64, COL_BOOL, COL_LIST, COL_KEY };
+enum { COL_BAD, COL_F64, COL_I64, COL_U64, COL_I32, COL_U32, COL_I16, COL_U16, COL_BOOL,
+       COL_LIST, COL_KEY };
 typedef struct FieldAt {
     int kind;
     const char *val;           /* the value (numeric fields) */
@@ -175,6 +178,14 @@ static inline int col_kind(const Py_buffer *b)
     case 'L':
     case 'Q':
         return b->itemsize == 8 ? COL_U64 : COL_BAD;
+    case 'i':
+        return b->itemsize == 4 ? COL_I32 : COL_BAD;
+    case 'I':
+        return b->itemsize == 4 ? COL_U32 : COL_BAD;
+    case 'h':
+        return b->itemsize == 2 ? COL_I16 : COL_BAD;
+    case 'H':
+        return b->itemsize == 2 ? COL_U16 : COL_BAD;
     case 'b':
         return b->itemsize == 1 ? COL_BOOL : COL_BAD;
     default:
@@ -259,6 +270,26 @@ static Tcl_Obj *field_to_tcl(const FieldAt *f, PyObject *key, Tcl_Obj *given)
         unsigned long long u;
         memcpy(&u, f->val, sizeof u);
         return shim_u64_to_tcl(u);
+    }
+    case COL_I32: {
+        int32_t x;
+        memcpy(&x, f->val, sizeof x);
+        return shim_wide_to_tcl(x);
+    }
+    case COL_U32: {
+        uint32_t x;
+        memcpy(&x, f->val, sizeof x);
+        return shim_wide_to_tcl(x);
+    }
+    case COL_I16: {
+        int16_t x;
+        memcpy(&x, f->val, sizeof x);
+        return shim_wide_to_tcl(x);
+    }
+    case COL_U16: {
+        uint16_t x;
+        memcpy(&x, f->val, sizeof x);
+        return shim_wide_to_tcl(x);
     }
     default:
         return shim_bool_to_tcl(*(const signed char *)f->val != 0);

@@ -82,7 +82,7 @@ def test_round_trip_many_rows_and_tables(tmp_path, monkeypatch):
     assert [(t.schema, t.index_fields, t.rows) for t in tables] == [(SCHEMA, ["v"], rows_t), (U, [], [])]
     t = tables[0]
     assert t.n == len(rows_t) and t.columns[0] == [r[0] for r in rows_t]
-    assert t.columns[1].dtype == np.int64 and list(t.nulls[1]) == [r[1] is None for r in rows_t]
+    assert t.columns[1].dtype == np.int16 and list(t.nulls[1]) == [r[1] is None for r in rows_t]
     want = sorted((v << 32) | i for i, (_, v) in enumerate(rows_t) if v is not None)
     assert t.index_arrays["v"].tolist() == want
     assert tables[1].n == 0 and [len(c) for c in tables[1].columns] == [0, 0]
@@ -139,13 +139,13 @@ def test_format_matches_the_documented_layout(tmp_path):
     fr = frames(os.path.join(d, "checkpoint.dat"))
     assert [(kind, payload) for _, kind, payload, _ in fr] == [
         ("record", ["checkpoint", 2, 3, 2]),
-        ("record", ["table", SCHEMA, ["v"], ["str", "<i8"]]),
+        ("record", ["table", SCHEMA, ["v"], ["str", "<i2"]]),     # 0..100: the narrowest int
         ("record", ["slice", 4]),
         ("section", b"\0" + "a\nb\u00e9\nc\nd".encode()),
-        ("section", b"\x01" + bytes([0b0010]) + struct.pack("<4q", 5, 0, 2, 5)),
+        ("section", b"\x01" + bytes([0b0010]) + struct.pack("<4h", 5, 0, 2, 5)),
         ("record", ["index", "v", "<i8", 3, 1]),
         ("section", struct.pack("<3q", 2 << 32 | 2, 5 << 32 | 0, 5 << 32 | 3)),
-        ("record", ["table", U, [], ["str", "<i8"]]),
+        ("record", ["table", U, [], ["str", "<i2"]]),
         ("record", ["end", [4, 0]])]
 
 

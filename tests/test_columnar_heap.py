@@ -208,3 +208,32 @@ def test_ingest_packs_its_rows_and_applies_them_unchanged(mem_db, n):
     assert got == {r[0]: r for r in rows}
     if n < 100:
         t._check()
+
+
+def test_a_checkpoint_of_64_bit_int_columns_reopens_into_the_narrow_ones(tmp_path, monkeypatch):
+    """Checkpoints written before int columns were narrowed hold every signed int as
+    ``<i8``: a reopen converts each to the field's column type (columns.column_dtype)."""
+    from aerostore import columns as columns_mod
+    from aerostore.storage import checkpoint as checkpoint_mod
+    path = str(tmp_path / "db")
+    rows = [(f"F{i}", i / 3, -i / 3, 30000 + i, i % 600, i) for i in range(500)] + [
+        ("nul", None, None, None, None, None)]
+    wide = {"int": lambda f: np.dtype(np.uint64) if f.lo >= 0 and f.hi >= 1 << 63 else np.dtype(np.int64)}
+    real = columns_mod.column_dtype
+    monkeypatch.setattr(checkpoint_mod, "column_dtype",
+                        lambda f: wide[f.kind](f) if f.kind in wide else real(f))
+    with aerostore.open(path) as db:
+        t = db.create_table(FlightState)
+        t.upsert_many(rows)
+        db.checkpoint()
+    monkeypatch.undo()
+    import os
+    _csn, tables = checkpoint_mod.read_checkpoint(os.path.join(path, "checkpoint.dat"))
+    assert tables[0].columns[3].dtype == np.int64 and tables[0].columns[4].dtype == np.int64
+    with aerostore.open(path) as db:
+        t = db.table("FlightState")
+        cols = t._st.columns
+        assert cols.cols[3].dtype == np.int32 and cols.cols[4].dtype == np.uint16
+        assert sorted(t.query().rows(), key=lambda r: r[0]) == sorted(rows, key=lambda r: r[0])
+        assert t.query().ge("altitude", 30400).count() == 100
+        t._check()

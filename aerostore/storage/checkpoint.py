@@ -22,8 +22,11 @@ in this order:
    a. record ``["table", schema_map, [index fields], [column type per field]]``
       (``schema_map`` is ``Schema.to_dict()``); a column type is ``"str"``
       (the key and Str fields) or the numpy type string of the field's column
-      (``columns.column_dtype``): ``"<i8"`` (int), ``"<u8"`` (int with an
-      unsigned 64-bit range), ``"<f8"`` (float), ``"|i1"`` (bool, 0 or 1).
+      (``columns.column_dtype``): for an int the narrowest of ``"<i2"``,
+      ``"<u2"``, ``"<i4"``, ``"<u4"``, ``"<i8"`` and ``"<u8"`` that holds its
+      range (a reader converts a column written in another of them, as older
+      checkpoints wrote ``"<i8"`` for every signed int), ``"<f8"`` (float),
+      ``"|i1"`` (bool, 0 or 1).
       The list is nil when the schema map describes no typed fields (storage
       tests pass opaque ones) or an int field whose range no 64-bit type holds
       (from -2^63 to past 2^63 - 1): then b. and c. are replaced by zero or
@@ -128,7 +131,7 @@ _FLUSH_BYTES = 1 << 20
 _YIELD_SECS = 0.0001
 
 _NULLS, _OFFSETS = 1, 2
-_NUMERIC = {"<i8", "<u8", "<f8", "|i1"}
+_NUMERIC = {"<i8", "<u8", "<i4", "<u4", "<i2", "<u2", "<f8", "|i1"}
 _ENTRY_TYPES = {"<i8", "<u8", "<c16"}
 _U8 = np.dtype(np.uint8)
 
