@@ -63,7 +63,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["Columns", "EMPTY", "FROZEN", "CHAIN", "VECTOR_OPS", "column_dtype", "vector_terms"]
+__all__ = ["Columns", "EMPTY", "FROZEN", "CHAIN", "VECTOR_OPS", "column_dtype", "vector_terms",
+           "view_layout", "view_reads"]
 
 EMPTY, FROZEN, CHAIN = 0, 1, 2
 
@@ -180,7 +181,7 @@ class Columns:
         key = frozenset(self.nullable)
         row1 = self._makers.get(key)
         if row1 is None:
-            row1 = self._makers[key] = _row_maker(self.schema, self.dtypes, self.strpos, key)
+            row1 = self._makers[key] = _row_maker(self.schema, key)
         self.arrays = (self.state, self.cols, self.nulls, tuple(views), row1)
 
     def _nulls_in(self, fields) -> None:
@@ -490,27 +491,63 @@ class Columns:
 _PYTYPE = {"int": int, "float": float, "bool": bool, "str": str}
 
 
-def _row_maker(schema, dtypes: dict, strpos: list, nullable: frozenset):
+def view_layout(schema) -> str:
+    """Per field, how the row views (``Columns.arrays[3]``) hold it: "k" the key (not
+    there), "n" a numeric column (its values, then its nulls), "b" a bool
+    column (int8 values, then nulls), "s" a list.  Cached per schema object."""
+    got = _layouts.get(id(schema))
+    if got is None or got[0] is not schema:
+        out = []
+        for p, f in enumerate(schema.fields):
+            if p == schema.key_pos:
+                out.append("k")
+            else:
+                dt = column_dtype(f)
+                out.append("s" if dt is None else ("b" if dt == _I8 else "n"))
+        if len(_layouts) > 64:
+            _layouts.clear()
+        got = _layouts[id(schema)] = (schema, "".join(out))
+    return got[1]
+
+
+_layouts: dict = {}
+
+
+def view_reads(layout: str, nullable) -> tuple[str, dict]:
+    """How generated code reads a settled row's fields from the row views (the one
+    home of it: ``row1`` here, the entry filters and row makers of query.py):
+    the line unpacking ``views`` into names (v3, n3: field 3's values and
+    nulls; s4: field 4's list), and per field but the key, (expression of its
+    value at ``slot``, whether it may be None).  A bool column's int8 is
+    compared with 0; a null array is read only for a ``nullable`` field."""
+    names = []
+    reads = {}
+    for p, lay in enumerate(layout):
+        if lay == "k":
+            continue
+        if lay == "s":
+            names.append(f"s{p}")
+            reads[p] = (f"s{p}[slot]", True)
+        else:
+            names += [f"v{p}", f"n{p}"]
+            val = f"v{p}[slot] != 0" if lay == "b" else f"v{p}[slot]"
+            if p in nullable:
+                reads[p] = (f"None if n{p}[slot] else {val}", True)
+            else:
+                reads[p] = (val, False)
+    unpack = f"{', '.join(names)}{',' if len(names) == 1 else ''} = views" if names else ""
+    return unpack, reads
+
+
+def _row_maker(schema, nullable: frozenset):
     """``row1(slot, key, views)``: the tuple of one settled row from the row views
     (``Columns.arrays[3]``), generated per schema and set of ``nullable`` fields
     (the others' null arrays hold no True: not read): one expression per
-    field, no loop and no call per field."""
-    kp = schema.key_pos
-    names = []
-    parts = []
-    for p in range(len(schema.fields)):
-        if p == kp:
-            parts.append("key")
-        elif p in dtypes:
-            v, nul = f"v{p}", f"n{p}"
-            names += [v, nul]
-            val = f"{v}[i] != 0" if dtypes[p] == _I8 else f"{v}[i]"
-            parts.append(f"None if {nul}[i] else {val}" if p in nullable else val)
-        else:
-            names.append(f"s{p}")
-            parts.append(f"s{p}[i]")
-    unpack = f"    {', '.join(names)}{',' if len(names) == 1 else ''} = views\n" if names else ""
-    src = f"def row1(i, key, views):\n{unpack}    return ({', '.join(parts)},)\n"
+    field (``view_reads``), no loop and no call per field."""
+    unpack, reads = view_reads(view_layout(schema), nullable)
+    parts = ["key" if p == schema.key_pos else reads[p][0] for p in range(len(schema.fields))]
+    body = f"    {unpack}\n" if unpack else ""
+    src = f"def row1(slot, key, views):\n{body}    return ({', '.join(parts)},)\n"
     ns: dict = {}
     exec(compile(src, f"<aerostore row of {schema.name}>", "exec"), ns)
     return ns["row1"]

@@ -20,7 +20,9 @@ cardinality (a SortedIndex counts any range with two bisects, O(log n)):
   smallest range times the other ranges' selectivities).
 - ``walk`` (``Walk``): sort + limit with the first sort field indexed: walk
   that index in order, filter, stop after offset+limit rows (finishing the tie
-  group).  Cost estimate: (offset+limit) * N / matches entries.
+  group).  Cost estimate: (offset+limit) * N / matches entries.  A settled
+  row is tested on the columns and made a tuple only if returned (late
+  materialization: the rows the terms reject or the offset skips cost none).
 - ``scan`` (``Scan``): every row through one generated function.
 - ``nulls`` (``Nulls``): ``null`` on an indexed field: the index's null slots.
 
@@ -41,11 +43,15 @@ writer that waits for another reader (the convoy of docs/architecture.md,
 - every candidate is rechecked against the row its slot shows the snapshot:
   an entry may be stale (its version pruned since), so a chained slot counts
   only if its visible row carries the entry's key;
-- a settled (tuple) slot is trusted to carry the entry's key only when no
-  writer section that freezes or frees slots (a prune) overlapped the read:
+- a settled slot is trusted to carry the entry's key only when no writer
+  section that freezes or frees slots (a prune) overlapped the read:
   ``store.fseq`` (heap.py) is read before a chunk and after its rows, and when
   it moved the chunk is filtered again with the key checked on every row
   (``_chunk``), a rare, bounded redo;
+- a walk makes the rows of a tie group at its edges after the walk
+  (``Walk._built``, through ``store.rows_at``): ``s`` is registered, so the
+  row a slot shows ``s`` is still the one tested (a slot thawed since keeps it
+  in its chain; no prune refreezes or frees it under another row meanwhile);
 - an index-only count, whose correction for chained slots needs the index
   and the chains as of one moment, reads the store's ``Picture`` (heap.py):
   the chain heads and index views published at the end of the last writer
@@ -70,7 +76,8 @@ from .entries import EntryForm
 from . import keyscan
 from .index import Index
 from .mvcc import visible
-from .query import compile_entry_filter, compile_predicate, compile_scan, sort_key_fn
+from .query import (compile_entry_filter, compile_predicate, compile_row_maker, compile_scan,
+                    sort_key_fn)
 
 __all__ = ["execute"]
 
@@ -115,6 +122,7 @@ class _Stale(Exception):
 
 
 _NO_LATCH = nullcontext()
+_UNSET = object()       # a value not worked out yet
 
 
 def _guard(store, ix):
@@ -225,7 +233,9 @@ def choose(store, q, count_only: bool) -> Plan:
             return KeyLookup(store, q, len(t.values[0]), sorted(t.values[0]))
     best = None
     ranged = []
-    indexes = list(store.indexes.items())
+    termed = {t.pos for t in terms}
+    # an index of a field no term is on has nothing to offer here (the sort is below)
+    indexes = [(pos, ix) for pos, ix in store.indexes.items() if pos in termed]
     latched = not all(ix.lockfree for _pos, ix in indexes)
     with store.latch.shared if latched else _NO_LATCH:
         for pos, ix in indexes:
@@ -669,11 +679,12 @@ class Intersect(Plan):
 class _OnIndex(Plan):
     """A path through one index ``ix``."""
 
-    __slots__ = ("ix",)
+    __slots__ = ("ix", "colv")
 
     def __init__(self, store, q, est, ix):
         Plan.__init__(self, store, q, est)
         self.ix = ix
+        self.colv = _UNSET
 
     def _null_rows(self, s, skip) -> list:
         """Visible rows at ``s`` with a null in the index's field that satisfy the query.
@@ -696,8 +707,14 @@ class _OnIndex(Plan):
 
     def _columns(self, skip):
         """(terms the columns answer, a predicate of the rest or None) when chunks of
-        this index can be filtered on the columns, else None.  Built columns
-        are kept exact by writers (heap.py); the first use builds them."""
+        this index can be filtered on the columns, else None; worked out on the
+        first chunk that is big enough (``_filter``), once a run."""
+        colv = self.colv
+        if colv is _UNSET:
+            colv = self.colv = self._split_terms(skip)
+        return colv
+
+    def _split_terms(self, skip):
         if skip is not None or self.ix.entry_form is not EntryForm.PAIRS:
             return None
         store = self.store
@@ -706,16 +723,18 @@ class _OnIndex(Plan):
             return None
         return vec, (compile_predicate(store.schema, rest) if rest else None)
 
-    def _chunk(self, lo, hi, after, size, reverse, filt, colv, s, skip, out):
+    def _chunk(self, lo, hi, after, size, reverse, filt, s, skip, out, ks=None, blo=0, bhi=0):
         """The next chunk of ``size`` entries of the index in [lo, hi) after ``after``,
-        its matching rows appended to ``out`` (``_filter``); returns the chunk.
+        its matches appended to ``out`` (``_filter``; ``ks`` not None: a walk's,
+        see ``Walk._walk``); returns the chunk.
 
         A lock-free index is read without the latch; when ``store.fseq`` shows that a
-        writer section that freezes or frees slots (a prune) overlapped the read,
-        the entries may be older than the rows (a slot frozen since under another
-        value), so the chunk is filtered again under the shared latch with every
-        row's key checked (the generated strict filter).  Installs do not matter
-        here (heap._Writing)."""
+        writer section that freezes or frees slots (a prune) overlapped the read
+        (the entries, the column values tested, the rows made), the entries may
+        be older than the rows (a slot frozen since under another value), so the
+        chunk is filtered again under the shared latch with every row's key
+        checked (the generated strict filter).  Installs do not matter here
+        (heap._Writing)."""
         store = self.store
         ix = self.ix
         if not ix.lockfree:
@@ -723,41 +742,50 @@ class _OnIndex(Plan):
                 _live(store, ix)
                 chunk = ix.chunk(lo, hi, after, size, reverse=reverse)
                 if chunk:
-                    self._filter(filt, colv, chunk, s, skip, out)
+                    self._filter(filt, chunk, s, skip, out, ks, blo, bhi)
                 return chunk
         f0 = store.fseq
         _live(store, ix)
         chunk = ix.chunk(lo, hi, after, size, reverse=reverse)
         if chunk:
             n0 = len(out)
+            k0 = 0 if ks is None else len(ks)
             try:
-                self._filter(filt, colv, chunk, s, skip, out)
+                self._filter(filt, chunk, s, skip, out, ks, blo, bhi)
             except IndexError:      # a slot settled past the columns' capacity the filter read
                 f0 = -1
             if f0 & 1 or store.fseq != f0:
                 del out[n0:]
-                strict = compile_entry_filter(store.schema, self.q.terms, ix.pos, ix.entry_form,
-                                              skip is not None, strict=True)
                 with store.latch.shared:
-                    a = store.columns.arrays
-                    strict(chunk, store.rows, s, visible, ix.key, skip, out, a[4], a[3])
+                    views = store.columns.arrays[3]
+                    if ks is None:
+                        filt.get(True)(chunk, store.rows, s, visible, ix.key, skip, out, views)
+                    else:
+                        del ks[k0:]
+                        filt.get(True)(chunk, store.rows, s, visible, ix.key, skip, out, views,
+                                       ks, blo, bhi)
         return chunk
 
-    def _filter(self, filt, colv, chunk, s, skip, out) -> None:
-        """Append the rows of ``chunk``'s entries visible at ``s`` that match, trusting a
-        settled (tuple) slot to carry its entry's key (``_chunk`` says when it may).
+    def _filter(self, filt, chunk, s, skip, out, ks=None, blo=0, bhi=0) -> None:
+        """Append the matches among ``chunk``'s entries visible at ``s``, trusting a
+        settled slot to carry its entry's key (``_chunk`` says when it may).
 
-        A chunk of ``_VEC_MIN`` entries or more is tested on the columns (``colv``
-        from ``_columns``): settled slots in numpy, then ``rest`` on the rows
+        A chunk of ``_VEC_MIN`` entries or more is tested on the columns (when
+        ``_columns`` says it can be): settled slots in numpy, then ``rest`` on the rows
         that passed; a chained slot's row at ``s`` counts only if it carries
         the entry's key (else the entry is another version's) and matches.
-        Smaller chunks go through the generated filter ``filt``.
+        Smaller chunks go through the generated filter (``filt``, an
+        ``_EntryFilters``).  ``ks`` None: the matches' rows are appended;
+        else a walk's: see ``_walk_matches``.
         """
         store = self.store
-        ix = self.ix
-        if colv is None or len(chunk) < _VEC_MIN:
-            a = store.columns.arrays
-            filt(chunk, store.rows, s, visible, ix.key, skip, out, a[4], a[3])
+        if len(chunk) < _VEC_MIN or (colv := self._columns(skip)) is None:
+            views = store.columns.arrays[3]
+            f = filt.get(False)
+            if ks is None:
+                f(chunk, store.rows, s, visible, self.ix.key, skip, out, views)
+            else:
+                f(chunk, store.rows, s, visible, self.ix.key, skip, out, views, ks, blo, bhi)
             return
         vec, rest_pred = colv
         slot_list = chunk.slots
@@ -765,12 +793,15 @@ class _OnIndex(Plan):
         if slots is None:
             slots = np.array(slot_list, np.intp)
         m, chain = store.columns.marks(vec, slots)
+        if ks is not None:
+            self._walk_matches(filt, chunk, m, chain, rest_pred, s, out, ks, blo, bhi)
+            return
         if not chain.any():
             _pick(store, s, chain, m, 0, slot_list, None, rest_pred, out)
             return
         pred = self.predicate()
-        p = ix.pos
-        key = ix.key
+        p = self.ix.pos
+        key = self.ix.key
         keys = chunk.keys
         append = out.append
         cand = np.flatnonzero(m | chain)
@@ -786,16 +817,119 @@ class _OnIndex(Plan):
             elif r[p] is not None and key(r[p]) == keys[i] and pred(r):
                 append(r)
 
-    def _entry_filter(self, skip):
-        """The generated filter of index entries (query.compile_entry_filter): called as
-        filt(chunk, rows, s, visible, key, skip, out, row1, views), it appends the rows of the
-        chunk's entries visible at ``s`` that match.  A frozen slot is trusted to
-        have exactly one entry (``_chunk`` filters again strictly when a writer
-        overlapped); a chained slot may have several, so the filter checks that
-        the entry's key equals the visible version's key.  One call per chunk,
-        no call per entry."""
-        ix = self.ix
-        return compile_entry_filter(self.store.schema, self.q.terms, ix.pos, ix.entry_form, skip is not None)
+    def _walk_matches(self, filt, chunk, m, chain, rest_pred, s, out, ks, blo, bhi) -> None:
+        """``_filter``'s column test for a walk: append the matches of ``chunk`` (``m``:
+        settled and matching on the columns, ``chain``: a version chain) in
+        entry order, and each one's entry key to ``ks``, as the generated walk
+        filter does (query.compile_entry_filter): a settled match goes in as
+        its slot (an int), the rows at positions [blo, bhi) of ``out`` are made
+        here (inside ``_chunk``'s check), the others only if the walk needs them
+        (``_built``).  A chained slot's row at ``s`` must carry the entry's key
+        and match; with terms the columns do not answer (``rest_pred``) a
+        settled row is read and tested too.  O(entries) in numpy, then
+        O(matches) in Python."""
+        store = self.store
+        slot_list = chunk.slots
+        keys = chunk.keys
+        n0 = len(out)
+        if chain.any():
+            cand = np.flatnonzero(m | chain).tolist()
+            settled = m[cand].tolist()
+        else:
+            cand = m.nonzero()[0].tolist()
+            settled = None
+        if settled is None and rest_pred is None:
+            if len(cand) > 1:
+                pick = itemgetter(*cand)
+                out.extend(pick(slot_list))
+                ks.extend(pick(keys))
+            elif cand:
+                out.append(slot_list[cand[0]])
+                ks.append(keys[cand[0]])
+        else:
+            pred = self.predicate()
+            p = self.ix.pos
+            key = self.ix.key
+            if settled is None:
+                settled = [True] * len(cand)
+            read = cand if rest_pred is not None else [i for i, ok in zip(cand, settled) if not ok]
+            # a slot thawed since it was marked settled: its row at s is still the columns'
+            got = iter(store.rows_at([slot_list[i] for i in read], s, keep_none=True))
+            append = out.append
+            kappend = ks.append
+            for i, ok in zip(cand, settled):
+                if ok and rest_pred is None:
+                    append(slot_list[i])
+                else:
+                    r = next(got)
+                    if r is None:
+                        continue
+                    if ok:
+                        if not rest_pred(r):
+                            continue
+                    elif r[p] is None or key(r[p]) != keys[i] or not pred(r):
+                        continue
+                    append(r)
+                kappend(keys[i])
+        a0 = max(blo, n0)
+        b0 = min(bhi, len(out))
+        if a0 < b0:
+            views = store.columns.arrays[3]
+            out[a0:b0] = filt.maker()(out[a0:b0], store.rows, views, visible, s)
+
+    def _entry_filter(self, skip, walk: bool = False):
+        """The generated filters of index entries for this run (an ``_EntryFilters``:
+        ``get(strict)`` gives the one for the columns' current null state).
+        A frozen slot is trusted to have exactly one entry (``_chunk`` filters
+        again strictly when a writer overlapped); a chained slot may have
+        several, so the filter checks that the entry's key equals the visible
+        version's key.  One call per chunk, no call per entry."""
+        return _EntryFilters(self.store, self.q.terms, self.ix, skip is not None, walk)
+
+
+class _EntryFilters:
+    """The generated entry filters (query.compile_entry_filter) and row maker of one
+    query run on one index, compiled on first use for each null state of the
+    columns: which numeric fields may hold a null (``Columns.nullable``, read
+    in ``_chunk``'s check, after ``fseq``: a freeze that adds a null moves
+    ``fseq``, so the state read matches the values read).  O(1) once compiled."""
+
+    __slots__ = ("store", "terms", "ix", "skip_keys", "walk", "numeric", "made")
+
+    def __init__(self, store, terms, ix, skip_keys: bool, walk: bool):
+        self.store = store
+        self.terms = terms
+        self.ix = ix
+        self.skip_keys = skip_keys
+        self.walk = walk
+        self.numeric = frozenset(store.columns.dtypes)
+        self.made = {}
+
+    def get(self, strict: bool):
+        """The filter (``strict``: the one that checks every settled row's key)."""
+        nk = self._nullable()
+        f = self.made.get((strict, nk))
+        if f is None:
+            ix = self.ix
+            f = self.made[strict, nk] = compile_entry_filter(
+                self.store.schema, self.terms, ix.pos, ix.entry_form, self.skip_keys,
+                strict=strict, walk=self.walk, nullable=nk)
+        return f
+
+    def maker(self):
+        """The row maker (query.compile_row_maker) that reads rows as the filters do."""
+        nk = self._nullable()
+        f = self.made.get(("rows", nk))
+        if f is None:
+            f = self.made["rows", nk] = compile_row_maker(self.store.schema, nk)
+        return f
+
+    def _nullable(self) -> frozenset:
+        nul = self.store.columns.nullable
+        return self.numeric.intersection(nul) if nul else _NO_NULLS
+
+
+_NO_NULLS = frozenset()
 
 
 class Nulls(_OnIndex):
@@ -823,20 +957,18 @@ class IndexRange(_OnIndex):
     kind = INDEX
 
     def __init__(self, store, q, est, ix, ranges):
-        Plan.__init__(self, store, q, est)
-        self.ix = ix
+        _OnIndex.__init__(self, store, q, est, ix)
         self.ranges = ranges
 
     def matches(self, s, skip, stop):
         """Visible rows behind the entries of the ranges that match, in index order
         (at least ``stop`` of them, if > 0)."""
         filt = self._entry_filter(skip)
-        colv = self._columns(skip)
         out = []
         for lo, hi in self.ranges:
             after = None
             while True:
-                chunk = self._chunk(lo, hi, after, _CHUNK, False, filt, colv, s, skip, out)
+                chunk = self._chunk(lo, hi, after, _CHUNK, False, filt, s, skip, out)
                 if not chunk:
                     break
                 if stop and len(out) >= stop:
@@ -931,32 +1063,44 @@ class Walk(_OnIndex):
     kind = WALK
 
     def __init__(self, store, q, est, ix, ranges, desc):
-        Plan.__init__(self, store, q, est)
-        self.ix = ix
+        _OnIndex.__init__(self, store, q, est, ix)
         self.ranges = ranges
         self.desc = desc
 
     def rows(self, s, skip):
-        """The first offset+limit rows in sort order, then sliced; own writes are merged
-        by a sort of the walked rows and theirs."""
+        """The rows at positions [offset, offset+limit) of the sort order; own writes
+        are merged by a sort of the walked rows (all offset+limit) and theirs."""
         q = self.q
         need = q.offset_n + q.limit_n
-        kf = sort_key_fn(self.store.schema, q.sort, q.descending)
-        rows = self._walk(s, skip, need, kf)
-        if skip:
-            rows.extend(self._own(skip))
-            if need * 8 < len(rows):
-                rows = heapq.nsmallest(need, rows, key=kf)
-            else:
-                rows.sort(key=kf)
+        if not skip:
+            return self._walk(s, None, need, q.offset_n)
+        kf = self._sort_key()
+        rows = self._walk(s, skip, need, 0)
+        rows.extend(self._own(skip))
+        if need * 8 < len(rows):
+            rows = heapq.nsmallest(need, rows, key=kf)
+        else:
+            rows.sort(key=kf)
         return rows[q.offset_n:need]
 
-    def _walk(self, s, skip, need, kf) -> list:
-        """Rows in index order until ``need`` rows and their tie group, sorted by ``kf``.
+    def _sort_key(self):
+        """The query's sort key function (query.sort_key_fn); only some walks need it."""
+        q = self.q
+        return sort_key_fn(self.store.schema, q.sort, q.descending)
 
-        Ties within the boundary group are ordered by the remaining sort keys,
-        then the key; when the walked field is the only sort key, walk order
-        already is that order unless two rows tie.
+    def _walk(self, s, skip, need, off) -> list:
+        """The rows at positions [off, need) of the sort order: the index
+        walked until ``need`` matches and their tie group.
+
+        Late materialization: the walk collects a settled match as its slot
+        (and every match's entry key, in ``ks``): only the rows it returns are
+        made (the generated filter and ``_walk_matches`` make those at
+        positions [off, need) as they go), and those of the tie groups that
+        straddle ``off`` or ``need``, which are ordered by the remaining sort
+        keys, then the key (when the walked field is the only sort key, walk
+        order already is that order unless two rows tie).  Equal values have
+        equal entry keys (a float's -0.0 and 0.0 too), so the groups are runs
+        of equal keys.  A rejected or skipped (offset) row costs no tuple.
         """
         store = self.store
         ix = self.ix
@@ -966,55 +1110,76 @@ class Walk(_OnIndex):
         if desc and lo is None:
             nulls = self._null_rows(s, skip)
             if need * 8 < len(nulls):
-                nulls = heapq.nsmallest(need, nulls, key=kf)
+                nulls = heapq.nsmallest(need, nulls, key=self._sort_key())
             else:
-                nulls.sort(key=kf)
-            out.extend(nulls)
-            if len(out) >= need:
-                return out[:need]
+                nulls.sort(key=self._sort_key())
+            if len(nulls) >= need:
+                return nulls[off:need]
+            out = nulls
         nnull = len(out)
-        p = ix.pos
+        ks = []                 # the entry key of each walked match: out[nnull + i]'s is ks[i]
         entry_key = ix.entry_key
-        filt = self._entry_filter(skip)
-        colv = self._columns(skip)
+        filt = self._entry_filter(skip, walk=True)
         after = None
         size = max(16, min(_CHUNK, int(self.est * 1.2) + 8))   # the expected walk, and a margin
-        stop = None             # index in out where the rows past the boundary group start
+        stop = None             # index in out where the matches past the boundary group start
         while stop is None:
-            chunk = self._chunk(lo, hi, after, size, desc, filt, colv, s, skip, out)
-            if len(out) >= need:
-                # the boundary row's tie group (equal values have equal keys) must be whole
-                bv = out[need - 1][p]
+            chunk = self._chunk(lo, hi, after, size, desc, filt, s, skip, out, ks, off, need)
+            m = len(out)
+            if m >= need:
+                # the boundary row's tie group must be whole
+                bk = ks[need - 1 - nnull]
                 j = need
-                m = len(out)
-                while j < m and out[j][p] == bv:
+                while j < m and ks[j - nnull] == bk:
                     j += 1
-                if j < m or not chunk or entry_key(chunk[-1]) != ix.key(bv):
+                if j < m or not chunk or entry_key(chunk[-1]) != bk:
                     stop = j
                     break
             if len(chunk) < size:
                 break
             after = chunk[-1]
             size = min(size * 4, 16384)
-        if stop is not None:
-            del out[stop:]
-        elif not desc and hi is None:
-            out.extend(self._null_rows(s, skip))
-            out.sort(key=kf)
-            return out
-        if len(self.q.sort) == 1:
-            # walk order is the sort order but for ties, broken by key ascending:
-            # if any, two stable C-speed sorts (by key, then by value) order them
-            walked = out[nnull:]
-            vals = [r[p] for r in walked]
-            if len(set(vals)) == len(vals):
-                return out
-            walked.sort(key=itemgetter(store.key_pos))
-            walked.sort(key=itemgetter(p), reverse=desc)
-            out[nnull:] = walked
-            return out
-        out.sort(key=kf)
-        return out
+        if stop is None:
+            stop = len(out)
+            if not desc and hi is None:
+                # the index ran out: the null rows follow
+                rows = self._built(out, s)
+                rows.extend(self._null_rows(s, skip))
+                rows.sort(key=self._sort_key())
+                return rows[off:need]
+        a = max(off, nnull)
+        if a >= stop:
+            return out[off:min(need, stop)]     # null rows only (tuples)
+        ka = a - nnull
+        while ka and ks[ka - 1] == ks[ka]:
+            ka -= 1                             # to the start of the group at ``a``
+        base = nnull + ka
+        seg = out[base:stop]
+        if base < a or stop > need:
+            # tie groups straddle off or need: their rows outside [off, need) are needed
+            seg = self._built(seg, s)
+        kseg = ks[ka:stop - nnull]
+        if len(set(kseg)) < len(kseg):
+            if len(self.q.sort) == 1:
+                # ties broken by key ascending: two stable C-speed sorts (by key, then by value)
+                seg.sort(key=itemgetter(store.key_pos))
+                seg.sort(key=itemgetter(ix.pos), reverse=desc)
+            else:
+                seg.sort(key=self._sort_key())
+        first = out[off:nnull] if off < nnull else []
+        return first + seg[a - base:need - base] if first else seg[a - base:need - base]
+
+    def _built(self, items: list, s) -> list:
+        """``items`` (walked matches: rows, or settled slots as ints) as rows: each slot
+        replaced by its row at ``s``, read by ``store.rows_at``.  That row is the
+        one the walk tested: ``s`` is registered, so a slot's row at ``s`` stays
+        (a thawed slot's chain holds it; no prune frees or refreezes it under
+        another value meanwhile).  O(len) plus O(slots * fields) in C."""
+        at = [x for x in items if x.__class__ is int]
+        if not at:
+            return items
+        got = iter(self.store.rows_at(at, s, keep_none=True))
+        return [next(got) if x.__class__ is int else x for x in items]
 
     def describe(self, count_only):
         q = self.q

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import re
 
+
+from .columns import view_layout, view_reads
 from .entries import SLOT_BITS, SLOT_MASK, EntryForm
 from .errors import UsageError
 from .schema import as_text
@@ -311,8 +313,15 @@ def _count_arg(n, what):
 _cache: dict = {}
 
 
-def _cond_src(terms, kinds) -> tuple[str, list]:
-    """Python expression over row ``r`` for all terms, and the constants it uses (c0, c1...)."""
+def _cond_src(terms, kinds, ref=None) -> tuple[str, list]:
+    """Python expression for all terms, and the constants it uses (c0, c1...).
+
+    A field's value is ``r[pos]`` of a row ``r``, or what ``ref(pos)`` says:
+    ``(first, again, nullable)``, the expression of its first use in the
+    condition, that of every later use (``first`` may bind a name, ``again``
+    read it: the uses are evaluated in text order), and whether it may be
+    None (if not, comparisons leave out their null test).
+    """
     parts = []
     consts = []
 
@@ -321,30 +330,36 @@ def _cond_src(terms, kinds) -> tuple[str, list]:
         return f"c{len(consts) - 1}"
 
     for t in terms:
-        x = f"r[{t.pos}]"
+        if ref is None:
+            xf = x = f"r[{t.pos}]"
+            may_none = True
+        else:
+            xf, x, may_none = ref(t.pos)
         op = t.op
         if op == "eq":
-            parts.append(f"{x} == {c(t.values[0])}")
+            parts.append(f"{xf} == {c(t.values[0])}")
         elif op in ("ne", "lt", "le", "gt", "ge"):
             sym = {"ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}[op]
-            parts.append(f"({x} is not None and {x} {sym} {c(t.values[0])})")
+            parts.append(f"({xf} is not None and {x} {sym} {c(t.values[0])})" if may_none
+                         else f"{xf} {sym} {c(t.values[0])}")
         elif op == "range":
-            parts.append(f"({x} is not None and {c(t.values[0])} <= {x} < {c(t.values[1])})")
+            parts.append(f"({xf} is not None and {c(t.values[0])} <= {x} < {c(t.values[1])})" if may_none
+                         else f"{c(t.values[0])} <= {xf} < {c(t.values[1])}")
         elif op == "in":
-            parts.append(f"{x} in {c(t.values[0])}")
+            parts.append(f"{xf} in {c(t.values[0])}")
         elif op in MATCH_OPS:
             m = c(t.values[0])
             txt = x if kinds[t.pos] == "str" else f"_text({t.pos}, {x})"
             neg = "is None" if op.startswith("not") else "is not None"
-            parts.append(f"({x} is not None and {m}({txt}) {neg})")
+            parts.append(f"({xf} is not None and {m}({txt}) {neg})")
         elif op == "null":
-            parts.append(f"{x} is None")
+            parts.append(f"{xf} is None")
         elif op == "notnull":
-            parts.append(f"{x} is not None")
+            parts.append(f"{xf} is not None")
         elif op == "true":
-            parts.append(f"_truth({x}) is True")
+            parts.append(f"_truth({xf}) is True")
         elif op == "false":
-            parts.append(f"_truth({x}) is False")
+            parts.append(f"_truth({xf}) is False")
     return (" and ".join(parts) if parts else "True"), consts
 
 
@@ -364,28 +379,168 @@ def compile_scan(schema, terms, count_only: bool, skip_keys: bool, limited: bool
 
 
 def compile_entry_filter(schema, terms, pos: int, form: EntryForm, skip_keys: bool,
-                         strict: bool = False):
-    """filt(chunk, rows, s, visible, key, skip, out, row1, views) for index entries of
-    field ``pos``.
+                         strict: bool = False, walk: bool = False, nullable=frozenset()):
+    """The generated filter of a chunk of index entries of field ``pos``.
 
     ``form`` is how the index hands out entries (its ``entry_form``): PACKED
     ints, TUPLE (value, slot) pairs, or PAIRS (a chunk with parallel
-    ``keys`` and ``slots`` lists).  For each entry: the row its slot shows
-    snapshot ``s`` (``rows`` is the heap's: a settled slot holds its key, and
-    ``row1(slot, key, views)`` makes its row from the columns, columns.py); a
-    chained slot's row must carry the entry's key (else the entry belongs to
-    another version); rows satisfying every term go to ``out``.  ``strict``:
-    a settled row must carry the entry's key too (the entries may be older
-    than the rows: planner.py).  One generated loop, no Python call per
-    entry but the settled row's.  The caller makes sure that no freeze
-    overlapped (``fseq``, heap.py).
+    ``keys`` and ``slots`` lists).  For each entry, the row its slot shows
+    snapshot ``s`` (``rows`` is the heap's): a chained slot's row must carry
+    the entry's key (else the entry belongs to another version); a settled
+    slot (``rows[slot]`` is its key) is tested on its values in ``views``
+    (``Columns.arrays[3]``, columns.py), read as columns' row1 reads them
+    (``columns.view_reads``), so a rejected row costs a read per term and no tuple,
+    and a match's tuple is made from those reads.  ``nullable``: the numeric
+    fields whose null arrays may hold a True in those views
+    (``Columns.nullable``; the others' are not read).  ``strict``: a settled
+    row must carry the entry's key too (the entries may be older than the
+    rows: planner.py).  One generated loop, no Python call per entry.  The
+    caller makes sure that no freeze overlapped (``fseq``, heap.py).
+
+    Called as ``filt(chunk, rows, s, visible, key, skip, out, views)``: appends
+    the matching rows.  ``walk``: ``filt(..., views, ks, lo, hi)``, for an
+    ordered walk (planner.Walk): appends, in entry order, each match, and its
+    entry's key to ``ks``: the row of a match at a position of ``out`` in
+    [lo, hi), else a settled match's slot (an int: the walk makes its row only
+    if it needs it) or a chained match's row; past ``hi`` it takes only the
+    rest of the tie group of position hi - 1 (equal entry keys) and stops.
     """
-    return _make(("strict", form) if strict else form, terms, schema, skip_keys, pos)
+    kind = ("entry", form, strict, walk, frozenset(nullable), view_layout(schema))
+    return _make(kind, terms, schema, skip_keys, pos)
+
+
+def compile_row_maker(schema, nullable=frozenset()):
+    """make(items, rows, views, visible, s): ``items`` with each int (a settled slot at
+    the time it was tested) replaced by its row: made from ``views``
+    (``Columns.arrays[3]``) as the entry filters make it while ``rows[slot]``
+    still holds the key, else the row of its chain at ``s`` (thawed since);
+    other items are kept.  ``nullable`` as for ``compile_entry_filter``.  The
+    caller makes sure that no freeze overlapped (``fseq``, heap.py).
+    O(len(items)), no Python call per row."""
+    return _make(("rows", frozenset(nullable), view_layout(schema)), [], schema)
+
+
+def _rows_src(kind, schema) -> str:
+    """The factory body of a row maker (``compile_row_maker``)."""
+    _rows, nullable, layout = kind
+    unpack, reads = view_reads(layout, nullable)
+    row = ", ".join("head" if p == schema.key_pos else reads[p][0] for p in range(len(layout)))
+    return ("    def make(items, rows, views, visible, s):\n"
+            + (f"        {unpack}\n" if unpack else "") +
+            "        return [slot if slot.__class__ is not int\n"
+            f"                else ({row},) if (head := rows[slot]).__class__ is str\n"
+            "                else visible(head, s) for slot in items]\n"
+            "    return make\n")
+
+
+def _entry_src(kind, terms, schema, skip_keys: bool, pos: int) -> tuple[str, list]:
+    """The factory body of an entry filter (``compile_entry_filter``) and its constants.
+
+    A settled row's fields are read from the views as row1 reads them
+    (``columns.view_reads``), each at most once: a term's first read binds it
+    (``x3``), the tuple of a match reuses it."""
+    _entry, form, strict, walk, nullable, layout = kind
+    kp = schema.key_pos
+    cond, consts = _cond_src(terms, schema.kinds)
+    unpack, reads = view_reads(layout, nullable)
+    bound = set()
+
+    def ref(p):
+        if p == kp:
+            return "head", "head", False
+        e, may_none = reads[p]
+        if p in bound:
+            return f"x{p}", f"x{p}", may_none
+        bound.add(p)
+        return f"(x{p} := {e})", f"x{p}", may_none
+
+    if form == EntryForm.PACKED:
+        loop, slot_of, ek = "for e in it", f"e & {SLOT_MASK:#x}", f"e >> {SLOT_BITS}"
+        it = "iter(chunk)"
+    elif form == EntryForm.PAIRS:
+        loop, slot_of, ek = "for k, slot in it", None, "k"
+        it = "zip(chunk.keys, chunk.slots)"
+    else:
+        loop, slot_of, ek = "for e in it", "e[1]", "e[0]"
+        it = "iter(chunk)"
+    if form == EntryForm.TUPLE:
+        check = f"r[{pos}] != {ek}"
+    else:
+        check = f"r[{pos}] is None or key(r[{pos}]) != {ek}"
+    ccheck = None
+    if strict:
+        xf, x, may_none = ref(pos)
+        if form == EntryForm.TUPLE:
+            ccheck = f"{xf} != {ek}"
+        elif may_none:
+            ccheck = f"{xf} is None or key({x}) != {ek}"
+        else:
+            ccheck = f"key({xf}) != {ek}"
+    ccond, _ = _cond_src(terms, schema.kinds, ref)
+    # the settled row's tuple, as row1 makes it, from the values the terms read
+    row = ", ".join("head" if p == kp else (f"x{p}" if p in bound else reads[p][0])
+                    for p in range(len(layout)))
+    row = f"({row},)"
+
+    def body(ind: str, make: bool) -> list:
+        """One entry's lines: ``make``: a settled match's tuple, else its slot."""
+        lines = [f"{ind}slot = {slot_of}"] if slot_of else []
+        lines += [f"{ind}head = rows[slot]",
+                  f"{ind}if head.__class__ is str:"]
+        if skip_keys:
+            lines.append(f"{ind}    if head in skip: continue")
+        if ccheck:
+            lines.append(f"{ind}    if {ccheck}: continue")
+        lines += [f"{ind}    if not ({ccond}): continue",
+                  f"{ind}    append({row if make else 'slot'})",
+                  f"{ind}else:",
+                  f"{ind}    r = visible(head, s)",
+                  f"{ind}    if r is None or {check}: continue"]
+        if skip_keys:
+            lines.append(f"{ind}    if r[{kp}] in skip: continue")
+        lines += [f"{ind}    if not ({cond}): continue",
+                  f"{ind}    append(r)"]
+        text = "\n".join(lines)
+        for p in bound:         # a value read once needs no name
+            if len(re.findall(rf"\bx{p}\b", text)) == 1:
+                text = text.replace(f"(x{p} := {reads[p][0]})", f"({reads[p][0]})")
+        return text.split("\n")
+
+    unpack = [f"        {unpack}"] if unpack else []
+    if walk:
+        # three loops over one iterator: matches before position lo (slots), in
+        # [lo, hi) (rows), then the rest of the tie group at hi - 1 (slots), where it stops
+        lines = ["    def filt(chunk, rows, s, visible, key, skip, out, views, ks, lo, hi):",
+                 "        append = out.append",
+                 "        kappend = ks.append",
+                 "        i = len(out)"] + unpack + [
+                 f"        it = {it}",
+                 "        if i < lo:",
+                 f"            {loop}:"] + body(" " * 16, False) + [
+                 f"                kappend({ek})",
+                 "                i += 1",
+                 "                if i >= lo: break",
+                 "            else:",
+                 "                return",
+                 "        if i < hi:",
+                 f"            {loop}:"] + body(" " * 16, True) + [
+                 f"                kappend({ek})",
+                 "                i += 1",
+                 "                if i >= hi: break",
+                 "            else:",
+                 "                return",
+                 "        bk = ks[-1]",
+                 f"        {loop}:"] + ([f"            if {ek} != bk: break"]) + body(" " * 12, False) + [
+                 f"            kappend({ek})"]
+    else:
+        lines = ["    def filt(chunk, rows, s, visible, key, skip, out, views):",
+                 "        append = out.append"] + unpack + [
+                 f"        it = {it}",
+                 f"        {loop}:"] + body(" " * 12, True)
+    return "\n".join(lines) + "\n    return filt\n", consts
 
 
 _NO_VALUE_OPS = frozenset(("null", "notnull", "true", "false"))
-_ENTRY_KINDS = frozenset([EntryForm.PACKED, EntryForm.TUPLE, EntryForm.PAIRS]
-                         + [("strict", f) for f in (EntryForm.PACKED, EntryForm.TUPLE, EntryForm.PAIRS)])
 
 
 def _consts(terms) -> list:
@@ -407,37 +562,18 @@ def _make(kind, terms, schema, skip_keys=False, pos=0):
     consts = _consts(terms)
     factory = _cache.get(ckey)
     if factory is None:
-        cond, _ = _cond_src(terms, schema.kinds)
         args = ", ".join(f"c{i}" for i in range(len(consts)))
         skip = f"\n            if r[{kp}] in skip: continue" if skip_keys else ""
-        if kind == "pred":
-            body = f"    def pred(r):\n        return {cond}\n    return pred\n"
-        elif kind in _ENTRY_KINDS:
-            strict = kind.__class__ is tuple
-            form = kind[1] if strict else kind
-            loop = "for e in chunk"
-            if form == EntryForm.PACKED:
-                slot = f"e & {SLOT_MASK:#x}"
-                check = f"r[{pos}] is None or key(r[{pos}]) != e >> {SLOT_BITS}"
-            elif form == EntryForm.PAIRS:
-                loop = "for k, slot in zip(chunk.keys, chunk.slots)"
-                slot, check = "slot", f"r[{pos}] is None or key(r[{pos}]) != k"
+        if kind.__class__ is tuple:
+            if kind[0] == "rows":
+                body = _rows_src(kind, schema)
             else:
-                slot, check = "e[1]", f"r[{pos}] != e[0]"
-            body = (
-                f"    def filt(chunk, rows, s, visible, key, skip, out, row1, views):\n"
-                f"        append = out.append\n"
-                f"        {loop}:\n"
-                f"            head = rows[{slot}]\n"
-                f"            if head.__class__ is str:\n"
-                f"                r = row1({slot}, head, views)\n"
-                + (f"                if {check}: continue\n" if strict else "") +
-                f"            else:\n"
-                f"                r = visible(head, s)\n"
-                f"                if r is None or {check}: continue{skip}\n"
-                f"            if {cond}: append(r)\n"
-                f"    return filt\n")
+                body, _ = _entry_src(kind, terms, schema, skip_keys, pos)
+        elif kind == "pred":
+            cond, _ = _cond_src(terms, schema.kinds)
+            body = f"    def pred(r):\n        return {cond}\n    return pred\n"
         else:
+            cond, _ = _cond_src(terms, schema.kinds)
             counting = kind.startswith("count")
             acc = "n += 1" if counting else "append(r)"
             if kind.endswith("lim"):
@@ -454,7 +590,9 @@ def _make(kind, terms, schema, skip_keys=False, pos=0):
                 f"    return scan\n")
         src = f"def factory({args}):\n{body}"
         ns = {"_truth": parse_bool, "_text": _text_fn(schema)}
-        exec(compile(src, f"<aerostore {kind}>", "exec"), ns)
+        name = (kind if kind.__class__ is not tuple
+                else "rows" if kind[0] == "rows" else f"{kind[1]} entries")
+        exec(compile(src, f"<aerostore {name}>", "exec"), ns)
         factory = ns["factory"]
         if len(_cache) > 512:
             _cache.clear()
