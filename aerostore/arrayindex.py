@@ -582,6 +582,21 @@ class ArrayIndex(Index):
         self._set_main(np.sort(self._np_entries(values, slots)) if values else self._empty)
         self._publish()
 
+    def build_arrays(self, values, slots, nulls=None) -> None:
+        """``build`` from numpy arrays (a table's columns): ``values[i]`` at ``slots[i]``,
+        null where ``nulls`` (a bool array, or None) is set; ready after.  O(n log n)
+        in C, no Python object per entry."""
+        null_slots = ()
+        if nulls is not None and nulls.any():
+            null_slots = slots[nulls].tolist()
+            keep = ~nulls
+            values, slots = values[keep], slots[keep]
+        self._clear()
+        self._set_main(np.sort(self._np_entries(values, slots)) if len(values) else self._empty)
+        self._publish()
+        self.nulls = set(null_slots)
+        self.ready = True
+
     def export_main(self, values, nulls=None) -> np.ndarray:
         """The ``main`` an index of a whole column holds: slot i has ``values[i]`` (a
         numeric array), null where ``nulls`` (a bool array, or None) is set; what a

@@ -763,15 +763,19 @@ class TableStore:
         rows = self.rows
         cols = self.columns
         n = len(rows)
-        if self.n_frozen == n:
-            slots = list(range(n))
-            vals = rows if pos == self.key_pos else cols.values_of(pos, slice(0, n))
+        if pos in cols.cols and hasattr(ix, "build_arrays"):
+            # straight from the column: no Python object per entry
+            sl = (np.arange(n) if self.n_frozen == n
+                  else np.flatnonzero(cols.state[:n] == FROZEN))
+            ix.build_arrays(cols.cols[pos][sl], sl, cols.nulls[pos][sl])
+        elif self.n_frozen == n:
+            ix.build(rows if pos == self.key_pos else cols.values_of(pos, slice(0, n)),
+                     list(range(n)))
         else:
             sl = np.flatnonzero(cols.state[:n] == FROZEN)
             slots = sl.tolist()
-            vals = (list(map(rows.__getitem__, slots)) if pos == self.key_pos
-                    else cols.values_of(pos, sl))
-        ix.build(vals, slots)
+            ix.build(list(map(rows.__getitem__, slots)) if pos == self.key_pos
+                     else cols.values_of(pos, sl), slots)
         for slot in self.unfrozen:
             for val in _chain_values(rows[slot], pos):
                 ix.add(val, slot)

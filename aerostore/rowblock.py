@@ -23,9 +23,11 @@ in C.
 
 from __future__ import annotations
 
+from operator import itemgetter
+
 import numpy as np
 
-from .columns import column_dtype
+from .columns import column_dtype, field_array
 
 __all__ = ["RowBlock"]
 
@@ -42,17 +44,12 @@ class RowBlock:
         self.n = len(rows)
         self.cols = []
         self.nulls = []
-        values = list(zip(*rows)) if rows else [() for _ in schema.fields]
-        for f, vals in zip(schema.fields, values):
+        for p, f in enumerate(schema.fields):
             dt = column_dtype(f)
-            nul = None
             if dt is None:
-                col = list(vals)
+                col, nul = list(map(itemgetter(p), rows)), None
             else:
-                if None in vals:
-                    nul = np.fromiter((v is None for v in vals), bool, len(vals))
-                    vals = [0 if v is None else v for v in vals]
-                col = np.array(vals, dt)
+                col, nul = field_array(rows, p, dt)
             self.cols.append(col)
             self.nulls.append(nul)
 
