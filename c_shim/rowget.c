@@ -261,36 +261,24 @@ static Tcl_Obj *field_to_tcl(const FieldAt *f, PyObject *key, Tcl_Obj *given)
         memcpy(&d, f->val, sizeof d);
         return shim_double_to_tcl(d);
     }
-    case COL_I64: {
-        long long x;
-        memcpy(&x, f->val, sizeof x);
-        return shim_wide_to_tcl(x);
-    }
     case COL_U64: {
         unsigned long long u;
         memcpy(&u, f->val, sizeof u);
         return shim_u64_to_tcl(u);
     }
-    case COL_I32: {
-        int32_t x;
-        memcpy(&x, f->val, sizeof x);
-        return shim_wide_to_tcl(x);
+/* an int column of C type T: its value (unaligned-safe), as a Tcl wide int */
+#define INT_COLUMN(kind, T) \
+    case kind: {                          \
+        T x;                              \
+        memcpy(&x, f->val, sizeof x);     \
+        return shim_wide_to_tcl(x);       \
     }
-    case COL_U32: {
-        uint32_t x;
-        memcpy(&x, f->val, sizeof x);
-        return shim_wide_to_tcl(x);
-    }
-    case COL_I16: {
-        int16_t x;
-        memcpy(&x, f->val, sizeof x);
-        return shim_wide_to_tcl(x);
-    }
-    case COL_U16: {
-        uint16_t x;
-        memcpy(&x, f->val, sizeof x);
-        return shim_wide_to_tcl(x);
-    }
+    INT_COLUMN(COL_I64, long long)
+    INT_COLUMN(COL_I32, int32_t)
+    INT_COLUMN(COL_U32, uint32_t)
+    INT_COLUMN(COL_I16, int16_t)
+    INT_COLUMN(COL_U16, uint16_t)
+#undef INT_COLUMN
     default:
         return shim_bool_to_tcl(*(const signed char *)f->val != 0);
     }
