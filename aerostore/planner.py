@@ -407,7 +407,7 @@ class KeyLookup(Plan):
 
 
 class Scan(Plan):
-    """``scan``: every slot's row at ``s``, a part of ``_PART`` slots at a time
+    """``scan``: every slot's row at ``s``, a part of ``_SCAN_PART`` slots at a time
     (``TableStore.rows_at``), through one generated loop (query.compile_scan)
     that checks the whole predicate.  O(slots), lock-free; an unsorted limit
     stops it early."""
