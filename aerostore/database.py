@@ -32,6 +32,7 @@ import threading
 import time
 import traceback
 from collections import deque
+from operator import itemgetter
 from threading import get_ident
 
 import numpy as np
@@ -121,14 +122,15 @@ class Database:
         """Load the checkpoint into the heaps, replay the WAL on them.
 
         A checkpoint of format 2 hands over its columns and numeric index arrays
-        (``TableStore.load_columns``).  The replay tracks which slots its commits
-        change in every table, and ``_catch_up`` brings those columns (and the
-        indexes a checkpoint handed over) up to the heap at the end.  Other
-        indexes build lazily, on first read.
+        (``TableStore.load_columns``).  The replay reduces the log to each key's
+        last row (``_Replay``) and writes that into the heaps at the end
+        (``_Replay.apply``; ``_catch_up`` brings the columns and the indexes a
+        checkpoint handed over up to date).  Other indexes build lazily, on
+        first read.
         """
         rec = self._storage.recover()
         stores = self._stores
-        tracked = {}
+        loaded = {}
         for t in rec.tables:
             schema = Schema.from_dict(t.schema)
             st = stores[schema.name] = self._new_store(schema)
@@ -139,14 +141,11 @@ class Database:
             else:
                 st.load_columns(t.n, t.columns, t.nulls,
                                 {schema.position(f): a for f, a in t.index_arrays.items()})
-            tracked[schema.name] = (st, len(st.rows), set(), set())
+            loaded[schema.name] = len(st.rows)
         t = rec.tables = None           # the heaps hold what they need: free the rest now
-        replay(rec.records, _Replay(self, tracked))
-        for name, st in stores.items():
-            if name in tracked:
-                _catch_up(*tracked[name])
-            else:
-                st.settle_replayed()    # created by the log: columns loaded whole
+        sink = _Replay(self)
+        replay(rec.records, sink)
+        sink.apply(loaded)
         self._csn = rec.last_csn
         self._snaps.watermark = rec.last_csn
 
@@ -574,8 +573,8 @@ def index_entries(schema: Schema):
     return entries
 
 
-def _catch_up(st: TableStore, n: int, keys: set, freed: set) -> None:
-    """After the log's replay on a heap loaded from a checkpoint (``n`` rows, maybe 0):
+def _catch_up(st: TableStore, n: int, keys, freed: set) -> None:
+    """After the log's replay on a heap loaded from a checkpoint (``n`` rows, n > 0):
     bring its columns and its ready indexes, exact for the checkpoint's rows, up to
     the heap.
 
@@ -588,13 +587,10 @@ def _catch_up(st: TableStore, n: int, keys: set, freed: set) -> None:
     O(changed slots) at C speed (numpy).
     """
     rows = st.rows
-    if n == 0:                              # every slot is the log's (nothing was tracked)
-        S = np.arange(len(rows), dtype=np.int64)
-    else:
-        slots = freed
-        slots.update(map(st.slots.get, keys))
-        slots.discard(None)
-        S = np.array(sorted(slots), np.int64)
+    slots = freed
+    slots.update(map(st.slots.get, keys))
+    slots.discard(None)
+    S = np.array(sorted(slots), np.int64)
     if not len(S):
         return
     cols = st.columns
@@ -633,28 +629,40 @@ def _catch_up(st: TableStore, n: int, keys: set, freed: set) -> None:
 
 
 class _Replay(Sink):
-    """Recovery: the log's commits applied to the heaps (``replay``), each put as a
-    tuple in its slot until the end of recovery settles it into the columns;
-    indexes stay retired until their first read builds them, except those a
-    checkpoint handed over.  For the tables a checkpoint holds (``tracked``:
-    name -> (store, rows, keys put, slots freed)) the keys put and the slots
-    freed are noted for ``_catch_up`` (not when it held no row: then every
-    slot is the log's); the tables the log creates are settled whole
-    (``TableStore.settle_replayed``)."""
+    """Recovery: the log's row ops gathered per table, applied once at the end.
 
-    def __init__(self, db: Database, tracked: dict | None = None):
+    ``ops[table]`` is a pair of lists in log order, the keys the commits wrote
+    and for each the row put, or None for a delete; a bulk commit's puts are
+    appended with two ``list.extend`` (``put_batch``), so replay costs no
+    Python step per row.  ``apply`` keeps each key's last op (one dict build:
+    the key dict the heap needs anyway) and writes that into the heap: the
+    log's order only matters per key, and no reader runs during recovery.
+    Indexes stay retired until their first read builds them, except those a
+    checkpoint handed over, which ``_catch_up`` brings up to date."""
+
+    def __init__(self, db: Database):
         self._db = db
         self._stores = db._stores
-        self._tracked = tracked or {}
+        self.ops: dict = {}
 
-    def _store(self, csn: int, table: str) -> TableStore:
-        st = self._stores.get(table)
-        if st is None:
-            raise self._unknown(csn, table)
-        return st
+    def _ops(self, csn: int, table: str) -> tuple:
+        ops = self.ops.get(table)
+        if ops is None:
+            if table not in self._stores:
+                raise self.corrupt(csn, f"table {table!r} does not exist")
+            ops = self.ops[table] = ([], [])
+        return ops
 
-    def _unknown(self, csn: int, table: str):
-        return self.corrupt(csn, f"table {table!r} does not exist")
+    def _width_checked(self, csn: int, table: str, rows) -> None:
+        """Raise ``corrupt`` unless every row of ``rows`` is a tuple (as the log's
+        decoder gives an array) of the table's width."""
+        width = len(self._stores[table].schema.fields)
+        try:
+            ok = set(map(len, rows)) == {width} and set(map(type, rows)) == {tuple}
+        except TypeError:
+            ok = False
+        if not ok:
+            raise self.corrupt(csn, f"a put to {table!r} holds a row that is not {width} values")
 
     def create_table(self, csn: int, table: str, schema: dict) -> None:
         if table not in self._stores:
@@ -664,30 +672,72 @@ class _Replay(Sink):
                 st.add_retired_index(sch.position(f))
 
     def put(self, csn: int, table: str, key: str, values) -> None:
-        st = self._stores.get(table)  # not _store(): one call less on the hot path
-        if st is None:
-            raise self._unknown(csn, table)
-        tr = self._tracked.get(table)
-        if tr is not None and tr[1]:
-            tr[2].add(key)
-        st.replay_put(key, values if values.__class__ is tuple else tuple(values))
+        keys, rows = self.ops.get(table) or self._ops(csn, table)
+        self._width_checked(csn, table, (values,))
+        keys.append(key)
+        rows.append(values)
+
+    def put_batch(self, csn: int, table: str, ops) -> None:
+        keys, rows = self.ops.get(table) or self._ops(csn, table)
+        new = list(map(_OP_VALUES, ops))
+        self._width_checked(csn, table, new)
+        keys.extend(map(_OP_KEY, ops))
+        rows.extend(new)
 
     def delete(self, csn: int, table: str, key: str) -> None:
-        st = self._store(csn, table)
-        tr = self._tracked.get(table)
-        if tr is not None and tr[1]:
-            slot = st.slots.get(key)
-            if slot is not None:
-                tr[3].add(slot)
-        st.replay_del(key)
+        keys, rows = self.ops.get(table) or self._ops(csn, table)
+        keys.append(key)
+        rows.append(None)
 
     def create_index(self, csn: int, table: str, field: str) -> None:
-        st = self._store(csn, table)
+        st = self._stores.get(table)
+        if st is None:
+            raise self.corrupt(csn, f"table {table!r} does not exist")
         st.add_retired_index(st.schema.position(field))
 
     def drop_index(self, csn: int, table: str, field: str) -> None:
-        st = self._store(csn, table)
+        st = self._stores.get(table)
+        if st is None:
+            raise self.corrupt(csn, f"table {table!r} does not exist")
         st.indexes.pop(st.schema.position(field), None)
+
+    def apply(self, loaded: dict) -> None:
+        """Write each table's ops into its heap.  ``loaded``: table name -> the rows
+        its checkpoint loaded.  A heap that holds no row takes the last row of
+        each key whole (``TableStore.load``: the columns filled at C speed, the
+        key dict the one built here, indexes built on first read); one that does
+        takes each key's last op, then ``_catch_up`` brings its columns and
+        handed-over indexes up to date.  O(ops) at C speed, plus O(distinct
+        keys) in Python for a table a checkpoint filled."""
+        for name, (keys, rows) in self.ops.items():
+            st = self._stores[name]
+            last = dict(zip(keys, range(len(keys))))    # key -> its last op
+            if not loaded.get(name, 0):
+                if len(last) != len(keys) or None in rows:   # a key written twice, or deleted
+                    at = sorted(i for i in last.values() if rows[i] is not None)
+                    keys = list(map(keys.__getitem__, at))
+                    rows = list(map(rows.__getitem__, at))
+                    last = dict(zip(keys, range(len(keys))))
+                st.load(rows, keys, last)
+                continue
+            put, freed = [], set()
+            replay_put, replay_del, slots = st.replay_put, st.replay_del, st.slots
+            for key, i in last.items():
+                values = rows[i]
+                if values is None:
+                    slot = slots.get(key)
+                    if slot is not None:
+                        freed.add(slot)
+                        replay_del(key)
+                else:
+                    put.append(key)
+                    replay_put(key, values)
+            _catch_up(st, loaded[name], put, freed)
+        self.ops = {}                       # the replayed rows are in the heaps now
+
+
+_OP_KEY = itemgetter(2)
+_OP_VALUES = itemgetter(3)
 
 
 class Table:

@@ -602,9 +602,11 @@ class TableStore:
                 live.popleft()
 
     # -- bulk load, indexes -----------------------------------------------------------
-    def load(self, rows_iter) -> None:
-        """Replace the contents with settled rows (recovery from a checkpoint that holds
-        rows, not columns): slot i holds row i.
+    def load(self, rows_iter, keys: list | None = None, slots: dict | None = None) -> None:
+        """Replace the contents with settled rows (recovery: a checkpoint that holds
+        rows, not columns, or the rows the log alone gave a table): slot i holds
+        row i, whose key is ``keys[i]`` (default: the row's key field); ``slots``,
+        if given, is ``{keys[i]: i}`` already built (keys distinct).
 
         Indexes are emptied and rebuilt lazily, each on its first read
         (``ready_index``): recovery is ready for key access at once, and an
@@ -613,18 +615,19 @@ class TableStore:
         rows = rows_iter if rows_iter.__class__ is list else list(rows_iter)
         cols = Columns(self.schema)
         cols.load(rows)
-        keys = list(map(itemgetter(self.key_pos), rows))
-        self._adopt(keys, cols)
+        if keys is None:
+            keys = list(map(itemgetter(self.key_pos), rows))
+        self._adopt(keys, cols, slots)
         for ix in self.indexes.values():
             ix.retire()
 
-    def _adopt(self, keys: list, cols: Columns) -> None:
+    def _adopt(self, keys: list, cols: Columns, slots: dict | None = None) -> None:
         """The heap of settled rows whose keys are ``keys`` (slot i: ``keys[i]``) and
-        whose values are in ``cols``."""
+        whose values are in ``cols``; ``slots``: ``{keys[i]: i}`` if already built."""
         n = len(keys)
         with self.freezing:
             self.rows = keys
-            self.slots = dict(zip(keys, range(n)))
+            self.slots = slots if slots is not None else dict(zip(keys, range(n)))
             self.free = []
             self.unfrozen = set()
             self.n_frozen = n
@@ -687,20 +690,13 @@ class TableStore:
             self.n_frozen -= 1
             self.live[-1] = (0, self.n_frozen)
 
-    def settle_replayed(self, slots=None) -> None:
+    def settle_replayed(self, slots) -> None:
         """End of recovery: the replayed rows go into the columns.  ``slots`` (a sorted
         numpy int array) are every slot a replayed commit put or freed (each holds a
-        tuple or None); None: every slot (a table the log filled from empty: the
-        columns are loaded whole, at C speed).  Caller holds ``freezing``, or is
-        the only thread.  O(len(slots)), or O(n)."""
+        tuple or None).  Caller holds ``freezing``, or is the only thread.
+        O(len(slots))."""
         rows = self.rows
         kp = self.key_pos
-        if slots is None:
-            self.columns.load(rows)
-            self.rows = [r if r is None else r[kp] for r in rows]
-            for ix in self.indexes.values():
-                ix.retire()             # an index a checkpoint of no rows handed over
-            return
         cols = self.columns
         new = [rows[s] for s in slots.tolist()]
         live = [s for s, r in zip(slots.tolist(), new) if r is not None]

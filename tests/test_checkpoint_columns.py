@@ -176,7 +176,10 @@ def test_the_log_after_the_checkpoint_is_replayed_onto_the_adopted_columns_and_i
     db.table("Empty")._check()
     db.table("Empty").delete("e1")
     same(db, model)
-    assert rebuilds.numeric() == []             # Empty's (empty) index array was adopted too
+    # Mixed's indexes were caught up, none rebuilt; Empty's checkpoint held no row,
+    # so the log's rows were loaded whole, like a table the log created, and its
+    # index built on its first read
+    assert rebuilds.numeric() == [("Empty", 1, "ArrayIndex")]
 
 
 @pytest.mark.parametrize("seed", [5, 6])
