@@ -880,21 +880,31 @@ def _collapse(runs, empty):
 
 
 def _member(arr, xs) -> np.ndarray:
-    """Boolean mask: which of sorted ``xs`` are in sorted ``arr``.  O(k log n)."""
+    """Boolean mask: which of sorted ``xs`` are in sorted ``arr``.  O(k log n), three
+    numpy calls (an ``x`` past the end is compared with the last entry, which is
+    smaller)."""
     if not len(arr):
         return np.zeros(len(xs), np.bool_)
-    at = np.searchsorted(arr, xs)
-    inside = at < len(arr)
-    hit = np.zeros(len(xs), np.bool_)
-    hit[inside] = arr[at[inside]] == xs[inside]
-    return hit
+    return arr.take(arr.searchsorted(xs), mode="clip") == xs
+
+
+_SORT_MERGE_MAX = 2048      # _with merges by a stable sort up to this many entries
 
 
 def _with(arr, xs):
-    """Sorted ``arr`` with sorted ``xs`` (none in it) inserted.  O(n + k), a few numpy calls
-    (``np.insert`` costs twice as much on small arrays)."""
+    """Sorted ``arr`` with sorted ``xs`` (none in it) inserted.  O(n + k).
+
+    Up to ``_SORT_MERGE_MAX`` entries, a concatenation and a stable sort (a
+    timsort of two sorted runs is one merge): two numpy calls, where the
+    placement below takes eight, and numpy's fixed cost per call is most of a
+    100-entry write.  Beyond, the placement: sorting wide (complex) entries
+    costs more than placing them."""
     if not len(arr):
         return xs
+    if len(arr) <= _SORT_MERGE_MAX:
+        out = np.concatenate((arr, xs))
+        out.sort(kind="stable")
+        return out
     at = np.searchsorted(arr, xs) + np.arange(len(xs))
     out = np.empty(len(arr) + len(xs), arr.dtype)
     keep = np.ones(len(out), np.bool_)

@@ -3,6 +3,7 @@ both encodings (narrow ints, wide complex), every read (count, chunk both ways).
 
 import random
 
+import numpy as np
 import pytest
 
 from aerostore import arrayindex
@@ -134,3 +135,22 @@ def test_build_and_retire():
     assert not ix.ready and len(ix) == 0
     ix.add(5, 1)                        # not logged while retired
     assert ix.pending == 0
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.uint64, np.complex128])
+@pytest.mark.parametrize("sort_max", [0, 2048])
+def test_layer_merges_equal_a_sorted_union_both_ways(dtype, sort_max, monkeypatch):
+    """_with (stable sort up to _SORT_MERGE_MAX entries, placement beyond) and _member
+    (a clipped take: an entry past the end compares with the last) on random layers."""
+    from aerostore import arrayindex as ai
+    monkeypatch.setattr(ai, "_SORT_MERGE_MAX", sort_max)
+    rng = np.random.default_rng(5)
+    for n, k in [(0, 3), (1, 1), (5, 40), (300, 100), (3000, 100), (100, 3000)]:
+        pool = rng.choice(1 << 40, n + k, replace=False)
+        arr = np.sort(pool[:n].astype(dtype))
+        xs = np.sort(pool[n:].astype(dtype))
+        assert ai._with(arr, xs).tolist() == np.sort(np.concatenate((arr, xs))).tolist()
+        probe = np.sort(np.concatenate((xs[: k // 2], arr[::7])))
+        assert ai._member(arr, probe).tolist() == np.isin(probe, arr).tolist()
+        big = np.array([pool.max() + 1], dtype)      # past every entry
+        assert ai._member(arr, big).tolist() == [False]
