@@ -189,6 +189,22 @@ def random_row(rng, key):
             rng.choice([0, 2 ** 64 - 1, rng.randrange(0, 2 ** 40)]))
 
 
+def mixed_commit(db, rng, model, keys, n, p_put):
+    """One transaction of ``n`` random upserts (probability ``p_put``) and deletes of
+    ``keys``, mirrored in ``model``."""
+    with db.transaction() as txn:
+        tt = txn.table("FlightState")
+        for _ in range(n):
+            k = rng.choice(keys)
+            if rng.random() < p_put:
+                row = random_row(rng, k)
+                tt.upsert(row)
+                model[k] = row
+            else:
+                tt.delete(k)
+                model.pop(k, None)
+
+
 def check(db, model, indexes):
     t = db.table("FlightState")
     assert {r[0]: r for r in t.query().rows()} == model
@@ -217,17 +233,7 @@ def test_random_workload_replay_equals_model(tmp_path, seed):
             assert t.delete(k) == (k in model)
             model.pop(k, None)
         elif r < 0.8:
-            with db.transaction() as txn:
-                tt = txn.table("FlightState")
-                for _ in range(rng.randrange(1, 6)):
-                    k = rng.choice(KEYS)
-                    if rng.random() < 0.7:
-                        row = random_row(rng, k)
-                        tt.upsert(row)
-                        model[k] = row
-                    else:
-                        tt.delete(k)
-                        model.pop(k, None)
+            mixed_commit(db, rng, model, KEYS, rng.randrange(1, 6), 0.7)
         elif r < 0.85:
             f = rng.choice(["lat", "gs", "altitude", "updated_at", "lon"])
             if f in indexes:
@@ -295,17 +301,7 @@ def test_bulk_and_single_commits_replay_to_each_keys_last_op(tmp_path, seed):
             t.delete(k)
             model.pop(k, None)
         else:                               # puts and deletes of the same keys, one commit
-            with db.transaction() as txn:
-                tt = txn.table("FlightState")
-                for _ in range(rng.randrange(2, 6)):
-                    k = rng.choice(KEYS[:8])
-                    if rng.random() < 0.6:
-                        row = random_row(rng, k)
-                        tt.upsert(row)
-                        model[k] = row
-                    else:
-                        tt.delete(k)
-                        model.pop(k, None)
+            mixed_commit(db, rng, model, KEYS[:8], rng.randrange(2, 6), 0.6)
     db.flush_log()
     db.close()
     db = aerostore.open(d)
