@@ -32,6 +32,7 @@ import threading
 import time
 import traceback
 from collections import deque
+from itertools import chain
 from operator import itemgetter
 from threading import get_ident
 
@@ -49,9 +50,9 @@ from .gcpause import paused, young
 from .arrayindex import ArrayIndex, new_index
 from .heap import TableStore
 from .maintainer import Maintainer
-from .retry import run_in_transaction, run_nowait
+from .retry import run_in_transaction
 from .switching import adopt as _adopt_switch_interval
-from .txn import Transaction, TxnTable
+from .txn import Transaction, TxnTable, set_row
 from . import ingest
 from .ttl import TTLSweeper
 from .watch import WatchHub
@@ -302,34 +303,79 @@ class Database:
                         changes += done.changes
                     else:
                         ops, changes = done.ops, done.changes
-            self._pending_pub.append((csn, changes))
-            sync = self.config.get("aerostore.synchronous_commit")
-            try:
-                ticket = self._storage.log(csn, ops, self._on_durable)
-            except StorageIOError as e:
-                # the log stopped (an earlier flush failed): fail-stop; the versions
-                # just installed stay invisible (their CSN is never published)
-                self._failed = e
-                raise
-            self._commits += 1
-            if not sync:
-                self._publish(csn)
+            ticket = self._log_locked(csn, ops, changes)
         # the transaction's end (Transaction._end) releases its snapshot and vacuums
-        if not sync:
-            return None
-        if not wait:
+        if ticket is None or not wait:
             return ticket
         self._wait(ticket)
         return None
 
+    def _log_locked(self, csn: int, ops: list, changes: list):
+        """The end of every commit, under the commit lock, once its versions
+        are installed: queue its changes for publication, hand its records to
+        the log, and, with ``synchronous_commit off``, publish it at once.
+        Returns the Ticket of a synchronous commit (the caller waits on it or
+        hands it on), else None."""
+        self._pending_pub.append((csn, changes))
+        sync = self.config.get("aerostore.synchronous_commit")
+        try:
+            ticket = self._storage.log(csn, ops, self._on_durable)
+        except StorageIOError as e:
+            # the log stopped (an earlier flush failed): fail-stop; the versions
+            # just installed stay invisible (their CSN is never published)
+            self._failed = e
+            raise
+        self._commits += 1
+        if not sync:
+            self._publish(csn)
+            return None
+        return ticket
+
+    def _commit_set(self, st: TableStore, key: str, values: dict, wait: bool = True,
+                    vacuum: bool = True):
+        """``set(key, values)`` on ``st`` as one commit, without a transaction:
+        the autocommit write of the Tcl bridge (``FlightState set``).  ``key``
+        is coerced already.
+
+        The row is built under the commit lock over the newest installed
+        version of ``key`` (published, or still waiting for its flush), so
+        the commit cannot conflict: no snapshot to register, no write set, no
+        retry (a transaction's ``set`` costs about twice the Python).  Building on
+        an unpublished version is safe: the log makes commits durable and
+        visible in CSN order and stops at its first failure, so if that
+        commit fails, this later one fails with it.
+
+        Returns as ``_commit``: the Ticket of a synchronous commit when
+        ``wait`` is False, else None once it is durable.  ``vacuum`` False
+        leaves the prune of this commit's old version to the caller (the Tcl
+        combiner prunes once per group: ``Session.c_done``)."""
+        if self._hook_thread == get_ident():
+            self._check_not_in_hook("a commit")
+        with self._commit_lock:
+            self._check_writable()
+            row = set_row(st.schema, key, st.get(key, self._csn), values)
+            self._csn += 1
+            csn = self._csn
+            done = st.install({key: row}, csn, st.schema.name)
+            self._prune_q.append((csn, st, done.touched))
+            ticket = self._log_locked(csn, done.ops, done.changes)
+        young(1)
+        if ticket is not None and wait:
+            self._wait(ticket)
+            ticket = None
+        if vacuum:
+            self._vacuum()
+        return ticket
+
     def flush_log(self) -> None:
         """Write and sync the commits queued in the log now, in this thread,
         unless a flush runs already (``Storage.flush``): what makes the commits
-        of ``Transaction._commit_nowait`` durable when nobody waits on them."""
+        the Tcl bridge made without waiting (``_commit_set``) durable when
+        nobody waits on them."""
         self._storage.flush()
 
     def wait_durable(self, ticket) -> None:
-        """Block until the commit of ``ticket`` (from ``Transaction._commit_nowait``)
+        """Block until the commit of ``ticket`` (from ``_commit_set``)
         is durable and visible.  Raises ``StorageIOError`` if its flush failed
         (the store is read-only from then on)."""
         self._wait(ticket)
@@ -383,16 +429,30 @@ class Database:
     def _vacuum(self, block: bool = False) -> None:
         """Prune the slots of commits every registered snapshot now sees.
 
-        Writers call it after each commit, the maintainer for readers; when a
-        vacuum already runs, return at once (``block``: wait for it, then go on).
+        Writers call it after each commit (the Tcl combiner once per group of
+        commits), the maintainer for readers; when a vacuum already runs,
+        return at once (``block``: wait for it, then go on).  The slots of all
+        the commits ready go to one ``prune`` per table, each slot once: a
+        prune's fixed cost (its latch section, the readers' picture) is paid
+        once for a group of single-row commits, not per commit.
         """
         q = self._prune_q
         if not q or not self._vac_lock.acquire(blocking=block):
             return
         try:
             h = self._snaps.horizon()
+            ready: dict = {}                # id(store) -> (store, [slots of its commits])
             while q and q[0][0] <= h:
                 _csn, st, slots = q.popleft()
+                have = ready.get(id(st))
+                if have is None:
+                    ready[id(st)] = (st, [slots])
+                else:
+                    have[1].append(slots)
+            for st, parts in ready.values():
+                # a slot twice in one prune would be pruned twice: each once, in order
+                slots = parts[0] if len(parts) == 1 else \
+                    list(dict.fromkeys(chain.from_iterable(parts)))
                 with paused(len(slots)):
                     st.prune(slots, h)
         finally:
@@ -830,13 +890,6 @@ class Table:
 
     def set(self, key, values: dict) -> bool:
         return self._write(lambda t: t.set(key, values))
-
-    def _set_nowait(self, key, values: dict):
-        """``set`` up to the wait for the log flush: returns the Ticket to pass
-        to ``Database.wait_durable`` (None: nothing to wait for).  The Tcl
-        bridge's path (retry.run_nowait)."""
-        st = self._st
-        return run_nowait(self._db, lambda txn: TxnTable(txn, st).set(key, values))[1]
 
     def delete(self, key) -> bool:
         return self._write(lambda t: t.delete(key))

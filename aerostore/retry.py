@@ -27,7 +27,7 @@ import time
 
 from .errors import UsageError, WriteConflict
 
-__all__ = ["run_in_transaction", "run_nowait", "DEFAULT_TIMEOUT"]
+__all__ = ["run_in_transaction", "DEFAULT_TIMEOUT"]
 
 DEFAULT_TIMEOUT = 30.0       # seconds of retrying before a conflict is reported
 _BACKOFF_BASE = 50e-6        # seconds
@@ -42,17 +42,10 @@ def run_in_transaction(db, fn, *args, timeout: float | None = None, **kw):
     whatever ``fn`` or the commit raises otherwise (the transaction is rolled
     back; nothing of it is applied).
     """
-    return _run(db, fn, args, kw, timeout, True)[0]
+    return _run(db, fn, args, kw, timeout)
 
 
-def run_nowait(db, fn, timeout: float | None = None):
-    """``run_in_transaction(db, fn)`` up to the wait for the log flush (see
-    ``Transaction._commit_nowait``): returns ``(fn's result, ticket)``, ticket
-    None when there is nothing to wait for."""
-    return _run(db, fn, (), {}, timeout, False)
-
-
-def _run(db, fn, args, kw, timeout, wait: bool):
+def _run(db, fn, args, kw, timeout):
     if timeout is None:
         timeout = DEFAULT_TIMEOUT
     elif not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout < 0:
@@ -63,10 +56,8 @@ def _run(db, fn, args, kw, timeout, wait: bool):
         txn = db.begin()
         try:
             out = fn(txn, *args, **kw)
-            if wait:
-                txn.commit()
-                return out, None
-            return out, txn._commit_nowait()
+            txn.commit()
+            return out
         except WriteConflict:
             if time.monotonic() >= deadline:
                 raise

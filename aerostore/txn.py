@@ -23,7 +23,7 @@ from .gcpause import BULK, paused
 from .planner import execute
 from .query import Query
 
-__all__ = ["Transaction", "TxnTable"]
+__all__ = ["Transaction", "TxnTable", "set_row"]
 
 _WINNER_WAIT = 5.0   # seconds a conflicting commit waits for the winner to become visible
 
@@ -54,16 +54,6 @@ class Transaction:
         right away sees it, instead of conflicting with it again.
         """
         self._finish(True)
-
-    def _commit_nowait(self):
-        """``commit()`` up to the wait for the log flush: the commit is installed
-        and logged (a conflict or a stopped log raise as in ``commit()``), and
-        this transaction has ended.  Returns the ``Ticket`` to wait on
-        (``Database.wait_durable``) before the commit may be taken as done
-        (durable and visible), or None when there is nothing to wait for (no
-        writes, or ``synchronous_commit off``).  For the Tcl bridge, whose
-        commands wait in C, without the GIL (c_shim/commands.c)."""
-        return self._finish(False)
 
     def _finish(self, wait: bool):
         self._check()
@@ -118,6 +108,22 @@ class Transaction:
                 self._db._snaps.release_later(self.snapshot)
             except Exception:  # noqa: BLE001 - interpreter shutdown
                 pass
+
+
+def set_row(schema, key: str, cur, values: dict) -> tuple:
+    """The row ``set(key, values)`` writes: ``values`` (``{field: value}``,
+    coerced here) over ``cur``, the row it replaces (None: a new row, its other
+    fields null).  ``key`` is coerced already.  ``UsageError`` for a bad value
+    or an attempt to change the key.  The one home of ``set``'s rule, for a
+    transaction's ``set`` and the autocommit one (``Database._commit_set``)."""
+    if cur is None:
+        base = [None] * schema.width
+        base[schema.key_pos] = key
+        cur = tuple(base)
+    row = schema.make_row(values, cur)
+    if row[schema.key_pos] != key:
+        raise UsageError(f'cannot change the key "{key}" with set: delete and insert instead', "KEY")
+    return row
 
 
 class TxnTable:
@@ -188,15 +194,7 @@ class TxnTable:
         schema = self.schema
         key = schema.coerce_key(key)
         cur = self.get(key)
-        if cur is None:
-            base = [None] * schema.width
-            base[schema.key_pos] = key
-            row = schema.make_row(values, tuple(base))
-        else:
-            row = schema.make_row(values, cur)
-        if row[schema.key_pos] != key:
-            raise UsageError(f'cannot change the key "{key}" with set: delete and insert instead', "KEY")
-        self._ws()[key] = row
+        self._ws()[key] = set_row(schema, key, cur, values)
         return cur is None
 
     def delete(self, key) -> bool:

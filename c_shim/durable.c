@@ -144,8 +144,9 @@ PyMethodDef shim_durable_def = {
  * running becomes the combiner: it takes the GIL once, runs every queued
  * command (each its own commit, in the order queued; up to MAX_RUN), gives
  * the role up, and flushes their log records as one group in its own thread
- * (Session.c_flush).  The others sleep here until their command has run
- * and, for a synchronous commit, until it is durable (the waker above).  Arguments are
+ * (Session.c_done, which also prunes once for the group).  The others sleep
+ * here until their command has run and, for a synchronous commit, until it
+ * is durable (the waker above).  Arguments are
  * read from the Tcl objects by their own thread (strings made there) and
  * turned into Python values by the combiner.
  */
@@ -236,10 +237,12 @@ static void combine(ShimInterp *self)
     if (wake) {
         pthread_cond_broadcast(&durable_cond);
     }
-    if (unflushed && self->session) {
+    if (run && self->session) {
         /* The group's log records, flushed here (no hand-off to the log's
-         * thread); the waker wakes their threads once they are durable. */
-        PyObject *f = PyObject_CallMethod(self->session, "c_flush", NULL);
+         * thread; the waker wakes their threads once they are durable), and
+         * one prune of the old versions the group's commits left. */
+        PyObject *f = PyObject_CallMethod(self->session, "c_done", "O",
+                                          unflushed ? Py_True : Py_False);
         if (!f) {
             PyErr_Print();     /* not reached: a failed flush is told through the tickets */
         }

@@ -247,22 +247,29 @@ class Session:
 
     def c_set(self, key, *pairs):
         """``FlightState set`` as the shim's combiner runs it (c_shim/durable.c),
-        in whichever Tcl thread combines: ``t_set`` that leaves the flush to
-        ``c_flush``, called once the combiner has run every queued command."""
+        in whichever Tcl thread combines: ``t_set`` that leaves the flush and
+        the prune to ``c_done``, called once the combiner has run every queued
+        command."""
         return self._set(key, pairs, False)
 
     @staticmethod
-    def c_flush():
-        """Flush the commits the combiner made (one group, in its thread)."""
+    def c_done(flush):
+        """The end of a combiner's group (c_shim/durable.c): flush its commits
+        (``flush``: some wait for their flush) as one group, in this thread,
+        then prune what the group's commits left behind, in one pass."""
         db = state.current and state.database()
         if db is not None:
-            db.flush_log()
+            if flush:
+                db.flush_log()
+            db._vacuum()
         return None
 
     def t_set(self, key, *pairs):
         return self._set(key, pairs, True)
 
     def _set(self, key, pairs, lead):
+        """``set`` of ``pairs`` (field value ...) on ``key``; ``lead``: this
+        call flushes and prunes its own commit, else ``c_done`` does."""
         schema = self._schema()
         values = {}
         for i in range(0, len(pairs), 2):
@@ -272,16 +279,19 @@ class Session:
                                  "FIELD", schema.key_name)
             values[schema.names[p]] = pairs[i + 1]
         key = schema.coerce_key(key)
-        if self._txn_table is not None or _durable is None:
-            self._table().set(key, values)
+        if self._txn_table is not None:
+            self._txn_table.set(key, values)
             return None
         table = state.current or state.flights()
-        return self._deferred(table._db, table._set_nowait(key, values), lead)
+        db = table._db
+        # an autocommit set: one commit that cannot conflict (Database._commit_set)
+        ticket = db._commit_set(table._st, key, values, _durable is None, lead)
+        return self._deferred(db, ticket, lead)
 
     def _deferred(self, db, ticket, lead=True):
         """What a write command returns for its commit's ``ticket``: None when
         it is done (or raise its error), else a ``DurableWait`` for the shim.
-        ``lead``: flush here if no flush runs; else leave it to ``c_flush``."""
+        ``lead``: flush here if no flush runs; else leave it to ``c_done``."""
         if ticket is None:
             return None
         n = self._waits = self._waits + 1
