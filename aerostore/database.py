@@ -488,21 +488,30 @@ class Database:
         return self.config.get_text(key)
 
     def checkpoint(self) -> int:
-        """Write a checkpoint of the current snapshot while writers continue; rows written."""
+        """Write a checkpoint of the current snapshot while writers continue; rows written.
+
+        The snapshot's rows are first copied out of each heap as columns
+        (``TableStore.snapshot_columns``: about 0.1 s at 1M rows, writers running
+        between its slices), then the snapshot is released and the file written
+        from the copy.  A snapshot held for the whole write (seconds) would keep
+        every version the feed makes meanwhile: the chains, the readers'
+        picture and the index layers would grow, and the prune after it would
+        stall writers and readers.  Costs a transient copy of the columns."""
         self._check_open()
         self._check_not_in_hook("checkpoint")
         s = self._snaps.take()
         try:
-            counter = [0]
             tables = []
             for st in list(self._stores.values()):
                 names = st.schema.names
                 tables.append((st.schema.to_dict(), [names[p] for p in list(st.indexes)],
-                               _counting(_sliced(st, s), counter), index_entries(st.schema)))
-            self._storage.checkpoint(s, tables)
-            return counter[0]
+                               st.snapshot_columns(s), index_entries(st.schema)))
         finally:
             self._snaps.release(s)
+        try:
+            self._storage.checkpoint(s, tables)
+            return sum(t[2].n for t in tables)
+        finally:
             self._vacuum()
 
     def stats(self) -> dict:
@@ -606,20 +615,6 @@ def _message(e) -> str:
     if e is None:
         return ""
     return e.message if isinstance(e, AerostoreError) else f"{type(e).__name__}: {e}"
-
-
-def _sliced(st: TableStore, s: int, step: int = 8192):
-    """Visible rows of ``st`` at ``s``, one slice of the heap at a time (the writer pauses between)."""
-    start = 0
-    while start < len(st.rows):
-        yield from st.iter_visible(s, start, start + step)
-        start += step
-
-
-def _counting(it, counter):
-    for r in it:
-        counter[0] += 1
-        yield r
 
 
 def index_entries(schema: Schema):

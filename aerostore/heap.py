@@ -49,12 +49,12 @@ from typing import NamedTuple
 import numpy as np
 
 from .arrayindex import new_index
-from .columns import FROZEN, Columns
+from .columns import FROZEN, Columns, field_array, value_list
 from .index import Index, compacted
 from .latch import Latch
 from .mvcc import INF, Version, visible
 
-__all__ = ["TableStore", "Installed"]
+__all__ = ["TableStore", "Installed", "ColumnSnapshot"]
 
 _FEW = 8  # below this many rows, index writes go one by one instead of in batches
 # Writers take the latch per part of this many rows, so a reader waits for one
@@ -151,6 +151,28 @@ _first, _second, _third = itemgetter(0), itemgetter(1), itemgetter(2)
 def _newer_csn(head) -> int:
     """The CSN of the newest commit on a chain (its delete, else its head's insert)."""
     return head.xmax if head.xmax < INF else head.xmin
+
+
+class ColumnSnapshot:
+    """The rows of one table at a snapshot, as columns (``TableStore.snapshot_columns``):
+    ``n`` rows; ``columns[p]`` field ``p``'s values, a numpy array of its column type
+    (0 where null; bools as int8) or a list (the key, strings, ints wider than 64
+    bits); ``nulls[p]`` a bool array (True: null) or None when none is.  What
+    ``storage.checkpoint`` writes section by section; iterating gives the row
+    tuples, for a storage that wants rows."""
+
+    __slots__ = ("schema", "n", "columns", "nulls")
+
+    def __init__(self, schema, n: int, columns: list, nulls: list):
+        self.schema, self.n, self.columns, self.nulls = schema, n, columns, nulls
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        fields = self.schema.fields
+        return zip(*(value_list(c, nul, f.kind == "bool")
+                     for c, nul, f in zip(self.columns, self.nulls, fields)))
 
 
 class Installed(NamedTuple):
@@ -322,11 +344,66 @@ class TableStore:
         ix.on_due = self._fold_due
         return ix
 
-    def iter_visible(self, s: int, start: int = 0, stop: int | None = None):
-        """Rows visible to ``s`` among slots [start, stop), in slot order (checkpoints,
-        statistics), read as ``rows_at`` does.  O(slots) at C speed for settled rows."""
-        stop = len(self.rows) if stop is None else min(stop, len(self.rows))
-        yield from self.rows_at(range(start, stop), s)
+    def snapshot_columns(self, s: int, step: int = 32768) -> "ColumnSnapshot":
+        """A copy of the rows visible to ``s`` (registered by the caller) as columns: what a
+        checkpoint writes, taken in a fraction of the time it takes to write, so the
+        snapshot that holds back the vacuum is released early.
+
+        Slot by slot in slices of ``step``: the settled ones gathered from the columns
+        under the shared latch (a few ms per slice: writers wait that long, then run
+        between slices), the chained ones read as ``rows_at`` reads them.  Each slot
+        is read once, and what it holds for ``s`` does not change while ``s`` is
+        registered, so the slices add up to the snapshot.  Row order: by slice,
+        settled rows first.  O(n) at C speed, plus O(chain) per chained slot."""
+        cols = self.columns
+        kp = self.key_pos
+        nfields = len(self.schema.fields)
+        parts = [[] for _ in range(nfields)]            # per field: arrays or lists, per piece
+        nparts = [[] for _ in range(nfields)]           # per numeric field: bool arrays
+        chained = []
+        start = 0
+        while True:
+            with self.latch.shared:
+                cols = self.columns
+                rows = self.rows
+                stop = min(start + step, len(rows))
+                if start >= stop:
+                    break
+                state = cols.state[start:min(stop, cols.cap)]
+                fro = np.flatnonzero(state == FROZEN)
+                chain = np.flatnonzero(state != FROZEN)
+                fro += start
+                fl = fro.tolist()
+                parts[kp].append(list(map(rows.__getitem__, fl)))
+                for p, col in cols.cols.items():
+                    parts[p].append(col[fro])
+                    nparts[p].append(cols.nulls[p][fro])
+                for p, lst in cols.strs.items():
+                    parts[p].append(list(map(lst.__getitem__, fl)))
+                cl = (chain + start).tolist()
+                cl.extend(range(start + len(state), stop))     # past the columns' capacity
+            if cl:
+                chained.extend(self.rows_at(cl, s))
+            start = stop
+        if chained:
+            for p in range(nfields):
+                if p in cols.cols:
+                    vals, nul = field_array(chained, p, cols.cols[p].dtype)
+                    parts[p].append(vals)
+                    nparts[p].append(nul if nul is not None else np.zeros(len(chained), bool))
+                else:
+                    parts[p].append(list(map(itemgetter(p), chained)))
+        columns, nulls = [], []
+        for p in range(nfields):
+            if p in cols.cols:
+                columns.append(np.concatenate(parts[p]) if parts[p] else cols.cols[p][:0].copy())
+                nul = np.concatenate(nparts[p]) if nparts[p] else None
+                nulls.append(nul if nul is not None and nul.any() else None)
+            else:
+                columns.append([v for part in parts[p] for v in part] if len(parts[p]) != 1
+                               else parts[p][0])
+                nulls.append(None)
+        return ColumnSnapshot(self.schema, len(columns[kp]), columns, nulls)
 
     # -- writes --------------------------------------------------------------------
     def check_conflicts(self, keys, s: int):

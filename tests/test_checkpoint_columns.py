@@ -373,3 +373,90 @@ def test_a_crash_at_each_step_of_a_checkpoint_recovers_the_same_store(tmp_path, 
             db.table("Mixed")._check()
         assert not [f for f in os.listdir(d) if f.endswith(".tmp")]
         shutil.rmtree(d)
+
+
+class _WritesBetweenSlices:
+    """Stands in for a store's latch: after each shared section (one slice of
+    ``snapshot_columns``) it runs ``between()``, i.e. writers run between slices."""
+
+    def __init__(self, latch, between):
+        self._latch = latch
+        self.between = between
+        self.shared = self
+        self.busy = False           # the writes' own shared sections run nothing
+
+    def __enter__(self):
+        return self._latch.shared.__enter__()
+
+    def __exit__(self, *exc):
+        out = self._latch.shared.__exit__(*exc)
+        if not self.busy:
+            self.busy = True
+            try:
+                self.between()
+            finally:
+                self.busy = False
+        return out
+
+
+@pytest.mark.parametrize("seed", [7, 8, 9])
+def test_snapshot_columns_is_the_snapshot_while_writes_run_between_its_slices(tmp_path, open_db,
+                                                                               seed):
+    rng = random.Random(seed)
+    db = open_db(str(tmp_path / "db"))
+    model = fill(db, rng, 300)
+    t = db.table("Mixed")
+    for key in list(model)[::5]:                    # some rows in version chains at s
+        model[key] = mixed_row(rng, key)
+        t.upsert(model[key])
+    st = db._stores["Mixed"]
+    s = db._snaps.take()
+    new = iter(range(10 ** 6))
+
+    def between():                                  # updates, deletes, inserts, reused slots
+        for _ in range(rng.randrange(1, 6)):
+            r = rng.random()
+            key = rng.choice(list(model))
+            if r < 0.5:
+                t.upsert(mixed_row(rng, key))
+            elif r < 0.7:
+                t.delete(key)
+            else:
+                key = f"new{next(new)}"
+                t.upsert(mixed_row(rng, key))
+        db._vacuum(True)                            # prune what no snapshot needs
+    st.latch = _WritesBetweenSlices(st.latch, between)
+    try:
+        snap = st.snapshot_columns(s, step=rng.choice([1, 7, 64]))
+    finally:
+        st.latch = st.latch._latch
+        db._snaps.release(s)
+    got = list(snap)
+    assert len(got) == snap.n == len(model)
+    assert {r[0]: r for r in got} == model
+    for p, f in enumerate(Mixed.fields):
+        col = snap.columns[p]
+        assert (col.__class__ is list) == (f.kind == "str" or p == Mixed.key_pos)
+    t._check()
+
+
+def test_a_checkpoint_releases_its_snapshot_before_it_writes(tmp_path, open_db, monkeypatch):
+    """The rows are copied first; while the file is written no snapshot holds back the
+    vacuum, so the versions a feed makes meanwhile are pruned as usual."""
+    db = open_db(str(tmp_path / "db"))
+    model = fill(db, random.Random(3))
+    storage = db._storage
+    seen = []
+    real = storage.checkpoint
+
+    def checking(csn, tables):
+        seen.append(db._snaps.active())
+        t = db.table("Mixed")
+        key = next(iter(model))
+        t.upsert(mixed_row(random.Random(4), key))   # a write during the checkpoint...
+        db._vacuum(True)
+        seen.append(db._stores["Mixed"].unfrozen.copy())   # ...is pruned at once
+        return real(csn, tables)
+    monkeypatch.setattr(storage, "checkpoint", checking)
+    assert db.checkpoint() == len(model)
+    assert seen == [0, set()]

@@ -87,11 +87,13 @@ schema_map, [index fields]]`` then zero or more ``["rows", [[values...],
 ...]]`` slices of at most 2048 rows, each row its values in field order;
 ``["end", [row count per table]]``.
 
-Writing (``write_checkpoint``): rows are pulled from the engine's snapshot
-iterators ``CHUNK_ROWS`` at a time and turned into column pieces (numpy
-arrays, joined UTF-8); between chunks the thread sleeps for 0.1 ms, which
-hands the GIL to any waiting thread so that Tcl and Python callers are not
-stalled behind a long checkpoint.  A slice's sections are written once it is
+Writing (``write_checkpoint``): the engine hands over each table's rows as
+columns it copied from the heap (``heap.ColumnSnapshot``), cut into pieces of
+``COLUMN_CHUNK_ROWS`` rows (numeric: the array slice; strings: joined UTF-8);
+rows given as an iterator (tests, tools) are pulled ``CHUNK_ROWS`` at a time
+and turned into such pieces.  Between pieces the thread sleeps for 0.1 ms,
+which hands the GIL to any waiting thread so that Tcl and Python callers are
+not stalled behind a long checkpoint.  A slice's sections are written once it is
 full (or the rows end).  Index sections are computed by the caller's
 ``index_entries`` from the columns written.  Then the temp file is
 fdatasync'ed, renamed over ``checkpoint.dat`` and the directory fsync'ed.  A
@@ -109,13 +111,13 @@ from itertools import islice
 
 import numpy as np
 
-from ..columns import column_dtype
+from ..columns import column_dtype, value_list
 from ..errors import AerostoreError, CorruptError, StorageIOError
 from ..schema import Schema
 from .framing import HEAD, LEN, errno_name, frame, frame_head, pack, unpack
 
 __all__ = ["MAGIC", "FILENAME", "TEMP_FILENAME", "VERSION", "SLICE_ROWS", "CHUNK_ROWS",
-           "CheckpointTable", "write_checkpoint", "read_checkpoint"]
+           "COLUMN_CHUNK_ROWS", "CheckpointTable", "write_checkpoint", "read_checkpoint"]
 
 MAGIC = b"AEROCKP1"
 FILENAME = "checkpoint.dat"
@@ -123,6 +125,7 @@ TEMP_FILENAME = "checkpoint.dat.tmp"
 VERSION = 2
 SLICE_ROWS = 1 << 20          # rows (or index entries) per section, at most
 CHUNK_ROWS = 2048             # rows converted per step of the writer (GIL offered between)
+COLUMN_CHUNK_ROWS = 32768     # the same, for rows given as columns (strings joined per step)
 _SLICE_BYTES = 1 << 28        # a slice ends early once its strings pass this many bytes
 _FLUSH_BYTES = 1 << 20
 # Pause between chunks.  sleep(0) releases the GIL but takes it straight back
@@ -177,18 +180,6 @@ class CheckpointTable:
 
     def __repr__(self):
         return f"CheckpointTable({self.schema.get('name')!r}, {self.n} rows)"
-
-
-def value_list(col, nulls, is_bool: bool = False) -> list:
-    """A column as a list of Python values (None where ``nulls`` is set), at C speed
-    but for one assignment per null."""
-    if col.__class__ is list:
-        return col
-    vals = (col != 0).tolist() if is_bool else col.tolist()
-    if nulls is not None:
-        for i in np.flatnonzero(nulls).tolist():
-            vals[i] = None
-    return vals
 
 
 # -- writing ---------------------------------------------------------------------------
@@ -287,24 +278,40 @@ class _Slice:
                 self.nulls[p].append(nul)
                 self.parts[p].append(arr)
                 continue
-            if vals.__class__ is np.ndarray:
-                vals = vals.tolist()
-            try:
-                joined = "\n".join(vals)
-            except TypeError:
-                nul = np.fromiter((v is None for v in vals), bool, k)
-                vals = ["" if v is None else v for v in vals]
-                joined = "\n".join(vals)
-            self.nulls[p].append(nul)
-            if joined.count("\n") == k - 1:
-                data = _utf8(joined)
-                self.nbytes += len(data)
-            else:                                   # a value holds a newline: offsets form
-                data = [_utf8(v) for v in vals]
-                self.nbytes += sum(map(len, data))
-            self.parts[p].append(data)
+            self._add_strs(p, vals.tolist() if vals.__class__ is np.ndarray else vals, k)
         self.sizes.append(k)
         self.n += k
+
+    def add_columns(self, cols: list, nulls: list, k: int) -> None:
+        """The next ``k`` rows, given as columns (``heap.ColumnSnapshot`` slices: an
+        array of the field's type, or a list; a bool array of nulls, or None)."""
+        for p, dt in enumerate(self.dtypes):
+            if dt is None:
+                self._add_strs(p, cols[p], k)
+                continue
+            nul = nulls[p]
+            self.parts[p].append(np.ascontiguousarray(cols[p], dt))
+            self.nulls[p].append(nul if nul is not None and nul.any() else None)
+        self.sizes.append(k)
+        self.n += k
+
+    def _add_strs(self, p: int, vals: list, k: int) -> None:
+        """String field ``p``'s piece of the next ``k`` rows (None: null): joined by newlines."""
+        nul = None
+        try:
+            joined = "\n".join(vals)
+        except TypeError:
+            nul = np.fromiter((v is None for v in vals), bool, k)
+            vals = ["" if v is None else v for v in vals]
+            joined = "\n".join(vals)
+        self.nulls[p].append(nul)
+        if joined.count("\n") == k - 1:
+            data = _utf8(joined)
+            self.nbytes += len(data)
+        else:                                   # a value holds a newline: offsets form
+            data = [_utf8(v) for v in vals]
+            self.nbytes += sum(map(len, data))
+        self.parts[p].append(data)
 
     def column(self, p: int):
         """``(values, nulls)`` of numeric field ``p`` over the slice (nulls: None if none)."""
@@ -352,7 +359,10 @@ def write_checkpoint(io, dirpath: str, csn: int, tables) -> tuple[int, int]:
     ``index_entries(field, values, nulls)`` (values: the numeric column of an
     indexed field over every row written, as an array; nulls: a bool array or
     None) returns the sorted entry array of that index, slot = row number (see
-    the module docstring), or None for no index section.
+    the module docstring), or None for no index section.  The rows may also
+    come as columns: an object with ``n``, ``columns`` and ``nulls`` as
+    ``heap.ColumnSnapshot`` has them (iterable as rows too, for a table written
+    as row records); its sections are then cut from the arrays, no row built.
 
     Raises ``StorageIOError`` if any step fails; the temp file is removed and
     the previous checkpoint stays in force (unless only the final directory
@@ -420,11 +430,21 @@ def _write_table(out: _Out, schema: dict, index_fields, rows, index_entries=None
     kept = {p: ([], []) for p in indexed}     # the indexed columns over every slice
     n = 0
     sl = _Slice(dtypes)
-    it = iter(rows)
+    snap = rows if getattr(rows, "columns", None) is not None else None
+    it = iter(rows) if snap is None else None
+    at = 0                                    # rows of ``snap`` taken so far
     while True:
-        chunk = list(islice(it, min(CHUNK_ROWS, SLICE_ROWS - sl.n)))
-        if chunk:
-            sl.add(chunk)
+        if snap is None:
+            chunk = list(islice(it, min(CHUNK_ROWS, SLICE_ROWS - sl.n)))
+            if chunk:
+                sl.add(chunk)
+        else:
+            k = min(COLUMN_CHUNK_ROWS, SLICE_ROWS - sl.n, snap.n - at)
+            chunk = k > 0
+            if chunk:
+                sl.add_columns([c[at:at + k] for c in snap.columns],
+                               [None if nu is None else nu[at:at + k] for nu in snap.nulls], k)
+                at += k
         if sl.n and (not chunk or sl.n >= SLICE_ROWS or sl.nbytes >= _SLICE_BYTES):
             out.add(_record(("slice", sl.n)))
             for p in range(len(dtypes)):
