@@ -68,6 +68,7 @@ import threading
 from contextlib import nullcontext
 from enum import Enum
 from operator import itemgetter
+import weakref
 
 import numpy as np
 
@@ -88,6 +89,7 @@ _CHUNK = 1024
 _PART = 1 << 16       # slots a column scan tests per step
 _VEC_MIN = 256        # index entries from which a chunk is filtered on the columns
 _SCAN_PART = 4096     # slots whose rows a scan with terms the columns do not answer reads at once
+_PAGE_SLOTS = 4096    # the largest page Walk.page leaves slots in (the shim converts it whole)
 
 
 # -- running a query -------------------------------------------------------------------
@@ -95,8 +97,10 @@ _SCAN_PART = 4096     # slots whose rows a scan with terms the columns do not an
 def execute(store, s: int, q, overlay: dict | None, mode: str):
     """Run ``q`` at snapshot ``s``; ``overlay`` is the transaction's own writes (key -> row|None).
 
-    ``mode``: "rows", "count", "explain" or "explain_count".  The result
-    depends only on ``s``, so a run whose index went away is simply repeated.
+    ``mode``: "rows", "count", "explain", "explain_count" or "page" (the Tcl
+    search's rows: ``Plan.page``, settled rows of an ordered walk left as
+    slots for the shim to read).  The result depends only on ``s``, so a run
+    whose index went away is simply repeated.
     """
     wanted = {t.pos for t in q.terms}
     wanted.update(pos for pos, _sign in q.sort)
@@ -112,7 +116,9 @@ def execute(store, s: int, q, overlay: dict | None, mode: str):
             if store.gate_queries and plan.kind is not KEY and not (
                     count_only and skip is None and plan.kind is INDEX and _index_only(plan, q)):
                 store.latch.gate()      # a running writer section finishes first (latch.py)
-            return plan.count(s, skip) if count_only else plan.rows(s, skip)
+            if count_only:
+                return plan.count(s, skip)
+            return plan.page(s, skip) if mode == "page" else plan.rows(s, skip)
         except _Stale:
             continue
 
@@ -219,8 +225,58 @@ class PlanKind(str, Enum):
 KEY, INDEX, INTERSECT, WALK, SCAN, NULLS = PlanKind
 
 
+def _walk_sig(store, q) -> list | None:
+    """What choose() reads that a run of ``q`` may find changed since the last,
+    by identity: the store, its number of keys, and per field a term or the
+    sort is on, its index (or None) and, an ArrayIndex being read lock-free,
+    the index's published view (every write publishes a new one).  None when
+    an index is latched or not ready (nothing remembered).  Ids, not the
+    objects: a remembered query must not keep old index arrays alive.
+    O(fields of the query)."""
+    indexes = store.indexes
+    sig = [id(store), len(store.slots)]
+    for pos in q._positions():
+        ix = indexes.get(pos)
+        if ix is None:
+            sig.append(None)
+            continue
+        if not ix.lockfree or not ix.ready:
+            return None
+        sig.append(id(ix))
+        sig.append(id(ix.view))
+    return sig
+
+
 def choose(store, q, count_only: bool) -> Plan:
-    """The cheapest access path for query ``q`` on ``store``, as its executor."""
+    """The cheapest access path for query ``q`` on ``store``, as its executor.
+
+    A walk's choice is remembered on the query (``q._walk_memo``: the
+    signature ``_walk_sig`` and the walk's arguments, its index by a weak
+    reference): run again with the same signature -- everything the choice
+    read, unchanged -- the query walks again without weighing the paths (a
+    top-N search repeated by a Tcl loop).  The executor is new each run.  Ids
+    may be reused once their objects are gone: the index is then checked to
+    be the store's own (a dead or replaced one is a miss), and a view's id
+    reused by a newer view only leaves the old estimate, which sizes the
+    first chunk and nothing else."""
+    memo = q._walk_memo
+    if memo is not None and not count_only:
+        sig = _walk_sig(store, q)
+        est, ref, ranges, desc = memo[1]
+        ix = ref()
+        if sig == memo[0] and ix is not None and store.indexes.get(ix.pos) is ix:
+            return Walk(store, q, est, ix, ranges, desc)
+    plan = _choose(store, q, count_only)
+    if plan.kind is WALK:
+        sig = _walk_sig(store, q)
+        q._walk_memo = None if sig is None else (sig, (plan.est, weakref.ref(plan.ix), plan.ranges,
+                                                       plan.desc))
+    elif not count_only:
+        q._walk_memo = None
+    return plan
+
+
+def _choose(store, q, count_only: bool) -> Plan:
     schema = store.schema
     kp = schema.key_pos
     terms = q.terms
@@ -342,6 +398,10 @@ class Plan:
         if need:
             return rows[off:need]
         return rows[off:] if off else rows
+
+    def page(self, s: int, skip) -> tuple:
+        """(rows(), None): the Tcl search's page (``Walk.page`` may leave slots in it)."""
+        return self.rows(s, skip), None
 
     def count(self, s: int, skip) -> int:
         """How many rows rows() would return, without sorting.  O(matches)."""
@@ -1083,14 +1143,42 @@ class Walk(_OnIndex):
             rows.sort(key=kf)
         return rows[q.offset_n:need]
 
+    def page(self, s, skip):
+        """rows() for the Tcl search (c_shim/search.c): (items, check), where a
+        settled row of the answer may be left as its slot (an int; chained and
+        null rows are tuples) and check is (store, fseq, s), ``fseq`` read after
+        the walk while ``s`` is still registered (None: a page of rows(), as
+        below).  No row tuple is made for a settled match: the shim reads it from
+        the columns once the snapshot is released, which is sound while
+        ``store.fseq`` still equals ``fseq``: no writer section froze or freed
+        a slot since ``s`` was registered, so a slot still settled holds the
+        row tested, and a slot thawed since keeps that row in its chain
+        (``row_at(slot, s)``).  When ``fseq`` moved, the shim runs the search
+        again (search.py).  Own writes, or a page over ``_PAGE_SLOTS`` rows
+        (the shim converts a page whole): rows()."""
+        q = self.q
+        need = q.offset_n + q.limit_n
+        if skip or need > _PAGE_SLOTS:
+            return self.rows(s, skip), None
+        store = self.store
+        items = self._walk(s, None, need, q.offset_n, build=False)
+        f = store.fseq
+        if f & 1:
+            # a freeze is running (a prune, in the background): the shim would find
+            # fseq moved and run the search again; the rows are made now instead
+            return self._built(items, s), None
+        return items, (store, f, s)
+
     def _sort_key(self):
         """The query's sort key function (query.sort_key_fn); only some walks need it."""
         q = self.q
         return sort_key_fn(self.store.schema, q.sort, q.descending)
 
-    def _walk(self, s, skip, need, off) -> list:
+    def _walk(self, s, skip, need, off, build: bool = True) -> list:
         """The rows at positions [off, need) of the sort order: the index
-        walked until ``need`` matches and their tie group.
+        walked until ``need`` matches and their tie group (``build`` False:
+        settled rows left as their slots, see ``page``, but for the rows of
+        tie groups, which are sorted: ``_ties_ordered``).
 
         Late materialization: the walk collects a settled match as its slot
         (and every match's entry key, in ``ks``): only the rows it returns are
@@ -1120,11 +1208,12 @@ class Walk(_OnIndex):
         ks = []                 # the entry key of each walked match: out[nnull + i]'s is ks[i]
         entry_key = ix.entry_key
         filt = self._entry_filter(skip, walk=True)
+        blo = off if build else need     # the filter makes the rows at [blo, need)
         after = None
         size = max(16, min(_CHUNK, int(self.est * 1.2) + 8))   # the expected walk, and a margin
         stop = None             # index in out where the matches past the boundary group start
         while stop is None:
-            chunk = self._chunk(lo, hi, after, size, desc, filt, s, skip, out, ks, off, need)
+            chunk = self._chunk(lo, hi, after, size, desc, filt, s, skip, out, ks, blo, need)
             m = len(out)
             if m >= need:
                 # the boundary row's tie group must be whole
@@ -1155,19 +1244,51 @@ class Walk(_OnIndex):
             ka -= 1                             # to the start of the group at ``a``
         base = nnull + ka
         seg = out[base:stop]
-        if base < a or stop > need:
-            # tie groups straddle off or need: their rows outside [off, need) are needed
-            seg = self._built(seg, s)
         kseg = ks[ka:stop - nnull]
-        if len(set(kseg)) < len(kseg):
-            if len(self.q.sort) == 1:
-                # ties broken by key ascending: two stable C-speed sorts (by key, then by value)
-                seg.sort(key=itemgetter(store.key_pos))
-                seg.sort(key=itemgetter(ix.pos), reverse=desc)
-            else:
-                seg.sort(key=self._sort_key())
+        ties = len(set(kseg)) < len(kseg)
+        if not build:
+            if ties:
+                seg = self._ties_ordered(seg, kseg, s)
+        else:
+            if base < a or stop > need:
+                # tie groups straddle off or need: their rows outside [off, need) are needed
+                seg = self._built(seg, s)
+            if ties:
+                if len(self.q.sort) == 1:
+                    # ties broken by key ascending: two stable C-speed sorts (by key, then by value)
+                    seg.sort(key=itemgetter(store.key_pos))
+                    seg.sort(key=itemgetter(ix.pos), reverse=desc)
+                else:
+                    seg.sort(key=self._sort_key())
         first = out[off:nnull] if off < nnull else []
         return first + seg[a - base:need - base] if first else seg[a - base:need - base]
+
+    def _ties_ordered(self, seg: list, kseg: list, s) -> list:
+        """``seg`` (walk order, settled rows as slots) with each group of equal
+        entry keys (``kseg``: seg[i]'s is kseg[i]) made rows and put in the
+        order of the remaining sort keys, then the key; the other items stay
+        as they are (a page keeps its slots: ``page``).  Walk order already is
+        the order of the walked field, so ordering each group is ordering
+        ``seg``.  O(len) plus the groups' rows."""
+        n = len(kseg)
+        groups = []             # (start, end) of each group of two or more
+        i = 0
+        while i < n:
+            j = i + 1
+            k = kseg[i]
+            while j < n and kseg[j] == k:
+                j += 1
+            if j - i > 1:
+                groups.append((i, j))
+            i = j
+        at = [p for a, b in groups for p in range(a, b)]
+        out = list(seg)
+        for p, r in zip(at, self._built([seg[p] for p in at], s)):     # one read for all
+            out[p] = r
+        kf = self._sort_key() if len(self.q.sort) > 1 else itemgetter(self.store.key_pos)
+        for a, b in groups:
+            out[a:b] = sorted(out[a:b], key=kf)
+        return out
 
     def _built(self, items: list, s) -> list:
         """``items`` (walked matches: rows, or settled slots as ints) as rows: each slot

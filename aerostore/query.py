@@ -176,6 +176,7 @@ class Query:
         self.descending = False
         self.limit_n = 0
         self.offset_n = 0
+        self._walk_memo = None     # planner.choose's last walk on this query (reset by any change)
 
     # -- building ------------------------------------------------------------------
     def where(self, op: str, field: str, *values) -> "Query":
@@ -210,6 +211,7 @@ class Query:
                 raise UsageError(f'bad value "" for field "{fld.name}": use null/notnull to test for nulls',
                                  "VALUE", fld.name)
         self.terms.append(Term(canon, pos, vals))
+        self._walk_memo = None
         return self
 
     def eq(self, f, v): return self.where("=", f, v)
@@ -250,28 +252,41 @@ class Query:
                 if k.startswith("-") and len(k) > 1:
                     sign, name = -1, k[1:]
             self.sort.append((self._schema.position(name), sign))
+        self._walk_memo = None
         return self
 
     def desc(self, flag: bool = True) -> "Query":
         """Direction of sort keys given without a sign (default ascending)."""
         self.descending = bool(flag)
+        self._walk_memo = None
         return self
 
     def limit(self, n: int) -> "Query":
         """At most n rows; 0 means no limit."""
         n = _count_arg(n, "limit")
         self.limit_n = n
+        self._walk_memo = None
         return self
 
     def offset(self, n: int) -> "Query":
         """Skip n rows first."""
         self.offset_n = _count_arg(n, "offset")
+        self._walk_memo = None
         return self
+
+    def _positions(self) -> list:
+        """The fields the terms and the sort keys are on (planner.choose)."""
+        return [t.pos for t in self.terms] + [p for p, _sign in self.sort]
 
     # -- running -----------------------------------------------------------------------
     def rows(self) -> list:
         """Matching rows (tuples in field order), sorted, after offset/limit; one snapshot."""
         return self._view._run(self, "rows")
+
+    def _page(self) -> tuple:
+        """rows() for the Tcl search: (items, check), where settled rows may be
+        left as their slots for the shim to read (planner.Walk.page)."""
+        return self._view._run(self, "page")
 
     def keys(self) -> list:
         kp = self._schema.key_pos

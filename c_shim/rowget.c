@@ -44,6 +44,10 @@
  * general path, which applies the whole rule.  tests/test_tcl_get.py checks
  * which path answers and that both agree, for every kind of value.
  *
+ * shim_columns_at and shim_column_value read the same views for a page of
+ * settled slots (search.c: an ordered walk's page, validated there by fseq),
+ * the layout checked once per page instead of once per row.
+ *
  * Cost per call: O(fields): the session's slot, six attribute reads, each on
  * every call (a reload that rebinds `rows`, `slots` or `columns`, a
  * republish of the arrays, a close or a reopen are seen at once; nothing is
@@ -138,7 +142,7 @@ static PyObject *txn_table(PyObject *session)
 
 /* What a field of the row views is, and where its value at the slot lies. */
 enum { COL_BAD, COL_F64, COL_I64, COL_U64, COL_I32, COL_U32, COL_I16, COL_U16, COL_BOOL,
-       COL_LIST, COL_KEY };
+       COL_LIST = SHIM_COLUMN_LIST, COL_KEY = SHIM_COLUMN_KEY };
 typedef struct FieldAt {
     int kind;
     const char *val;           /* the value (numeric fields) */
@@ -147,18 +151,26 @@ typedef struct FieldAt {
 } FieldAt;
 
 /* The buffer of memoryview v if it is usable (not released, one dimension,
- * C-contiguous) and holds slot i, else NULL. */
-static inline const Py_buffer *view_at(PyObject *v, Py_ssize_t i)
+ * C-contiguous), else NULL. */
+static inline const Py_buffer *view_ok(PyObject *v)
 {
     PyMemoryViewObject *mv = (PyMemoryViewObject *)v;
 
     if (!Py_IS_TYPE(v, &PyMemoryView_Type)
             || (mv->flags & (_Py_MEMORYVIEW_RELEASED | _Py_MEMORYVIEW_C)) != _Py_MEMORYVIEW_C
             || (mv->mbuf->flags & _Py_MANAGED_BUFFER_RELEASED)
-            || mv->view.ndim != 1 || i >= mv->view.shape[0] || !mv->view.format) {
+            || mv->view.ndim != 1 || !mv->view.format) {
         return NULL;
     }
     return &mv->view;
+}
+
+/* view_ok's buffer if it also holds slot i, else NULL. */
+static inline const Py_buffer *view_at(PyObject *v, Py_ssize_t i)
+{
+    const Py_buffer *b = view_ok(v);
+
+    return b && i < b->shape[0] ? b : NULL;
 }
 
 /* The kind of a values buffer, from its format and item size (int8: a bool). */
@@ -282,6 +294,84 @@ static Tcl_Obj *field_to_tcl(const FieldAt *f, PyObject *key, Tcl_Obj *given)
     default:
         return shim_bool_to_tcl(*(const signed char *)f->val != 0);
     }
+}
+
+/* ---- a page of slots (search.c) ----------------------------------------- */
+
+int shim_columns_at(PyObject *views, Py_ssize_t kp, ShimColumn *cols, Py_ssize_t max,
+                    Py_ssize_t *n)
+{
+    Py_ssize_t nv, j = 0, p = 0;
+
+    if (!PyTuple_CheckExact(views) || kp < 0) {
+        return 0;
+    }
+    nv = PyTuple_GET_SIZE(views);
+    for (;; p++) {
+        PyObject *v;
+        const Py_buffer *vb, *nb;
+        if (p >= max) {
+            return 0;
+        }
+        if (p == kp) {
+            cols[p].kind = COL_KEY;
+            continue;
+        }
+        if (j == nv) {
+            *n = p;
+            return p > kp;
+        }
+        v = PyTuple_GET_ITEM(views, j);
+        if (PyList_CheckExact(v)) {
+            cols[p].kind = COL_LIST;
+            cols[p].list = v;
+            j += 1;
+            continue;
+        }
+        if (!(vb = view_ok(v)) || j + 1 == nv || !(nb = view_ok(PyTuple_GET_ITEM(views, j + 1)))
+                || nb->itemsize != 1 || nb->format[0] != '?' || nb->format[1] != '\0'
+                || (cols[p].kind = col_kind(vb)) == COL_BAD) {
+            return 0;
+        }
+        cols[p].val = vb->buf;
+        cols[p].nul = nb->buf;
+        cols[p].size = vb->itemsize;
+        cols[p].len = vb->shape[0] < nb->shape[0] ? vb->shape[0] : nb->shape[0];
+        j += 2;
+    }
+}
+
+int shim_column_value(const ShimColumn *c, Py_ssize_t slot, Tcl_Obj **out)
+{
+    FieldAt f;
+
+    *out = NULL;
+    if (c->kind == COL_KEY || slot < 0) {
+        return SHIM_COLUMN_MISS;
+    }
+    if (c->kind == COL_LIST) {
+        PyObject *item;
+        if (slot >= PyList_GET_SIZE(c->list)) {
+            return SHIM_COLUMN_MISS;
+        }
+        item = PyList_GET_ITEM(c->list, slot);
+        if (item == Py_None) {
+            return 0;
+        }
+        *out = shim_py_to_tcl(item);
+        return *out ? 0 : -1;
+    }
+    if (slot >= c->len) {
+        return SHIM_COLUMN_MISS;
+    }
+    if (c->nul[slot]) {
+        return 0;
+    }
+    f.kind = c->kind;
+    f.val = c->val + slot * c->size;
+    f.nul = c->nul + slot;
+    *out = field_to_tcl(&f, NULL, NULL);        /* a number: never fails */
+    return 0;
 }
 
 /* The located fields at[0 .. n) as a Tcl list (refcount 0), or NULL with a

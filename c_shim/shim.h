@@ -167,6 +167,31 @@ void shim_get_init(void);
  * not be converted), or SHIM_NOT_HANDLED with nothing done (no Python error
  * set): then session.t_get decides.  GIL held. */
 int shim_get_row(ShimInterp *si, Tcl_Interp *interp, Tcl_Obj *key_obj, PyObject *key);
+/* One field of the row views (Columns.arrays[3], columns.py) as a page of
+ * settled slots reads it (search.c): what `get` reads per row, worked out
+ * once per page.  kind is rowget.c's own (two of them named here: a list, for
+ * str and too wide int fields, and the key, which has no column); the
+ * buffers and lists are borrowed from the views, which the caller holds. */
+#define SHIM_COLUMN_LIST 100
+#define SHIM_COLUMN_KEY 101
+typedef struct ShimColumn {
+    int kind;                  /* rowget.c's own; SHIM_COLUMN_LIST, SHIM_COLUMN_KEY */
+    const char *val, *nul;     /* a numeric field: its values' and nulls' buffers ... */
+    Py_ssize_t size, len;      /* ... the item size and the slots both hold */
+    PyObject *list;            /* a str (or too wide int) field: its list */
+} ShimColumn;
+/* The fields of views in field order, the key (not in the views) at kp:
+ * cols[0 .. *n), at most max; 0 if the views do not have the documented
+ * layout (rowget.c's checks).  GIL held. */
+int shim_columns_at(PyObject *views, Py_ssize_t kp, ShimColumn *cols, Py_ssize_t max,
+                    Py_ssize_t *n);
+/* What shim_column_value answers for a slot it cannot read (the key field, a
+ * slot past the column). */
+#define SHIM_COLUMN_MISS 1
+/* Slot's value of field c as the Tcl value convert.c makes of the Python
+ * value (new, refcount 0), in *out; NULL for a null.  0, SHIM_COLUMN_MISS, or
+ * -1 with a Python error.  GIL held; no Python code runs. */
+int shim_column_value(const ShimColumn *c, Py_ssize_t slot, Tcl_Obj **out);
 
 /* ---- events.c ----------------------------------------------------------- */
 

@@ -424,3 +424,98 @@ def test_a_failing_column_scan_leaves_the_latch_free(loaded, monkeypatch):
     th.start()
     assert took.wait(5), "a writer could not take the latch after a failed scan"
     assert kept.value.args == ("injected",)
+
+
+def _from_page(q):
+    """``q._page()`` (the Tcl search's rows) with each slot replaced by its row at
+    the page's snapshot; and how many slots it held."""
+    items, check = q._page()
+    if check is None:
+        assert not any(x.__class__ is int for x in items)
+        return items, 0
+    store, fseq, s = check
+    assert fseq == store.fseq and fseq % 2 == 0
+    slots = [x for x in items if x.__class__ is int]
+    return [store.row_at(x, s) if x.__class__ is int else x for x in items], len(slots)
+
+
+@pytest.mark.parametrize("name", sorted(QUERIES))
+def test_a_page_is_the_rows_with_settled_rows_as_slots(loaded, name):
+    """Walk.page leaves a walk's settled rows as their slots and makes no other
+    change: read back at its snapshot, a page is rows(), on frozen rows and
+    over chains from an old snapshot and a new one (no own writes: a
+    transaction's page has slots too); every other kind answers rows()."""
+    db, t, rows = loaded
+    build = QUERIES[name][0]
+    got, nslots = _from_page(build(t.query()))
+    assert got == build(t.query()).rows()
+    # a walk's page holds slots but for null rows (walk_desc: nulls only) and the
+    # rows of tie groups (the gs walks: about four rows share each value)
+    assert (nslots > 0) == (name in ("walk_asc", "walk_desc_nulls")), name
+    reader = db.begin()
+    try:
+        _rewrite(t, rows)
+        for table in (reader.table("FlightState"), t):
+            got, _ = _from_page(build(table.query()))
+            assert got == build(table.query()).rows(), name
+    finally:
+        reader.rollback()
+
+
+def test_a_page_with_own_writes_or_too_long_is_rows(loaded, monkeypatch):
+    db, t, rows = loaded
+    txn = db.begin()
+    try:
+        tt = txn.table("FlightState")
+        tt.set(rows[0][0], {"altitude": 1})
+        assert _from_page(tt.query().sort_by("altitude").limit(5)) == \
+            (tt.query().sort_by("altitude").limit(5).rows(), 0)
+    finally:
+        txn.rollback()
+    monkeypatch.setattr(planner, "_PAGE_SLOTS", 4)
+    assert _from_page(t.query().sort_by("altitude").limit(5)) == \
+        (t.query().sort_by("altitude").limit(5).rows(), 0)
+
+
+def test_a_walk_is_remembered_until_what_it_read_changes(loaded, monkeypatch):
+    """choose() walks a query again without weighing the paths while the store,
+    its number of keys and the indexes' views it read are the same; a write,
+    a change to the query, or a dropped index make it choose again."""
+    db, t, rows = loaded
+    weighed = []
+    real = planner._choose
+    monkeypatch.setattr(planner, "_choose", lambda *a: weighed.append(a[1]) or real(*a))
+    q = t.query().sort_by("altitude").limit(10)
+    first = q.rows()
+    assert len(weighed) == 1 and q._walk_memo is not None
+    assert q.rows() == first and q._page()[0] and len(weighed) == 1
+    assert q.count() == 10 and len(weighed) == 2        # a count never walks: weighed
+    t.upsert(("NEW", 1.0, 2.0, -5, 1, 1))               # a write publishes new views
+    assert q.rows()[0][0] == "NEW" and len(weighed) == 3
+    assert q.rows()[0][0] == "NEW" and len(weighed) == 3
+    q.offset(1)
+    assert q.rows()[0] == first[0] and len(weighed) == 4
+    t.drop_index("altitude")
+    assert q.rows()[0] == first[0] and len(weighed) == 5
+    assert q._walk_memo is None and planner.choose(t._st, q, False).kind != PlanKind.WALK
+
+
+@pytest.mark.parametrize("sort", [("lat",), ("-lat",), ("lat", "-gs"), ("-lat", "gs")])
+def test_a_page_orders_its_tie_groups_and_keeps_the_other_slots(mem_db, sort):
+    """Ties among a page's rows: each group of equal values is made rows and
+    ordered (the remaining sort keys, then the key), the other rows stay
+    slots; read back, the page is rows(), groups straddling the offset and the
+    limit too."""
+    t = mem_db.create_table(aerostore.FlightState)
+    rnd = random.Random(3)
+    # lat: 0, 0.5 twice, 3, 3.5 twice, ...: a row alone, then a tie of two
+    rows = [(f"T{i:04d}", float(i) if i % 3 == 0 else i // 3 * 3 + 0.5, 0.0, 1, rnd.randrange(9), i)
+            for i in range(400)]
+    rnd.shuffle(rows)
+    t.upsert_many(rows)
+    for off, lim in ((0, 12), (1, 12), (5, 30), (2, 3)):
+        q = t.query().sort_by(*sort).limit(lim).offset(off)
+        assert planner.choose(t._st, q, False).kind == PlanKind.WALK
+        got, nslots = _from_page(q)
+        assert got == t.query().sort_by(*sort).limit(lim).offset(off).rows(), (sort, off, lim)
+        assert nslots > 0

@@ -354,15 +354,20 @@ def test_columns_of_another_layout_go_to_python(loaded, calls, change):
 
 # -- other layouts: the C path reads whatever table ``state.fast_get`` names ----
 
-@table(name="MixedGet")
-class Mixed:
-    ratio = Float()
-    name = Key()
-    flag = Bool()
-    note = Str()
-    wide = Int(lo=-5, hi=(1 << 64) - 1)       # too wide for 64 bits: a list of ints
-    big = UInt(bits=64)
-    small = Int(bits=8)
+def mixed_table(name: str, indexes=()):
+    """A table of every column kind, the key second (test_tcl_search_bind uses it too)."""
+    class Mixed:
+        ratio = Float()
+        name = Key()
+        flag = Bool()
+        note = Str()
+        wide = Int(lo=-5, hi=(1 << 64) - 1)       # too wide for 64 bits: a list of ints
+        big = UInt(bits=64)
+        small = Int(bits=8)
+    return table(name=name, indexes=indexes)(Mixed)
+
+
+Mixed = mixed_table("MixedGet")
 
 
 @table(name="KeyLastGet")

@@ -5,7 +5,16 @@ The shim reads the options (c_shim/search.c, with Tcl's own API) and calls
 either a number (nothing to bind or run) or the plan tuple that
 c_shim/search.c loops over::
 
-    (count, rows, key_pos, positions, names, finish)
+    (count, rows, key_pos, positions, names, finish, check)
+
+``rows`` are row tuples, except that a settled row of an ordered walk's page
+may be its slot (an int: planner.Walk.page), which the shim reads from the
+columns, converting the page to Tcl values at once; ``check`` is then
+``(store, fseq, s, redo)``: the shim trusts those slots only while
+``store.fseq`` is still ``fseq`` (a slot no longer settled is read by
+``store.row_at(slot, s)``), and else calls ``redo()``, which runs the search
+again and answers ``(count, rows)`` of tuples only.
+``check`` is None when every row is a tuple.
 
 Decisions written down in docs/tcl.md: -asc and -desc are flags (no value);
 -countOnly 1 only counts (no binding, no -code); without -code the bound
@@ -152,9 +161,10 @@ class Search:
         return q
 
     def _binding(self):
-        """(key position, positions, names) of the fields to bind; repeated
-        searches reuse it (one per -fields text and schema)."""
-        schema = state.flights().schema
+        """(key position, positions, names) of the fields to bind, in the
+        schema of the table searched; repeated searches reuse it (one per
+        -fields text and schema)."""
+        schema = self.session._table().schema
         fields = self.fields
         cacheable = fields is None or fields.__class__ is str
         if cacheable:
@@ -172,11 +182,19 @@ class Search:
             _BINDINGS[fields] = (schema, binding)
         return binding
 
-    def _plan(self, count, rows, finish=None):
+    def _plan(self, count, rows, finish=None, check=None):
         key_pos, positions, names = self._binding()
         if self.bind is None:                # only -key/-code: convert no field values
             positions = names = ()
-        return (count, rows, key_pos, positions, names, finish)
+        return (count, rows, key_pos, positions, names, finish, check)
+
+    def _redo(self):
+        """(count, rows) of the search run again, every row a tuple, on a new
+        snapshot (inside aerostore::transaction: the transaction's again): the
+        shim's way out when the slots of a page can no longer be trusted (a
+        freeze ran since the page's snapshot was released)."""
+        rows = self._query(self.session._table()).rows()
+        return len(rows), (rows if self.code else rows[-1:])
 
     # -- running -----------------------------------------------------------------
     def run(self):
@@ -188,10 +206,12 @@ class Search:
             if self.fields is not None:
                 self._binding()              # -fields is checked even when unused
             return q.count()
-        rows = q.rows()
+        rows, check = q._page()
+        if check is not None:
+            check = check + (self._redo,)
         if not self.code:
-            return self._plan(len(rows), rows[-1:])
-        return self._plan(len(rows), rows)
+            return self._plan(len(rows), rows[-1:], None, check)
+        return self._plan(len(rows), rows, None, check)
 
     def _run_delete(self, binds):
         session = self.session
