@@ -146,8 +146,10 @@ class Storage:
     def checkpoint(self, csn: int, tables) -> int:  # pragma: no cover
         """Store the snapshot at ``csn`` so the log before it is no longer needed.
 
-        ``tables``: ``(schema_dict, index_fields, row_iterator)`` per table, the
-        rows visible at ``csn``, optionally with a fourth item ``index_entries``
+        ``tables``: ``(schema_dict, index_fields, rows)`` per table, the rows
+        visible at ``csn`` (an iterator of tuples, or the engine's copy as
+        columns, ``heap.ColumnSnapshot``, which iterates as rows too),
+        optionally with a fourth item ``index_entries``
         (``checkpoint.write_checkpoint``: the sorted entry array of an index
         over the rows written, so that a reopen need not build it); every
         iterator is consumed, while commits go on.
