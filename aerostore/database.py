@@ -259,23 +259,26 @@ class Database:
         self._check_open()
         return run_in_transaction(self, fn, *args, timeout=timeout, **kw)
 
-    def _commit(self, txn: Transaction, wait: bool = True):
-        """Commit ``txn``'s writes (the pipeline in the module docstring).  With
-        ``wait`` False, return the Ticket of a synchronous commit instead of
-        waiting for it (``wait_durable``); else None."""
+    def _commit(self, txn: Transaction) -> None:
+        """Commit ``txn``'s writes (the pipeline in the module docstring); returns
+        once the commit is durable (``synchronous_commit on``) and visible."""
         writes = txn._writes
         if not any(writes.values()):
-            return None
+            return
         if self._hook_thread == get_ident():
             self._check_not_in_hook("a commit")
         stores = self._stores
         n = sum(map(len, writes.values()))
         with paused(n):
-            out = self._commit_locked(txn, writes, stores, wait)
+            ticket = self._commit_locked(txn, writes, stores)
         young(n)
-        return out
+        # the transaction's end (Transaction._end) releases its snapshot and vacuums
+        if ticket is not None:
+            self._wait(ticket)
 
-    def _commit_locked(self, txn, writes, stores, wait):
+    def _commit_locked(self, txn, writes, stores):
+        """Check, install and log ``txn``'s writes under the commit lock; the Ticket
+        of a synchronous commit, else None."""
         with self._commit_lock:
             self._check_writable()
             s = txn.snapshot
@@ -303,12 +306,7 @@ class Database:
                         changes += done.changes
                     else:
                         ops, changes = done.ops, done.changes
-            ticket = self._log_locked(csn, ops, changes)
-        # the transaction's end (Transaction._end) releases its snapshot and vacuums
-        if ticket is None or not wait:
-            return ticket
-        self._wait(ticket)
-        return None
+            return self._log_locked(csn, ops, changes)
 
     def _log_locked(self, csn: int, ops: list, changes: list):
         """The end of every commit, under the commit lock, once its versions
@@ -708,10 +706,13 @@ class _Replay(Sink):
             ops = self.ops[table] = ([], [])
         return ops
 
+    def _width(self, table: str) -> int:
+        return len(self._stores[table].schema.fields)
+
     def _width_checked(self, csn: int, table: str, rows) -> None:
         """Raise ``corrupt`` unless every row of ``rows`` is a tuple (as the log's
         decoder gives an array) of the table's width."""
-        width = len(self._stores[table].schema.fields)
+        width = self._width(table)
         try:
             ok = set(map(len, rows)) == {width} and set(map(type, rows)) == {tuple}
         except TypeError:
@@ -728,7 +729,8 @@ class _Replay(Sink):
 
     def put(self, csn: int, table: str, key: str, values) -> None:
         keys, rows = self.ops.get(table) or self._ops(csn, table)
-        self._width_checked(csn, table, (values,))
+        if values.__class__ is not tuple or len(values) != self._width(table):
+            self._width_checked(csn, table, (values,))      # raises
         keys.append(key)
         rows.append(values)
 

@@ -53,12 +53,9 @@ class Transaction:
         (it may still be waiting for its flush), so a transaction run again
         right away sees it, instead of conflicting with it again.
         """
-        self._finish(True)
-
-    def _finish(self, wait: bool):
         self._check()
         try:
-            return self._db._commit(self, wait)
+            self._db._commit(self)
         except WriteConflict as e:
             if e.csn is not None:
                 # the winner may be queued with no thread leading its flush
