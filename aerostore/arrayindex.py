@@ -237,6 +237,7 @@ class ArrayIndex(Index):
     """
 
     lockfree = True     # readers read ``view``; see the module docstring
+    takes_slot_array = True
 
     def __init__(self, pos: int, kind: str, dtype, key_dtype=None):
         super().__init__(pos, kind, EntryForm.PAIRS)
@@ -293,8 +294,9 @@ class ArrayIndex(Index):
         return Chunk(keys.tolist(), s.tolist(), s)
 
     def _np_entries(self, values: list, slots: list):
-        """Entries of non-null ``values`` at ``slots``, vectorised (no per-row Python)."""
-        s = np.array(slots, dtype=np.int64)
+        """Entries of non-null ``values`` at ``slots`` (a list, or an int64 array),
+        vectorised (no per-row Python)."""
+        s = slots if slots.__class__ is np.ndarray else np.array(slots, dtype=np.int64)
         if not self.wide:
             if self.kind == "bool":
                 k = np.array(values, dtype=np.int64)
@@ -407,7 +409,7 @@ class ArrayIndex(Index):
             self._batch_write(self._np_entries(values, slots), None)
         else:
             entry, key = self.entry, self.key
-            for v, s in zip(values, slots):
+            for v, s in zip(values, slots if slots.__class__ is list else slots.tolist()):
                 self._small_add(entry(key(v), s))
         self._publish()
 
@@ -420,7 +422,7 @@ class ArrayIndex(Index):
             self._batch_write(None, self._np_entries(values, slots))
         else:
             entry, key = self.entry, self.key
-            for v, s in zip(values, slots):
+            for v, s in zip(values, slots if slots.__class__ is list else slots.tolist()):
                 self._small_remove(entry(key(v), s))
         self._publish()
 

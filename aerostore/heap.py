@@ -42,8 +42,8 @@ section leaves.  The latch is still shared by the reads of a str index.
 from __future__ import annotations
 
 from collections import deque
-from itertools import compress
-from operator import itemgetter, ne
+from itertools import compress, repeat
+from operator import attrgetter, itemgetter, ne
 from typing import NamedTuple
 
 import numpy as np
@@ -95,12 +95,12 @@ def _cut(head, last):
 
 class Picture(NamedTuple):
     """What an index-only count reads (planner.py), as of the end of the last writer
-    section, published by one reference (``TableStore.picture``): ``heads``, the
-    head of every chained slot's version chain (chains are never cut in place,
-    and a head's only later change is the ``xmax`` an install sets, which no
-    snapshot the picture serves looks at), and ``views``, field position -> (the
-    lock-free index, its ``view``) then."""
-    heads: dict
+    section, published by one reference (``TableStore.picture``): ``heads``, a
+    list of the head of every chained slot's version chain, in no order (chains
+    are never cut in place, and a head's only later change is the ``xmax`` an
+    install sets, which no snapshot the picture serves looks at), and ``views``,
+    field position -> (the lock-free index, its ``view``) then."""
+    heads: list
     views: dict
 
 
@@ -123,6 +123,7 @@ def _index_writes(idx, pairs, vals: dict, slots: dict, add: bool) -> None:
                     else:
                         ix.remove(r[p], slot)
         pairs = ()
+    pair_arr = None
     if pairs:
         pair_slots = list(map(_first, pairs))
         news = list(zip(*map(_second, pairs)))   # columns of the rows, at C speed
@@ -133,6 +134,15 @@ def _index_writes(idx, pairs, vals: dict, slots: dict, add: bool) -> None:
             nv = news[p]
             diff = list(map(ne, nv, olds[p]))
             if all(diff):
+                if not vals[p] and ix.takes_slot_array:
+                    # every row's value changed (a bulk update): one slot array for all
+                    if pair_arr is None:
+                        pair_arr = np.array(pair_slots, np.int64)
+                    if add:
+                        ix.add_many(nv, pair_arr)
+                    else:
+                        ix.remove_many(nv, pair_arr)
+                    continue
                 vals[p].extend(nv)
                 slots[p].extend(pair_slots)
             elif any(diff):
@@ -146,6 +156,44 @@ def _index_writes(idx, pairs, vals: dict, slots: dict, add: bool) -> None:
 
 
 _first, _second, _third = itemgetter(0), itemgetter(1), itemgetter(2)
+_xmin, _xmax, _prev, _values = (attrgetter("xmin"), attrgetter("xmax"), attrgetter("prev"),
+                                attrgetter("values"))
+
+
+def _settle_all(rows: list, slot_list, h: int, kp: int, want_simple: bool):
+    """``_prune_part``'s common case at C speed: every slot of ``slot_list`` holds a
+    live version committed at or below the horizon ``h`` over at most one older
+    version (a batch of inserts and of updates of settled rows), so each settles.
+
+    Returns what the loop of ``_prune_part`` makes of them: (the slots, their live
+    rows, their keys -- the oldest version's string, the key dict's --, and
+    ``(slot, old row, new row)`` per update if ``want_simple``); or None when any
+    slot has another shape (then the loop takes them all).  O(len) in C, with one
+    Python filter per row when inserts and updates mix."""
+    heads = list(map(rows.__getitem__, slot_list))
+    try:
+        if max(map(_xmin, heads)) > h or list(map(_xmax, heads)).count(INF) != len(heads):
+            return None
+        prevs = list(map(_prev, heads))
+    except AttributeError:          # a free slot (None) or a settled one (its key)
+        return None
+    new_rows = list(map(_values, heads))
+    getkey = itemgetter(kp)
+    n_fresh = prevs.count(None)
+    if n_fresh == len(prevs):
+        return list(slot_list), new_rows, list(map(getkey, new_rows)), []
+    olds = [v for v in prevs if v is not None] if n_fresh else prevs
+    if list(map(_prev, olds)).count(None) != len(olds):
+        return None                 # a longer chain: versions to drop by value
+    if n_fresh:
+        firsts = [v if v is not None else hd for v, hd in zip(prevs, heads)]
+        keys = list(map(getkey, map(_values, firsts)))
+        simple = ([(slot, v.values, r) for slot, v, r in zip(slot_list, prevs, new_rows)
+                   if v is not None] if want_simple else [])
+    else:
+        keys = list(map(getkey, map(_values, prevs)))
+        simple = list(zip(slot_list, map(_values, prevs), new_rows)) if want_simple else []
+    return list(slot_list), new_rows, keys, simple
 
 
 def _newer_csn(head) -> int:
@@ -184,7 +232,11 @@ class Installed(NamedTuple):
 
 class _Writing:
     """``with store.writing:`` a writer section: the latch held exclusively; at its end
-    the store's ``Picture`` is published (index-only counts read it).
+    the store's ``Picture`` is published (index-only counts read it).  ``with
+    store.writing_bulk:`` the same for a section that writes a bulk part (at least
+    ``_WHOLE`` rows): it leaves no picture, whose O(chained slots) would be paid
+    for each bulk part (0.7 s of a 1M-row update), and counts take the shared
+    latch until the next section publishes one.
 
     ``with store.freezing:`` a writer section that may also freeze or free slots
     (prune, a bulk load): ``store.fseq`` is odd inside, bumped again at the end.
@@ -195,11 +247,12 @@ class _Writing:
     reader that reads the same even ``fseq`` before and after a chunk and its
     rows may trust settled rows (planner.py, ``_chunk``)."""
 
-    __slots__ = ("store", "freezes")
+    __slots__ = ("store", "freezes", "pictures")
 
-    def __init__(self, store, freezes: bool):
+    def __init__(self, store, freezes: bool, pictures: bool = True):
         self.store = store
         self.freezes = freezes
+        self.pictures = pictures
 
     def __enter__(self):
         st = self.store
@@ -211,7 +264,10 @@ class _Writing:
     def __exit__(self, *exc):
         st = self.store
         try:
-            st._publish_picture()
+            if self.pictures:
+                st._publish_picture()
+            else:
+                st.picture = None
         finally:
             if self.freezes:
                 st.fseq += 1
@@ -239,6 +295,7 @@ class TableStore:
         # odd while a writer section that freezes or frees slots runs (``_Writing``)
         self.fseq = 0
         self.writing = _Writing(self, False)
+        self.writing_bulk = _Writing(self, False, pictures=False)
         self.freezing = _Writing(self, True)
         self.picture: Picture | None = None     # see Picture; None: count under the latch
         # queries pass latch.gate() first (aerostore.readers_wait_for_writers, config.py)
@@ -487,7 +544,7 @@ class TableStore:
         thawed = []
         n_live = 0
         cols = self.columns
-        with self.writing:
+        with self.writing if len(items) < _WHOLE else self.writing_bulk:
             unfrozen = self.unfrozen      # under the latch: prune may replace it
             # the settled rows this part updates or deletes, read from the columns in one
             # gather per field (the latch keeps them whole)
@@ -498,7 +555,15 @@ class TableStore:
                 sk = [(s, h) for s, h in zip(sl, map(rows.__getitem__, sl)) if h.__class__ is str]
                 if sk:
                     ss, ks = zip(*sk)
-                    settled = dict(zip(ss, cols.rows_of(np.array(ss, np.intp), list(ks))))
+                    curs = cols.rows_of(np.array(ss, np.intp), list(ks))
+                    if len(ss) == len(at) >= _FEW:
+                        vals = list(map(_second, items))
+                        if None not in vals:
+                            # every row an update of a settled row (a bulk update), at C speed
+                            self._install_updates(at, vals, curs, list(map(_first, items)), csn,
+                                                  tname, changes, ops, touched, idx)
+                            return 0
+                    settled = dict(zip(ss, curs))
             for (key, values), slot in zip(items, at):
                 if slot is None:
                     if values is not None:
@@ -559,6 +624,24 @@ class TableStore:
             _index_writes(idx, simple, add_vals, add_slots, True)
         return n_live + len(fresh_keys)
 
+    def _install_updates(self, at: list, vals: list, curs: list, keys: list, csn: int, tname: str,
+                         changes: list, ops: list, touched: list, idx: list) -> None:
+        """``_install_part`` when every row updates a settled row: slot ``at[i]`` (settled,
+        its row ``curs[i]``) gets ``vals[i]`` for ``keys[i]``.  The same versions,
+        records and index entries as the loop there, made by ``map`` and ``zip``
+        (two ``Version`` calls per row are all the Python).  Writer section held."""
+        n = len(at)
+        olds = list(map(Version, repeat(0, n), repeat(csn, n), curs, repeat(None, n)))
+        deque(map(self.rows.__setitem__, at, map(Version, repeat(csn, n), repeat(INF, n), vals, olds)), 0)
+        self.unfrozen.update(at)
+        self.n_frozen -= n
+        self.columns.thaw(at)
+        touched.extend(at)
+        changes.extend(zip(repeat(tname, n), repeat("update", n), keys, curs, vals))
+        ops.extend(zip(repeat("put", n), repeat(tname, n), keys, vals))
+        _index_writes(idx, list(zip(at, vals, curs)), {ix.pos: [] for ix in idx},
+                      {ix.pos: [] for ix in idx}, True)
+
     def _alloc(self, n: int) -> list:
         """``n`` free slot numbers: recycled ones first, then new ones."""
         free = self.free
@@ -605,6 +688,10 @@ class TableStore:
             idx = list(self.indexes.values())
             rm_vals = {ix.pos: [] for ix in idx}
             rm_slots = {ix.pos: [] for ix in idx}
+            fast = _settle_all(rows, slot_list, h, kp, bool(idx)) if len(slot_list) >= _FEW else None
+            if fast is not None:
+                settled, settled_rows, settled_keys, simple = fast
+                slot_list = ()
             for slot in slot_list:
                 head = rows[slot]
                 if head is None or head.__class__ is str:
@@ -665,8 +752,7 @@ class TableStore:
             if settled:
                 # values first, then the key in ``rows``: a settled slot's columns are whole
                 cols.freeze(settled, settled_rows)
-                for slot, k in zip(settled, settled_keys):
-                    rows[slot] = k
+                deque(map(rows.__setitem__, settled, settled_keys), 0)
                 unfrozen.difference_update(settled)
             if freed:
                 cols.clear(freed)
@@ -861,7 +947,7 @@ class TableStore:
         if len(u) > 65536:
             self.picture = None
             return
-        self.picture = Picture(dict(zip(u, map(self.rows.__getitem__, u))),
+        self.picture = Picture(list(map(self.rows.__getitem__, u)),
                                {pos: (ix, ix.view) for pos, ix in self.indexes.items()
                                 if ix.lockfree and ix.ready})
 

@@ -95,6 +95,9 @@ class Index(ABC):
     # entries, and writers never change what they published); False: readers
     # hold the table latch shared while they read
     lockfree = False
+    # True: ``add_many``/``remove_many`` also take the slots as an int64 numpy array
+    # (a batch's slots converted once for every index, not once per index)
+    takes_slot_array = False
 
     def __init__(self, pos: int, kind: str, entry_form: EntryForm):
         self.pos = pos
@@ -152,6 +155,8 @@ class Index(ABC):
         """(non-null values, their slots, slots with null).  O(k)."""
         if None not in values:
             return values, slots, ()
+        if slots.__class__ is not list:
+            slots = slots.tolist()
         nulls = [s for v, s in zip(values, slots) if v is None]
         pairs = [(v, s) for v, s in zip(values, slots) if v is not None]
         return [p[0] for p in pairs], [p[1] for p in pairs], nulls
@@ -171,8 +176,9 @@ class Index(ABC):
         """Record that no retained version of ``slot`` has ``value`` any more; the
         pair must be present.  Null and not ``ready`` as for ``add``.  O(log n)."""
 
-    def add_many(self, values: list, slots: list) -> None:
-        """``add`` for the pairs (values[i], slots[i]), each absent before.
+    def add_many(self, values: list, slots) -> None:
+        """``add`` for the pairs (values[i], slots[i]), each absent before; ``slots``: a
+        list, or an int64 numpy array where ``takes_slot_array``.
 
         Keys are computed in bulk; O(k log n), or amortised O(1) per entry for a
         batch that is large against the index.
@@ -185,7 +191,7 @@ class Index(ABC):
         if values:
             self._add_many(values, slots)
 
-    def remove_many(self, values: list, slots: list) -> None:
+    def remove_many(self, values: list, slots) -> None:
         """``remove`` for the pairs (values[i], slots[i]), each present before.  As ``add_many``."""
         if not self.ready:
             return

@@ -1071,7 +1071,7 @@ class IndexRange(_OnIndex):
                 got = pic.views.get(ix.pos)
                 if got is not None and got[0] is ix:
                     _live(store, ix)
-                    return self._count_now(s, ix, got[1], pic.heads.values())
+                    return self._count_now(s, ix, got[1], pic.heads)
         with store.latch.shared:
             _live(store, ix)
             rows = store.rows
