@@ -608,19 +608,30 @@ class TableStore:
             if thawed:
                 cols.thaw(thawed)
             if fresh_keys:
-                new_slots = self._alloc(len(fresh_keys))
+                n = len(fresh_keys)
+                new_slots = self._alloc(n)
                 cols.thaw(new_slots)
-                for key, values, slot in zip(fresh_keys, fresh_vals, new_slots):
-                    rows[slot] = Version(csn, INF, values, None)
+                deque(map(rows.__setitem__, new_slots,
+                          map(Version, repeat(csn, n), repeat(INF, n), fresh_vals, repeat(None, n))), 0)
                 slots.update(zip(fresh_keys, new_slots))
                 unfrozen.update(new_slots)
                 touched.extend(new_slots)
-                for ix in idx:
-                    p = ix.pos
-                    add_vals[p].extend([v[p] for v in fresh_vals])
-                    add_slots[p].extend(new_slots)
-                changes.extend([(tname, "insert", k, None, v) for k, v in zip(fresh_keys, fresh_vals)])
-                ops.extend([("put", tname, k, v) for k, v in zip(fresh_keys, fresh_vals)])
+                if idx:
+                    fields = list(zip(*fresh_vals))         # the new rows' columns, at C speed
+                    slot_arr = None
+                    for ix in idx:
+                        p = ix.pos
+                        if not simple and not add_vals[p] and ix.takes_slot_array and n >= _FEW:
+                            # inserts only (an ingest batch): one slot array for every index
+                            if slot_arr is None:
+                                slot_arr = np.array(new_slots, np.int64)
+                            add_vals[p], add_slots[p] = fields[p], slot_arr
+                        else:
+                            add_vals[p].extend(fields[p])
+                            add_slots[p].extend(new_slots)
+                changes.extend(zip(repeat(tname, n), repeat("insert", n), fresh_keys, repeat(None, n),
+                                   fresh_vals))
+                ops.extend(zip(repeat("put", n), repeat(tname, n), fresh_keys, fresh_vals))
             _index_writes(idx, simple, add_vals, add_slots, True)
         return n_live + len(fresh_keys)
 

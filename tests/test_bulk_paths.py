@@ -65,11 +65,13 @@ def test_bulk_batches_match_one_row_per_commit(taken):
     try:
         tb, ts = bulk.create_table(FlightState), single.create_table(FlightState)
         model = {}
-        keys = [f"K{i:03d}" for i in range(120)]
+        keys = [f"K{i:03d}" for i in range(300)]
         for step in range(12):
             held = bulk.begin() if step % 4 == 3 else None      # an old snapshot: chains grow
             seen = {k: tuple(v) for k, v in model.items()}
-            if step % 3 == 0:
+            if step % 6 == 3:
+                batch = [_row(rng, k) for k in rng.sample(sorted(set(keys) - set(model)), 30)]  # inserts
+            elif step % 3 == 0:
                 batch = [_row(rng, k) for k in rng.sample(keys, 60)]          # inserts and updates
             else:
                 batch = [_row(rng, k) for k in rng.sample(sorted(model), 40)]  # updates only
