@@ -16,7 +16,9 @@ setup: sysdeps venv shim
 sysdeps:
 	@bash scripts/sysdeps.sh
 
-$(VENV)/.installed: pyproject.toml
+# The editable install also compiles the engine's C extension (setup.py:
+# aerostore/_keymap.c), again whenever its source changes.
+$(VENV)/.installed: pyproject.toml setup.py aerostore/_keymap.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
@@ -45,7 +47,7 @@ test: setup $(VENV)/.bench-installed
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf build *.egg-info aerostore/tclbridge/*.so aerostore/tclbridge/_build
+	rm -rf build *.egg-info aerostore/*.so aerostore/tclbridge/*.so aerostore/tclbridge/_build
 
 # The benchmarks also need the `bench` extra (matplotlib, for the charts).
 $(VENV)/.bench-installed: pyproject.toml $(VENV)/.installed

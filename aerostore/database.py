@@ -39,8 +39,8 @@ from threading import get_ident
 import numpy as np
 
 from .config import Config
-from .errors import (AerostoreError, ClosedError, ReadOnlyError, StorageIOError,
-                     UsageError, WriteConflict)
+from .errors import (AerostoreError, ClosedError, CorruptError, ReadOnlyError,
+                     StorageIOError, UsageError, WriteConflict)
 from .mvcc import SnapshotRegistry
 from .planner import execute
 from .query import Query
@@ -49,6 +49,7 @@ from .storage import DirectoryStorage, MemoryStorage, Sink, replay
 from .gcpause import paused, young
 from .arrayindex import ArrayIndex, new_index
 from .heap import TableStore
+from .keymap import KeyMap
 from .maintainer import Maintainer
 from .retry import run_in_transaction
 from .switching import adopt as _adopt_switch_interval
@@ -137,11 +138,15 @@ class Database:
             st = stores[schema.name] = self._new_store(schema)
             for f in t.index_fields:
                 st.add_retired_index(schema.position(f))
-            if t.columns is None:
-                st.load(t.rows)
-            else:
-                st.load_columns(t.n, t.columns, t.nulls,
-                                {schema.position(f): a for f, a in t.index_arrays.items()})
+            try:
+                if t.columns is None:
+                    st.load(t.rows)
+                else:
+                    st.load_columns(t.n, t.columns, t.nulls,
+                                    {schema.position(f): a for f, a in t.index_arrays.items()})
+            except ValueError as e:         # the key map's: a key the checkpoint holds twice
+                raise CorruptError(getattr(self._storage, "path", "checkpoint"), 0,
+                                   f"the checkpoint's table {schema.name!r}: {e}") from None
             loaded[schema.name] = len(st.rows)
         t = rec.tables = None           # the heaps hold what they need: free the rest now
         sink = _Replay(self)
@@ -768,13 +773,14 @@ class _Replay(Sink):
         keys) in Python for a table a checkpoint filled."""
         for name, (keys, rows) in self.ops.items():
             st = self._stores[name]
-            last = dict(zip(keys, range(len(keys))))    # key -> its last op
+            last = KeyMap()
+            last.update(zip(keys, range(len(keys))))   # key -> its last op (a later op moves it)
             if not loaded.get(name, 0):
                 if len(last) != len(keys) or None in rows:   # a key written twice, or deleted
-                    at = sorted(i for i in last.values() if rows[i] is not None)
+                    at = [i for i in last.values() if rows[i] is not None]    # in op order
                     keys = list(map(keys.__getitem__, at))
                     rows = list(map(rows.__getitem__, at))
-                    last = dict(zip(keys, range(len(keys))))
+                    last = KeyMap.from_keys(keys)
                 st.load(rows, keys, last)
                 continue
             put, freed = [], set()

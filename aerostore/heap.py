@@ -2,7 +2,7 @@
 
 Layout (designed for 1M+ rows):
 
-- ``slots``: key -> slot number (hash lookup, O(1));
+- ``slots``: key -> slot number, a ``KeyMap`` (keymap.py; hash lookup, O(1));
 - ``rows[slot]``: the key (a str) of a settled row, visible to every snapshot,
   whose values are in the ``columns`` (columns.py: their only copy); the
   newest ``Version`` of a chain (see mvcc.py), whose versions hold their rows
@@ -51,6 +51,7 @@ import numpy as np
 from .arrayindex import new_index
 from .columns import FROZEN, Columns, field_array, value_list
 from .index import Index, compacted
+from .keymap import KeyMap
 from .latch import Latch
 from .mvcc import INF, Version, visible
 
@@ -281,7 +282,7 @@ class TableStore:
     def __init__(self, schema):
         self.schema = schema
         self.key_pos = schema.key_pos
-        self.slots: dict = {}
+        self.slots = KeyMap()
         self.rows: list = []
         self.free: list = []
         # (csn, visible rows after that commit), oldest first; the first entry is
@@ -776,11 +777,11 @@ class TableStore:
                 live.popleft()
 
     # -- bulk load, indexes -----------------------------------------------------------
-    def load(self, rows_iter, keys: list | None = None, slots: dict | None = None) -> None:
+    def load(self, rows_iter, keys: list | None = None, slots: KeyMap | None = None) -> None:
         """Replace the contents with settled rows (recovery: a checkpoint that holds
         rows, not columns, or the rows the log alone gave a table): slot i holds
         row i, whose key is ``keys[i]`` (default: the row's key field); ``slots``,
-        if given, is ``{keys[i]: i}`` already built (keys distinct).
+        if given, is ``KeyMap.from_keys(keys)`` already built (keys distinct).
 
         Indexes are emptied and rebuilt lazily, each on its first read
         (``ready_index``): recovery is ready for key access at once, and an
@@ -795,13 +796,14 @@ class TableStore:
         for ix in self.indexes.values():
             ix.retire()
 
-    def _adopt(self, keys: list, cols: Columns, slots: dict | None = None) -> None:
+    def _adopt(self, keys: list, cols: Columns, slots: KeyMap | None = None) -> None:
         """The heap of settled rows whose keys are ``keys`` (slot i: ``keys[i]``) and
-        whose values are in ``cols``; ``slots``: ``{keys[i]: i}`` if already built."""
+        whose values are in ``cols``; ``slots``: ``KeyMap.from_keys(keys)`` if already
+        built.  O(n) in C for the key map (ValueError if a key is given twice)."""
         n = len(keys)
         with self.freezing:
             self.rows = keys
-            self.slots = slots if slots is not None else dict(zip(keys, range(n)))
+            self.slots = slots if slots is not None else KeyMap.from_keys(keys)
             self.free = []
             self.unfrozen = set()
             self.n_frozen = n
@@ -819,7 +821,7 @@ class TableStore:
         it over these rows (``ArrayIndex.export_main``).  The columns are taken
         over, not copied, and the key list becomes ``rows``: no row is built.  An
         index with an array adopts it as is, the others build on first read as
-        after ``load``.  O(n) for the key dict, O(1) else.
+        after ``load``.  O(n) in C for the key map, O(1) else.
         """
         keys = columns[self.key_pos]
         cols = Columns.adopt(self.schema, n, columns, nulls)
@@ -990,6 +992,7 @@ class TableStore:
                             assert v.prev.xmax <= v.xmin, f"overlapping versions in slot {slot}"
                         v = v.prev
                 assert self.slots.get(key) == slot, f"key map disagrees for slot {slot}"
+            self.slots._check()
             assert len(self.slots) == n_frozen + len(unfrozen), "key map has extra keys"
             assert n_frozen == self.n_frozen, "n_frozen is off"
             assert unfrozen == self.unfrozen, "unfrozen set is off"

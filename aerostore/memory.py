@@ -14,7 +14,8 @@ counts once, in the first that reaches it):
 - ``keys``: the key strings: every key of the key dict (the same objects are
   the settled slots' entries in ``rows``), and any other key string object a
   slot or a version holds (an equal copy, brought by the write that made it);
-- ``key_dict``: the key dict ``slots`` (its hash table) and its slot ints;
+- ``key_dict``: the key map ``slots`` (keymap.py: its table and its key array;
+  it holds no int objects);
 - ``rows``: the heap's ``rows`` list (a pointer a slot, with spare capacity:
   a settled slot's key string, a chain's head Version, or None) and the
   free-slot list with its ints;
@@ -28,7 +29,7 @@ counts once, in the first that reaches it):
 - ``version_chains``: the ``Version`` objects of the slots in ``unfrozen``,
   the row tuples they hold, the values only those tuples hold (a value a
   chained slot's columns still hold, such as the old string of an update,
-  counts in columns), the ``unfrozen`` set and the per-commit row counts
+  counts in columns), the ``unfrozen`` set (and its slot ints) and the per-commit row counts
   (``live``);
 - ``indexes``: per index its object, its numpy arrays (``main``, the batch
   layer's runs, the ``frozen`` runs being folded), the small layers of an
@@ -52,8 +53,8 @@ How sharing is found without a set of every object's id (which would double
 the table's size at a million rows): an object whose reference count shows
 one holder is held only by the container the walk reached it through, so
 nothing else can reach it; only objects with more holders are recorded (by
-id), except the key dict's key strings and slot ints (``rows``, the versions
-and the sets hold them too), recognised through two lists by slot instead.
+id), except the key map's key strings (``rows`` and the versions hold them
+too), recognised through a list by slot instead.
 The walk takes the table latch shared, so writers wait for it (0.65 s at 1M
 settled FlightState rows): it is O(n), mostly in C calls with a Python step
 per shared object and per version, for diagnostics, not for a hot path.
@@ -106,7 +107,7 @@ def table_memory(store) -> dict:
 
 class _Walk:
     """One walk over one table: the ids of the shared objects counted so far, and
-    the key dict's keys and slot ints by slot (to recognise them without ids)."""
+    the key map's keys by slot (to recognise them without ids)."""
 
     def __init__(self, store):
         self.store = store
@@ -114,21 +115,17 @@ class _Walk:
         slots = store.slots
         n = len(store.rows)
         self.dkeys = dk = [None] * n
-        self.dvals = dv = [None] * n
         deque(map(dk.__setitem__, slots.values(), slots.keys()), maxlen=0)
-        deque(map(dv.__setitem__, slots.values(), slots.values()), maxlen=0)
 
     def run(self) -> dict:
         out = dict.fromkeys(PARTS, 0)
         st = self.store
-        # keys, key dict: every key and slot int is distinct, so no dedup needed
-        keys = list(st.slots)
+        # keys, key map: every key is distinct, so no dedup needed
+        keys = st.slots.keys()
         out["keys"] = sum(map(getsizeof, keys)) - sum(map(getsizeof, compress(
             keys, map(lt, map(len, keys), repeat(2)))))     # one-letter keys: the interpreter's
         del keys
-        dv = self.dvals
-        out["key_dict"] = getsizeof(st.slots) + sum(map(getsizeof, st.slots.values())) - sum(
-            getsizeof(s) for s in range(min(257, len(dv))) if dv[s] is not None)
+        out["key_dict"] = getsizeof(st.slots)
         self._rows(out)
         out["columns"] = self._columns()
         self._chains(out)
@@ -152,8 +149,7 @@ class _Walk:
         skipped = set()
         if not shared:
             return total, skipped
-        seen, dk, dv, slots = self.seen, self.dkeys, self.dvals, self.store.slots
-        nslots = len(dv)
+        seen, dk, slots = self.seen, self.dkeys, self.store.slots
         for o in shared:
             i = id(o)
             if i in seen:
@@ -162,9 +158,8 @@ class _Walk:
                 continue
             c = o.__class__
             s = slots.get(o) if c is str else None
-            if (_interpreter_owned(o) or (s is not None and dk[s] is o)
-                    or (c is int and 0 <= o < nslots and dv[o] is o)):
-                skipped.add(i)      # the interpreter's, or counted by the key dict parts
+            if _interpreter_owned(o) or (s is not None and dk[s] is o):
+                skipped.add(i)      # the interpreter's, or counted by the keys part
                 total -= getsizeof(o)
                 continue
             seen.add(i)

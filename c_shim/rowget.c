@@ -66,6 +66,12 @@
 static PyObject *state_dict;                     /* aerostore.tclbridge.state.__dict__ */
 static PyObject *n_fast_get, *n_txn_table, *n_slots, *n_rows, *n_closed, *n_fseq, *n_columns,
                 *n_arrays;
+/* aerostore._keymap's C API (its _C_API capsule): the KeyMap type, and the slot of
+ * a key (-1: absent, -2: an exception set), with no Python call. */
+static struct {
+    PyTypeObject *type;
+    Py_ssize_t (*lookup)(PyObject *, PyObject *);
+} *keymap_api;
 static PyTypeObject *session_type;               /* Session, whose _txn_table is a slot ... */
 static Py_ssize_t txn_offset = -1;               /* ... at this offset (-1: read it by name) */
 
@@ -102,8 +108,9 @@ void shim_get_init(void)
         n_fseq = PyUnicode_InternFromString("fseq");
         n_columns = PyUnicode_InternFromString("columns");
         n_arrays = PyUnicode_InternFromString("arrays");
+        keymap_api = PyCapsule_Import("aerostore._keymap._C_API", 0);
         if (n_fast_get && n_txn_table && n_slots && n_rows && n_closed && n_fseq && n_columns
-                && n_arrays) {
+                && n_arrays && keymap_api) {
             state_dict = PyModule_GetDict(state);
             find_txn_slot();
         }
@@ -396,7 +403,7 @@ static Tcl_Obj *row_to_tcl(const FieldAt *at, Py_ssize_t n, PyObject *key, Tcl_O
 int shim_get_row(ShimInterp *si, Tcl_Interp *interp, Tcl_Obj *key_obj, PyObject *key)
 {
     PyObject *fast, *store, *txn = NULL, *slots = NULL, *rows = NULL, *closed = NULL;
-    PyObject *fseq = NULL, *columns = NULL, *arrays = NULL, *slot, *head, *views;
+    PyObject *fseq = NULL, *columns = NULL, *arrays = NULL, *head, *views;
     Py_ssize_t kp, i, nv, n;
     long long f;
     int overflow;
@@ -420,7 +427,7 @@ int shim_get_row(ShimInterp *si, Tcl_Interp *interp, Tcl_Obj *key_obj, PyObject 
             || (closed = attr(PyTuple_GET_ITEM(fast, 1), n_closed)) != Py_False
             || !(fseq = attr(store, n_fseq)) || !PyLong_CheckExact(fseq)
             || ((f = PyLong_AsLongLongAndOverflow(fseq, &overflow)), overflow) || (f & 1)
-            || !(slots = attr(store, n_slots)) || !PyDict_CheckExact(slots)
+            || !(slots = attr(store, n_slots)) || Py_TYPE(slots) != keymap_api->type
             || !(rows = attr(store, n_rows)) || !PyList_CheckExact(rows)
             || !(columns = attr(store, n_columns)) || !(arrays = attr(columns, n_arrays))
             || !PyTuple_CheckExact(arrays) || PyTuple_GET_SIZE(arrays) < 4
@@ -428,12 +435,7 @@ int shim_get_row(ShimInterp *si, Tcl_Interp *interp, Tcl_Obj *key_obj, PyObject 
         PyErr_Clear();
         goto out;
     }
-    slot = PyDict_GetItemWithError(slots, key);      /* str hash and compare: no Python code */
-    if (!slot || !PyLong_CheckExact(slot)) {
-        PyErr_Clear();
-        goto out;
-    }
-    i = PyLong_AsSsize_t(slot);
+    i = keymap_api->lookup(slots, key);              /* str hash and compare: no Python code */
     if (i < 0 || i >= PyList_GET_SIZE(rows)) {
         PyErr_Clear();
         goto out;
