@@ -436,13 +436,19 @@ km_update(KeyMap *m, PyObject *pairs)
     Py_RETURN_NONE;
 }
 
-/* KeyMap.from_keys(keys): keys[i] -> i for a list of distinct str keys (ValueError
- * names the first key given twice).  One presized pass. */
+/* KeyMap.from_keys(keys, last=False): keys[i] -> i for a list of str keys, in one
+ * presized pass.  A key given twice is a ValueError naming it; with last, its
+ * last place wins (the earlier slots stay empty). */
 static PyObject *
-km_from_keys(PyTypeObject *type, PyObject *keys)
+km_from_keys(PyTypeObject *type, PyObject *args, PyObject *kw)
 {
+    static char *kwlist[] = {"keys", "last", NULL};
+    PyObject *keys;
+    int last = 0;
     KeyMap *m;
     Py_ssize_t n, i;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|p:from_keys", kwlist, &keys, &last))
+        return NULL;
     if (!PyList_CheckExact(keys)) {
         PyErr_SetString(PyExc_TypeError, "KeyMap.from_keys takes a list of str");
         return NULL;
@@ -460,15 +466,26 @@ km_from_keys(PyTypeObject *type, PyObject *keys)
     for (i = 0; i < n; i++) {
         PyObject *key = PyList_GET_ITEM(keys, i);
         int ok;
+        Py_ssize_t at;
         uint32_t h = key_hash(key, &ok);
         if (ok <= 0) {
             if (ok == 0)
                 PyErr_Format(PyExc_TypeError, "KeyMap keys are str, not %.100s", Py_TYPE(key)->tp_name);
             goto fail;
         }
-        if (find(m, key, h) >= 0) {
-            PyErr_Format(PyExc_ValueError, "KeyMap.from_keys: key %R given twice", key);
-            goto fail;
+        at = find(m, key, h);
+        if (at >= 0) {
+            int32_t old = m->table[at].slot;
+            if (!last) {
+                PyErr_Format(PyExc_ValueError, "KeyMap.from_keys: key %R given twice", key);
+                goto fail;
+            }
+            Py_INCREF(key);
+            Py_DECREF(m->keys[old]);        /* the list still holds it */
+            m->keys[old] = NULL;
+            m->keys[i] = key;
+            m->table[at].slot = (int32_t)i;
+            continue;
         }
         place(m->table, m->mask, h, (int32_t)i);
         Py_INCREF(key);
@@ -609,8 +626,9 @@ static PyMethodDef km_methods[] = {
     {"get", (PyCFunction)(void (*)(void))km_get, METH_FASTCALL, "get(key, default=None): the slot of key, or default."},
     {"pop", (PyCFunction)(void (*)(void))km_pop, METH_FASTCALL, "pop(key[, default]): remove key, return its slot."},
     {"update", (PyCFunction)km_update, METH_O, "update(pairs): m[key] = slot for each (key, slot)."},
-    {"from_keys", (PyCFunction)km_from_keys, METH_O | METH_CLASS,
-     "from_keys(keys): the map keys[i] -> i of a list of distinct str keys."},
+    {"from_keys", (PyCFunction)(void (*)(void))km_from_keys, METH_VARARGS | METH_KEYWORDS | METH_CLASS,
+     "from_keys(keys, last=False): the map keys[i] -> i of a list of str keys; a key given\n"
+     "twice is a ValueError, or with last its last place wins."},
     {"keys", (PyCFunction)km_keys, METH_NOARGS, "A list of the keys, in slot order."},
     {"values", (PyCFunction)km_values, METH_NOARGS, "A list of the slots, in order."},
     {"items", (PyCFunction)km_items, METH_NOARGS, "A list of (key, slot), in slot order."},

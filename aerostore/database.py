@@ -773,8 +773,7 @@ class _Replay(Sink):
         keys) in Python for a table a checkpoint filled."""
         for name, (keys, rows) in self.ops.items():
             st = self._stores[name]
-            last = KeyMap()
-            last.update(zip(keys, range(len(keys))))   # key -> its last op (a later op moves it)
+            last = KeyMap.from_keys(keys, last=True)   # key -> its last op
             if not loaded.get(name, 0):
                 if len(last) != len(keys) or None in rows:   # a key written twice, or deleted
                     at = [i for i in last.values() if rows[i] is not None]    # in op order

@@ -15,8 +15,9 @@ Contract (the dict operations the engine uses, O(1) each unless said):
   a key given another slot moves there; a slot that holds another key is
   refused (ValueError), the map unchanged: each slot has at most one key;
 - ``del m[key]`` (KeyError), ``m.pop(key[, default])``, ``m.clear()``;
-- ``KeyMap.from_keys(keys)``: ``keys[i] -> i`` for a list of distinct str
-  (ValueError names a key given twice); O(n);
+- ``KeyMap.from_keys(keys, last=False)``: ``keys[i] -> i`` for a list of str
+  (ValueError names a key given twice; with ``last``, its last place wins and
+  the earlier ones stay empty: recovery's "each key's last op"); O(n);
 - ``keys()``, ``values()``, ``items()``, ``iter(m)``: lists in slot order, O(slots);
 - ``_check()``: asserts every invariant, O(slots); ``sys.getsizeof`` counts the
   arrays.  A KeyMap cannot be pickled or copied.

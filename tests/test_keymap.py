@@ -65,6 +65,11 @@ class KeyMapModel(RuleBasedStateMachine):
         self.m = KeyMap.from_keys(list(keys))
         self.d = {k: i for i, k in enumerate(keys)}
 
+    @rule(keys=st.lists(KEYS, max_size=30))
+    def rebuild_last_wins(self, keys):
+        self.m = KeyMap.from_keys(list(keys), last=True)
+        self.d = {k: i for i, k in enumerate(keys)}        # a later place overwrites
+
     @rule()
     def clear(self):
         self.m.clear()
@@ -122,6 +127,7 @@ def test_bad_input_is_refused_and_changes_nothing():
         m["c"] = "x"
     with pytest.raises(ValueError, match="given twice"):
         KeyMap.from_keys(["a", "b", "a"])
+    assert KeyMap.from_keys(["a", "b", "a"], last=True).items() == [("b", 1), ("a", 2)]
     with pytest.raises(TypeError, match="list of str"):
         KeyMap.from_keys(("a",))
     with pytest.raises(TypeError, match="keys are str"):
