@@ -190,17 +190,8 @@ data_hash(PyObject *key)
     return (uint32_t)h;
 }
 
-/* The key's hash; *ok 1, or 0 if it is not an exact str (no exception set). */
-static uint32_t
-key_hash(PyObject *key, int *ok)
-{
-    if (!PyUnicode_CheckExact(key)) {
-        *ok = 0;
-        return 0;
-    }
-    *ok = 1;
-    return data_hash(key);
-}
+/* True if key can be in a KeyMap (an exact str). */
+#define IS_KEY(key) PyUnicode_CheckExact(key)
 
 static int
 slot_value(PyObject *v, int32_t *slot)
@@ -221,14 +212,13 @@ slot_value(PyObject *v, int32_t *slot)
 static int
 set_item(KeyMap *m, PyObject *key, int32_t slot)
 {
-    int ok;
-    uint32_t h = key_hash(key, &ok);
+    uint32_t h;
     Py_ssize_t i;
-    if (ok <= 0) {
-        if (ok == 0)
-            PyErr_Format(PyExc_TypeError, "KeyMap keys are str, not %.100s", Py_TYPE(key)->tp_name);
+    if (!IS_KEY(key)) {
+        PyErr_Format(PyExc_TypeError, "KeyMap keys are str, not %.100s", Py_TYPE(key)->tp_name);
         return -1;
     }
+    h = data_hash(key);
     if (slot >= m->nkeys && grow_keys(m, slot) < 0)
         return -1;
     i = find(m, key, h);
@@ -264,31 +254,28 @@ set_item(KeyMap *m, PyObject *key, int32_t slot)
     return 0;
 }
 
-/* The slot of key, -1 if absent (no exception), -2 with an exception set. */
+/* The slot of key, -1 if absent (a key that is not a str is absent).  Sets no
+ * exception. */
 static Py_ssize_t
 lookup(KeyMap *m, PyObject *key)
 {
-    int ok;
-    uint32_t h = key_hash(key, &ok);
     Py_ssize_t i;
-    if (ok <= 0)
-        return ok == 0 ? -1 : -2;
-    i = find(m, key, h);
+    if (!IS_KEY(key))
+        return -1;
+    i = find(m, key, data_hash(key));
     return i < 0 ? -1 : m->table[i].slot;
 }
 
-/* Remove key; its slot, -1 if absent, -2 with an exception set. */
+/* Remove key; its slot, or -1 if absent.  Sets no exception. */
 static Py_ssize_t
 remove_key(KeyMap *m, PyObject *key)
 {
-    int ok;
-    uint32_t h = key_hash(key, &ok);
     Py_ssize_t i;
     int32_t slot;
     PyObject *k;
-    if (ok <= 0)
-        return ok == 0 ? -1 : -2;
-    i = find(m, key, h);
+    if (!IS_KEY(key))
+        return -1;
+    i = find(m, key, data_hash(key));
     if (i < 0)
         return -1;
     slot = m->table[i].slot;
@@ -348,8 +335,7 @@ km_subscript(KeyMap *m, PyObject *key)
     Py_ssize_t s = lookup(m, key);
     if (s >= 0)
         return PyLong_FromSsize_t(s);
-    if (s == -1)
-        PyErr_SetObject(PyExc_KeyError, key);
+    PyErr_SetObject(PyExc_KeyError, key);
     return NULL;
 }
 
@@ -358,10 +344,10 @@ km_ass_subscript(KeyMap *m, PyObject *key, PyObject *v)
 {
     int32_t slot;
     if (v == NULL) {
-        Py_ssize_t s = remove_key(m, key);
-        if (s == -1)
-            PyErr_SetObject(PyExc_KeyError, key);
-        return s >= 0 ? 0 : -1;
+        if (remove_key(m, key) >= 0)
+            return 0;
+        PyErr_SetObject(PyExc_KeyError, key);
+        return -1;
     }
     if (slot_value(v, &slot) < 0)
         return -1;
@@ -371,43 +357,41 @@ km_ass_subscript(KeyMap *m, PyObject *key, PyObject *v)
 static int
 km_contains(KeyMap *m, PyObject *key)
 {
-    Py_ssize_t s = lookup(m, key);
-    return s >= 0 ? 1 : (s == -1 ? 0 : -1);
+    return lookup(m, key) >= 0;
+}
+
+/* get(key, default=None) and pop(key[, default]): the slot found by look (which
+ * may remove the key), else the default, else KeyError. */
+static PyObject *
+get_or_pop(KeyMap *m, PyObject *const *args, Py_ssize_t nargs,
+           Py_ssize_t (*look)(KeyMap *, PyObject *), PyObject *fallback, const char *usage)
+{
+    Py_ssize_t s;
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, usage);
+        return NULL;
+    }
+    s = look(m, args[0]);
+    if (s >= 0)
+        return PyLong_FromSsize_t(s);
+    if (nargs == 2)
+        return Py_NewRef(args[1]);
+    if (fallback != NULL)
+        return Py_NewRef(fallback);
+    PyErr_SetObject(PyExc_KeyError, args[0]);
+    return NULL;
 }
 
 static PyObject *
 km_get(KeyMap *m, PyObject *const *args, Py_ssize_t nargs)
 {
-    Py_ssize_t s;
-    if (nargs < 1 || nargs > 2) {
-        PyErr_SetString(PyExc_TypeError, "get(key, default=None)");
-        return NULL;
-    }
-    s = lookup(m, args[0]);
-    if (s >= 0)
-        return PyLong_FromSsize_t(s);
-    if (s == -2)
-        return NULL;
-    return Py_NewRef(nargs == 2 ? args[1] : Py_None);
+    return get_or_pop(m, args, nargs, lookup, Py_None, "get(key, default=None)");
 }
 
 static PyObject *
 km_pop(KeyMap *m, PyObject *const *args, Py_ssize_t nargs)
 {
-    Py_ssize_t s;
-    if (nargs < 1 || nargs > 2) {
-        PyErr_SetString(PyExc_TypeError, "pop(key[, default])");
-        return NULL;
-    }
-    s = remove_key(m, args[0]);
-    if (s >= 0)
-        return PyLong_FromSsize_t(s);
-    if (s == -2)
-        return NULL;
-    if (nargs == 2)
-        return Py_NewRef(args[1]);
-    PyErr_SetObject(PyExc_KeyError, args[0]);
-    return NULL;
+    return get_or_pop(m, args, nargs, remove_key, NULL, "pop(key[, default])");
 }
 
 /* update(pairs): m[key] = slot for each (key, slot) of an iterable, in order. */
@@ -465,14 +449,13 @@ km_from_keys(PyTypeObject *type, PyObject *args, PyObject *kw)
         goto fail;
     for (i = 0; i < n; i++) {
         PyObject *key = PyList_GET_ITEM(keys, i);
-        int ok;
         Py_ssize_t at;
-        uint32_t h = key_hash(key, &ok);
-        if (ok <= 0) {
-            if (ok == 0)
-                PyErr_Format(PyExc_TypeError, "KeyMap keys are str, not %.100s", Py_TYPE(key)->tp_name);
+        uint32_t h;
+        if (!IS_KEY(key)) {
+            PyErr_Format(PyExc_TypeError, "KeyMap keys are str, not %.100s", Py_TYPE(key)->tp_name);
             goto fail;
         }
+        h = data_hash(key);
         at = find(m, key, h);
         if (at >= 0) {
             int32_t old = m->table[at].slot;
@@ -499,55 +482,47 @@ fail:
     return NULL;
 }
 
+enum { KEYS, VALUES, ITEMS };
+
+/* A list, in slot order, of the keys, the slots, or (key, slot) pairs. */
 static PyObject *
-km_keys(KeyMap *m, PyObject *unused)
+slot_list(KeyMap *m, int what)
 {
     PyObject *out = PyList_New(m->used);
     Py_ssize_t i, j = 0;
     if (out == NULL)
         return NULL;
-    for (i = 0; i < m->nkeys && j < m->used; i++)
-        if (m->keys[i] != NULL)
-            PyList_SET_ITEM(out, j++, Py_NewRef(m->keys[i]));
+    for (i = 0; i < m->nkeys && j < m->used; i++) {
+        PyObject *v;
+        if (m->keys[i] == NULL)
+            continue;
+        v = what == KEYS ? Py_NewRef(m->keys[i])
+            : what == VALUES ? PyLong_FromSsize_t(i) : Py_BuildValue("(On)", m->keys[i], i);
+        if (v == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, j++, v);
+    }
     return out;
+}
+
+static PyObject *
+km_keys(KeyMap *m, PyObject *unused)
+{
+    return slot_list(m, KEYS);
 }
 
 static PyObject *
 km_values(KeyMap *m, PyObject *unused)
 {
-    PyObject *out = PyList_New(m->used);
-    Py_ssize_t i, j = 0;
-    if (out == NULL)
-        return NULL;
-    for (i = 0; i < m->nkeys && j < m->used; i++)
-        if (m->keys[i] != NULL) {
-            PyObject *v = PyLong_FromSsize_t(i);
-            if (v == NULL) {
-                Py_DECREF(out);
-                return NULL;
-            }
-            PyList_SET_ITEM(out, j++, v);
-        }
-    return out;
+    return slot_list(m, VALUES);
 }
 
 static PyObject *
 km_items(KeyMap *m, PyObject *unused)
 {
-    PyObject *out = PyList_New(m->used);
-    Py_ssize_t i, j = 0;
-    if (out == NULL)
-        return NULL;
-    for (i = 0; i < m->nkeys && j < m->used; i++)
-        if (m->keys[i] != NULL) {
-            PyObject *v = Py_BuildValue("(On)", m->keys[i], i);
-            if (v == NULL) {
-                Py_DECREF(out);
-                return NULL;
-            }
-            PyList_SET_ITEM(out, j++, v);
-        }
-    return out;
+    return slot_list(m, ITEMS);
 }
 
 static PyObject *
@@ -586,12 +561,10 @@ km_check(KeyMap *m, PyObject *unused)
     Py_ssize_t i, live = 0, dummies = 0, with_key = 0;
     for (i = 0; i < m->nkeys; i++)
         if (m->keys[i] != NULL) {
-            int ok;
-            uint32_t h = key_hash(m->keys[i], &ok);
             Py_ssize_t at;
-            if (ok <= 0)
+            if (!IS_KEY(m->keys[i]))
                 return PyErr_Format(PyExc_AssertionError, "KeyMap: slot %zd holds a non-str", i);
-            at = find(m, m->keys[i], h);
+            at = find(m, m->keys[i], data_hash(m->keys[i]));
             if (at < 0 || m->table[at].slot != i)
                 return PyErr_Format(PyExc_AssertionError, "KeyMap: the key of slot %zd is not found there", i);
             with_key++;
@@ -665,7 +638,7 @@ static PyTypeObject KeyMapType = {
 
 /* ---- the C API the Tcl shim calls (c_shim/rowget.c) ---------------------- */
 
-/* The slot of key in map (a KeyMap), -1 if absent or not a str, -2 with an exception set. */
+/* The slot of key in map (a KeyMap), -1 if absent or not a str; sets no exception. */
 static Py_ssize_t
 capi_lookup(PyObject *map, PyObject *key)
 {

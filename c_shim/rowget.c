@@ -67,7 +67,7 @@ static PyObject *state_dict;                     /* aerostore.tclbridge.state.__
 static PyObject *n_fast_get, *n_txn_table, *n_slots, *n_rows, *n_closed, *n_fseq, *n_columns,
                 *n_arrays;
 /* aerostore._keymap's C API (its _C_API capsule): the KeyMap type, and the slot of
- * a key (-1: absent, -2: an exception set), with no Python call. */
+ * a key (-1: absent; no exception is ever set), with no Python call. */
 static struct {
     PyTypeObject *type;
     Py_ssize_t (*lookup)(PyObject *, PyObject *);
