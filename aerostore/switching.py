@@ -5,11 +5,8 @@ waited ``sys.getswitchinterval()`` seconds: 5 ms by default.  Aerostore's
 queries take 10-500 us and a feed's commit a few ms of Python; with the
 default, a reader that arrives while the feed (or another reader) runs waits up
 to 5 ms for the GIL, whatever its own cost: the reader p99s of the live-feed
-benchmark sat at 4-5 ms at every feed rate.  At 0.2 ms that wait is bounded by
-0.2 ms: a `get` behind another reader's query stays under the 0.5 ms its
-target allows (at 0.5 ms its p99 was 0.59-0.67 ms even under a 250 rows/s
-feed).  At 0.1 ms a 20k rows/s feed lost a sixth of its rate; at 0.2 ms it
-kept it (docs/decisions.md).
+benchmark sat at 4-5 ms at every feed rate.  At 0.5 ms that wait is bounded by
+0.5 ms.
 
 The cost: a forced hand-over is a few microseconds of mutex and condition
 variable work, paid only while threads contend for the GIL, so CPU-bound
@@ -26,7 +23,7 @@ import sys
 
 __all__ = ["INTERVAL", "adopt"]
 
-INTERVAL = 0.0002            # seconds
+INTERVAL = 0.0005            # seconds
 _CPYTHON_DEFAULT = 0.005
 
 
