@@ -1,5 +1,6 @@
 """KeyMap (aerostore/keymap.py): a table's key -> slot map, against a dict model."""
 
+import pickle
 import sys
 
 import pytest
@@ -7,7 +8,12 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
+import aerostore
+from aerostore import FlightState
+from aerostore.errors import CorruptError
 from aerostore.keymap import KeyMap
+from aerostore.storage.checkpoint import write_checkpoint
+from aerostore.storage.fileio import DEFAULT
 
 KEYS = st.sampled_from([f"K{i}" for i in range(40)] + ["", "é", "ÿx", "日本", "🛩", "K1\x00"])
 SLOTS = st.integers(0, 60)
@@ -137,7 +143,7 @@ def test_bad_input_is_refused_and_changes_nothing():
     with pytest.raises(TypeError, match="takes no arguments"):
         KeyMap({"a": 1})
     with pytest.raises(TypeError, match="cannot be pickled"):
-        __import__("pickle").dumps(m)
+        pickle.dumps(m)
     assert m.get(1) is None and 1 not in m      # a non-str key is simply absent
     m._check()
     assert m.items() == [("a", 0), ("b", 1)]
@@ -149,12 +155,6 @@ def test_size_is_about_25_bytes_a_key():
 
 
 def test_a_checkpoint_that_holds_a_key_twice_is_corrupt(tmp_path):
-    import aerostore
-    from aerostore import FlightState
-    from aerostore.errors import CorruptError
-    from aerostore.storage.checkpoint import write_checkpoint
-    from aerostore.storage.fileio import DEFAULT
-
     d = str(tmp_path / "d")
     db = aerostore.open(d)
     db.create_table(FlightState)
