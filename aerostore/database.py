@@ -693,7 +693,7 @@ class _Replay(Sink):
     and for each the row put, or None for a delete; a bulk commit's puts are
     appended with two ``list.extend`` (``put_batch``), so replay costs no
     Python step per row.  ``apply`` keeps each key's last op (one dict build:
-    the key dict the heap needs anyway) and writes that into the heap: the
+    the key map the heap needs anyway) and writes that into the heap: the
     log's order only matters per key, and no reader runs during recovery.
     Indexes stay retired until their first read builds them, except those a
     checkpoint handed over, which ``_catch_up`` brings up to date."""
@@ -767,7 +767,7 @@ class _Replay(Sink):
         """Write each table's ops into its heap.  ``loaded``: table name -> the rows
         its checkpoint loaded.  A heap that holds no row takes the last row of
         each key whole (``TableStore.load``: the columns filled at C speed, the
-        key dict the one built here, indexes built on first read); one that does
+        key map the one built here, indexes built on first read); one that does
         takes each key's last op, then ``_catch_up`` brings its columns and
         handed-over indexes up to date.  O(ops) at C speed, plus O(distinct
         keys) in Python for a table a checkpoint filled."""

@@ -167,7 +167,7 @@ def _settle_all(rows: list, slot_list, h: int, kp: int, want_simple: bool):
     version (a batch of inserts and of updates of settled rows), so each settles.
 
     Returns what the loop of ``_prune_part`` makes of them: (the slots, their live
-    rows, their keys -- the oldest version's string, the key dict's --, and
+    rows, their keys -- the oldest version's string, the key map's --, and
     ``(slot, old row, new row)`` per update if ``want_simple``); or None when any
     slot has another shape (then the loop takes them all).  O(len) in C, with one
     Python filter per row when inserts and updates mix."""
@@ -736,7 +736,7 @@ class TableStore:
                         kept = None             # settles below, into the columns
                         settled.append(slot)
                         settled_rows.append(v.values)
-                        # the key string of the chain's oldest version: the key dict's own
+                        # the key string of the chain's oldest version: the key map's own
                         # when the row was settled before (an install made that version
                         # from ``rows[slot]``), so an update's copy of the key is not kept
                         o = v
@@ -801,9 +801,11 @@ class TableStore:
         whose values are in ``cols``; ``slots``: ``KeyMap.from_keys(keys)`` if already
         built.  O(n) in C for the key map (ValueError if a key is given twice)."""
         n = len(keys)
+        if slots is None:
+            slots = KeyMap.from_keys(keys)  # before the section: a refusal changes nothing
         with self.freezing:
             self.rows = keys
-            self.slots = slots if slots is not None else KeyMap.from_keys(keys)
+            self.slots = slots
             self.free = []
             self.unfrozen = set()
             self.n_frozen = n
@@ -853,7 +855,7 @@ class TableStore:
         else:
             head = self.rows[slot]
             k = head if head.__class__ is str else head[kp]
-            if values[kp] is not k:               # keep the key dict's string, not a copy
+            if values[kp] is not k:               # keep the key map's string, not a copy
                 values = values[:kp] + (k,) + values[kp + 1:]
             self.rows[slot] = values
 

@@ -11,7 +11,7 @@ up to 16 bytes.
 Parts, in the order they claim objects (an object held by several parts
 counts once, in the first that reaches it):
 
-- ``keys``: the key strings: every key of the key dict (the same objects are
+- ``keys``: the key strings: every key of the key map (the same objects are
   the settled slots' entries in ``rows``), and any other key string object a
   slot or a version holds (an equal copy, brought by the write that made it);
 - ``key_dict``: the key map ``slots`` (keymap.py: its table and its key array;
@@ -170,7 +170,7 @@ class _Walk:
 
     def _tuples(self, tups: list, slots_of=None) -> tuple[int, int]:
         """(bytes of the row tuples ``tups`` and their non-key values, bytes of their key
-        strings that are not the key dict's).  ``slots_of``: each tuple's slot, or None
+        strings that are not the key map's).  ``slots_of``: each tuple's slot, or None
         when tuple i sits in slot i."""
         n, skipped = self.count(tups)
         if skipped:
@@ -202,7 +202,7 @@ class _Walk:
         st = self.store
         rows = st.rows
         out["rows"] = getsizeof(rows) + getsizeof(st.free) + self.count_all(list(st.free))
-        # a settled slot holds the key dict's string (the common case, skipped at C
+        # a settled slot holds the key map's string (the common case, skipped at C
         # speed); the rest are Versions, None, and key copies
         other = list(compress(rows, map(is_not, rows, self.dkeys)))
         copies = [r for r in other if r.__class__ is str]

@@ -163,3 +163,15 @@ def test_a_checkpoint_that_holds_a_key_twice_is_corrupt(tmp_path):
     write_checkpoint(DEFAULT, d, 10**6, [(FlightState.to_dict(), [], rows)])
     with pytest.raises(CorruptError, match="FlightState.*'A' given twice"):
         aerostore.open(d)
+
+
+def test_a_load_with_a_key_twice_is_refused_and_changes_nothing():
+    with aerostore.open(":memory:") as db:
+        t = db.create_table(FlightState)
+        t.upsert(("K", 1.0, 2.0, 3, 4, 5))
+        st = t._st
+        dup = [FlightState.check_row(("A", 1.0, 2.0, 3, 4, 5)), FlightState.check_row(("A", 1.0, 2.0, 3, 4, 6))]
+        with pytest.raises(ValueError, match="given twice"):
+            st.load(dup)
+        st._check()
+        assert t.query().rows() == [("K", 1.0, 2.0, 3, 4, 5)]

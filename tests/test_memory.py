@@ -402,12 +402,12 @@ def test_key_copies_count_as_keys(mem_db):
     assert m1["keys"] == m0["keys"] + getsizeof(k)
     reader.rollback()
     vacuum_now(mem_db)
-    # settled: the slot keeps the key dict's string (the oldest version's), the copy is gone
+    # settled: the slot keeps the key map's string (the oldest version's), the copy is gone
     assert st.rows[st.slots[k]] is mine
     m2 = table_memory(st)
     assert m2 == reference(st) and m2["keys"] == m0["keys"]
     # a new key written twice in one transaction: the write set keeps the first
-    # string (the key dict's), the row the second, which the settled slot keeps
+    # string (the key map's), the row the second, which the settled slot keeps
     a, b = ("".join(["new-", "key"]) for _ in range(2))
     assert a == b and a is not b
     t.upsert_many([(a, 1.0, "x1"), (b, 2.0, "x2")])
