@@ -20,11 +20,30 @@
  * Every method runs with the GIL held and calls no Python code: keys are exact
  * str (hashing one reads its data, comparing two is a memcmp), so each call is
  * atomic for other threads, as a dict's are.
+ *
+ * One reader needs no GIL: lookup_ascii (the Tcl shim's `get`, inside the
+ * read gate, _readgate.h).  For it, every method keeps what a reader may be
+ * reading whole: a new key is stored in keys[] before its table entry, and
+ * the entry's slot after its hash (release stores; the reader loads the slot
+ * first, then checks the key it names, so a half-made entry is a miss);
+ * whatever moves or frees memory (a resize, growing keys[], moving a key to
+ * another slot, clear) holds the gate, and a removed key is let go only
+ * after the readers inside have left (rg_drain).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+
+#include "_readgate.h"
+
+/* _readgate.c, linked into this module */
+extern ReadGate rg_gate;
+extern PyMethodDef rg_methods[];
+void rg_hold(void);
+void rg_release(void);
+void rg_drain(void);
+int rg_keep(PyObject *refs, uint64_t layout);
 
 #define EMPTY (-1)
 #define DUMMY (-2)
@@ -130,10 +149,15 @@ resize(KeyMap *m, Py_ssize_t n)
         for (i = 0; i <= m->mask; i++)
             if (m->table[i].slot >= 0)
                 place(t, size - 1, m->table[i].hash, m->table[i].slot);
+        rg_hold();                  /* no gate reader reads the old table and mask */
         PyMem_Free(m->table);
+        m->table = t;
+        m->mask = size - 1;
+        rg_release();
+    } else {
+        m->table = t;
+        m->mask = size - 1;
     }
-    m->table = t;
-    m->mask = size - 1;
     m->fill = m->used;
     return 0;
 }
@@ -147,12 +171,16 @@ grow_keys(KeyMap *m, Py_ssize_t slot)
         n = slot + 1;
     if ((size_t)n > PY_SSIZE_T_MAX / sizeof(PyObject *))
         return PyErr_NoMemory(), -1;
+    rg_hold();                      /* the array may move: no gate reader inside */
     k = PyMem_Realloc(m->keys, (size_t)n * sizeof(PyObject *));
+    if (k != NULL) {
+        memset(k + m->nkeys, 0, (size_t)(n - m->nkeys) * sizeof(PyObject *));
+        m->keys = k;
+        m->nkeys = n;
+    }
+    rg_release();
     if (k == NULL)
         return PyErr_NoMemory(), -1;
-    memset(k + m->nkeys, 0, (size_t)(n - m->nkeys) * sizeof(PyObject *));
-    m->keys = k;
-    m->nkeys = n;
     return 0;
 }
 
@@ -167,10 +195,8 @@ static uint64_t seed;
  * against keys chosen to collide, only the per-process seed.  Equal strs have
  * the same kind and data, so they hash the same. */
 static uint32_t
-data_hash(PyObject *key)
+bytes_hash(const unsigned char *p, size_t n)
 {
-    const unsigned char *p = PyUnicode_DATA(key);
-    size_t n = (size_t)PyUnicode_GET_LENGTH(key) * (size_t)PyUnicode_KIND(key);
     uint64_t h = seed ^ (n * 0x9E3779B97F4A7C15ULL), w;
     while (n >= 8) {
         memcpy(&w, p, 8);
@@ -188,6 +214,12 @@ data_hash(PyObject *key)
     h *= 0x94D049BB133111EBULL;
     h ^= h >> 32;
     return (uint32_t)h;
+}
+
+static inline uint32_t
+data_hash(PyObject *key)
+{
+    return bytes_hash(PyUnicode_DATA(key), (size_t)PyUnicode_GET_LENGTH(key) * (size_t)PyUnicode_KIND(key));
 }
 
 /* True if key can be in a KeyMap (an exact str). */
@@ -230,9 +262,11 @@ set_item(KeyMap *m, PyObject *key, int32_t slot)
             PyErr_Format(PyExc_ValueError, "KeyMap: slot %d already holds another key", (int)slot);
             return -1;
         }
+        rg_hold();
         m->keys[slot] = m->keys[old];           /* the reference moves */
         m->keys[old] = NULL;
         m->table[i].slot = slot;
+        rg_release();
         return 0;
     }
     if (m->keys[slot] != NULL) {
@@ -246,10 +280,10 @@ set_item(KeyMap *m, PyObject *key, int32_t slot)
         i = (i + 1) & m->mask;
     if (m->table[i].slot == EMPTY)
         m->fill++;
-    m->table[i].hash = h;
-    m->table[i].slot = slot;
     Py_INCREF(key);
-    m->keys[slot] = key;
+    __atomic_store_n(&m->keys[slot], key, __ATOMIC_RELEASE);     /* the key, then its entry */
+    m->table[i].hash = h;
+    __atomic_store_n(&m->table[i].slot, slot, __ATOMIC_RELEASE);
     m->used++;
     return 0;
 }
@@ -279,10 +313,11 @@ remove_key(KeyMap *m, PyObject *key)
     if (i < 0)
         return -1;
     slot = m->table[i].slot;
-    m->table[i].slot = DUMMY;
+    __atomic_store_n(&m->table[i].slot, DUMMY, __ATOMIC_RELEASE);
     k = m->keys[slot];
-    m->keys[slot] = NULL;
+    __atomic_store_n(&m->keys[slot], NULL, __ATOMIC_RELEASE);
     m->used--;
+    rg_drain();                     /* a gate reader may still be comparing it */
     Py_DECREF(k);
     return slot;
 }
@@ -539,11 +574,16 @@ km_iter(KeyMap *m)
 static PyObject *
 km_clear(KeyMap *m, PyObject *unused)
 {
-    clear_keys(m);
-    PyMem_Free(m->table);
-    m->table = NULL;
-    if (resize(m, 0) < 0)
+    Entry *t = new_table(MIN_SIZE), *old;
+    if (t == NULL)
         return NULL;
+    rg_hold();                      /* no gate reader inside while the arrays go */
+    clear_keys(m);
+    old = m->table;
+    m->table = t;
+    m->mask = MIN_SIZE - 1;
+    rg_release();
+    PyMem_Free(old);
     Py_RETURN_NONE;
 }
 
@@ -638,6 +678,37 @@ static PyTypeObject KeyMapType = {
 
 /* ---- the C API the Tcl shim calls (c_shim/rowget.c) ---------------------- */
 
+/* The slot of the key whose str would be the n ASCII bytes s (no NUL), or -1
+ * (absent, or an entry being written).  No GIL: the caller is inside the read
+ * gate (rg_enter), so the arrays stay where they are and the keys alive; a
+ * probe is bounded by the table's size. */
+static Py_ssize_t
+capi_lookup_ascii(PyObject *map, const char *s, Py_ssize_t n)
+{
+    KeyMap *m = (KeyMap *)map;
+    uint32_t h = bytes_hash((const unsigned char *)s, (size_t)n);
+    Entry *t = m->table;
+    Py_ssize_t mask = m->mask, i = (Py_ssize_t)h & mask, probes;
+    PyObject **keys = m->keys;
+    Py_ssize_t nkeys = m->nkeys;
+
+    if (t == NULL)
+        return -1;
+    for (probes = 0; probes <= mask; probes++, i = (i + 1) & mask) {
+        int32_t slot = __atomic_load_n(&t[i].slot, __ATOMIC_ACQUIRE);
+        PyObject *k;
+        if (slot == EMPTY)
+            return -1;
+        if (slot < 0 || slot >= nkeys || __atomic_load_n(&t[i].hash, __ATOMIC_RELAXED) != h)
+            continue;
+        k = __atomic_load_n(&keys[slot], __ATOMIC_ACQUIRE);
+        if (k != NULL && PyUnicode_IS_COMPACT_ASCII(k) && PyUnicode_GET_LENGTH(k) == n
+                && memcmp(PyUnicode_DATA(k), s, (size_t)n) == 0)
+            return slot;
+    }
+    return -1;
+}
+
 /* The slot of key in map (a KeyMap), -1 if absent or not a str; sets no exception. */
 static Py_ssize_t
 capi_lookup(PyObject *map, PyObject *key)
@@ -648,6 +719,9 @@ capi_lookup(PyObject *map, PyObject *key)
 static struct {
     PyTypeObject *type;
     Py_ssize_t (*lookup)(PyObject *, PyObject *);
+    Py_ssize_t (*lookup_ascii)(PyObject *, const char *, Py_ssize_t);
+    ReadGate *gate;
+    int (*keep)(PyObject *, uint64_t);
 } capi;
 
 static struct PyModuleDef keymap_module = {
@@ -672,6 +746,13 @@ PyInit__keymap(void)
         return NULL;
     capi.type = &KeyMapType;
     capi.lookup = capi_lookup;
+    capi.lookup_ascii = capi_lookup_ascii;
+    capi.gate = &rg_gate;
+    capi.keep = rg_keep;
+    if (PyModule_AddFunctions(mod, rg_methods) < 0) {
+        Py_DECREF(mod);
+        return NULL;
+    }
     caps = PyCapsule_New(&capi, "aerostore._keymap._C_API", NULL);
     if (caps == NULL || PyModule_AddObject(mod, "_C_API", caps) < 0) {
         Py_XDECREF(caps);

@@ -38,7 +38,10 @@ when it is freed, and ``load``/``adopt`` for a bulk replacement.  Only
 ``freeze`` and ``load`` write values, and the heap calls them only in a
 writer section that bumps ``store.fseq`` (heap.py): a reader that reads
 values with the same even ``fseq`` before and after read no write of them
-(``TableStore.row_at`` and ``rows_at`` read rows so).
+(``TableStore.row_at`` and ``rows_at`` read rows so).  ``freeze``, ``load``
+and ``clear`` also hold the read gate while they write (readgate.py: the Tcl
+shim's ``get`` reads settled rows here without the GIL), and ``_publish``
+tells it that the arrays were replaced.
 
 Readers take no latch: they call ``marks`` with the terms ``vector_terms``
 says it answers, which reads ``arrays`` (the state, columns, null arrays and
@@ -64,6 +67,8 @@ from __future__ import annotations
 from operator import itemgetter
 
 import numpy as np
+
+from .readgate import changed as _gate_changed, hold as _gate_hold, release as _gate_release
 
 __all__ = ["Columns", "EMPTY", "FROZEN", "CHAIN", "VECTOR_OPS", "column_dtype", "vector_terms",
            "view_layout", "view_reads", "value_list"]
@@ -186,6 +191,7 @@ class Columns:
         if row1 is None:
             row1 = self._makers[key] = _row_maker(self.schema, key)
         self.arrays = (self.state, self.cols, self.nulls, tuple(views), row1)
+        _gate_changed()     # readers without the GIL (readgate.py) drop views of the old arrays
 
     def _nulls_in(self, fields) -> None:
         """Fields ``fields`` now hold a null somewhere: their nulls count from now on."""
@@ -218,9 +224,17 @@ class Columns:
     def freeze(self, slots: list, rows: list) -> None:
         """The rows ``rows`` (tuples in field order) settle in ``slots``: write their
         values, then mark the slots FROZEN.  O(len * fields) in C (a Python loop per
-        string field).  Only inside a writer section that bumps ``fseq``."""
+        string field).  Only inside a writer section that bumps ``fseq``; holds the
+        read gate while it writes (readgate.py)."""
         if not slots:
             return
+        _gate_hold()
+        try:
+            self._freeze(slots, rows)
+        finally:
+            _gate_release()
+
+    def _freeze(self, slots: list, rows: list) -> None:
         self._grow(max(slots) + 1)
         for p, lst in self.strs.items():
             for slot, r in zip(slots, rows):
@@ -268,17 +282,28 @@ class Columns:
             self.state[idx] = CHAIN
 
     def clear(self, slots) -> None:
-        """``slots`` are free (their strings are let go)."""
+        """``slots`` are free (their strings are let go, under the read gate)."""
         if len(slots):
-            self.state[np.array(slots, np.intp)] = EMPTY
-            for lst in self.strs.values():
-                for slot in slots:
-                    lst[slot] = None
+            _gate_hold()
+            try:
+                self.state[np.array(slots, np.intp)] = EMPTY
+                for lst in self.strs.values():
+                    for slot in slots:
+                        lst[slot] = None
+            finally:
+                _gate_release()
 
     def load(self, rows: list) -> None:
         """Replace everything with the rows ``rows`` (tuples; slot i holds ``rows[i]``,
         None: a free slot).  O(n) in C, plus a Python pass over the rows when some
-        are None."""
+        are None.  Holds the read gate (readgate.py)."""
+        _gate_hold()
+        try:
+            self._load(rows)
+        finally:
+            _gate_release()
+
+    def _load(self, rows: list) -> None:
         n = len(rows)
         self.cap = 0
         self.n = 0
@@ -295,7 +320,7 @@ class Columns:
             self._freeze_range(rows)
             return
         settled = [i for i, r in enumerate(rows) if r is not None]
-        self.freeze(settled, [rows[i] for i in settled])
+        self._freeze(settled, [rows[i] for i in settled])
 
     def _freeze_range(self, rows: list) -> None:
         """``load`` of rows without holes: slot i holds ``rows[i]``."""

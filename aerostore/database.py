@@ -54,7 +54,7 @@ from .maintainer import Maintainer
 from .retry import run_in_transaction
 from .switching import adopt as _adopt_switch_interval
 from .txn import Transaction, TxnTable, set_row
-from . import ingest
+from . import ingest, readgate
 from .ttl import TTLSweeper
 from .watch import WatchHub
 
@@ -549,6 +549,9 @@ class Database:
             out["checkpoint_last_error"] = _message(cp.last_error)
         for k, v in storage.items():
             out.setdefault(k, v)
+        gate = readgate.stats()         # the process's, not this database's: see readgate.py
+        for k in ("answered", "fell_back", "waited", "holds"):
+            out["readgate_" + k] = gate[k]
         return out
 
     def memory(self, table) -> dict:
@@ -588,6 +591,7 @@ class Database:
             except AerostoreError:
                 traceback.print_exc(file=sys.stderr)
         self._closed = True
+        readgate.changed()      # the shim's readers without the GIL stop reading this store
         for fn in self._close_hooks:
             try:
                 fn()

@@ -54,6 +54,7 @@ from .index import Index, compacted
 from .keymap import KeyMap
 from .latch import Latch
 from .mvcc import INF, Version, visible
+from .readgate import changed as _gate_changed
 
 __all__ = ["TableStore", "Installed", "ColumnSnapshot"]
 
@@ -811,6 +812,7 @@ class TableStore:
             self.n_frozen = n
             self.live = deque([(0, n)])
             self.columns = cols
+            _gate_changed()             # readers without the GIL drop views of the old ones
 
     def load_columns(self, n: int, columns: list, nulls: list, index_arrays: dict) -> None:
         """``load`` from whole columns (recovery from a checkpoint of format 2): slot i

@@ -24,7 +24,10 @@ Contract (the dict operations the engine uses, O(1) each unless said):
 
 Each call holds the GIL and runs no Python code, so it is atomic for other
 threads, as a dict's operations are.  The Tcl shim (c_shim/rowget.c) looks
-keys up through the ``_C_API`` capsule without a Python call.
+keys up through the ``_C_API`` capsule without a Python call, and also
+without the GIL (``lookup_ascii``, inside the read gate: readgate.py); for
+that reader every method keeps the arrays whole: what moves or frees memory
+holds the gate, and a removed key is let go after the readers inside left.
 """
 
 from ._keymap import KeyMap

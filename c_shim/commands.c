@@ -276,7 +276,8 @@ static int call_and_set_result(ShimInterp *si, Tcl_Interp *interp, const char *m
 }
 
 /* FlightState get key ?field ...?: a whole row from rowget.c when it can
- * answer, else session.t_get (the key converted once for both). */
+ * answer (first without the GIL, then with it), else session.t_get (the key
+ * converted once for both). */
 static int get_cmd(ShimInterp *si, Tcl_Interp *interp, int objc, Tcl_Obj *const objv[])
 {
     PyGILState_STATE g;
@@ -285,6 +286,10 @@ static int get_cmd(ShimInterp *si, Tcl_Interp *interp, int objc, Tcl_Obj *const 
 
     if (objc != 3) {
         return call_and_set_result(si, interp, "t_get", objc - 2, objv + 2);
+    }
+    code = shim_get_nogil(si, interp, objv[2]);
+    if (code != SHIM_NOT_HANDLED) {
+        return code;
     }
     g = shim_gil_enter();
     base[2] = shim_arg_to_py(objv[2]);

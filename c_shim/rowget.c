@@ -44,6 +44,15 @@
  * general path, which applies the whole rule.  tests/test_tcl_get.py checks
  * which path answers and that both agree, for every kind of value.
  *
+ * shim_get_nogil answers the same rows first, without the GIL: through a
+ * view (GetView) that shim_get_row made of the objects it read, tagged with
+ * the read gate's layout, it looks the key's ASCII bytes up in the KeyMap and
+ * copies the slot's values inside the gate (aerostore/readgate.py says why
+ * that is safe while Python threads write), then makes the Tcl list outside
+ * it.  Whatever it cannot decide (no view or a stale one, a transaction, a
+ * chain, a value it does not convert) it leaves to the GIL path; a key the
+ * map does not hold it answers with no row, as Table.get does.
+ *
  * shim_columns_at and shim_column_value read the same views for a page of
  * settled slots (search.c: an ordered walk's page, validated there by fseq),
  * the layout checked once per page instead of once per row.
@@ -59,19 +68,28 @@
  */
 #include "shim.h"
 
+#include <sched.h>
 #include <stdint.h>
 #include <structmember.h>
 #include <string.h>
+#include <time.h>
+
+#include "_readgate.h"          /* aerostore/: the read gate's layout and reader side */
 
 static PyObject *state_dict;                     /* aerostore.tclbridge.state.__dict__ */
 static PyObject *n_fast_get, *n_txn_table, *n_slots, *n_rows, *n_closed, *n_fseq, *n_columns,
                 *n_arrays;
-/* aerostore._keymap's C API (its _C_API capsule): the KeyMap type, and the slot of
- * a key (-1: absent; no exception is ever set), with no Python call. */
+/* aerostore._keymap's C API (its _C_API capsule): the KeyMap type, the slot of
+ * a key (-1: absent; no exception is ever set) with no Python call, the same
+ * for ASCII bytes with no GIL (inside the read gate), and the gate. */
 static struct {
     PyTypeObject *type;
     Py_ssize_t (*lookup)(PyObject *, PyObject *);
+    Py_ssize_t (*lookup_ascii)(PyObject *, const char *, Py_ssize_t);
+    ReadGate *gate;
+    int (*keep)(PyObject *, uint64_t);
 } *keymap_api;
+static long frozen_state = -1;                   /* aerostore.columns.FROZEN */
 static PyTypeObject *session_type;               /* Session, whose _txn_table is a slot ... */
 static Py_ssize_t txn_offset = -1;               /* ... at this offset (-1: read it by name) */
 
@@ -111,8 +129,15 @@ void shim_get_init(void)
         keymap_api = PyCapsule_Import("aerostore._keymap._C_API", 0);
         if (n_fast_get && n_txn_table && n_slots && n_rows && n_closed && n_fseq && n_columns
                 && n_arrays && keymap_api) {
+            PyObject *columns = PyImport_ImportModule("aerostore.columns");
+            PyObject *frozen = columns ? PyObject_GetAttrString(columns, "FROZEN") : NULL;
             state_dict = PyModule_GetDict(state);
             find_txn_slot();
+            if (frozen && PyLong_Check(frozen)) {
+                frozen_state = PyLong_AsLong(frozen);
+            }
+            Py_XDECREF(frozen);
+            Py_XDECREF(columns);
         }
     }
     if (!state_dict) {
@@ -400,6 +425,295 @@ static Tcl_Obj *row_to_tcl(const FieldAt *at, Py_ssize_t n, PyObject *key, Tcl_O
     return shim_list_of(objs, p, n, given, small);
 }
 
+/* ---- without the GIL ----------------------------------------------------- */
+
+/* What shim_get_nogil reads, made by shim_get_row (GIL held) from the objects
+ * it has just read a row from, and tagged with the gate's layout read before
+ * them: the store's KeyMap, its columns' state array (one byte a slot) and
+ * where each field's values lie (ShimColumn).  The gate keeps those objects
+ * alive (keep) until the layout moves on (changed: a rebinding, a close),
+ * and then lets them go: a view of an older layout is never read again, so
+ * its pointers may dangle. */
+typedef struct GetView {
+    uint64_t layout;
+    PyObject *keymap;
+    const unsigned char *state;
+    Py_ssize_t nstate, kp, n;
+    ShimColumn cols[];
+} GetView;
+
+static GetView *get_view;           /* read with __atomic loads outside the GIL */
+
+/* Make and publish the view (GIL held); the old one is freed once no reader
+ * can be inside it (the gate's drain). */
+static void view_build(uint64_t layout, PyObject *slots, PyObject *arrays, PyObject *views,
+                       Py_ssize_t kp)
+{
+    ShimColumn cols[64];
+    Py_ssize_t n;
+    GetView *v, *old;
+    PyObject *state = NULL, *refs = NULL;
+    const Py_buffer *b;
+
+    if (frozen_state < 0 || !shim_columns_at(views, kp, cols, 64, &n)
+            || !(state = PyMemoryView_FromObject(PyTuple_GET_ITEM(arrays, 0)))
+            || !(b = view_ok(state)) || b->itemsize != 1
+            || !(refs = PyTuple_Pack(3, slots, views, state))
+            || !(v = PyMem_Calloc(1, sizeof(GetView) + (size_t)n * sizeof(ShimColumn)))) {
+        PyErr_Clear();
+        Py_XDECREF(state);
+        Py_XDECREF(refs);
+        return;
+    }
+    v->layout = layout;
+    v->keymap = slots;
+    v->state = b->buf;
+    v->nstate = b->shape[0];
+    v->kp = kp;
+    v->n = n;
+    memcpy(v->cols, cols, (size_t)n * sizeof(ShimColumn));
+    if (!keymap_api->keep(refs, layout)) {
+        PyMem_Free(v);          /* the layout moved on meanwhile: no view */
+        v = NULL;
+    }
+    Py_DECREF(refs);
+    Py_DECREF(state);
+    old = __atomic_exchange_n(&get_view, v, __ATOMIC_ACQ_REL);
+    if (old) {
+        while (__atomic_load_n(&keymap_api->gate->readers, __ATOMIC_SEQ_CST) != 0) {
+            sched_yield();      /* a reader may still be inside the old view */
+        }
+        PyMem_Free(old);
+    }
+}
+
+/* One field's value, copied inside the gate (strings into buf). */
+enum { CELL_NULL, CELL_F64, CELL_INT, CELL_U64, CELL_BOOL, CELL_STR, CELL_KEY };
+typedef struct Cell {
+    int kind;
+    union {
+        double d;
+        long long i;
+        unsigned long long u;
+    } v;
+    Py_ssize_t off, len;
+} Cell;
+
+/* Copy slot's fields from view v into cells (strings into buf, at most cap
+ * bytes): 1, or 0 for a value this path does not convert (a str that is not
+ * ASCII or holds a NUL, a wide int, a slot past a column).  No GIL: inside the
+ * gate, whose holds keep every value and string read here whole. */
+static int copy_row(const GetView *v, Py_ssize_t slot, Cell *cells, char *buf, Py_ssize_t cap)
+{
+    Py_ssize_t p, used = 0;
+
+    for (p = 0; p < v->n; p++) {
+        const ShimColumn *c = &v->cols[p];
+        Cell *out = &cells[p];
+        const char *at;
+        if (c->kind == COL_KEY) {
+            out->kind = CELL_KEY;
+            continue;
+        }
+        if (c->kind == COL_LIST) {
+            PyObject *o;
+            Py_ssize_t len;
+            if (slot >= PyList_GET_SIZE(c->list)) {
+                return 0;
+            }
+            o = PyList_GET_ITEM(c->list, slot);
+            if (o == Py_None) {
+                out->kind = CELL_NULL;
+                continue;
+            }
+            if (!PyUnicode_CheckExact(o) || !PyUnicode_IS_COMPACT_ASCII(o)
+                    || (len = PyUnicode_GET_LENGTH(o)) > cap - used
+                    || memchr(PyUnicode_DATA(o), 0, (size_t)len)) {
+                return 0;
+            }
+            memcpy(buf + used, PyUnicode_DATA(o), (size_t)len);
+            out->kind = CELL_STR;
+            out->off = used;
+            out->len = len;
+            used += len;
+            continue;
+        }
+        if (slot >= c->len) {
+            return 0;
+        }
+        if (c->nul[slot]) {
+            out->kind = CELL_NULL;
+            continue;
+        }
+        at = c->val + slot * c->size;
+        switch (c->kind) {
+        case COL_F64:
+            out->kind = CELL_F64;
+            memcpy(&out->v.d, at, sizeof(double));
+            break;
+        case COL_U64:
+            out->kind = CELL_U64;
+            memcpy(&out->v.u, at, sizeof(unsigned long long));
+            break;
+/* an int column of C type T */
+#define INT_CELL(K, T)                    \
+        case K: {                         \
+            T x;                          \
+            memcpy(&x, at, sizeof x);     \
+            out->kind = CELL_INT;         \
+            out->v.i = (long long)x;      \
+            break;                        \
+        }
+        INT_CELL(COL_I64, long long)
+        INT_CELL(COL_I32, int32_t)
+        INT_CELL(COL_U32, uint32_t)
+        INT_CELL(COL_I16, int16_t)
+        INT_CELL(COL_U16, uint16_t)
+#undef INT_CELL
+        case COL_BOOL:
+            out->kind = CELL_BOOL;
+            out->v.i = *(const signed char *)at != 0;
+            break;
+        default:
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The cells as a Tcl list (refcount 0): each value as convert.c makes it of
+ * the Python value (the same functions), the key field the argument itself. */
+static Tcl_Obj *cells_to_tcl(const Cell *cells, Py_ssize_t n, const char *buf, Tcl_Obj *key)
+{
+    Tcl_Obj *small[16], **objs = small, *list;
+    Py_ssize_t p;
+
+    if (n > 16 && !(objs = ckalloc(sizeof(Tcl_Obj *) * n))) {
+        return NULL;
+    }
+    for (p = 0; p < n; p++) {
+        const Cell *c = &cells[p];
+        switch (c->kind) {
+        case CELL_KEY:
+            objs[p] = key;
+            break;
+        case CELL_NULL:
+            objs[p] = shim_null_to_tcl();
+            break;
+        case CELL_F64:
+            objs[p] = shim_double_to_tcl(c->v.d);
+            break;
+        case CELL_INT:
+            objs[p] = shim_wide_to_tcl(c->v.i);
+            break;
+        case CELL_U64:
+            objs[p] = shim_u64_to_tcl(c->v.u);
+            break;
+        case CELL_BOOL:
+            objs[p] = shim_bool_to_tcl((int)c->v.i);
+            break;
+        default:
+            objs[p] = Tcl_NewStringObj(buf + c->off, (int)c->len);
+            break;
+        }
+    }
+    list = Tcl_NewListObj((int)n, objs);
+    if (objs != small) {
+        ckfree(objs);
+    }
+    return list;
+}
+
+/* How long a get waits for a writer's hold of the gate (a freeze, about 0.1-1
+ * ms) before it takes the GIL path, which would wait for the same writer. */
+#define HOLD_WAIT_NS 5000000LL
+
+static long long now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+int shim_get_nogil(ShimInterp *si, Tcl_Interp *interp, Tcl_Obj *key_obj)
+{
+    ReadGate *g;
+    const char *s;
+    int len, i;
+    Tcl_WideInt w;
+    long long start = 0;
+    Cell cells[64];
+    char buf[1024];
+    GetView *v;
+    Py_ssize_t n;
+    Tcl_Obj *res;
+
+    if (!keymap_api || !si->session || txn_offset < 0 || Py_TYPE(si->session) != session_type
+            || *(PyObject **)((char *)si->session + txn_offset) != Py_None
+            || shim_is_pure_int(key_obj, &w)) {
+        return SHIM_NOT_HANDLED;     /* a transaction, an int key: the GIL path decides */
+    }
+    s = Tcl_GetStringFromObj(key_obj, &len);
+    for (i = 0; i < len; i++) {
+        if ((unsigned char)s[i] - 1u >= 0x7fu) {
+            return SHIM_NOT_HANDLED; /* not ASCII, or a raw NUL: the GIL path converts it */
+        }
+    }
+    g = keymap_api->gate;
+    for (;;) {
+        int64_t seq = rg_enter(g);
+        Py_ssize_t slot;
+        int ok;
+        if (seq < 0) {
+            /* a writer holds the gate: wait for it, a little */
+            long long t = now_ns();
+            if (!start) {
+                start = t;
+                __atomic_add_fetch(&g->waited, 1, __ATOMIC_RELAXED);
+            } else if (t - start > HOLD_WAIT_NS) {
+                __atomic_add_fetch(&g->fell_back, 1, __ATOMIC_RELAXED);
+                return SHIM_NOT_HANDLED;
+            }
+            if (t - start < 50000) {
+                sched_yield();
+            } else {
+                struct timespec ts = {0, 20000};
+                nanosleep(&ts, NULL);
+            }
+            continue;
+        }
+        v = __atomic_load_n(&get_view, __ATOMIC_ACQUIRE);
+        ok = v && v->layout == rg_layout(g) && v->n <= 64;
+        if (ok) {
+            /* A key the map does not hold has no version at all: no row.  (An
+             * insert stores its key before it commits, a key leaves the map
+             * only once dead to every snapshot, and a half-made entry is an
+             * insert not yet committed.) */
+            slot = keymap_api->lookup_ascii(v->keymap, s, len);
+            n = slot < 0 ? 0 : v->n;
+            ok = slot < 0 || (slot < v->nstate && v->state[slot] == frozen_state
+                              && copy_row(v, slot, cells, buf, sizeof buf));
+        }
+        if (!rg_leave(g, seq)) {
+            continue;                /* a hold began meanwhile: read again */
+        }
+        if (!ok) {
+            __atomic_add_fetch(&g->fell_back, 1, __ATOMIC_RELAXED);
+            return SHIM_NOT_HANDLED;
+        }
+        break;
+    }
+    if (n == 0) {
+        Tcl_ResetResult(interp);     /* no such key: the empty result, as the GIL path gives */
+    } else if ((res = cells_to_tcl(cells, n, buf, key_obj)) != NULL) {
+        Tcl_SetObjResult(interp, res);
+    } else {
+        return SHIM_NOT_HANDLED;
+    }
+    __atomic_add_fetch(&g->answered, 1, __ATOMIC_RELAXED);
+    return TCL_OK;
+}
+
 int shim_get_row(ShimInterp *si, Tcl_Interp *interp, Tcl_Obj *key_obj, PyObject *key)
 {
     PyObject *fast, *store, *txn = NULL, *slots = NULL, *rows = NULL, *closed = NULL;
@@ -410,10 +724,12 @@ int shim_get_row(ShimInterp *si, Tcl_Interp *interp, Tcl_Obj *key_obj, PyObject 
     FieldAt small[16], *at = small;
     Tcl_Obj *res, *given = NULL;
     int code = SHIM_NOT_HANDLED;
+    uint64_t layout;
 
     if (!state_dict || !si->session || !PyUnicode_CheckExact(key)) {
         return SHIM_NOT_HANDLED;
     }
+    layout = rg_layout(keymap_api->gate);      /* before what it tags is read */
     fast = PyDict_GetItemWithError(state_dict, n_fast_get);       /* borrowed */
     if (!fast || !PyTuple_CheckExact(fast) || PyTuple_GET_SIZE(fast) != 3) {
         PyErr_Clear();
@@ -471,6 +787,9 @@ int shim_get_row(ShimInterp *si, Tcl_Interp *interp, Tcl_Obj *key_obj, PyObject 
     if (res) {
         Tcl_SetObjResult(interp, res);
         code = TCL_OK;
+        if (!get_view || get_view->layout != layout) {
+            view_build(layout, slots, arrays, views, kp);     /* what shim_get_nogil reads */
+        }
     } else {
         code = shim_python_error(interp);
     }

@@ -167,6 +167,11 @@ void shim_get_init(void);
  * not be converted), or SHIM_NOT_HANDLED with nothing done (no Python error
  * set): then session.t_get decides.  GIL held. */
 int shim_get_row(ShimInterp *si, Tcl_Interp *interp, Tcl_Obj *key_obj, PyObject *key);
+/* The same answer without the GIL (aerostore/readgate.py): the settled row of
+ * an ASCII key, read through the view shim_get_row last made, inside the read
+ * gate; TCL_OK with the result set, or SHIM_NOT_HANDLED with nothing done.
+ * Call it without the GIL. */
+int shim_get_nogil(ShimInterp *si, Tcl_Interp *interp, Tcl_Obj *key_obj);
 /* One field of the row views (Columns.arrays[3], columns.py) as a page of
  * settled slots reads it (search.c): what `get` reads per row, worked out
  * once per page.  kind is rowget.c's own (two of them named here: a list, for

@@ -18,6 +18,7 @@ import contextlib
 
 import pytest
 
+from aerostore import readgate
 from aerostore.schema import Bool, Float, Int, Key, Str, UInt, table
 from aerostore.tclbridge import session as session_mod
 from aerostore.tclbridge import state
@@ -74,9 +75,13 @@ def test_the_key_element_has_the_keys_bytes(loaded):
     assert loaded.eval("set r [FlightState get $::k]; set ::k x; lindex $r 0") == "UAL1"
 
 
-def test_a_miss_goes_to_python(loaded, calls):
-    assert loaded.call("FlightState", "get", "NOPE") == ""
+def test_a_miss_is_answered_without_python(loaded, calls):
+    assert loaded.call("FlightState", "get", "NOPE") == ""      # before any view: GIL path
     assert calls == ["NOPE"]
+    loaded.call("FlightState", "get", "UAL1")                   # makes the view
+    calls.clear()
+    assert loaded.call("FlightState", "get", "NOPE") == ""      # the read gate's path
+    assert calls == []
 
 
 def test_fields_go_to_python(loaded, calls):
@@ -294,13 +299,18 @@ def test_rows_that_settle_after_updates(loaded, calls):
 def test_a_freeze_running_goes_to_python(loaded, calls):
     # an odd fseq: a writer section that freezes or frees slots is running, and
     # may be writing column values (with the GIL released inside numpy)
+    # (and it holds the read gate: gets without the GIL wait, then come here)
     st = state.flights()._st
+    loaded.call("FlightState", "get", "UAL1")       # a view for the path without the GIL
+    calls.clear()
     assert st.fseq % 2 == 0
     st.fseq += 1
+    readgate.hold()
     try:
         assert loaded.list("FlightState", "get", "UAL1") == expected("UAL1")
         assert calls == ["UAL1"]
     finally:
+        readgate.release()
         st.fseq -= 1
     answered_in_c(loaded, calls, "UAL1")
 
@@ -336,6 +346,7 @@ def test_columns_of_another_layout_go_to_python(loaded, calls, change):
     cols = state.flights()._st.columns
     arrays = cols.arrays
     cols.arrays = _views_of(cols, change)
+    readgate.changed()          # as Columns._publish does
     try:
         try:
             want = expected("ASA7")
@@ -349,6 +360,7 @@ def test_columns_of_another_layout_go_to_python(loaded, calls, change):
         assert calls == ["ASA7"]
     finally:
         cols.arrays = arrays
+        readgate.changed()
     answered_in_c(loaded, calls, "ASA7")
 
 
@@ -391,10 +403,12 @@ def reading(tbl):
     afterwards."""
     old = state.current, state.fast_get
     state.current, state.fast_get = tbl, state._fast_get(tbl)
+    readgate.changed()      # as state.py does: views of the other table are stale
     try:
         yield
     finally:
         state.current, state.fast_get = old
+        readgate.changed()
 
 
 def as_table(t, tbl, calls, keys):

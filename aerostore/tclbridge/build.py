@@ -95,7 +95,7 @@ def make_ffi() -> FFI:
         "_aerostore_tcl",
         '#include "shim.h"',
         sources=[os.path.join(C_DIR, f) for f in C_SOURCES],
-        include_dirs=[C_DIR, inc],
+        include_dirs=[C_DIR, inc, os.path.join(ROOT, "aerostore")],   # _readgate.h
         define_macros=[("USE_TCL_STUBS", "1"),
                        ("AEROSTORE_PYTHON", '"%s"' % sys.executable.replace('"', '\\"'))],
         libraries=[stub, py_lib, "dl", "pthread"],

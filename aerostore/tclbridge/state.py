@@ -28,6 +28,7 @@ import threading
 from ..storage.directory import directory_error
 from ..config import Config
 from ..errors import UsageError
+from .. import readgate
 
 __all__ = ["open_store", "database", "flights", "current", "fast_get", "directory", "use", "close",
            "shutdown", "set_config", "get_config", "DEFAULT_DIR", "TABLE"]
@@ -93,6 +94,7 @@ def open_store(data_dir: str) -> str:
             db.close()
             raise
         _db, _dir, current, fast_get = db, where, _flights, _fast_get(_flights)
+        readgate.changed()
         return _dir
 
 
@@ -106,6 +108,7 @@ def use(db, where: str = MEMORY) -> None:
         _flights = current = db.create_table(FlightState)
         fast_get = _fast_get(_flights)
         _db, _dir = db, _where(where)
+        readgate.changed()
 
 
 def database():
@@ -149,6 +152,7 @@ def close() -> None:
     global _db, _dir, _flights, _pending, current, fast_get
     with _lock:
         fast_get = None
+        readgate.changed()
         db, _db, _dir, _flights, current = _db, None, None, None, None
         _pending = Config()
         _changed.clear()

@@ -1,0 +1,265 @@
+"""``FlightState get key`` without the GIL (c_shim/rowget.c, shim_get_nogil)
+and the read gate that makes it safe (aerostore/readgate.py).
+
+Which path answered is read from the gate's counters (``readgate.stats()``):
+``answered`` (no GIL), ``fell_back`` (the GIL path took it), ``waited`` (a
+writer held the gate first).  The answers are compared with the engine's
+``Table.get``.  The last test runs Tcl reader threads against a Tcl writer
+thread in one tclsh and checks every row read against an invariant the
+writer keeps, while rows are updated, deleted, inserted past every array's
+capacity and frozen under the readers.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from aerostore import readgate
+from aerostore.tclbridge import state
+from aerostore.schema import Bool, Float, Int, Key, Str, UInt, table
+from test_tcl_get import expected, reading
+from test_tcl_support import ROWS, tclsh, tsv_of
+
+
+def counts():
+    s = readgate.stats()
+    return s["answered"], s["fell_back"], s["waited"]
+
+
+def delta(before):
+    return tuple(b - a for a, b in zip(before, counts()))
+
+
+@pytest.fixture
+def warm(tcl):
+    """The rows loaded, and one get through the GIL path: it makes the view."""
+    tcl.call("FlightState", "ingest_tsv", tsv_of(ROWS))
+    tcl.call("FlightState", "get", "UAL1")
+    return tcl
+
+
+def test_settled_rows_are_answered_without_the_gil(warm):
+    before = counts()
+    for row in ROWS:
+        assert warm.list("FlightState", "get", row[0]) == expected(row[0])
+    assert delta(before) == (len(ROWS), 0, 0)
+
+
+def test_a_changed_layout_is_read_again_under_the_gil_first(warm):
+    readgate.changed()
+    before = counts()
+    assert warm.list("FlightState", "get", "DAL2") == expected("DAL2")   # stale view: GIL path
+    assert warm.list("FlightState", "get", "DAL2") == expected("DAL2")   # rebuilt
+    assert delta(before) == (1, 1, 0)
+
+
+def test_a_hold_is_waited_for_then_left_to_the_gil_path(warm):
+    before = counts()
+    readgate.hold()
+    try:
+        assert warm.list("FlightState", "get", "SWA4") == expected("SWA4")
+    finally:
+        readgate.release()
+    assert delta(before) == (0, 1, 1)
+    assert warm.list("FlightState", "get", "SWA4") == expected("SWA4")
+    assert delta(before) == (1, 1, 1)
+
+
+def test_release_without_hold_is_refused():
+    with pytest.raises(RuntimeError):
+        readgate.release()
+
+
+def test_holds_nest():
+    s0 = readgate.stats()["seq"]
+    readgate.hold()
+    readgate.hold()
+    readgate.release()
+    assert readgate.stats()["seq"] % 2 == 1
+    readgate.release()
+    s1 = readgate.stats()
+    assert s1["seq"] == s0 + 2 and s1["depth"] == 0
+
+
+@pytest.mark.parametrize("script", [
+    "aerostore::transaction {set ::r [FlightState get UAL1]}; set ::r",   # its own writes
+    "FlightState get [expr {0 + 0}]",                                      # an int key
+    "FlightState get Ünï",                                                 # not ASCII
+])
+def test_what_the_gil_path_decides(warm, script):
+    before = counts()
+    warm.eval(script)
+    assert delta(before)[0] == 0
+
+
+def test_chains_and_deletes_fall_back_a_miss_does_not(warm):
+    db = state.database()
+    reader = db.begin()                        # keeps the old versions: UAL1 becomes a chain
+    try:
+        reader.table("FlightState").get("UAL1")
+        warm.call("FlightState", "set", "UAL1", "gs", "451")
+        warm.call("FlightState", "delete", "DAL2")
+        before = counts()
+        assert warm.list("FlightState", "get", "UAL1")[4] == "451"
+        assert warm.call("FlightState", "get", "DAL2") == ""      # deleted: a chain still
+        assert delta(before) == (0, 2, 0)
+        assert warm.call("FlightState", "get", "NOPE") == ""      # no such key: no row
+        assert delta(before) == (1, 2, 0)
+    finally:
+        reader.rollback()
+
+
+def test_an_update_that_settles_is_read_at_once(warm):
+    warm.call("FlightState", "get", "UAL1")
+    before = counts()
+    for gs in range(460, 470):
+        warm.call("FlightState", "set", "UAL1", "gs", str(gs))
+        assert warm.list("FlightState", "get", "UAL1")[4] == str(gs)
+    assert delta(before)[0] >= 5        # settled at once, unless a prune was deferred
+
+
+@table(name="NoGilMixed")
+class NoGilMixed:
+    ratio = Float()
+    name = Key()
+    flag = Bool()
+    note = Str()
+    big = UInt(bits=64)
+    small = Int(bits=8)
+
+
+def test_other_layouts_and_values_the_gil_path_converts(tcl):
+    db = state.database()
+    t = db.create_table(NoGilMixed)
+    rows = [(0.1, "m1", True, "hello", (1 << 64) - 1, -128),
+            (None, "m2", None, None, 1 << 63, None),
+            (2.5, "m3", False, "\u00fcn\u00efc\u00f6d\u00e9", 0, 0),
+            (-2.5, "m4", False, "a\0b", 1, 0)]
+    t.upsert_many(rows)
+    with reading(t):
+        names = [f.name for f in t.schema.fields]
+        tcl.call("FlightState", "get", "m1")             # makes the view
+        before = counts()
+        got = {k: tcl.call("FlightState", "get", k) for k in ("m1", "m2", "m3", "m4")}
+        for k, words in got.items():
+            assert words == tcl.call("FlightState", "get", k, *names)
+        # m3, m4: a str this path does not convert (not ASCII, a NUL)
+        answered, fell_back, _ = delta(before)
+        assert (answered, fell_back) == (2, 2)
+
+
+WRITER_READERS = r"""
+package require Thread
+package require aerostore
+aerostore::init :memory:
+set n 3000
+set rows {}
+for {set i 0} {$i < $n} {incr i} {
+    set v [expr {$i * 7}]
+    append rows "k$i\t[expr {$v / 1000.0}]\t[expr {-$v / 1000.0}]\t$v\t[expr {$v % 1000}]\t$v\n"
+}
+FlightState ingest_tsv $rows
+FlightState get k0
+tsv::set run stop 0
+
+set writer {
+    package require aerostore
+    aerostore::init :memory:
+    proc run {n rounds} {
+        set v 100000
+        set top $n
+        for {set r 0} {$r < $rounds} {incr r} {
+            set rows {}
+            for {set j 0} {$j < 100} {incr j} {
+                incr v
+                set i [expr {int(rand() * $top)}]
+                append rows "k$i\t[expr {$v / 1000.0}]\t[expr {-$v / 1000.0}]\t$v\t[expr {$v % 1000}]\t$v\n"
+            }
+            # new keys: the heap, the key map and the columns grow under the readers
+            for {set j 0} {$j < 20} {incr j} {
+                incr v
+                append rows "k$top\t[expr {$v / 1000.0}]\t[expr {-$v / 1000.0}]\t$v\t[expr {$v % 1000}]\t$v\n"
+                incr top
+            }
+            FlightState ingest_tsv $rows
+            for {set j 0} {$j < 5} {incr j} {
+                FlightState delete k[expr {int(rand() * $top)}]
+            }
+        }
+        tsv::set run stop 1
+        return $top
+    }
+}
+set reader {
+    package require aerostore
+    aerostore::init :memory:
+    proc run {n} {
+        set gets 0
+        set bad {}
+        while {![tsv::get run stop]} {
+            for {set j 0} {$j < 200} {incr j} {
+                set k k[expr {int(rand() * $n * 2)}]
+                set r [FlightState get $k]
+                incr gets
+                if {$r eq ""} continue
+                lassign $r id lat lon alt gs upd
+                if {$id ne $k || $upd != $alt || $gs != $alt % 1000
+                        || $lat != $alt / 1000.0 || $lon != -$lat} {
+                    lappend bad $r
+                }
+            }
+        }
+        return [list $gets [llength $bad] [lrange $bad 0 4]]
+    }
+}
+set w [thread::create -joinable]
+thread::send $w $writer
+set rs {}
+for {set i 0} {$i < 2} {incr i} {
+    set t [thread::create -joinable]
+    thread::send $t $reader
+    lappend rs $t
+}
+foreach t $rs { thread::send -async $t [list run $n] ::result($t) }
+thread::send -async $w [list run $n 150] ::result(w)
+while {[array size ::result] < 3} { vwait ::result }
+foreach t [concat $w $rs] { thread::release $t; thread::join $t }
+set s [aerostore::stats]
+puts "top $::result(w)"
+foreach t $rs { puts "reader $::result($t)" }
+puts "answered [dict get $s readgate_answered] fell_back [dict get $s readgate_fell_back]"
+puts "holds [dict get $s readgate_holds]"
+exit
+"""
+
+
+def test_readers_without_the_gil_see_whole_rows_while_a_writer_changes_them(shim):
+    p = tclsh(WRITER_READERS, timeout=300)
+    out = dict((line.split(" ", 1)[0], line.split(" ", 1)[1]) for line in p.stdout.splitlines()
+               if line.startswith(("top", "answered", "holds")))
+    readers = [line.split(" ", 1)[1] for line in p.stdout.splitlines() if line.startswith("reader")]
+    assert len(readers) == 2, p.stdout + p.stderr
+    total = 0
+    for r in readers:
+        gets, nbad, sample = r.split(" ", 2)
+        assert nbad == "0", r
+        total += int(gets)
+    assert int(out["top"]) == 3000 + 150 * 20      # the arrays grew under the readers
+    fields = out["answered"].split()
+    answered, fell_back = int(fields[0]), int(fields[2])
+    assert answered + fell_back <= total + 1       # the main thread's first get
+    assert answered > 0 and int(out["holds"]) > 0
+
+
+def test_a_closed_store_is_not_kept_alive_by_the_view(warm):
+    # the view holds the columns' state array (and the key map, the row views)
+    # until the layout moves on: a close lets them go at once
+    assert warm.list("FlightState", "get", "UAL1") == expected("UAL1")
+    arr = state.flights()._st.columns.state
+    held = sys.getrefcount(arr)
+    state.close()
+    assert sys.getrefcount(arr) == held - 1
+    e = warm.error("FlightState", "get", "UAL1")
+    assert e.code.split()[:2] == ["AEROSTORE", "USAGE"] or "init" in e.message, e.code
