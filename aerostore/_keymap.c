@@ -716,7 +716,10 @@ capi_lookup(PyObject *map, PyObject *key)
     return lookup((KeyMap *)map, key);
 }
 
+/* The capsule's struct; size first, so that a shim built against another
+ * layout (a stale build) sees the difference and does without it. */
 static struct {
+    size_t size;
     PyTypeObject *type;
     Py_ssize_t (*lookup)(PyObject *, PyObject *);
     Py_ssize_t (*lookup_ascii)(PyObject *, const char *, Py_ssize_t);
@@ -744,6 +747,7 @@ PyInit__keymap(void)
     mod = PyModule_Create(&keymap_module);
     if (mod == NULL)
         return NULL;
+    capi.size = sizeof capi;
     capi.type = &KeyMapType;
     capi.lookup = capi_lookup;
     capi.lookup_ascii = capi_lookup_ascii;

@@ -83,6 +83,7 @@ static PyObject *n_fast_get, *n_txn_table, *n_slots, *n_rows, *n_closed, *n_fseq
  * a key (-1: absent; no exception is ever set) with no Python call, the same
  * for ASCII bytes with no GIL (inside the read gate), and the gate. */
 static struct {
+    size_t size;                /* the struct's, checked: builds that do not match do without */
     PyTypeObject *type;
     Py_ssize_t (*lookup)(PyObject *, PyObject *);
     Py_ssize_t (*lookup_ascii)(PyObject *, const char *, Py_ssize_t);
@@ -127,6 +128,9 @@ void shim_get_init(void)
         n_columns = PyUnicode_InternFromString("columns");
         n_arrays = PyUnicode_InternFromString("arrays");
         keymap_api = PyCapsule_Import("aerostore._keymap._C_API", 0);
+        if (keymap_api && keymap_api->size != sizeof *keymap_api) {
+            keymap_api = NULL;  /* the extension and the shim were built apart: no fast paths */
+        }
         if (n_fast_get && n_txn_table && n_slots && n_rows && n_closed && n_fseq && n_columns
                 && n_arrays && keymap_api) {
             PyObject *columns = PyImport_ImportModule("aerostore.columns");

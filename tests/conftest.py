@@ -13,11 +13,31 @@ runs a call that might hang in a helper thread, with a timeout.
 import threading
 import glob
 import os
+import subprocess
+import sys
 
 import pytest
 
-import aerostore
-from aerostore import FlightState
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _build_stale_extension() -> None:
+    """Rebuild the engine's C extension (setup.py) before aerostore is imported
+    when its sources are newer than the built module, as `make test` would:
+    the shim, rebuilt by the ``shim`` fixture, reads the extension's capsule,
+    and the two must come from the same sources."""
+    built = glob.glob(os.path.join(_ROOT, "aerostore", "_keymap*.so"))
+    sources = glob.glob(os.path.join(_ROOT, "aerostore", "_*.[ch]")) + [os.path.join(_ROOT, "setup.py")]
+    if built and max(map(os.path.getmtime, sources)) <= min(map(os.path.getmtime, built)):
+        return
+    subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=_ROOT, check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+_build_stale_extension()
+
+import aerostore  # noqa: E402 - after the build above
+from aerostore import FlightState  # noqa: E402
 
 
 @pytest.fixture
@@ -65,7 +85,8 @@ def _stale() -> bool:
     if not os.path.exists(LIB):
         return True
     sources = glob.glob(os.path.join(ROOT, "c_shim", "*")) + [
-        os.path.join(ROOT, "aerostore", "tclbridge", "build.py")]
+        os.path.join(ROOT, "aerostore", "tclbridge", "build.py"),
+        os.path.join(ROOT, "aerostore", "_readgate.h")]
     return max(os.path.getmtime(p) for p in sources) > os.path.getmtime(LIB)
 
 
