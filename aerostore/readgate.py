@@ -1,5 +1,6 @@
-"""The read gate: what lets the Tcl shim's ``FlightState get`` read a settled
-row without the GIL while Python threads write the table.
+"""The read gate: what lets the Tcl shim's ``FlightState get`` (and
+``array_get``, ``array_get_with_nulls``, ``exists``) read a settled row
+without the GIL while Python threads write the table.
 
 Why: under a live feed the GIL is what a query waits for.  A ``get`` needs
 a few microseconds of work, but waited for the GIL behind the feed's install

@@ -325,6 +325,9 @@ class Schema:
                 if n in self._pos:
                     raise UsageError(f'table "{name}": field name "{n}" used twice')
                 self._pos[n] = i
+        # every spelling position() accepts (names and aliases), with its position:
+        # what the Tcl shim resolves field names with when it reads without the GIL
+        self.spellings = tuple(self._pos.items())
         if indexes is None:
             indexes = [f.name for f in fields if f.index]
         self.default_indexes = tuple(self.names[self.position(n)] for n in indexes)

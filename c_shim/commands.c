@@ -22,7 +22,7 @@
 #define PACKAGE_VERSION "0.1"
 #define TABLE_COMMAND "FlightState"
 
-typedef enum { CALL, GET, SEARCH, INDEX, TRANSACTION, INIT, OPTIONS, COMBINED } Kind;
+typedef enum { CALL, GET, ROW, SEARCH, INDEX, TRANSACTION, INIT, OPTIONS, COMBINED } Kind;
 
 /* The words of a command with options (Kind OPTIONS), after the command
  * words: `lead` words, then (if `maybe`) one word that does not start with
@@ -62,7 +62,9 @@ static const OptionForm watch_form = {.options = watch_options, .tail = 1};
 /* One subcommand or command.  `name` first: Tcl_GetIndexFromObjStruct reads it.
  * Arguments after the command words: at least min, at most max (-1: any), and
  * beyond min they come in groups of `step` (0: no extra).  `form`: the words
- * of a Kind OPTIONS command. */
+ * of a Kind OPTIONS command; `row`: what a Kind ROW command answers from a
+ * settled row without the GIL when given the key alone (rowget.c), else it is
+ * a CALL. */
 typedef struct Spec {
     const char *name;
     const char *method;
@@ -70,14 +72,16 @@ typedef struct Spec {
     int min, max, step;
     const char *usage;
     const OptionForm *form;
+    ShimRowForm row;
 } Spec;
 
 static const Spec table_subs[] = {
-    {"array_get", "t_array_get", CALL, 1, -1, 1, "key ?field ...?"},
-    {"array_get_with_nulls", "t_array_get_with_nulls", CALL, 1, -1, 1, "key ?field ...?"},
+    {"array_get", "t_array_get", ROW, 1, -1, 1, "key ?field ...?", NULL, SHIM_ROW_PAIRS},
+    {"array_get_with_nulls", "t_array_get_with_nulls", ROW, 1, -1, 1, "key ?field ...?", NULL,
+     SHIM_ROW_PAIRS_NULLS},
     {"count", "t_count", CALL, 0, 0, 0, ""},
     {"delete", "t_delete", CALL, 1, 1, 0, "key"},
-    {"exists", "t_exists", CALL, 1, 1, 0, "key"},
+    {"exists", "t_exists", ROW, 1, 1, 0, "key", NULL, SHIM_ROW_EXISTS},
     {"fields", "t_fields", CALL, 0, 0, 0, ""},
     {"get", "t_get", GET, 1, -1, 1, "key ?field ...?"},
     {"index", NULL, INDEX, 1, 2, 0, "indexed|create field|drop field"},
@@ -94,7 +98,7 @@ static const Spec table_subs[] = {
 
 static const Spec safe_table_subs[] = {
     {"count", "t_count", CALL, 0, 0, 0, ""},
-    {"exists", "t_exists", CALL, 1, 1, 0, "key"},
+    {"exists", "t_exists", ROW, 1, 1, 0, "key", NULL, SHIM_ROW_EXISTS},
     {"fields", "t_fields", CALL, 0, 0, 0, ""},
     {"get", "t_get", GET, 1, -1, 1, "key ?field ...?"},
     {"search", "t_search", SEARCH, 0, -1, 0, "?-option value ...?"},
@@ -275,23 +279,27 @@ static int call_and_set_result(ShimInterp *si, Tcl_Interp *interp, const char *m
     return code;
 }
 
-/* FlightState get key ?field ...?: a whole row from rowget.c when it can
- * answer (first without the GIL, then with it), else session.t_get (the key
- * converted once for both). */
+/* FlightState get key ?field ...?: the row or the fields named from rowget.c
+ * without the GIL when it can answer; else a whole row from rowget.c with the
+ * GIL, else session.t_get (the key converted once for both). */
 static int get_cmd(ShimInterp *si, Tcl_Interp *interp, int objc, Tcl_Obj *const objv[])
 {
     PyGILState_STATE g;
     PyObject *base[3], *r;
     int code;
 
-    if (objc != 3) {
-        return call_and_set_result(si, interp, "t_get", objc - 2, objv + 2);
-    }
-    code = shim_get_nogil(si, interp, objv[2]);
+    code = shim_get_nogil(si, interp, objv[2], SHIM_ROW_LIST, objc - 3, objv + 3);
     if (code != SHIM_NOT_HANDLED) {
         return code;
     }
     g = shim_gil_enter();
+    if (objc != 3) {
+        r = shim_call(si, "t_get", objc - 2, objv + 2);
+        code = shim_set_result(interp, r);
+        shim_view_refresh(si);          /* so that the next get can do without the GIL */
+        shim_gil_leave(g);
+        return code;
+    }
     base[2] = shim_arg_to_py(objv[2]);
     if (!base[2]) {
         code = shim_python_error(interp);
@@ -302,6 +310,7 @@ static int get_cmd(ShimInterp *si, Tcl_Interp *interp, int objc, Tcl_Obj *const 
             code = shim_set_result(interp, r);
         }
         Py_DECREF(base[2]);
+        shim_view_refresh(si);          /* so that the next get can do without the GIL */
     }
     shim_gil_leave(g);
     return code;
@@ -392,6 +401,20 @@ static int table_cmd(ClientData cd, Tcl_Interp *interp, int objc, Tcl_Obj *const
     switch (spec->kind) {
     case GET:
         return get_cmd(si, interp, objc, objv);
+    case ROW: {
+        PyGILState_STATE g;
+        PyObject *r;
+        int code;
+        if (shim_get_nogil(si, interp, objv[2], spec->row, objc - 3, objv + 3) == TCL_OK) {
+            return TCL_OK;
+        }
+        g = shim_gil_enter();
+        r = shim_call(si, spec->method, objc - 2, objv + 2);
+        code = shim_set_result(interp, r);
+        shim_view_refresh(si);          /* so that the next call can do without the GIL */
+        shim_gil_leave(g);
+        return code;
+    }
     case SEARCH:
         return shim_search(si, interp, objc, objv);
     case INDEX:

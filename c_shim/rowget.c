@@ -44,14 +44,16 @@
  * general path, which applies the whole rule.  tests/test_tcl_get.py checks
  * which path answers and that both agree, for every kind of value.
  *
- * shim_get_nogil answers the same rows first, without the GIL: through a
- * view (GetView) that shim_get_row made of the objects it read, tagged with
- * the read gate's layout, it looks the key's ASCII bytes up in the KeyMap and
- * copies the slot's values inside the gate (aerostore/readgate.py says why
- * that is safe while Python threads write), then makes the Tcl list outside
- * it.  Whatever it cannot decide (no view or a stale one, a transaction, a
- * chain, a value it does not convert) it leaves to the GIL path; a key the
- * map does not hold it answers with no row, as Table.get does.
+ * shim_get_nogil answers the same rows first, without the GIL (for `get`,
+ * `array_get`, `array_get_with_nulls` and `exists` of a key alone): through
+ * a view (GetView) that shim_view_refresh made under the GIL, tagged with the
+ * read gate's layout, it looks the key's ASCII bytes up in the KeyMap and
+ * copies the slot's values (and the field names) inside the gate
+ * (aerostore/readgate.py says why that is safe while Python threads write),
+ * then makes the Tcl value outside it.  Whatever it cannot decide (no view
+ * or a stale one, a transaction, a chain, a value it does not convert) it
+ * leaves to the GIL path; a key the map does not hold it answers with no row,
+ * as Table.get does.
  *
  * shim_columns_at and shim_column_value read the same views for a page of
  * settled slots (search.c: an ordered walk's page, validated there by fseq),
@@ -78,7 +80,7 @@
 
 static PyObject *state_dict;                     /* aerostore.tclbridge.state.__dict__ */
 static PyObject *n_fast_get, *n_txn_table, *n_slots, *n_rows, *n_closed, *n_fseq, *n_columns,
-                *n_arrays;
+                *n_arrays, *n_schema, *n_names, *n_spellings;
 /* aerostore._keymap's C API (its _C_API capsule): the KeyMap type, the slot of
  * a key (-1: absent; no exception is ever set) with no Python call, the same
  * for ASCII bytes with no GIL (inside the read gate), and the gate. */
@@ -127,12 +129,15 @@ void shim_get_init(void)
         n_fseq = PyUnicode_InternFromString("fseq");
         n_columns = PyUnicode_InternFromString("columns");
         n_arrays = PyUnicode_InternFromString("arrays");
+        n_schema = PyUnicode_InternFromString("schema");
+        n_names = PyUnicode_InternFromString("names");
+        n_spellings = PyUnicode_InternFromString("spellings");
         keymap_api = PyCapsule_Import("aerostore._keymap._C_API", 0);
         if (keymap_api && keymap_api->size != sizeof *keymap_api) {
             keymap_api = NULL;  /* the extension and the shim were built apart: no fast paths */
         }
         if (n_fast_get && n_txn_table && n_slots && n_rows && n_closed && n_fseq && n_columns
-                && n_arrays && keymap_api) {
+                && n_arrays && n_schema && n_names && n_spellings && keymap_api) {
             PyObject *columns = PyImport_ImportModule("aerostore.columns");
             PyObject *frozen = columns ? PyObject_GetAttrString(columns, "FROZEN") : NULL;
             state_dict = PyModule_GetDict(state);
@@ -443,6 +448,9 @@ typedef struct GetView {
     PyObject *keymap;
     const unsigned char *state;
     Py_ssize_t nstate, kp, n;
+    const char *names;          /* the field names, NUL-separated (ASCII), or NULL */
+    const char *spellings;      /* each name or alias a field answers to: its position (a
+                                 * byte), the name, NUL; a 0xFF byte after the last; or NULL */
     ShimColumn cols[];
 } GetView;
 
@@ -450,24 +458,100 @@ static GetView *get_view;           /* read with __atomic loads outside the GIL 
 
 /* Make and publish the view (GIL held); the old one is freed once no reader
  * can be inside it (the gate's drain). */
-static void view_build(uint64_t layout, PyObject *slots, PyObject *arrays, PyObject *views,
-                       Py_ssize_t kp)
+/* The n field names of store.schema.names (a tuple), each ASCII without NUL, into
+ * out (NUL after each; at most cap bytes): their total length, or -1. */
+static Py_ssize_t field_names(PyObject *store, Py_ssize_t n, char *out, Py_ssize_t cap)
+{
+    PyObject *schema = attr(store, n_schema), *names = schema ? attr(schema, n_names) : NULL;
+    Py_ssize_t used = 0, p;
+
+    if (!names || !PyTuple_CheckExact(names) || PyTuple_GET_SIZE(names) != n) {
+        used = -1;
+    }
+    for (p = 0; used >= 0 && p < n; p++) {
+        PyObject *name = PyTuple_GET_ITEM(names, p);
+        Py_ssize_t len;
+        if (!PyUnicode_CheckExact(name) || !PyUnicode_IS_COMPACT_ASCII(name)
+                || (len = PyUnicode_GET_LENGTH(name)) + 1 > cap - used
+                || memchr(PyUnicode_DATA(name), 0, (size_t)len)) {
+            used = -1;
+            break;
+        }
+        memcpy(out + used, PyUnicode_DATA(name), (size_t)len + 1);
+        used += len + 1;
+    }
+    Py_XDECREF(names);
+    Py_XDECREF(schema);
+    return used;
+}
+
+/* store.schema.spellings ((name, position) pairs) into out as GetView's
+ * spellings says (at most cap bytes): the bytes used, or -1 (a name not ASCII
+ * or with a NUL, a position past the n fields, no room). */
+static Py_ssize_t field_spellings(PyObject *store, Py_ssize_t n, char *out, Py_ssize_t cap)
+{
+    PyObject *schema = attr(store, n_schema), *sp = schema ? attr(schema, n_spellings) : NULL;
+    Py_ssize_t used = 0, i;
+
+    if (!sp || !PyTuple_CheckExact(sp)) {
+        used = -1;
+    }
+    for (i = 0; used >= 0 && i < PyTuple_GET_SIZE(sp); i++) {
+        PyObject *pair = PyTuple_GET_ITEM(sp, i), *name;
+        Py_ssize_t len, pos;
+        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2
+                || !PyUnicode_CheckExact(name = PyTuple_GET_ITEM(pair, 0))
+                || !PyUnicode_IS_COMPACT_ASCII(name)
+                || (pos = PyLong_AsSsize_t(PyTuple_GET_ITEM(pair, 1))) < 0 || pos >= n
+                || (len = PyUnicode_GET_LENGTH(name)) + 3 > cap - used
+                || memchr(PyUnicode_DATA(name), 0, (size_t)len)) {
+            used = -1;
+            break;
+        }
+        out[used++] = (char)pos;
+        memcpy(out + used, PyUnicode_DATA(name), (size_t)len + 1);
+        used += len + 1;
+    }
+    if (used >= 0) {
+        out[used++] = (char)0xFF;
+    }
+    Py_XDECREF(sp);
+    Py_XDECREF(schema);
+    return used;
+}
+
+static void view_build(uint64_t layout, PyObject *store, PyObject *slots, PyObject *arrays,
+                       PyObject *views, Py_ssize_t kp)
 {
     ShimColumn cols[64];
-    Py_ssize_t n;
+    Py_ssize_t n, nnames = -1, nspell = -1;
     GetView *v, *old;
     PyObject *state = NULL, *refs = NULL;
     const Py_buffer *b;
+    char names[1024], spell[2048];
 
     if (frozen_state < 0 || !shim_columns_at(views, kp, cols, 64, &n)
             || !(state = PyMemoryView_FromObject(PyTuple_GET_ITEM(arrays, 0)))
             || !(b = view_ok(state)) || b->itemsize != 1
             || !(refs = PyTuple_Pack(3, slots, views, state))
-            || !(v = PyMem_Calloc(1, sizeof(GetView) + (size_t)n * sizeof(ShimColumn)))) {
+            || (nnames = field_names(store, n, names, sizeof names), 0)
+            || (nspell = nnames > 0 ? field_spellings(store, n, spell, sizeof spell) : -1, 0)
+            || !(v = PyMem_Calloc(1, sizeof(GetView) + (size_t)n * sizeof(ShimColumn)
+                                     + (nnames > 0 ? (size_t)nnames : 0)
+                                     + (nspell > 0 ? (size_t)nspell : 0)))) {
         PyErr_Clear();
         Py_XDECREF(state);
         Py_XDECREF(refs);
         return;
+    }
+    if (nnames > 0) {
+        char *at = (char *)&v->cols[n];
+        memcpy(at, names, (size_t)nnames);
+        v->names = at;
+        if (nspell > 0) {
+            memcpy(at + nnames, spell, (size_t)nspell);
+            v->spellings = at + nnames;
+        }
     }
     v->layout = layout;
     v->keymap = slots;
@@ -500,21 +584,35 @@ typedef struct Cell {
         long long i;
         unsigned long long u;
     } v;
-    Py_ssize_t off, len;
+    Py_ssize_t off, len;        /* a string's bytes in the buffer */
+    Py_ssize_t name_off, name_len;  /* the field's name there (pairs only) */
 } Cell;
 
 /* Copy slot's fields from view v into cells (strings into buf, at most cap
  * bytes): 1, or 0 for a value this path does not convert (a str that is not
  * ASCII or holds a NUL, a wide int, a slot past a column).  No GIL: inside the
  * gate, whose holds keep every value and string read here whole. */
-static int copy_row(const GetView *v, Py_ssize_t slot, Cell *cells, char *buf, Py_ssize_t cap)
+static int copy_row(const GetView *v, Py_ssize_t slot, Cell *cells, char *buf, Py_ssize_t cap,
+                    int with_names)
 {
     Py_ssize_t p, used = 0;
+    const char *name = v->names;
 
     for (p = 0; p < v->n; p++) {
         const ShimColumn *c = &v->cols[p];
         Cell *out = &cells[p];
         const char *at;
+        if (with_names) {
+            Py_ssize_t len = (Py_ssize_t)strlen(name);
+            if (len > cap - used) {
+                return 0;
+            }
+            memcpy(buf + used, name, (size_t)len);
+            out->name_off = used;
+            out->name_len = len;
+            used += len;
+            name += len + 1;
+        }
         if (c->kind == COL_KEY) {
             out->kind = CELL_KEY;
             continue;
@@ -587,45 +685,71 @@ static int copy_row(const GetView *v, Py_ssize_t slot, Cell *cells, char *buf, P
 
 /* The cells as a Tcl list (refcount 0): each value as convert.c makes it of
  * the Python value (the same functions), the key field the argument itself. */
-static Tcl_Obj *cells_to_tcl(const Cell *cells, Py_ssize_t n, const char *buf, Tcl_Obj *key)
+static Tcl_Obj *cells_to_tcl(const Cell *cells, const int *sel, Py_ssize_t n, const char *buf,
+                             Tcl_Obj *key, ShimRowForm form)
 {
-    Tcl_Obj *small[16], **objs = small, *list;
-    Py_ssize_t p;
+    Tcl_Obj *small[32], **objs = small, *list;
+    Py_ssize_t i, k = 0;
+    int pairs = form != SHIM_ROW_LIST;
 
-    if (n > 16 && !(objs = ckalloc(sizeof(Tcl_Obj *) * n))) {
+    if (2 * n > 32 && !(objs = (Tcl_Obj **)ckalloc(sizeof(Tcl_Obj *) * 2 * n))) {
         return NULL;
     }
-    for (p = 0; p < n; p++) {
-        const Cell *c = &cells[p];
+    for (i = 0; i < n; i++) {
+        const Cell *c = &cells[sel[i]];
+        Tcl_Obj *o;
+        if (c->kind == CELL_NULL && form == SHIM_ROW_PAIRS) {
+            continue;           /* array_get leaves nulls out, as Session._named does */
+        }
         switch (c->kind) {
         case CELL_KEY:
-            objs[p] = key;
+            o = key;
             break;
         case CELL_NULL:
-            objs[p] = shim_null_to_tcl();
+            o = shim_null_to_tcl();
             break;
         case CELL_F64:
-            objs[p] = shim_double_to_tcl(c->v.d);
+            o = shim_double_to_tcl(c->v.d);
             break;
         case CELL_INT:
-            objs[p] = shim_wide_to_tcl(c->v.i);
+            o = shim_wide_to_tcl(c->v.i);
             break;
         case CELL_U64:
-            objs[p] = shim_u64_to_tcl(c->v.u);
+            o = shim_u64_to_tcl(c->v.u);
             break;
         case CELL_BOOL:
-            objs[p] = shim_bool_to_tcl((int)c->v.i);
+            o = shim_bool_to_tcl((int)c->v.i);
             break;
         default:
-            objs[p] = Tcl_NewStringObj(buf + c->off, (int)c->len);
+            o = Tcl_NewStringObj(buf + c->off, (int)c->len);
             break;
         }
+        if (pairs) {
+            objs[k++] = Tcl_NewStringObj(buf + c->name_off, (int)c->name_len);
+        }
+        objs[k++] = o;
     }
-    list = Tcl_NewListObj((int)n, objs);
+    list = Tcl_NewListObj((int)k, objs);
     if (objs != small) {
         ckfree(objs);
     }
     return list;
+}
+
+/* The position of field name s (n bytes) among the view's spellings, or -1. */
+static int spelled(const GetView *v, const char *s, int n)
+{
+    const char *at = v->spellings;
+
+    while ((unsigned char)*at != 0xFF) {
+        int pos = (unsigned char)*at++;
+        size_t len = strlen(at);
+        if (len == (size_t)n && memcmp(at, s, (size_t)n) == 0) {
+            return pos;
+        }
+        at += len + 1;
+    }
+    return -1;
 }
 
 /* How long a get waits for a writer's hold of the gate (a freeze, about 0.1-1
@@ -639,11 +763,12 @@ static long long now_ns(void)
     return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-int shim_get_nogil(ShimInterp *si, Tcl_Interp *interp, Tcl_Obj *key_obj)
+int shim_get_nogil(ShimInterp *si, Tcl_Interp *interp, Tcl_Obj *key_obj, ShimRowForm form,
+                   int nf, Tcl_Obj *const fields[])
 {
     ReadGate *g;
-    const char *s;
-    int len, i;
+    const char *s, *fs[64];
+    int len, i, flen[64], sel[64];
     Tcl_WideInt w;
     long long start = 0;
     Cell cells[64];
@@ -656,6 +781,12 @@ int shim_get_nogil(ShimInterp *si, Tcl_Interp *interp, Tcl_Obj *key_obj)
             || *(PyObject **)((char *)si->session + txn_offset) != Py_None
             || shim_is_pure_int(key_obj, &w)) {
         return SHIM_NOT_HANDLED;     /* a transaction, an int key: the GIL path decides */
+    }
+    if (nf > 64 || (nf && form == SHIM_ROW_EXISTS)) {
+        return SHIM_NOT_HANDLED;
+    }
+    for (i = 0; i < nf; i++) {
+        fs[i] = Tcl_GetStringFromObj(fields[i], &flen[i]);
     }
     s = Tcl_GetStringFromObj(key_obj, &len);
     for (i = 0; i < len; i++) {
@@ -687,7 +818,14 @@ int shim_get_nogil(ShimInterp *si, Tcl_Interp *interp, Tcl_Obj *key_obj)
             continue;
         }
         v = __atomic_load_n(&get_view, __ATOMIC_ACQUIRE);
-        ok = v && v->layout == rg_layout(g) && v->n <= 64;
+        ok = v && v->layout == rg_layout(g) && v->n <= 64 && (!nf || v->spellings);
+        if (ok && nf) {
+            /* the fields named, by name or alias (a name the view does not
+             * know: the GIL path says what is wrong) */
+            for (i = 0; ok && i < nf; i++) {
+                ok = (sel[i] = spelled(v, fs[i], flen[i])) >= 0;
+            }
+        }
         if (ok) {
             /* A key the map does not hold has no version at all: no row.  (An
              * insert stores its key before it commits, a key leaves the map
@@ -696,7 +834,10 @@ int shim_get_nogil(ShimInterp *si, Tcl_Interp *interp, Tcl_Obj *key_obj)
             slot = keymap_api->lookup_ascii(v->keymap, s, len);
             n = slot < 0 ? 0 : v->n;
             ok = slot < 0 || (slot < v->nstate && v->state[slot] == frozen_state
-                              && copy_row(v, slot, cells, buf, sizeof buf));
+                              && (form == SHIM_ROW_EXISTS
+                                  || ((form == SHIM_ROW_LIST || v->names)
+                                      && copy_row(v, slot, cells, buf, sizeof buf,
+                                                  form != SHIM_ROW_LIST))));
         }
         if (!rg_leave(g, seq)) {
             continue;                /* a hold began meanwhile: read again */
@@ -707,15 +848,54 @@ int shim_get_nogil(ShimInterp *si, Tcl_Interp *interp, Tcl_Obj *key_obj)
         }
         break;
     }
-    if (n == 0) {
+    if (!nf) {
+        for (i = 0; i < n; i++) {
+            sel[i] = i;              /* every field, in order */
+        }
+    }
+    if (form == SHIM_ROW_EXISTS) {
+        Tcl_SetObjResult(interp, shim_bool_to_tcl(n != 0));
+    } else if (n == 0) {
         Tcl_ResetResult(interp);     /* no such key: the empty result, as the GIL path gives */
-    } else if ((res = cells_to_tcl(cells, n, buf, key_obj)) != NULL) {
+    } else if ((res = cells_to_tcl(cells, sel, nf ? nf : n, buf, key_obj, form)) != NULL) {
         Tcl_SetObjResult(interp, res);
     } else {
         return SHIM_NOT_HANDLED;
     }
     __atomic_add_fetch(&g->answered, 1, __ATOMIC_RELAXED);
     return TCL_OK;
+}
+
+void shim_view_refresh(ShimInterp *si)
+{
+    PyObject *fast, *store, *closed = NULL, *slots = NULL, *columns = NULL, *arrays = NULL;
+    GetView *v = __atomic_load_n(&get_view, __ATOMIC_ACQUIRE);
+    Py_ssize_t kp;
+    uint64_t layout;
+
+    if (!state_dict) {
+        return;
+    }
+    layout = rg_layout(keymap_api->gate);      /* before what it tags is read */
+    if (v && v->layout == layout) {
+        return;
+    }
+    fast = PyDict_GetItemWithError(state_dict, n_fast_get);       /* borrowed */
+    if (fast && PyTuple_CheckExact(fast) && PyTuple_GET_SIZE(fast) == 3
+            && (kp = PyLong_AsSsize_t(PyTuple_GET_ITEM(fast, 2))) >= 0
+            && (closed = attr(PyTuple_GET_ITEM(fast, 1), n_closed)) == Py_False
+            && (slots = attr(store = PyTuple_GET_ITEM(fast, 0), n_slots))
+            && Py_TYPE(slots) == keymap_api->type
+            && (columns = attr(store, n_columns)) && (arrays = attr(columns, n_arrays))
+            && PyTuple_CheckExact(arrays) && PyTuple_GET_SIZE(arrays) >= 4
+            && PyTuple_CheckExact(PyTuple_GET_ITEM(arrays, 3))) {
+        view_build(layout, store, slots, arrays, PyTuple_GET_ITEM(arrays, 3), kp);
+    }
+    PyErr_Clear();
+    Py_XDECREF(closed);
+    Py_XDECREF(slots);
+    Py_XDECREF(columns);
+    Py_XDECREF(arrays);
 }
 
 int shim_get_row(ShimInterp *si, Tcl_Interp *interp, Tcl_Obj *key_obj, PyObject *key)
@@ -728,12 +908,10 @@ int shim_get_row(ShimInterp *si, Tcl_Interp *interp, Tcl_Obj *key_obj, PyObject 
     FieldAt small[16], *at = small;
     Tcl_Obj *res, *given = NULL;
     int code = SHIM_NOT_HANDLED;
-    uint64_t layout;
 
     if (!state_dict || !si->session || !PyUnicode_CheckExact(key)) {
         return SHIM_NOT_HANDLED;
     }
-    layout = rg_layout(keymap_api->gate);      /* before what it tags is read */
     fast = PyDict_GetItemWithError(state_dict, n_fast_get);       /* borrowed */
     if (!fast || !PyTuple_CheckExact(fast) || PyTuple_GET_SIZE(fast) != 3) {
         PyErr_Clear();
@@ -791,9 +969,6 @@ int shim_get_row(ShimInterp *si, Tcl_Interp *interp, Tcl_Obj *key_obj, PyObject 
     if (res) {
         Tcl_SetObjResult(interp, res);
         code = TCL_OK;
-        if (!get_view || get_view->layout != layout) {
-            view_build(layout, slots, arrays, views, kp);     /* what shim_get_nogil reads */
-        }
     } else {
         code = shim_python_error(interp);
     }

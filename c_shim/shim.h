@@ -167,11 +167,21 @@ void shim_get_init(void);
  * not be converted), or SHIM_NOT_HANDLED with nothing done (no Python error
  * set): then session.t_get decides.  GIL held. */
 int shim_get_row(ShimInterp *si, Tcl_Interp *interp, Tcl_Obj *key_obj, PyObject *key);
-/* The same answer without the GIL (aerostore/readgate.py): the settled row of
- * an ASCII key, read through the view shim_get_row last made, inside the read
- * gate; TCL_OK with the result set, or SHIM_NOT_HANDLED with nothing done.
- * Call it without the GIL. */
-int shim_get_nogil(ShimInterp *si, Tcl_Interp *interp, Tcl_Obj *key_obj);
+/* What shim_get_nogil answers: `get key` (the row as a list),
+ * `array_get key` (name value pairs, nulls left out), `array_get_with_nulls
+ * key` (every pair), `exists key` (1 or 0). */
+typedef enum { SHIM_ROW_NONE, SHIM_ROW_LIST, SHIM_ROW_PAIRS, SHIM_ROW_PAIRS_NULLS,
+               SHIM_ROW_EXISTS } ShimRowForm;
+/* The same answers without the GIL (aerostore/readgate.py): the settled row of
+ * an ASCII key, or the nf fields named (names or aliases; not for exists),
+ * read through the view shim_view_refresh last made, inside the read gate;
+ * TCL_OK with the result set, or SHIM_NOT_HANDLED with nothing done.  Call it
+ * without the GIL. */
+int shim_get_nogil(ShimInterp *si, Tcl_Interp *interp, Tcl_Obj *key_obj, ShimRowForm form,
+                   int nf, Tcl_Obj *const fields[]);
+/* Make the view shim_get_nogil reads when it is missing or stale and a store
+ * is open (GIL held; nothing happens otherwise). */
+void shim_view_refresh(ShimInterp *si);
 /* One field of the row views (Columns.arrays[3], columns.py) as a page of
  * settled slots reads it (search.c): what `get` reads per row, worked out
  * once per page.  kind is rowget.c's own (two of them named here: a list, for

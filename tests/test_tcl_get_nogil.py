@@ -32,6 +32,16 @@ def delta(before):
     return tuple(b - a for a, b in zip(before, counts()))
 
 
+def python_path(t, *words) -> str:
+    """``words`` answered by the GIL path: the gate held, a call waits for it
+    (5 ms), then takes that path."""
+    readgate.hold()
+    try:
+        return t.call(*words)
+    finally:
+        readgate.release()
+
+
 @pytest.fixture
 def warm(tcl):
     """The rows loaded, and one get through the GIL path: it makes the view."""
@@ -143,11 +153,12 @@ def test_other_layouts_and_values_the_gil_path_converts(tcl):
         tcl.call("FlightState", "get", "m1")             # makes the view
         before = counts()
         got = {k: tcl.call("FlightState", "get", k) for k in ("m1", "m2", "m3", "m4")}
-        for k, words in got.items():
-            assert words == tcl.call("FlightState", "get", k, *names)
         # m3, m4: a str this path does not convert (not ASCII, a NUL)
         answered, fell_back, _ = delta(before)
         assert (answered, fell_back) == (2, 2)
+        for k, words in got.items():
+            assert words == python_path(tcl, "FlightState", "get", k)
+            assert words == tcl.call("FlightState", "get", k, *names)
 
 
 WRITER_READERS = r"""
@@ -201,7 +212,12 @@ set reader {
         while {![tsv::get run stop]} {
             for {set j 0} {$j < 200} {incr j} {
                 set k k[expr {int(rand() * $n * 2)}]
-                set r [FlightState get $k]
+                if {$j % 2} {
+                    set r [FlightState get $k]
+                } else {
+                    set r {}
+                    foreach {f v} [FlightState array_get $k] { lappend r $v }
+                }
                 incr gets
                 if {$r eq ""} continue
                 lassign $r id lat lon alt gs upd
@@ -236,6 +252,7 @@ exit
 
 
 def test_readers_without_the_gil_see_whole_rows_while_a_writer_changes_them(shim):
+    # gets and array_gets (every field, in field order) of random keys, half of them absent
     p = tclsh(WRITER_READERS, timeout=300)
     out = dict((line.split(" ", 1)[0], line.split(" ", 1)[1]) for line in p.stdout.splitlines()
                if line.startswith(("top", "answered", "holds")))
@@ -263,3 +280,70 @@ def test_a_closed_store_is_not_kept_alive_by_the_view(warm):
     assert sys.getrefcount(arr) == held - 1
     e = warm.error("FlightState", "get", "UAL1")
     assert e.code.split()[:2] == ["AEROSTORE", "USAGE"] or "init" in e.message, e.code
+
+
+ALL = ["flight_id", "lat", "lon", "altitude", "gs", "updated_at"]
+
+
+@pytest.mark.parametrize("cmd", ["array_get", "array_get_with_nulls"])
+def test_array_get_without_the_gil_is_the_python_paths(warm, cmd):
+    warm.call("FlightState", cmd, "UAL1")            # a view, if the fixture's get made none
+    before = counts()
+    got = {row[0]: warm.call("FlightState", cmd, row[0]) for row in ROWS}
+    assert warm.call("FlightState", cmd, "NOPE") == ""
+    assert delta(before)[0] == len(ROWS) + 1
+    for k, words in got.items():
+        assert words == python_path(warm, "FlightState", cmd, k)
+        assert words == warm.call("FlightState", cmd, k, *ALL)
+    # nulls: array_get leaves them out, array_get_with_nulls keeps them as ""
+    words = warm.tk.splitlist(warm.call("FlightState", cmd, "NUL5"))
+    assert words[:2] == ("flight_id", "NUL5")
+    assert len(words) == (2 if cmd == "array_get" else 12)
+
+
+def test_exists_without_the_gil(warm):
+    warm.call("FlightState", "exists", "UAL1")
+    before = counts()
+    assert warm.call("FlightState", "exists", "UAL1") == "1"
+    assert warm.call("FlightState", "exists", "NOPE") == "0"
+    assert delta(before) == (2, 0, 0)
+    db = state.database()
+    reader = db.begin()                        # keeps the old version: a chain
+    try:
+        reader.table("FlightState").get("DAL2")
+        warm.call("FlightState", "delete", "DAL2")
+        before = counts()
+        assert warm.call("FlightState", "exists", "DAL2") == "0"
+        assert delta(before) == (0, 1, 0)
+    finally:
+        reader.rollback()
+
+
+def test_the_view_is_made_by_any_of_the_row_commands(tcl):
+    tcl.call("FlightState", "ingest_tsv", tsv_of(ROWS))
+    readgate.changed()
+    before = counts()
+    tcl.call("FlightState", "exists", "UAL1")        # the GIL path, which makes the view
+    tcl.call("FlightState", "array_get", "UAL1")
+    assert delta(before) == (1, 1, 0)
+
+
+@pytest.mark.parametrize("cmd", ["get", "array_get", "array_get_with_nulls"])
+def test_fields_named_without_the_gil_are_the_python_paths(warm, cmd):
+    warm.call("FlightState", "get", "UAL1")
+    names = [["alt"], ["gs", "flight_id", "lat"], ["ts", "groundspeed", "longitude"], ["gs"] * 3]
+    before = counts()
+    got = {(k, tuple(f)): warm.call("FlightState", cmd, k, *f) for k in ("UAL1", "NUL5", "JBU6", "NOPE")
+           for f in names}
+    assert delta(before)[0] == len(got)
+    for (k, f), words in got.items():
+        assert words == python_path(warm, "FlightState", cmd, k, *f), (k, f)
+
+
+def test_an_unknown_field_is_the_python_paths_error(warm):
+    warm.call("FlightState", "get", "UAL1")
+    before = counts()
+    e = warm.error("FlightState", "get", "UAL1", "alt", "nosuch")
+    assert e.code.split()[:4] == ["AEROSTORE", "USAGE", "FIELD", "nosuch"]
+    assert delta(before)[1] == 1
+    assert warm.call("FlightState", "get", "NOPE", "nosuch") == ""     # no row: no check, as before
