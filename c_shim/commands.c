@@ -63,8 +63,8 @@ static const OptionForm watch_form = {.options = watch_options, .tail = 1};
  * Arguments after the command words: at least min, at most max (-1: any), and
  * beyond min they come in groups of `step` (0: no extra).  `form`: the words
  * of a Kind OPTIONS command; `row`: what a Kind ROW command answers from a
- * settled row without the GIL when given the key alone (rowget.c), else it is
- * a CALL. */
+ * settled row without the GIL when it can (rowget.c, shim_get_nogil); when
+ * it cannot, the command is a CALL that also refreshes the view. */
 typedef struct Spec {
     const char *name;
     const char *method;

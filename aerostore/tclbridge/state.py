@@ -57,7 +57,9 @@ def _fast_get(table):
     ``store.slots[key]``, ``store.rows[slot]`` (the key: a settled row) and
     the row views ``store.columns.arrays[3]`` (columns.py), whose buffers it
     reads at the slot; anything else it leaves to Session.t_get.  Set and
-    cleared with ``current``.  (Not their ``vars()``: making an object's
+    cleared with ``current``, each time followed by ``readgate.changed()``:
+    the shim's path without the GIL reads a view of these objects that it
+    made under the GIL (aerostore/readgate.py), which the change makes stale.  (Not their ``vars()``: making an object's
     ``__dict__`` turns off CPython 3.11's inline attribute values, and every
     attribute access of the engine on them got slower: +20% instructions in a
     top-50 search.)"""
