@@ -153,6 +153,13 @@ def markdown(doc) -> str:
             ["query", "engine", "alone p50 / p99", "under feed p50 / p99 / max", "p50 ratio",
              "samples (per s)", "errors", "p99 target"], rows)
         out.append("")
+        for n in have:
+            c = engines[n]["runs"][rs]["live"].get("counters") or {}
+            if "readgate_answered" in c:
+                out += [f"{label[n]}, read gate over this phase (aerostore/readgate.py): "
+                        f"{c['readgate_answered']:,} gets answered without the GIL, "
+                        f"{c.get('readgate_fell_back', 0):,} left to the GIL path, "
+                        f"{c.get('readgate_waited', 0):,} waited for a writer's hold first.", ""]
     tg = targets(doc)
     if tg:
         out += [f"## Issue 11 targets, Aerostore, R = {cfg['readers'][0]}", ""] + md_table(

@@ -45,10 +45,13 @@ def latency_stats(us) -> dict:
 def summarize_phase(recs, secs, rate, keep_samples=False) -> dict:
     by_kind, feed = {}, None
     late = 0
+    counters = {}
     for r in recs:
         late = max(late, r.get("late_start_us", 0))
         if r.get("role") == "feed":
             feed = r
+        elif r.get("role") == "engine":
+            counters = r.get("counters", {})
         else:
             by_kind.setdefault(r["kind"], []).append(r)
     queries = {}
@@ -83,7 +86,8 @@ def summarize_phase(recs, secs, rate, keep_samples=False) -> dict:
             f["lag_max_ms"] = lag[-1] / 1000.0
         if keep_samples:
             f["samples"] = (feed["t"], feed["us"])
-    return {"secs": secs, "rate": rate, "late_start_ms": late / 1000.0, "queries": queries, "feed": f}
+    return {"secs": secs, "rate": rate, "late_start_ms": late / 1000.0, "queries": queries, "feed": f,
+            "counters": counters}
 
 
 def bins(samples, secs, width=0.5) -> dict:

@@ -55,6 +55,11 @@ def test_live_smoke_aerostore(tmp_path):
     assert feed["batches_ok"] + feed["errors"] >= 1
     assert feed["rows_ok"] == 100 * feed["batches_ok"]
     assert e["checks"]["count"].isdigit()
+    # the engine's counters over the phase: the readers' gets, most without the GIL
+    c = run["live"]["counters"]
+    assert c["readgate_answered"] > 0
+    assert c["readgate_answered"] + c["readgate_fell_back"] == run["live"]["queries"]["get"]["n"]
+    assert "gets answered without the GIL" in md
     assert [pt["rate"] for pt in e["sweep"]["points"]] == [1000]
     assert "## R = 2 readers" in md and "Sustainable feed rate" in md
     assert "1,000 rows" in md

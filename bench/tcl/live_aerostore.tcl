@@ -19,6 +19,17 @@ proc eng_connect {} {
 
 proc eng_close_main {} { catch {aerostore::close} }
 
+# The read gate's counters (aerostore::stats, docs/tcl.md): how many of the
+# readers' get calls were answered without the GIL.
+proc eng_counters {} {
+    set s [aerostore::stats]
+    set out {}
+    foreach k {readgate_answered readgate_fell_back readgate_waited} {
+        dict set out $k [dict get $s $k]
+    }
+    return $out
+}
+
 # One durable transaction of 100 rows: ingest_tsv with batch_size = the batch.
 proc eng_feed {tsv} {
     FlightState ingest_tsv $tsv [param batch_rows 100]

@@ -26,6 +26,13 @@ set_params [lrange $argv 1 end]
 source $ENGINE_FILE
 package require Thread
 
+# eng_counters -> a dict of the engine's own counters (numbers), read before
+# and after each phase: their growth goes into the phase's file as a record of
+# role "engine".  Engines that have none say nothing.
+if {[info commands eng_counters] eq ""} {
+    proc eng_counters {} { return {} }
+}
+
 set ::READERS {}
 set ::FEEDER ""
 
@@ -107,7 +114,16 @@ proc cmd_phase {name nreaders kinds rate secs newbase newfrac seed out} {
         lappend tids $::FEEDER
         lappend cmds [list feed_run $rate $t0 $deadline $newbase $newfrac [expr {$seed * 1000 + 999}]]
     }
+    set c0 [eng_counters]
     set res [all_threads $tids $cmds]
+    set c1 [eng_counters]
+    if {[dict size $c1]} {
+        set parts {}
+        dict for {k v} $c1 {
+            lappend parts "[json_str $k]:[expr {$v - [dict get $c0 $k]}]"
+        }
+        lappend res "\{\"role\":\"engine\",\"counters\":\{[join $parts ,]\}\}"
+    }
     set f [open $out w]
     puts $f [join $res \n]
     close $f
