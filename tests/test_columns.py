@@ -170,3 +170,27 @@ def test_an_int_field_wider_than_64_bits_is_a_list():
     assert 1 not in c.cols and [c.row(i, r[0]) for i, r in enumerate(rows)] == rows
     vec, rest = vector_terms(W, Query(SimpleNamespace(schema=W)).where(">", "r", 5).terms)
     assert not vec and len(rest) == 1
+
+
+def test_value_writes_hold_the_read_gate_and_new_arrays_change_the_layout():
+    # readers without the GIL (readgate.py) read values and states: only
+    # freeze, load and clear write them (or let strings go), each inside a
+    # hold; a thaw writes a state only; replacing the arrays moves the layout on
+    from aerostore import readgate
+    c = Columns(S)
+    rows = _rows([(1, 2, 1.5, True), (3, 4, 2.5, None)])
+
+    def moved(fn):
+        s0 = readgate.stats()
+        fn()
+        s1 = readgate.stats()
+        assert s1["depth"] == 0 and s1["seq"] % 2 == 0
+        return s1["holds"] - s0["holds"], s1["layout"] - s0["layout"]
+
+    holds, layout = moved(lambda: c.load(rows))              # new arrays
+    assert holds == 1 and layout >= 1
+    assert moved(lambda: c.thaw([0])) == (0, 0)
+    assert moved(lambda: c.freeze([0], [rows[0]])) == (1, 0)
+    assert moved(lambda: c.clear([1])) == (1, 0)
+    holds, layout = moved(lambda: c.freeze([5000], [rows[0]]))    # past the capacity: it grows
+    assert holds == 1 and layout >= 1

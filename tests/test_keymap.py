@@ -175,3 +175,26 @@ def test_a_load_with_a_key_twice_is_refused_and_changes_nothing():
             st.load(dup)
         st._check()
         assert t.query().rows() == [("K", 1.0, 2.0, 3, 4, 5)]
+
+
+def test_what_moves_or_frees_memory_holds_the_read_gate():
+    # readers without the GIL (the Tcl shim's get, readgate.py) read the map's
+    # arrays: a resize, growing the key array, moving a key and clear hold the
+    # gate; an insert into room, a lookup and a delete do not (a delete drains)
+    from aerostore import readgate
+    m = KeyMap()
+    m["a"] = 0
+
+    def holds(fn):
+        h = readgate.stats()["holds"]
+        fn()
+        return readgate.stats()["holds"] - h
+
+    assert holds(lambda: m.get("a")) == 0
+    assert holds(lambda: m.__setitem__("b", 1)) == 0          # room in both arrays
+    assert holds(lambda: m.update((f"k{i}", i + 2) for i in range(100))) > 0    # they grow
+    assert holds(lambda: m.__delitem__("b")) == 0
+    assert holds(lambda: m.__setitem__("a", 1)) == 1          # a key moves to another slot
+    assert holds(m.clear) == 1
+    m._check()
+    assert readgate.stats()["depth"] == 0
