@@ -15,6 +15,9 @@ from __future__ import annotations
 import sys
 
 import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from aerostore import readgate
 from aerostore.tclbridge import state
@@ -347,3 +350,77 @@ def test_an_unknown_field_is_the_python_paths_error(warm):
     assert e.code.split()[:4] == ["AEROSTORE", "USAGE", "FIELD", "nosuch"]
     assert delta(before)[1] == 1
     assert warm.call("FlightState", "get", "NOPE", "nosuch") == ""     # no row: no check, as before
+
+
+# -- a state machine: writes from Python, snapshots held and let go, reads from Tcl ----
+
+KEYS = [f"s{i}" for i in range(12)]
+
+
+class GetsAgainstTheEngine(RuleBasedStateMachine):
+    """Every step changes the table from Python (upserts, deletes, snapshots
+    that keep versions in chains, vacuums that settle them) and then reads
+    every key from Tcl, whichever path answers, against ``Table.get``.  The
+    rows move between settled, chained, deleted and reused slots; the arrays
+    grow.  At the end the gate must have answered some reads itself."""
+
+    def __init__(self):
+        super().__init__()
+        from test_tcl_support import Interp, reset_store
+        reset_store()
+        self.t = Interp()
+        self.t.eval("aerostore::init :memory:")
+        self.flights = state.flights()
+        self.snaps = []
+        self.n = 0
+        self.answered0 = counts()[0]
+
+    @rule(k=st.sampled_from(KEYS), alt=st.integers(-1000, 50000))
+    def upsert(self, k, alt):
+        self.n += 1
+        self.flights.upsert_many([(k, 1.0 * alt / 7, -2.0, alt, alt % 600, self.n)])
+
+    @rule(ks=st.lists(st.sampled_from(KEYS), min_size=1, max_size=6, unique=True))
+    def upsert_batch(self, ks):
+        self.n += 1
+        self.flights.upsert_many([(k, None, 3.5, self.n, None, self.n) for k in ks])
+
+    @rule(k=st.sampled_from(KEYS))
+    def delete(self, k):
+        self.flights.delete(k)
+
+    @rule(k=st.integers(0, 10_000))
+    def new_key(self, k):
+        self.flights.upsert_many([(f"n{k}", 0.5, 0.5, k, 1, k)])
+
+    @rule()
+    def hold_a_snapshot(self):
+        txn = state.database().begin()
+        txn.table("FlightState").get(KEYS[0])
+        self.snaps.append(txn)
+
+    @rule()
+    def let_snapshots_go(self):
+        for txn in self.snaps:
+            txn.rollback()
+        self.snaps = []
+        from conftest import vacuum_now
+        vacuum_now(state.database())
+
+    @invariant()
+    def every_key_reads_as_the_engine_has_it(self):
+        for k in KEYS + ["n1", "nope"]:
+            assert self.t.list("FlightState", "get", k) == expected(k), k
+            assert self.t.call("FlightState", "exists", k) == ("1" if expected(k) else "0"), k
+
+    def teardown(self):
+        for txn in self.snaps:
+            txn.rollback()
+        from test_tcl_support import reset_store
+        reset_store()
+        assert counts()[0] > self.answered0         # the gate's path answered some reads
+
+
+GetsAgainstTheEngine.TestCase.settings = settings(max_examples=25, stateful_step_count=25,
+                                                  deadline=None)
+test_gets_against_the_engine = GetsAgainstTheEngine.TestCase
