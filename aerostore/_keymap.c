@@ -729,6 +729,7 @@ static struct {
     Py_ssize_t (*lookup_ascii)(PyObject *, const char *, Py_ssize_t);
     ReadGate *gate;
     int (*keep)(PyObject *, uint64_t);
+    void (*drain)(void);
 } capi;
 
 static struct PyModuleDef keymap_module = {
@@ -757,6 +758,7 @@ PyInit__keymap(void)
     capi.lookup_ascii = capi_lookup_ascii;
     capi.gate = &rg_gate;
     capi.keep = rg_keep;
+    capi.drain = rg_drain;
     if (PyModule_AddFunctions(mod, rg_methods) < 0) {
         Py_DECREF(mod);
         return NULL;

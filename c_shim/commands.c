@@ -279,6 +279,22 @@ static int call_and_set_result(ShimInterp *si, Tcl_Interp *interp, const char *m
     return code;
 }
 
+/* A row read the path without the GIL left (get, array_get, exists ...):
+ * session.<method>(args) under the GIL, then the view that path reads made
+ * if it is stale, in the same GIL section, so that the next call can do
+ * without it.  TCL_OK or TCL_ERROR. */
+static int row_call(ShimInterp *si, Tcl_Interp *interp, const char *method, int n,
+                    Tcl_Obj *const objv[])
+{
+    PyGILState_STATE g = shim_gil_enter();
+    PyObject *r = shim_call(si, method, n, objv);
+    int code = shim_set_result(interp, r);
+
+    shim_view_refresh(si);
+    shim_gil_leave(g);
+    return code;
+}
+
 /* FlightState get key ?field ...?: the row or the fields named from rowget.c
  * without the GIL when it can answer; else a whole row from rowget.c with the
  * GIL, else session.t_get (the key converted once for both). */
@@ -292,14 +308,10 @@ static int get_cmd(ShimInterp *si, Tcl_Interp *interp, int objc, Tcl_Obj *const 
     if (code != SHIM_NOT_HANDLED) {
         return code;
     }
-    g = shim_gil_enter();
     if (objc != 3) {
-        r = shim_call(si, "t_get", objc - 2, objv + 2);
-        code = shim_set_result(interp, r);
-        shim_view_refresh(si);          /* so that the next get can do without the GIL */
-        shim_gil_leave(g);
-        return code;
+        return row_call(si, interp, "t_get", objc - 2, objv + 2);
     }
+    g = shim_gil_enter();
     base[2] = shim_arg_to_py(objv[2]);
     if (!base[2]) {
         code = shim_python_error(interp);
@@ -401,20 +413,11 @@ static int table_cmd(ClientData cd, Tcl_Interp *interp, int objc, Tcl_Obj *const
     switch (spec->kind) {
     case GET:
         return get_cmd(si, interp, objc, objv);
-    case ROW: {
-        PyGILState_STATE g;
-        PyObject *r;
-        int code;
+    case ROW:
         if (shim_get_nogil(si, interp, objv[2], spec->row, objc - 3, objv + 3) == TCL_OK) {
             return TCL_OK;
         }
-        g = shim_gil_enter();
-        r = shim_call(si, spec->method, objc - 2, objv + 2);
-        code = shim_set_result(interp, r);
-        shim_view_refresh(si);          /* so that the next call can do without the GIL */
-        shim_gil_leave(g);
-        return code;
-    }
+        return row_call(si, interp, spec->method, objc - 2, objv + 2);
     case SEARCH:
         return shim_search(si, interp, objc, objv);
     case INDEX:

@@ -83,7 +83,8 @@ static PyObject *n_fast_get, *n_txn_table, *n_slots, *n_rows, *n_closed, *n_fseq
                 *n_arrays, *n_schema, *n_names, *n_spellings;
 /* aerostore._keymap's C API (its _C_API capsule): the KeyMap type, the slot of
  * a key (-1: absent; no exception is ever set) with no Python call, the same
- * for ASCII bytes with no GIL (inside the read gate), and the gate. */
+ * for ASCII bytes with no GIL (inside the read gate), the gate, and its keep
+ * and drain (_readgate.c). */
 static struct {
     size_t size;                /* the struct's, checked: builds that do not match do without */
     PyTypeObject *type;
@@ -91,6 +92,7 @@ static struct {
     Py_ssize_t (*lookup_ascii)(PyObject *, const char *, Py_ssize_t);
     ReadGate *gate;
     int (*keep)(PyObject *, uint64_t);
+    void (*drain)(void);
 } *keymap_api;
 static long frozen_state = -1;                   /* aerostore.columns.FROZEN */
 static PyTypeObject *session_type;               /* Session, whose _txn_table is a slot ... */
@@ -292,11 +294,82 @@ static int locate(PyObject *views, Py_ssize_t i, Py_ssize_t kp, FieldAt *at, Py_
     }
 }
 
+/* A field's value as read from its column, before it becomes a Tcl value:
+ * what field_to_tcl and the path without the GIL (copy_row, which copies
+ * strings into a buffer) share. */
+enum { CELL_NULL, CELL_F64, CELL_INT, CELL_U64, CELL_BOOL, CELL_STR, CELL_KEY };
+typedef struct Cell {
+    int kind;
+    union {
+        double d;
+        long long i;
+        unsigned long long u;
+    } v;
+    Py_ssize_t off, len;        /* a string's bytes in the buffer */
+    Py_ssize_t name_off, name_len;  /* the field's name there (pairs only) */
+} Cell;
+
+/* The value at `at` of a numeric column of kind `kind` (unaligned-safe) into
+ * out: 1, or 0 for a kind that is not numeric.  The one home of how each
+ * column type is read. */
+static int read_number(int kind, const char *at, Cell *out)
+{
+    switch (kind) {
+    case COL_F64:
+        out->kind = CELL_F64;
+        memcpy(&out->v.d, at, sizeof(double));
+        return 1;
+    case COL_U64:
+        out->kind = CELL_U64;
+        memcpy(&out->v.u, at, sizeof(unsigned long long));
+        return 1;
+/* an int column of C type T: its value as a wide int */
+#define INT_CELL(K, T)                    \
+    case K: {                             \
+        T x;                              \
+        memcpy(&x, at, sizeof x);         \
+        out->kind = CELL_INT;             \
+        out->v.i = (long long)x;          \
+        return 1;                         \
+    }
+    INT_CELL(COL_I64, long long)
+    INT_CELL(COL_I32, int32_t)
+    INT_CELL(COL_U32, uint32_t)
+    INT_CELL(COL_I16, int16_t)
+    INT_CELL(COL_U16, uint16_t)
+#undef INT_CELL
+    case COL_BOOL:
+        out->kind = CELL_BOOL;
+        out->v.i = *(const signed char *)at != 0;
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* A number read_number made, as the Tcl value convert.c makes of the Python
+ * value (new, refcount 0). */
+static Tcl_Obj *number_to_tcl(const Cell *c)
+{
+    switch (c->kind) {
+    case CELL_F64:
+        return shim_double_to_tcl(c->v.d);
+    case CELL_U64:
+        return shim_u64_to_tcl(c->v.u);
+    case CELL_BOOL:
+        return shim_bool_to_tcl((int)c->v.i);
+    default:
+        return shim_wide_to_tcl(c->v.i);
+    }
+}
+
 /* The Tcl value of one located field (the key: `given` if not NULL), new
  * (refcount 0), or NULL with a Python error.  Each value is what convert.c
  * makes of the Python value Columns.row gives for it. */
 static Tcl_Obj *field_to_tcl(const FieldAt *f, PyObject *key, Tcl_Obj *given)
 {
+    Cell c;
+
     switch (f->kind) {
     case COL_KEY:
         return given ? given : shim_py_to_tcl(key);
@@ -308,33 +381,8 @@ static Tcl_Obj *field_to_tcl(const FieldAt *f, PyObject *key, Tcl_Obj *given)
     if (*f->nul) {
         return shim_null_to_tcl();
     }
-    switch (f->kind) {
-    case COL_F64: {
-        double d;
-        memcpy(&d, f->val, sizeof d);
-        return shim_double_to_tcl(d);
-    }
-    case COL_U64: {
-        unsigned long long u;
-        memcpy(&u, f->val, sizeof u);
-        return shim_u64_to_tcl(u);
-    }
-/* an int column of C type T: its value (unaligned-safe), as a Tcl wide int */
-#define INT_COLUMN(kind, T) \
-    case kind: {                          \
-        T x;                              \
-        memcpy(&x, f->val, sizeof x);     \
-        return shim_wide_to_tcl(x);       \
-    }
-    INT_COLUMN(COL_I64, long long)
-    INT_COLUMN(COL_I32, int32_t)
-    INT_COLUMN(COL_U32, uint32_t)
-    INT_COLUMN(COL_I16, int16_t)
-    INT_COLUMN(COL_U16, uint16_t)
-#undef INT_COLUMN
-    default:
-        return shim_bool_to_tcl(*(const signed char *)f->val != 0);
-    }
+    read_number(f->kind, f->val, &c);   /* locate checked the kind */
+    return number_to_tcl(&c);
 }
 
 /* ---- a page of slots (search.c) ----------------------------------------- */
@@ -436,8 +484,8 @@ static Tcl_Obj *row_to_tcl(const FieldAt *at, Py_ssize_t n, PyObject *key, Tcl_O
 
 /* ---- without the GIL ----------------------------------------------------- */
 
-/* What shim_get_nogil reads, made by shim_get_row (GIL held) from the objects
- * it has just read a row from, and tagged with the gate's layout read before
+/* What shim_get_nogil reads, made by shim_view_refresh (GIL held) from the
+ * objects the store publishes, and tagged with the gate's layout read before
  * them: the store's KeyMap, its columns' state array (one byte a slot) and
  * where each field's values lie (ShimColumn).  The gate keeps those objects
  * alive (keep) until the layout moves on (changed: a rebinding, a close),
@@ -456,8 +504,6 @@ typedef struct GetView {
 
 static GetView *get_view;           /* read with __atomic loads outside the GIL */
 
-/* Make and publish the view (GIL held); the old one is freed once no reader
- * can be inside it (the gate's drain). */
 /* The n field names of store.schema.names (a tuple), each ASCII without NUL, into
  * out (NUL after each; at most cap bytes): their total length, or -1. */
 static Py_ssize_t field_names(PyObject *store, Py_ssize_t n, char *out, Py_ssize_t cap)
@@ -520,6 +566,8 @@ static Py_ssize_t field_spellings(PyObject *store, Py_ssize_t n, char *out, Py_s
     return used;
 }
 
+/* Make and publish the view (GIL held); the old one is freed once no reader
+ * can be inside it (the gate's drain). */
 static void view_build(uint64_t layout, PyObject *store, PyObject *slots, PyObject *arrays,
                        PyObject *views, Py_ssize_t kp)
 {
@@ -533,16 +581,15 @@ static void view_build(uint64_t layout, PyObject *store, PyObject *slots, PyObje
     if (frozen_state < 0 || !shim_columns_at(views, kp, cols, 64, &n)
             || !(state = PyMemoryView_FromObject(PyTuple_GET_ITEM(arrays, 0)))
             || !(b = view_ok(state)) || b->itemsize != 1
-            || !(refs = PyTuple_Pack(3, slots, views, state))
-            || (nnames = field_names(store, n, names, sizeof names), 0)
-            || (nspell = nnames > 0 ? field_spellings(store, n, spell, sizeof spell) : -1, 0)
-            || !(v = PyMem_Calloc(1, sizeof(GetView) + (size_t)n * sizeof(ShimColumn)
-                                     + (nnames > 0 ? (size_t)nnames : 0)
-                                     + (nspell > 0 ? (size_t)nspell : 0)))) {
-        PyErr_Clear();
-        Py_XDECREF(state);
-        Py_XDECREF(refs);
-        return;
+            || !(refs = PyTuple_Pack(3, slots, views, state))) {
+        goto fail;
+    }
+    nnames = field_names(store, n, names, sizeof names);     /* -1: no pairs, no field names */
+    nspell = nnames > 0 ? field_spellings(store, n, spell, sizeof spell) : -1;
+    if (!(v = PyMem_Calloc(1, sizeof(GetView) + (size_t)n * sizeof(ShimColumn)
+                              + (nnames > 0 ? (size_t)nnames : 0)
+                              + (nspell > 0 ? (size_t)nspell : 0)))) {
+        goto fail;
     }
     if (nnames > 0) {
         char *at = (char *)&v->cols[n];
@@ -568,25 +615,15 @@ static void view_build(uint64_t layout, PyObject *store, PyObject *slots, PyObje
     Py_DECREF(state);
     old = __atomic_exchange_n(&get_view, v, __ATOMIC_ACQ_REL);
     if (old) {
-        while (__atomic_load_n(&keymap_api->gate->readers, __ATOMIC_SEQ_CST) != 0) {
-            sched_yield();      /* a reader may still be inside the old view */
-        }
+        keymap_api->drain();    /* a reader may still be inside the old view */
         PyMem_Free(old);
     }
+    return;
+fail:
+    PyErr_Clear();
+    Py_XDECREF(state);
+    Py_XDECREF(refs);
 }
-
-/* One field's value, copied inside the gate (strings into buf). */
-enum { CELL_NULL, CELL_F64, CELL_INT, CELL_U64, CELL_BOOL, CELL_STR, CELL_KEY };
-typedef struct Cell {
-    int kind;
-    union {
-        double d;
-        long long i;
-        unsigned long long u;
-    } v;
-    Py_ssize_t off, len;        /* a string's bytes in the buffer */
-    Py_ssize_t name_off, name_len;  /* the field's name there (pairs only) */
-} Cell;
 
 /* Copy slot's fields from view v into cells (strings into buf, at most cap
  * bytes): 1, or 0 for a value this path does not convert (a str that is not
@@ -601,7 +638,6 @@ static int copy_row(const GetView *v, Py_ssize_t slot, Cell *cells, char *buf, P
     for (p = 0; p < v->n; p++) {
         const ShimColumn *c = &v->cols[p];
         Cell *out = &cells[p];
-        const char *at;
         if (with_names) {
             Py_ssize_t len = (Py_ssize_t)strlen(name);
             if (len > cap - used) {
@@ -647,36 +683,7 @@ static int copy_row(const GetView *v, Py_ssize_t slot, Cell *cells, char *buf, P
             out->kind = CELL_NULL;
             continue;
         }
-        at = c->val + slot * c->size;
-        switch (c->kind) {
-        case COL_F64:
-            out->kind = CELL_F64;
-            memcpy(&out->v.d, at, sizeof(double));
-            break;
-        case COL_U64:
-            out->kind = CELL_U64;
-            memcpy(&out->v.u, at, sizeof(unsigned long long));
-            break;
-/* an int column of C type T */
-#define INT_CELL(K, T)                    \
-        case K: {                         \
-            T x;                          \
-            memcpy(&x, at, sizeof x);     \
-            out->kind = CELL_INT;         \
-            out->v.i = (long long)x;      \
-            break;                        \
-        }
-        INT_CELL(COL_I64, long long)
-        INT_CELL(COL_I32, int32_t)
-        INT_CELL(COL_U32, uint32_t)
-        INT_CELL(COL_I16, int16_t)
-        INT_CELL(COL_U16, uint16_t)
-#undef INT_CELL
-        case COL_BOOL:
-            out->kind = CELL_BOOL;
-            out->v.i = *(const signed char *)at != 0;
-            break;
-        default:
+        if (!read_number(c->kind, c->val + slot * c->size, out)) {
             return 0;
         }
     }
@@ -708,20 +715,11 @@ static Tcl_Obj *cells_to_tcl(const Cell *cells, const int *sel, Py_ssize_t n, co
         case CELL_NULL:
             o = shim_null_to_tcl();
             break;
-        case CELL_F64:
-            o = shim_double_to_tcl(c->v.d);
-            break;
-        case CELL_INT:
-            o = shim_wide_to_tcl(c->v.i);
-            break;
-        case CELL_U64:
-            o = shim_u64_to_tcl(c->v.u);
-            break;
-        case CELL_BOOL:
-            o = shim_bool_to_tcl((int)c->v.i);
+        case CELL_STR:
+            o = Tcl_NewStringObj(buf + c->off, (int)c->len);
             break;
         default:
-            o = Tcl_NewStringObj(buf + c->off, (int)c->len);
+            o = number_to_tcl(c);
             break;
         }
         if (pairs) {
