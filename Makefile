@@ -18,7 +18,7 @@ sysdeps:
 
 # The editable install also compiles the engine's C extension (setup.py:
 # aerostore/_keymap.c), again whenever its source changes.
-$(VENV)/.installed: pyproject.toml setup.py aerostore/_keymap.c aerostore/_readgate.c aerostore/_readgate.h
+$(VENV)/.installed: pyproject.toml setup.py aerostore/_keymap.c aerostore/_readgate.c aerostore/_readgate.h aerostore/_keymap_api.h
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
@@ -31,7 +31,7 @@ venv: $(VENV)/.installed
 SHIM := aerostore/tclbridge/libaerostore_tcl.so
 shim: venv $(SHIM)
 
-$(SHIM): $(wildcard c_shim/*.c c_shim/*.h) aerostore/_readgate.h aerostore/tclbridge/build.py $(VENV)/.installed
+$(SHIM): $(wildcard c_shim/*.c c_shim/*.h) aerostore/_readgate.h aerostore/_keymap_api.h aerostore/tclbridge/build.py $(VENV)/.installed
 	$(PY) -m aerostore.tclbridge.build
 
 demo: setup

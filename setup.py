@@ -3,6 +3,6 @@ everything else is in pyproject.toml."""
 from setuptools import Extension, setup
 
 setup(ext_modules=[Extension("aerostore._keymap", ["aerostore/_keymap.c", "aerostore/_readgate.c"],
-                             depends=["aerostore/_readgate.h"],
+                             depends=["aerostore/_readgate.h", "aerostore/_keymap_api.h"],
                              extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter",
                                                  "-Wno-missing-field-initializers"])])

@@ -35,6 +35,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "_keymap_api.h"
 #include "_readgate.h"
 
 /* _readgate.c, linked into this module */
@@ -720,17 +721,7 @@ capi_lookup(PyObject *map, PyObject *key)
     return lookup((KeyMap *)map, key);
 }
 
-/* The capsule's struct; size first, so that a shim built against another
- * layout (a stale build) sees the difference and does without it. */
-static struct {
-    size_t size;
-    PyTypeObject *type;
-    Py_ssize_t (*lookup)(PyObject *, PyObject *);
-    Py_ssize_t (*lookup_ascii)(PyObject *, const char *, Py_ssize_t);
-    ReadGate *gate;
-    int (*keep)(PyObject *, uint64_t);
-    void (*drain)(void);
-} capi;
+static KeyMapAPI capi;             /* the capsule's (_keymap_api.h) */
 
 static struct PyModuleDef keymap_module = {
     PyModuleDef_HEAD_INIT, "aerostore._keymap", "KeyMap: a table's key -> slot map.", -1, NULL,

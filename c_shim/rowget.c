@@ -76,24 +76,14 @@
 #include <string.h>
 #include <time.h>
 
-#include "_readgate.h"          /* aerostore/: the read gate's layout and reader side */
+#include "_keymap_api.h"        /* aerostore/: the extension's C API, the read gate */
 
 static PyObject *state_dict;                     /* aerostore.tclbridge.state.__dict__ */
 static PyObject *n_fast_get, *n_txn_table, *n_slots, *n_rows, *n_closed, *n_fseq, *n_columns,
                 *n_arrays, *n_schema, *n_names, *n_spellings;
-/* aerostore._keymap's C API (its _C_API capsule): the KeyMap type, the slot of
- * a key (-1: absent; no exception is ever set) with no Python call, the same
- * for ASCII bytes with no GIL (inside the read gate), the gate, and its keep
- * and drain (_readgate.c). */
-static struct {
-    size_t size;                /* the struct's, checked: builds that do not match do without */
-    PyTypeObject *type;
-    Py_ssize_t (*lookup)(PyObject *, PyObject *);
-    Py_ssize_t (*lookup_ascii)(PyObject *, const char *, Py_ssize_t);
-    ReadGate *gate;
-    int (*keep)(PyObject *, uint64_t);
-    void (*drain)(void);
-} *keymap_api;
+/* aerostore._keymap's C API (its _C_API capsule, aerostore/_keymap_api.h);
+ * NULL when its size is not this build's */
+static KeyMapAPI *keymap_api;
 static long frozen_state = -1;                   /* aerostore.columns.FROZEN */
 static PyTypeObject *session_type;               /* Session, whose _txn_table is a slot ... */
 static Py_ssize_t txn_offset = -1;               /* ... at this offset (-1: read it by name) */

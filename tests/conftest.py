@@ -86,7 +86,8 @@ def _stale() -> bool:
         return True
     sources = glob.glob(os.path.join(ROOT, "c_shim", "*")) + [
         os.path.join(ROOT, "aerostore", "tclbridge", "build.py"),
-        os.path.join(ROOT, "aerostore", "_readgate.h")]
+        os.path.join(ROOT, "aerostore", "_readgate.h"),
+        os.path.join(ROOT, "aerostore", "_keymap_api.h")]
     return max(os.path.getmtime(p) for p in sources) > os.path.getmtime(LIB)
 
 
