@@ -16,9 +16,9 @@ setup: sysdeps venv shim
 sysdeps:
 	@bash scripts/sysdeps.sh
 
-# The editable install also compiles the engine's C extension (setup.py:
-# aerostore/_keymap.c), again whenever its source changes.
-$(VENV)/.installed: pyproject.toml setup.py aerostore/_keymap.c aerostore/_readgate.c aerostore/_readgate.h aerostore/_keymap_api.h
+# The editable install also compiles the engine's C extensions (setup.py:
+# aerostore/_keymap.c, _heldops.c), again whenever their sources change.
+$(VENV)/.installed: pyproject.toml setup.py $(wildcard aerostore/_*.c aerostore/_*.h)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'

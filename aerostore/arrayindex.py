@@ -62,6 +62,7 @@ from bisect import bisect_left, bisect_right
 
 import numpy as np
 
+from ._heldops import bisect as held_bisect, slots as held_slots, split as held_split
 from .entries import SLOT_BITS, SLOT_MASK, EntryForm, np_float_keys
 from .index import Index, SortedIndex
 from .sysmem import map_big_arrays
@@ -244,6 +245,7 @@ class ArrayIndex(Index):
         self.dtype = dtype
         self.wide = dtype is np.complex128
         self.key_dtype = key_dtype if self.wide else dtype
+        self._unsigned_keys = np.dtype(self.key_dtype) == np.uint64
         info = np.iinfo(dtype) if not self.wide else None
         self._lim = (int(info.min), int(info.max)) if info else None
         self._empty = np.empty(0, dtype)
@@ -277,21 +279,20 @@ class ArrayIndex(Index):
         return [(h << 43) | l for h, l in zip(hs, ls)]
 
     def _slots_of(self, arr) -> np.ndarray:
-        """The slots of an array of entries, as int64."""
-        if self.wide:
-            return arr.imag.astype(np.int64) & SLOT_MASK
-        return arr.astype(np.int64) & SLOT_MASK
+        """The slots of an array of entries, as int64.  O(n), holding the GIL (_heldops.c)."""
+        return held_slots(arr, np.empty(len(arr), np.int64))
 
     def _split(self, arr) -> Chunk:
-        """A Chunk of a slice of ``main``, split into keys and slots at C speed."""
-        if not self.wide:
-            s = (arr & SLOT_MASK).astype(np.intp)
-            return Chunk((arr >> SLOT_BITS).tolist(), s.tolist(), s)
-        lo = arr.imag.astype(np.int64)
-        hi = arr.real.astype(self.key_dtype)
-        keys = (hi << 11) | (lo >> SLOT_BITS).astype(self.key_dtype)
-        s = (lo & SLOT_MASK).astype(np.intp)
-        return Chunk(keys.tolist(), s.tolist(), s)
+        """A Chunk of a slice of ``main``, split into keys and slots at C speed, holding
+        the GIL (_heldops.c).  O(n)."""
+        s = np.empty(len(arr), np.intp)
+        if arr.strides[0] < 0:          # a backward walk's window: split it forward, then turn
+            keys, slots = held_split(arr[::-1], self._unsigned_keys, s)
+            keys.reverse()
+            slots.reverse()
+            return Chunk(keys, slots, s[::-1])
+        keys, slots = held_split(arr, self._unsigned_keys, s)
+        return Chunk(keys, slots, s)
 
     def _np_entries(self, values: list, slots: list):
         """Entries of non-null ``values`` at ``slots`` (a list, or an int64 array),
@@ -313,21 +314,21 @@ class ArrayIndex(Index):
         return out
 
     def _pos_in(self, arr, e, right: bool = False) -> int:
-        """Position in sorted entry array ``arr`` of packed-int entry ``e`` (bisect left, or right)."""
-        side = "right" if right else "left"
+        """Position in sorted entry array ``arr`` of packed-int entry ``e`` (bisect left, or
+        right).  O(log n), holding the GIL (_heldops.c says why not searchsorted)."""
         if not self.wide:
             lo, hi = self._lim
             if e < lo:
                 return 0
             if e > hi:
                 return len(arr)
-            return int(arr.searchsorted(e, side))
+            return held_bisect(arr, e, right)
         h = e >> 43
         if h < -_HI_LIMIT:
             return 0
         if h > _HI_LIMIT:
             return len(arr)
-        return int(arr.searchsorted(complex(h, e & _M43), side))
+        return held_bisect(arr, complex(h, e & _M43), right)
 
     # -- writes (at once, under the table latch) -------------------------------------
     def add(self, value, slot: int) -> None:

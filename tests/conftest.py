@@ -22,11 +22,12 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _build_stale_extension() -> None:
-    """Rebuild the engine's C extension (setup.py) before aerostore is imported
-    when its sources are newer than the built module, as `make test` would:
-    the shim, rebuilt by the ``shim`` fixture, reads the extension's capsule,
-    and the two must come from the same sources."""
-    built = glob.glob(os.path.join(_ROOT, "aerostore", "_keymap*.so"))
+    """Rebuild the engine's C extensions (setup.py) before aerostore is imported
+    when one is missing or its sources are newer than a built module, as `make
+    test` would: the shim, rebuilt by the ``shim`` fixture, reads the _keymap
+    extension's capsule, and the two must come from the same sources."""
+    built = [glob.glob(os.path.join(_ROOT, "aerostore", name + ".*.so")) for name in ("_keymap", "_heldops")]
+    built = [b[0] for b in built if b] if all(built) else []
     sources = glob.glob(os.path.join(_ROOT, "aerostore", "_*.[ch]")) + [os.path.join(_ROOT, "setup.py")]
     if built and max(map(os.path.getmtime, sources)) <= min(map(os.path.getmtime, built)):
         return

@@ -1,0 +1,192 @@
+"""aerostore._heldops: the index array reads that keep the GIL answer what the
+numpy expressions they replace answer (the searches exactly, as a bisect of the
+ints), for every array an ArrayIndex stores, and refuse anything else.  (Why they exist: _heldops.c; that they keep the GIL
+is what the live-feed benchmark measures, not a test.)"""
+
+import random
+from bisect import bisect_left, bisect_right
+import sys
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from aerostore._heldops import bisect, slots, split
+from aerostore.entries import SLOT_BITS, SLOT_MASK
+
+_M43 = (1 << 43) - 1
+
+
+def _wide(entries):
+    """complex128 entries as arrayindex.py stores a wide entry."""
+    return np.array([complex(e >> 43, e & _M43) for e in sorted(entries)], np.complex128)
+
+
+def _numpy_split(arr, key_dtype):
+    """arrayindex.py's split before _heldops: keys, slots."""
+    if arr.dtype != np.complex128:
+        return (arr >> SLOT_BITS).tolist(), (arr & SLOT_MASK).astype(np.intp).tolist()
+    lo = arr.imag.astype(np.int64)
+    hi = arr.real.astype(key_dtype)
+    return (((hi << 11) | (lo >> SLOT_BITS).astype(key_dtype)).tolist(),
+            (lo & SLOT_MASK).astype(np.intp).tolist())
+
+
+_KINDS = {
+    # name: (array dtype, key dtype, key range)
+    "int64": (np.int64, np.int64, (-(1 << 31), (1 << 31) - 1)),
+    "uint64": (np.uint64, np.uint64, (0, (1 << 32) - 1)),
+    "wide_signed": (np.complex128, np.int64, (-(1 << 63), (1 << 63) - 1)),
+    "wide_unsigned": (np.complex128, np.uint64, (0, (1 << 64) - 1)),
+}
+
+
+def _entries(kind, keys, slot_list):
+    dtype, _kd, _r = _KINDS[kind]
+    es = sorted({(k << SLOT_BITS) | s for k, s in zip(keys, slot_list)})
+    if dtype is np.complex128:
+        return es, _wide(es)
+    return es, np.array(es, dtype)
+
+
+@settings(max_examples=150, deadline=None)
+@given(kind=st.sampled_from(sorted(_KINDS)), data=st.data())
+def test_split_slots_and_bisect_agree_with_numpy(kind, data):
+    _dt, key_dtype, (lo, hi) = _KINDS[kind]
+    edge = st.sampled_from([lo, hi, lo + 1, hi - 1, 0, -1 if lo < 0 else 1, 1 << 20])
+    keys = data.draw(st.lists(st.one_of(edge, st.integers(lo, hi)), max_size=60))
+    slot_list = data.draw(st.lists(st.integers(0, SLOT_MASK), min_size=len(keys), max_size=len(keys)))
+    es, arr = _entries(kind, keys, slot_list)
+    out = np.empty(len(arr), np.int64)
+    got_keys, got_slots = split(arr, key_dtype == np.uint64, out)
+    want_keys, want_slots = _numpy_split(arr, key_dtype)
+    assert got_keys == want_keys == [e >> SLOT_BITS for e in es]
+    assert got_slots == want_slots == out.tolist()
+    assert slots(arr, np.empty(len(arr), np.int64)).tolist() == want_slots
+    probes = data.draw(st.lists(st.sampled_from(es) if es else st.nothing(), max_size=5)) if es else []
+    probes += [p + d for p in probes for d in (-1, 1)]
+    for e in probes:
+        if arr.dtype == np.complex128:
+            if abs(e >> 43) > 1 << 53:
+                continue
+            key = complex(e >> 43, e & _M43)
+        else:
+            if not (np.iinfo(arr.dtype).min <= e <= np.iinfo(arr.dtype).max):
+                continue
+            key = e
+        # exact, as Python's bisect on the ints; numpy's searchsorted is not always: it
+        # compared a Python int with a uint64 array as float64 ([0, 2**53], 2**53 + 1 -> 1)
+        assert bisect(arr, key, False) == bisect_left(es, e)
+        assert bisect(arr, key, True) == bisect_right(es, e)
+
+
+def test_empty_and_reversed_arrays():
+    e = np.empty(0, np.int64)
+    assert bisect(e, 5, False) == 0
+    assert split(e, False, np.empty(0, np.int64)) == ([], [])
+    arr = np.arange(10, dtype=np.int64) << SLOT_BITS
+    with pytest.raises(ValueError, match="contiguous"):
+        bisect(arr[::-1], 5, False)
+
+
+@pytest.mark.parametrize("bad", [np.arange(4, dtype=np.float64), np.arange(4, dtype=np.int32),
+                                 np.zeros((2, 2), np.int64), b"12345678", [1, 2, 3]])
+def test_other_arrays_are_refused(bad):
+    with pytest.raises((TypeError, ValueError)):
+        bisect(bad, 1, False)
+    with pytest.raises((TypeError, ValueError)):
+        split(bad, False, np.empty(4, np.int64))
+
+
+def test_out_must_be_a_writable_int64_array_of_the_length():
+    arr = np.arange(4, dtype=np.int64)
+    for out in (np.empty(3, np.int64), np.empty(4, np.float64), np.empty(4, np.int32)):
+        with pytest.raises(TypeError, match="out must be"):
+            slots(arr, out)
+    ro = np.empty(4, np.int64)
+    ro.flags.writeable = False
+    with pytest.raises((TypeError, ValueError, BufferError)):
+        split(arr, False, ro)
+
+
+def test_keys_out_of_the_dtype_are_refused():
+    with pytest.raises(OverflowError):
+        bisect(np.arange(4, dtype=np.uint64), -1, False)
+    with pytest.raises(OverflowError):
+        bisect(np.arange(4, dtype=np.int64), 1 << 63, False)
+    with pytest.raises(TypeError, match="complex"):
+        bisect(np.zeros(4, np.complex128), 1, False)
+
+
+def test_an_index_reads_through_them(monkeypatch):
+    """ArrayIndex's chunks and slot sets go through _heldops (each call counted), and
+    answer what a sorted list of the same entries answers."""
+    import aerostore.arrayindex as ai
+    from aerostore.schema import Float
+    calls = {"split": 0, "slots": 0, "bisect": 0}
+    for name in calls:
+        real = getattr(ai, "held_" + name)
+
+        def counted(*a, _real=real, _name=name):
+            calls[_name] += 1
+            return _real(*a)
+        monkeypatch.setattr(ai, "held_" + name, counted)
+    ix = ai.new_index(1, Float())
+    r = random.Random(5)
+    vals = [r.uniform(-90, 90) for _ in range(3000)]
+    ix.build(vals, list(range(3000)))
+    want = sorted((v, s) for s, v in enumerate(vals))
+    lo_e, hi_e = ix.key(-10.0) << SLOT_BITS, ix.key(10.0) << SLOT_BITS
+    got = ix.chunk(lo_e, hi_e, None, 5000)
+    assert [s for _v, s in want if -10.0 <= _v < 10.0] == got.slots
+    assert sorted(ix.slots_between(lo_e, hi_e).tolist()) == sorted(got.slots)
+    assert ix.count_between(lo_e, hi_e) == len(got.slots)
+    back = ix.chunk(lo_e, hi_e, None, 5000, reverse=True)
+    assert back.slots == got.slots[::-1] and back.slot_array.tolist() == back.slots
+    assert all(calls.values()), calls
+
+
+def _spins_during(fn) -> int:
+    """How far a thread spinning in Python gets while ``fn`` runs in this thread, which
+    starts it holding the GIL, with the spinner waiting for it."""
+    ticks = [0]
+    running = threading.Event()
+    stop = threading.Event()
+
+    def spin():
+        running.set()
+        while not stop.is_set():
+            ticks[0] += 1
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(0.005)
+    th = threading.Thread(target=spin)
+    try:
+        th.start()
+        running.wait()          # back with the GIL; the spinner waits for it
+        before = ticks[0]
+        fn()
+        return ticks[0] - before
+    finally:
+        stop.set()
+        sys.setswitchinterval(old)
+        th.join()
+
+
+def test_they_do_not_let_another_thread_run():
+    """A thread waiting for the GIL gets it when a call releases it: across numpy's
+    searchsorted it runs; across a batch of these calls (well inside the switch
+    interval) it does not.  Scheduling may intervene once: three tries each."""
+    arr = np.arange(1 << 20, dtype=np.int64)
+    out = np.empty(4096, np.int64)
+
+    def held():
+        for i in range(100):
+            bisect(arr, i * 997, i & 1)
+            slots(arr[:4096], out)
+
+    def numpy_search():
+        for i in range(20):
+            arr.searchsorted(i * 997)
+    assert any(_spins_during(numpy_search) > 0 for _ in range(3))
+    assert any(_spins_during(held) == 0 for _ in range(3))
