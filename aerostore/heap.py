@@ -65,6 +65,7 @@ _FEW = 8  # below this many rows, index writes go one by one instead of in batch
 # speed) one part takes everything.
 _PART = 128
 _WHOLE = 4096
+_LOCKFREE_TRIES = 3     # lock-free tries of a settled read before the shared latch (settled_read)
 
 
 def _chain_values(v, pos: int) -> set:
@@ -330,11 +331,13 @@ class TableStore:
         r = self.columns.row(slot, head)
         if f == self.fseq and not f & 1:
             return r
-        with self.latch.shared:
-            head = self.rows[slot]
-            if head.__class__ is not str:
-                return None if head is None else visible(head, s)
-            return self.columns.row(slot, head)
+        return self.settled_read(lambda: self._row_at(slot, s))
+
+    def _row_at(self, slot: int, s: int):
+        head = self.rows[slot]
+        if head.__class__ is not str:
+            return None if head is None else visible(head, s)
+        return self.columns.row(slot, head)
 
     def rows_at(self, slots, s: int, keep_none: bool = False) -> list:
         """The rows visible to ``s`` of ``slots`` (a list of slot numbers, or a
@@ -342,12 +345,37 @@ class TableStore:
         (``keep_none``: None in its place).  Settled rows are read from the
         columns in one gather (or slice) per field, as ``row_at`` says.
         O(len * fields) in C, plus O(chain) per chained slot in Python."""
-        f = self.fseq
-        out = self._rows_at(slots, s, keep_none)
-        if f == self.fseq and not f & 1:
-            return out
+        return self.settled_read(lambda: self._rows_at(slots, s, keep_none))
+
+    def settled_read(self, read, latched=None):
+        """``read()``'s result from a read that no freeze overlapped: the rule every
+        lock-free reader of settled rows follows (the module docstring).
+
+        ``read`` runs without the latch, between two reads of ``fseq``; when they
+        differ (a prune froze or freed slots meanwhile) and no writer section is
+        inside, it runs again without the latch, up to ``_LOCKFREE_TRIES``
+        times; then (or at once, while a freezing section runs) ``latched()``
+        (default: ``read``) runs under the shared latch.  Why retry before
+        taking the latch: a feed prunes every few milliseconds, so a query of a
+        few milliseconds often overlaps one; the next try rarely does, and the
+        latch makes the reader wait behind the next writer section (writers
+        are preferred, latch.py) and for the GIL the writer gives up inside it.
+        ``read`` and ``latched`` may run after a dropped try: each starts by
+        undoing what an earlier one left (appended rows).  An IndexError from
+        ``read`` counts as an overlap (a slot settled past the columns'
+        capacity it read).  Not for a thread that holds the latch."""
+        for _ in range(_LOCKFREE_TRIES):
+            f = self.fseq
+            if f & 1:
+                break
+            try:
+                out = read()
+            except IndexError:
+                continue
+            if f == self.fseq:
+                return out
         with self.latch.shared:
-            return self._rows_at(slots, s, keep_none)
+            return (latched or read)()
 
     def _rows_at(self, slots, s: int, keep_none: bool) -> list:
         rows = self.rows

@@ -792,8 +792,9 @@ class _OnIndex(Plan):
         writer section that freezes or frees slots (a prune) overlapped the read
         (the entries, the column values tested, the rows made), the entries may
         be older than the rows (a slot frozen since under another value), so the
-        chunk is filtered again under the shared latch with every row's key
-        checked (the generated strict filter).  Installs do not matter here
+        chunk is read and filtered again (``store.settled_read``: a few
+        lock-free tries, then under the shared latch with every row's key
+        checked, the generated strict filter).  Installs do not matter here
         (heap._Writing)."""
         store = self.store
         ix = self.ix
@@ -804,27 +805,37 @@ class _OnIndex(Plan):
                 if chunk:
                     self._filter(filt, chunk, s, skip, out, ks, blo, bhi)
                 return chunk
-        f0 = store.fseq
-        _live(store, ix)
-        chunk = ix.chunk(lo, hi, after, size, reverse=reverse)
-        if chunk:
-            n0 = len(out)
-            k0 = 0 if ks is None else len(ks)
-            try:
+        n0 = len(out)
+        k0 = 0 if ks is None else len(ks)
+        last = []           # the chunk read by the latest try
+
+        def undo():         # a try starts from what the caller had
+            del out[n0:]
+            if ks is not None:
+                del ks[k0:]
+
+        def read():
+            undo()
+            _live(store, ix)
+            chunk = ix.chunk(lo, hi, after, size, reverse=reverse)
+            last[:] = [chunk]
+            if chunk:
                 self._filter(filt, chunk, s, skip, out, ks, blo, bhi)
-            except IndexError:      # a slot settled past the columns' capacity the filter read
-                f0 = -1
-            if f0 & 1 or store.fseq != f0:
-                del out[n0:]
-                with store.latch.shared:
-                    views = store.columns.arrays[3]
-                    if ks is None:
-                        filt.get(True)(chunk, store.rows, s, visible, ix.key, skip, out, views)
-                    else:
-                        del ks[k0:]
-                        filt.get(True)(chunk, store.rows, s, visible, ix.key, skip, out, views,
-                                       ks, blo, bhi)
-        return chunk
+            return chunk
+
+        def strict():       # under the shared latch: every row's key checked
+            undo()
+            chunk = last[0] if last else ix.chunk(lo, hi, after, size, reverse=reverse)
+            if chunk:
+                views = store.columns.arrays[3]
+                if ks is None:
+                    filt.get(True)(chunk, store.rows, s, visible, ix.key, skip, out, views)
+                else:
+                    filt.get(True)(chunk, store.rows, s, visible, ix.key, skip, out, views,
+                                   ks, blo, bhi)
+            return chunk
+
+        return store.settled_read(read, strict)
 
     def _filter(self, filt, chunk, s, skip, out, ks=None, blo=0, bhi=0) -> None:
         """Append the matches among ``chunk``'s entries visible at ``s``, trusting a
