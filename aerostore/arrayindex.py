@@ -62,7 +62,7 @@ from bisect import bisect_left, bisect_right
 
 import numpy as np
 
-from ._heldops import bisect as held_bisect, slots as held_slots, split as held_split
+from ._heldops import bisect as held_bisect, onto as held_onto, slots as held_slots, sort as held_sort, split as held_split
 from .entries import SLOT_BITS, SLOT_MASK, EntryForm, np_float_keys
 from .index import Index, SortedIndex
 from .sysmem import map_big_arrays
@@ -77,6 +77,7 @@ _SMALL_MAX = 256             # the small layer moves into the batch layer past t
 _FANOUT = 8                  # a batch-layer run merges into the one below unless that is 8x bigger
 _MAX_RUNS = 2                # at most this many runs (readers bisect each)
 _FOLD_SLICE = 1 << 16        # entries of main merged per numpy step of a fold
+_HELD_SORT_MAX = 1024        # a write's entries sorted holding the GIL up to this many (30 us)
 
 
 def new_index(pos: int, field) -> Index:
@@ -442,8 +443,8 @@ class ArrayIndex(Index):
         copied again only when it has grown by a factor, so a 100-entry write copies
         the small recent runs, not the whole batch layer (``_apply``).  The small
         layer must be empty.  O(k log k + the runs merged), vectorised."""
-        A = np.sort(A) if A is not None and len(A) else self._empty
-        R = np.sort(R) if R is not None and len(R) else self._empty
+        A = _sorted(A) if A is not None and len(A) else self._empty
+        R = _sorted(R) if R is not None and len(R) else self._empty
         if len(A) or len(R):
             runs = list(self.runs)
             d, t = A, R
@@ -863,15 +864,31 @@ def _apply(d, t, A, R):
 
 def _onto(cancel, keep, xs):
     """``xs`` (sorted) applied to a layer's two arrays: each one present in ``cancel``
-    takes it out, the others join ``keep``.  Returns (cancel, keep)."""
+    takes it out, the others join ``keep``.  Returns (cancel, keep), read-only
+    where new.  O(len(cancel) + len(keep) + len(xs)) in C, holding the GIL
+    (_heldops.c: this runs inside a writer section, and each numpy call that
+    gave the GIL up there let a reader in for up to a switch interval while
+    the section held the latch)."""
     if len(xs):
-        hit = _member(cancel, xs)
-        if hit.any():
-            cancel = _without(cancel, xs[hit])
-            xs = xs[~hit]
-        if len(xs):
-            keep = _with(keep, xs)
+        c, k = held_onto(cancel, keep, xs)
+        if c.__class__ is bytes:
+            cancel = np.frombuffer(c, xs.dtype)
+        if k.__class__ is bytes:
+            keep = np.frombuffer(k, xs.dtype)
     return cancel, keep
+
+
+def _sorted(arr):
+    """``arr`` (entries, distinct) sorted: up to ``_HELD_SORT_MAX`` entries in place,
+    holding the GIL (_heldops.c; a read-only array is copied first), beyond by
+    numpy (a bulk write: its sort is twice as fast, and worth letting other
+    threads run meanwhile).  O(k log k)."""
+    if len(arr) > _HELD_SORT_MAX:
+        return np.sort(arr)
+    if not arr.flags.writeable or not arr.flags.c_contiguous:
+        arr = arr.copy()
+    held_sort(arr)
+    return arr
 
 
 def _collapse(runs, empty):
@@ -880,15 +897,6 @@ def _collapse(runs, empty):
     for rd, rt in runs:
         d, t = _apply(d, t, rd.a, rt.a)
     return d, t
-
-
-def _member(arr, xs) -> np.ndarray:
-    """Boolean mask: which of sorted ``xs`` are in sorted ``arr``.  O(k log n), three
-    numpy calls (an ``x`` past the end is compared with the last entry, which is
-    smaller)."""
-    if not len(arr):
-        return np.zeros(len(xs), np.bool_)
-    return arr.take(arr.searchsorted(xs), mode="clip") == xs
 
 
 _SORT_MERGE_MAX = 2048      # _with merges by a stable sort up to this many entries
@@ -915,13 +923,6 @@ def _with(arr, xs):
     out[at] = xs
     out[keep] = arr
     return out
-
-
-def _without(arr, xs):
-    """Sorted ``arr`` without sorted ``xs`` (all in it).  O(n)."""
-    keep = np.ones(len(arr), np.bool_)
-    keep[np.searchsorted(arr, xs)] = False
-    return arr[keep]
 
 
 def _take(sl, lo_e, hi_e, n: int, reverse: bool) -> list:

@@ -140,17 +140,35 @@ def test_build_and_retire():
 @pytest.mark.parametrize("dtype", [np.int64, np.uint64, np.complex128])
 @pytest.mark.parametrize("sort_max", [0, 2048])
 def test_layer_merges_equal_a_sorted_union_both_ways(dtype, sort_max, monkeypatch):
-    """_with (stable sort up to _SORT_MERGE_MAX entries, placement beyond) and _member
-    (a clipped take: an entry past the end compares with the last) on random layers."""
+    """_with (stable sort up to _SORT_MERGE_MAX entries, placement beyond), _onto (in C:
+    the hits taken out of one array, the rest merged into the other; an array left
+    as it was is the same object) and _sorted on random layers, entries past either
+    end included."""
     from aerostore import arrayindex as ai
     monkeypatch.setattr(ai, "_SORT_MERGE_MAX", sort_max)
     rng = np.random.default_rng(5)
     for n, k in [(0, 3), (1, 1), (5, 40), (300, 100), (3000, 100), (100, 3000)]:
-        pool = rng.choice(1 << 40, n + k, replace=False)
+        pool = rng.choice(1 << 40, n + 2 * k + 1, replace=False)
         arr = np.sort(pool[:n].astype(dtype))
-        xs = np.sort(pool[n:].astype(dtype))
+        xs = np.sort(pool[n:n + k].astype(dtype))
+        other = np.sort(pool[n + k:n + 2 * k].astype(dtype))
         assert ai._with(arr, xs).tolist() == np.sort(np.concatenate((arr, xs))).tolist()
-        probe = np.sort(np.concatenate((xs[: k // 2], arr[::7])))
-        assert ai._member(arr, probe).tolist() == np.isin(probe, arr).tolist()
         big = np.array([pool.max() + 1], dtype)      # past every entry
-        assert ai._member(arr, big).tolist() == [False]
+        probe = np.sort(np.concatenate((xs[: k // 2], arr[::7], big)))
+        cancel, keep = ai._onto(arr, other, probe)
+        hit = np.isin(probe, arr)
+        assert cancel.tolist() == arr[~np.isin(arr, probe)].tolist()
+        assert keep.tolist() == np.sort(np.concatenate((other, probe[~hit]))).tolist()
+        assert cancel.dtype == keep.dtype == np.dtype(dtype)
+        if not hit.any():
+            assert cancel is arr
+        same_c, same_k = ai._onto(arr, other, np.empty(0, dtype))
+        assert same_c is arr and same_k is other
+        shuffled = rng.permutation(pool[:n + k]).astype(dtype)
+        assert ai._sorted(shuffled).tolist() == np.sort(pool[:n + k].astype(dtype)).tolist()
+        monkeypatch.setattr(ai, "_HELD_SORT_MAX", 0)       # numpy's sort past it
+        assert ai._sorted(shuffled[::-1]).tolist() == np.sort(shuffled).tolist()
+        monkeypatch.setattr(ai, "_HELD_SORT_MAX", 1 << 30)
+        ro = shuffled.copy()
+        ro.flags.writeable = False
+        assert ai._sorted(ro).tolist() == np.sort(ro).tolist() and not ro.flags.writeable

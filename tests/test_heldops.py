@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from aerostore._heldops import bisect, slots, split
+from aerostore._heldops import bisect, onto, slots, sort, split
 from aerostore.entries import SLOT_BITS, SLOT_MASK
 
 _M43 = (1 << 43) - 1
@@ -190,3 +190,46 @@ def test_they_do_not_let_another_thread_run():
             arr.searchsorted(i * 997)
     assert any(_spins_during(numpy_search) > 0 for _ in range(3))
     assert any(_spins_during(held) == 0 for _ in range(3))
+
+
+@settings(max_examples=150, deadline=None)
+@given(kind=st.sampled_from(sorted(_KINDS)), data=st.data())
+def test_onto_and_sort_agree_with_sets(kind, data):
+    """onto: the entries of xs in cancel leave it, the rest join keep; sort: numpy's
+    order (a wide entry: real part, then imaginary part; many share a real part)."""
+    dtype, _kd, (lo, hi) = _KINDS[kind]
+    ent = st.builds(lambda k, s: (k << SLOT_BITS) | s,
+                    st.one_of(st.sampled_from([lo, hi, 0 if lo <= 0 else lo, 7 if lo <= 7 else lo]),
+                              st.integers(lo, hi)),
+                    st.integers(0, 40))
+    pool = sorted(set(data.draw(st.lists(ent, max_size=80))))
+    which = data.draw(st.lists(st.sampled_from("ckxb-"), min_size=len(pool), max_size=len(pool)))
+    c = [e for e, w in zip(pool, which) if w in "cb"]      # b: in cancel and in xs
+    k = [e for e, w in zip(pool, which) if w == "k"]
+    x = [e for e, w in zip(pool, which) if w in "xb"]
+
+    def arr(es):
+        return _wide(es) if dtype is np.complex128 else np.array(es, dtype)
+    ca, ka, xa = arr(c), arr(k), arr(x)
+    got_c, got_k = onto(ca, ka, xa)
+    got_c = ca if got_c is ca else np.frombuffer(got_c, ca.dtype)
+    got_k = ka if got_k is ka else np.frombuffer(got_k, ka.dtype)
+    assert got_c.tolist() == arr(sorted(set(c) - set(x))).tolist()
+    assert got_k.tolist() == arr(sorted(set(k) | (set(x) - set(c)))).tolist()
+    shuffled = arr(pool)[np.random.default_rng(len(pool)).permutation(len(pool))]
+    sort(shuffled)
+    assert shuffled.tolist() == np.sort(arr(pool)).tolist()
+
+
+def test_onto_and_sort_refuse_other_arrays():
+    a = np.arange(4, dtype=np.int64)
+    with pytest.raises(TypeError, match="one dtype"):
+        onto(a, a.astype(np.uint64), a)
+    with pytest.raises(TypeError):
+        onto(a, a, a.astype(np.float64))
+    ro = a.copy()
+    ro.flags.writeable = False
+    with pytest.raises((BufferError, ValueError)):
+        sort(ro)
+    with pytest.raises(TypeError):
+        sort(np.arange(4, dtype=np.float64))

@@ -63,8 +63,12 @@ def _array_ref(a, seen) -> int:
         return 0
     seen.add(id(a))
     n = getsizeof(a)
-    if isinstance(a.base, np.ndarray):
-        n += _array_ref(a.base, seen)
+    b = a.base
+    if isinstance(b, np.ndarray):
+        n += _array_ref(b, seen)
+    elif isinstance(b, bytes) and id(b) not in seen:     # np.frombuffer of C's result (arrayindex._onto)
+        seen.add(id(b))
+        n += getsizeof(b)
     return n
 
 
