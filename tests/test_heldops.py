@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from aerostore._heldops import bisect, onto, slots, sort, split
+from aerostore._heldops import bisect, intersect, onto, slots, sort, split
 from aerostore.entries import SLOT_BITS, SLOT_MASK
 
 _M43 = (1 << 43) - 1
@@ -233,3 +233,51 @@ def test_onto_and_sort_refuse_other_arrays():
         sort(ro)
     with pytest.raises(TypeError):
         sort(np.arange(4, dtype=np.float64))
+
+
+@settings(max_examples=150, deadline=None)
+@given(parts=st.lists(st.lists(st.lists(st.integers(0, 199), max_size=40), min_size=1, max_size=3),
+                      min_size=1, max_size=4))
+def test_intersect_is_the_sorted_set_intersection(parts):
+    mark = np.zeros(256, np.uint8)
+    arrs = [[np.array(r, np.int64) for r in part] for part in parts]
+    got = np.frombuffer(intersect(arrs, mark), np.int64).tolist()
+    want = set.intersection(*[set(x for r in part for x in r) for part in parts])
+    assert got == sorted(want)
+    assert not mark.any(), "the mark buffer was left dirty"
+
+
+def test_intersect_of_big_parts_without_the_gil():
+    """Past 16,384 slots the work runs with the GIL let go: the same answer, the marks
+    left clear."""
+    rng = np.random.default_rng(3)
+    a = [rng.integers(0, 200_000, 30_000), rng.integers(0, 200_000, 5_000)]
+    b = [rng.integers(0, 200_000, 20_000)]
+    mark = np.zeros(200_001, np.uint8)
+    got = np.frombuffer(intersect([a, b], mark), np.int64)
+    want = np.intersect1d(np.concatenate(a), b[0])
+    assert got.tolist() == want.tolist()
+    assert not mark.any()
+
+
+def test_intersect_refuses_bad_input_and_leaves_the_marks_clear():
+    mark = np.zeros(16, np.uint8)
+    ok = np.arange(4, dtype=np.int64)
+    with pytest.raises(IndexError, match="slot 99 outside"):
+        intersect([[ok], [np.array([1, 99], np.int64)]], mark)
+    assert not mark.any()
+    with pytest.raises(IndexError, match="slot -1 outside"):
+        intersect([[np.array([-1], np.int64)]], mark)
+    big = np.arange(20_000, dtype=np.int64)
+    with pytest.raises(IndexError):                 # the GIL-free path reports it too
+        intersect([[big], [big]], mark)
+    assert not mark.any()
+    with pytest.raises(TypeError, match="int64"):
+        intersect([[ok], [np.arange(4, dtype=np.int32)]], mark)
+    assert not mark.any()
+    with pytest.raises(TypeError, match="uint8"):
+        intersect([[ok]], np.zeros(16, np.bool_))
+    with pytest.raises(TypeError):
+        intersect([], mark)
+    with pytest.raises(TypeError):
+        intersect([ok], mark)
