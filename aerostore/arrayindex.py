@@ -795,17 +795,19 @@ class ArrayIndex(Index):
         if not dead and not d:
             return self._split(win[::-1] if reverse else win)
         # split at C speed, then drop the dead and insert the delta entries by position
+        # (each a bisect of the window that keeps the GIL: they are few)
         ch = self._split(win)
         keys, slots = ch.keys, ch.slots
-        if dead:
-            at = win.searchsorted(self._to_np(dead))
-            for p in reversed(at.tolist()):
-                del keys[p]
-                del slots[p]
-            win = np.delete(win, at)
+        pos_in = self._pos_in
+        at = [pos_in(win, e) for e in dead]         # ascending: dead is sorted
+        for p in reversed(at):
+            del keys[p]
+            del slots[p]
         if d:
             d = sorted(d)
-            for k, (p, e) in enumerate(zip(win.searchsorted(self._to_np(d)).tolist(), d)):
+            for k, e in enumerate(d):
+                p = pos_in(win, e)                  # in the window, less the dead before it
+                p -= bisect_left(at, p)
                 keys.insert(p + k, e >> SLOT_BITS)
                 slots.insert(p + k, e & SLOT_MASK)
         if reverse:
