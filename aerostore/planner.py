@@ -79,7 +79,7 @@ from .entries import EntryForm
 from . import keyscan
 from .index import Index
 from .mvcc import visible
-from .query import (compile_entry_filter, compile_predicate, compile_row_maker, compile_scan,
+from .query import (compile_chain_fix, compile_entry_filter, compile_predicate, compile_row_maker, compile_scan,
                     sort_key_fn)
 
 __all__ = ["execute"]
@@ -1088,27 +1088,9 @@ class IndexRange(_OnIndex):
         chain ``heads`` of the chained slots (None: too many, no count)."""
         if heads is None:
             return None
-        pred = self.predicate()
-        p = ix.pos
+        q = self.q
         c = sum(ix.count_between(a, b, view) for a, b in self.ranges)
-        for head in heads:
-            v = head
-            hit = None
-            while v is not None:
-                vals = v.values
-                if pred(vals):
-                    val = vals[p]
-                    if hit is None:
-                        hit = [val]
-                        c -= 1
-                    elif val not in hit:
-                        hit.append(val)
-                        c -= 1
-                v = v.prev
-            r = visible(head, s)
-            if r is not None and pred(r):
-                c += 1
-        return c
+        return c + compile_chain_fix(self.store.schema, q.terms)(heads, s, ix.pos, visible, self.predicate())
 
     def describe(self, count_only):
         only = count_only and _index_only(self, self.q)
