@@ -62,7 +62,8 @@ from bisect import bisect_left, bisect_right
 
 import numpy as np
 
-from ._heldops import bisect as held_bisect, onto as held_onto, slots as held_slots, sort as held_sort, split as held_split
+from ._heldops import (bisect as held_bisect, onto as held_onto, slots as held_slots, sort as held_sort,
+                       split as held_split)
 from .entries import SLOT_BITS, SLOT_MASK, EntryForm, np_float_keys
 from .index import Index, SortedIndex
 from .sysmem import map_big_arrays
