@@ -36,22 +36,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The first position whose entry is >= key (right: > key). */
-#define BISECT(T, LESS)                                         \
-    do {                                                        \
-        const T *a = (const T *)view.buf;                       \
-        Py_ssize_t lo = 0, hi = n;                              \
-        while (lo < hi) {                                       \
-            Py_ssize_t mid = lo + ((hi - lo) >> 1);             \
-            if (LESS) {                                         \
-                lo = mid + 1;                                   \
-            } else {                                            \
-                hi = mid;                                       \
-            }                                                   \
-        }                                                       \
-        pos = lo;                                               \
-    } while (0)
-
 /* The array's element type from its buffer format: 'i' int64, 'u' uint64,
  * 'c' complex128, 0 anything else. */
 static char
@@ -127,6 +111,31 @@ int64_out(PyObject *out, Py_buffer *view, Py_ssize_t n, const char *who)
     return 1;
 }
 
+/* Order of entries i of a and j of b, both of kind: <0, 0, >0. */
+static inline int
+entry_cmp(char kind, const void *a, Py_ssize_t i, const void *b, Py_ssize_t j)
+{
+    if (kind == 'i') {
+        int64_t x = ((const int64_t *)a)[i], y = ((const int64_t *)b)[j];
+        return (x > y) - (x < y);
+    }
+    if (kind == 'u') {
+        uint64_t x = ((const uint64_t *)a)[i], y = ((const uint64_t *)b)[j];
+        return (x > y) - (x < y);
+    }
+    {
+        const double *x = (const double *)a + 2 * i, *y = (const double *)b + 2 * j;
+        if (x[0] != y[0]) {
+            return x[0] < y[0] ? -1 : 1;
+        }
+        return (x[1] > y[1]) - (x[1] < y[1]);
+    }
+}
+
+static int cmp_i(const void *a, const void *b) { return entry_cmp('i', a, 0, b, 0); }
+static int cmp_u(const void *a, const void *b) { return entry_cmp('u', a, 0, b, 0); }
+static int cmp_c(const void *a, const void *b) { return entry_cmp('c', a, 0, b, 0); }
+
 PyDoc_STRVAR(bisect_doc,
 "bisect(arr, key, right) -> int\n\n"
 "Position of ``key`` in the sorted 1-D array ``arr`` (int64, uint64 or complex128),\n"
@@ -138,7 +147,8 @@ static PyObject *
 hs_bisect(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     Py_buffer view;
-    Py_ssize_t n, pos = 0;
+    Py_ssize_t n, lo, hi, pos;
+    union { int64_t i; uint64_t u; double c[2]; } key;
     int right;
     char kind;
 
@@ -155,42 +165,32 @@ hs_bisect(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     n = view.shape[0];
+    key.c[0] = key.c[1] = 0.0;
     if (kind == 'i') {
-        long long k = PyLong_AsLongLong(args[1]);
-        if (k == -1 && PyErr_Occurred()) {
-            goto fail;
-        }
-        if (right) {
-            BISECT(int64_t, a[mid] <= k);
-        } else {
-            BISECT(int64_t, a[mid] < k);
-        }
+        key.i = PyLong_AsLongLong(args[1]);
     } else if (kind == 'u') {
-        unsigned long long k = PyLong_AsUnsignedLongLong(args[1]);
-        if (k == (unsigned long long)-1 && PyErr_Occurred()) {
-            goto fail;
-        }
-        if (right) {
-            BISECT(uint64_t, a[mid] <= k);
+        key.u = PyLong_AsUnsignedLongLong(args[1]);
+    } else if (PyComplex_Check(args[1])) {
+        key.c[0] = PyComplex_RealAsDouble(args[1]);
+        key.c[1] = PyComplex_ImagAsDouble(args[1]);
+    } else {
+        PyErr_SetString(PyExc_TypeError, "bisect: a complex128 array takes a complex key");
+    }
+    if (PyErr_Occurred()) {
+        goto fail;
+    }
+    lo = 0;
+    hi = n;
+    while (lo < hi) {               /* the first entry >= key (right: > key) */
+        Py_ssize_t mid = lo + ((hi - lo) >> 1);
+        int c = entry_cmp(kind, view.buf, mid, &key, 0);
+        if (c < 0 || (right && c == 0)) {
+            lo = mid + 1;
         } else {
-            BISECT(uint64_t, a[mid] < k);
-        }
-    } else if (kind == 'c') {
-        Py_complex k;
-        if (!PyComplex_Check(args[1])) {
-            PyErr_SetString(PyExc_TypeError, "bisect: a complex128 array takes a complex key");
-            goto fail;
-        }
-        k = PyComplex_AsCComplex(args[1]);
-        /* a[2*mid] the real part, a[2*mid+1] the imaginary part */
-        if (right) {
-            BISECT(double, a[2 * mid] < k.real
-                   || (a[2 * mid] == k.real && a[2 * mid + 1] <= k.imag));
-        } else {
-            BISECT(double, a[2 * mid] < k.real
-                   || (a[2 * mid] == k.real && a[2 * mid + 1] < k.imag));
+            hi = mid;
         }
     }
+    pos = lo;
     PyBuffer_Release(&view);
     return PyLong_FromSsize_t(pos);
 
@@ -325,32 +325,6 @@ fail:
 }
 
 /* -- the batch layer's writes (arrayindex.py's _batch_write and _onto) ---------- */
-
-/* Order of entries i of a and j of b, both of kind: <0, 0, >0. */
-static inline int
-entry_cmp(char kind, const void *a, Py_ssize_t i, const void *b, Py_ssize_t j)
-{
-    if (kind == 'i') {
-        int64_t x = ((const int64_t *)a)[i], y = ((const int64_t *)b)[j];
-        return (x > y) - (x < y);
-    }
-    if (kind == 'u') {
-        uint64_t x = ((const uint64_t *)a)[i], y = ((const uint64_t *)b)[j];
-        return (x > y) - (x < y);
-    }
-    {
-        const double *x = (const double *)a + 2 * i, *y = (const double *)b + 2 * j;
-        if (x[0] != y[0]) {
-            return x[0] < y[0] ? -1 : 1;
-        }
-        return (x[1] > y[1]) - (x[1] < y[1]);
-    }
-}
-
-static int cmp_i(const void *a, const void *b) { return entry_cmp('i', a, 0, b, 0); }
-static int cmp_u(const void *a, const void *b) { return entry_cmp('u', a, 0, b, 0); }
-static int cmp_c(const void *a, const void *b) { return entry_cmp('c', a, 0, b, 0); }
-
 PyDoc_STRVAR(sort_doc,
 "sort(arr) -> None\n\n"
 "Sort the entry array ``arr`` (writable, 1-D, int64, uint64 or complex128) in\n"
@@ -506,13 +480,6 @@ done:
 
 /* -- the slot sets of several ranges met (planner.py's Intersect) ------------- */
 
-static int
-cmp_i64(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
-
 #define INTERSECT_FREE_GIL 16384    /* slots in the parts past which the GIL is let go */
 
 PyDoc_STRVAR(intersect_doc,
@@ -537,7 +504,6 @@ hs_intersect(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t k, p, i, nb = 0, got = 0, total = 0, nmark, nout = 0, cap = 0, *part_end = NULL;
     int64_t *out = NULL, bad = -1;
     uint8_t *mark;
-    int have_mark = 0;
 
     if (nargs != 2 || !PyList_Check(args[0])) {
         PyErr_SetString(PyExc_TypeError, "intersect(parts, mark): parts is a list of lists of arrays");
@@ -564,7 +530,6 @@ hs_intersect(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "intersect: mark must be a writable uint8 array");
         return NULL;
     }
-    have_mark = 1;
     mark = (uint8_t *)mv.buf;
     nmark = mv.shape[0];
     bufs = PyMem_Calloc((size_t)(nb ? nb : 1), sizeof(Py_buffer));
@@ -630,7 +595,7 @@ hs_intersect(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
                     }
                 }
             }
-            qsort(out, (size_t)nout, sizeof(int64_t), cmp_i64);
+            qsort(out, (size_t)nout, sizeof(int64_t), cmp_i);
             for (b = 0; b < got; b++) {         /* the marks cleared again */
                 const int64_t *a = (const int64_t *)bufs[b].buf;
                 for (j = 0; j < bufs[b].shape[0]; j++) {
@@ -658,9 +623,7 @@ done:
     PyMem_Free(bufs);
     PyMem_Free(part_end);
     PyMem_RawFree(out);
-    if (have_mark) {
-        PyBuffer_Release(&mv);
-    }
+    PyBuffer_Release(&mv);
     return res;
 }
 
@@ -677,7 +640,8 @@ static PyMethodDef hs_methods[] = {
 
 static struct PyModuleDef hs_module = {
     PyModuleDef_HEAD_INIT, "aerostore._heldops",
-    "Reads of sorted numpy arrays of index entries that keep the GIL (see _heldops.c).",
+    "What arrayindex.py and planner.py do to sorted index entry arrays, without giving the GIL up "
+    "for nothing (see _heldops.c).",
     -1, hs_methods,
 };
 
