@@ -79,8 +79,8 @@ from .entries import EntryForm
 from . import keyscan
 from .index import Index
 from .mvcc import visible
-from .query import (compile_chain_fix, compile_entry_filter, compile_predicate, compile_row_maker, compile_scan,
-                    sort_key_fn)
+from .query import (compile_chain_fix, compile_entry_filter, compile_predicate, compile_row_maker,
+                    compile_scan, sort_key_fn)
 
 __all__ = ["execute"]
 
@@ -598,8 +598,8 @@ _marks = threading.local()
 
 def _mark_buffer(n: int) -> np.ndarray:
     """This thread's mark buffer of at least ``n`` slots, uint8, all zeros (callers set
-    marks and clear them again).  Why not a fresh ``np.zeros(n)`` per query: at 1M slots that is a
-    new mapping (sysmem.map_big_arrays) that faults its pages in, 0.77 ms
+    marks and clear them again).  Why not a fresh ``np.zeros(n)`` per query: at 1M
+    slots that is a new mapping (sysmem.map_big_arrays) that faults its pages in, 0.77 ms
     against 0.16 ms for the whole intersection of a lat/lon box on a kept one."""
     buf = getattr(_marks, "buf", None)
     if buf is None or len(buf) < n:
@@ -818,7 +818,7 @@ class _OnIndex(Plan):
 
         def strict():       # under the shared latch: every row's key checked
             undo()
-            chunk = last[0] if last else ix.chunk(lo, hi, after, size, reverse=reverse)
+            chunk = last[0] if last else _live(store, ix).chunk(lo, hi, after, size, reverse=reverse)
             if chunk:
                 views = store.columns.arrays[3]
                 if ks is None:

@@ -112,6 +112,34 @@ def test_a_chunk_older_than_the_rows_is_filtered_again(flights, monkeypatch, vec
     t._check()
 
 
+@pytest.mark.parametrize("vec_min", [1 << 30, 1])     # the generated filter; the column filter
+def test_a_walk_that_starts_inside_a_freeze_reads_under_the_latch(flights, monkeypatch, vec_min):
+    """fseq odd when a chunk is read (a freezing section runs): no lock-free try, the
+    chunk is read and filtered strictly under the shared latch, and the walk answers
+    what it answers otherwise."""
+    db, t = flights
+    monkeypatch.setattr(planner, "_VEC_MIN", vec_min)
+    st = t._st
+    q = t.query().range("altitude", 5000, 40000).sort_by("lat").limit(200)
+    want = q.rows()
+    strict = []
+    real_compile = query.compile_entry_filter
+
+    def compile_spy(*a, **k):
+        if k.get("strict"):
+            strict.append(1)
+        return real_compile(*a, **k)
+
+    monkeypatch.setattr(planner, "compile_entry_filter", compile_spy)
+    st.fseq += 1                        # as inside ``with store.freezing:``
+    try:
+        got = q.rows()
+    finally:
+        st.fseq += 1
+    assert got == want and strict
+    t._check()
+
+
 def test_an_install_between_a_chunk_and_its_rows_changes_nothing(flights, monkeypatch):
     """An install (no prune) between a walk's chunk and its rows: the rows it touches
     become chains, read at the snapshot; the answer is the snapshot's."""
