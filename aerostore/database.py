@@ -750,6 +750,19 @@ class _Replay(Sink):
         keys.extend(map(_OP_KEY, ops))
         rows.extend(new)
 
+    def put_rows(self, csn: int, table: str, key_pos: int, rows) -> None:
+        keys, log_rows = self.ops.get(table) or self._ops(csn, table)
+        kp = self._stores[table].schema.key_pos
+        if key_pos.__class__ is not int or key_pos != kp or rows.__class__ not in (tuple, list):
+            raise self.corrupt(csn, f"a putrows record for {table!r} that is not rows keyed "
+                                    f"on field {kp}")
+        self._width_checked(csn, table, rows)
+        new = list(map(itemgetter(key_pos), rows))
+        if set(map(type, new)) - {str}:
+            raise self.corrupt(csn, f"a putrows record for {table!r} with a key that is not a string")
+        keys.extend(new)
+        log_rows.extend(rows)
+
     def delete(self, csn: int, table: str, key: str) -> None:
         keys, rows = self.ops.get(table) or self._ops(csn, table)
         keys.append(key)

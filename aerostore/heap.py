@@ -226,9 +226,21 @@ class ColumnSnapshot:
                      for c, nul, f in zip(self.columns, self.nulls, fields)))
 
 
+def log_puts(ops: list, tname: str, key_pos: int, rows: list) -> None:
+    """Append to ``ops`` the WAL record of ``rows`` (whole rows of table ``tname``,
+    distinct keys, at least one) put: one ``putrows`` record, or a ``put`` for a
+    single row (storage/walformat.py).  ``rows`` becomes the record's: the caller
+    does not change it afterwards."""
+    if len(rows) == 1:
+        row = rows[0]
+        ops.append(("put", tname, row[key_pos], row))
+    else:
+        ops.append(("putrows", tname, key_pos, rows))
+
+
 class Installed(NamedTuple):
     """What ``TableStore.install`` made of one table's write set, in write-set order."""
-    ops: list         # WAL ops: ("put", table, key, row) or ("del", table, key)
+    ops: list         # WAL records (storage/walformat.py): "put", "putrows", "del"
     changes: list     # change records for the publish hooks: (table, op, key, old, new)
     touched: list     # the slots to prune once the vacuum horizon allows
 
@@ -572,6 +584,8 @@ class TableStore:
         simple = []
         simple_append = simple.append
         thawed = []
+        put = []                        # the rows put, for one WAL record
+        pappend = put.append
         n_live = 0
         cols = self.columns
         with self.writing if len(items) < _WHOLE else self.writing_bulk:
@@ -633,7 +647,7 @@ class TableStore:
                             add_vals[p].append(nv)
                             add_slots[p].append(slot)
                 cappend((tname, "update" if cur is not None else "insert", key, cur, values))
-                oappend(("put", tname, key, values))
+                pappend(values)
             self.n_frozen -= len(thawed)
             if thawed:
                 cols.thaw(thawed)
@@ -661,8 +675,10 @@ class TableStore:
                             add_slots[p].extend(new_slots)
                 changes.extend(zip(repeat(tname, n), repeat("insert", n), fresh_keys, repeat(None, n),
                                    fresh_vals))
-                ops.extend(zip(repeat("put", n), repeat(tname, n), fresh_keys, fresh_vals))
+                put.extend(fresh_vals)
             _index_writes(idx, simple, add_vals, add_slots, True)
+        if put:
+            log_puts(ops, tname, self.key_pos, put)
         return n_live + len(fresh_keys)
 
     def _install_updates(self, at: list, vals: list, curs: list, keys: list, csn: int, tname: str,
@@ -679,7 +695,7 @@ class TableStore:
         self.columns.thaw(at)
         touched.extend(at)
         changes.extend(zip(repeat(tname, n), repeat("update", n), keys, curs, vals))
-        ops.extend(zip(repeat("put", n), repeat(tname, n), keys, vals))
+        log_puts(ops, tname, self.key_pos, vals)
         _index_writes(idx, list(zip(at, vals, curs)), {ix.pos: [] for ix in idx},
                       {ix.pos: [] for ix in idx}, True)
 

@@ -356,3 +356,97 @@ def test_a_bulk_commit_with_a_row_of_the_wrong_shape_is_corrupt(tmp_path, bad):
     with pytest.raises(CorruptError, match="commit 9: a put to 'FlightState' holds a row"):
         replay([(9, (("put", "FlightState", "F2", bad),))], _Replay(db))
     db.close()
+
+
+def test_replay_hands_a_putrows_record_to_put_rows_and_the_default_puts_each_row():
+    from aerostore.storage import Sink, replay
+
+    class Calls(Sink):
+        def __init__(self):
+            self.calls = []
+
+        def put(self, csn, table, key, values):
+            self.calls.append(("put", csn, table, key, values))
+
+        def delete(self, csn, table, key):
+            self.calls.append(("del", csn, table, key))
+
+    a, b = ("x", "a"), ("y", "b")
+    sink = Calls()
+    replay([(1, (("putrows", "A", 1, (a, b)), ("del", "A", "c"))),
+            (2, (("putrows", "A", 0, [a]),))], sink)
+    assert sink.calls == [("put", 1, "A", "a", a), ("put", 1, "A", "b", b), ("del", 1, "A", "c"),
+                          ("put", 2, "A", "x", a)]
+
+
+@pytest.mark.parametrize("key_pos, rows", [
+    (2, (("x", "a"),)),                 # no field at key_pos
+    (-1, (("x", "a"),)),
+    ("0", (("x", "a"),)),
+    (0, ()),                            # no rows
+    (0, ("xa",)),                       # a row that is not an array
+    (0, "xa"),                          # rows that are not an array
+    (0, (("x", "a"), 5)),
+])
+def test_a_putrows_record_of_the_wrong_shape_is_corrupt_for_the_default_sink(key_pos, rows):
+    from aerostore.storage import Sink, replay
+
+    class Puts(Sink):
+        def put(self, csn, table, key, values):
+            raise AssertionError("no row of a bad record is applied")
+
+    with pytest.raises(CorruptError, match="commit 3: a putrows record for 'A'"):
+        replay([(3, (("putrows", "A", key_pos, rows),))], Puts())
+
+
+@pytest.mark.parametrize("key_pos, rows, says", [
+    (1, (("F1", 1.0, 2.0, 3, 4, 5),), "that is not rows keyed on field 0"),
+    (True, (("F1", 1.0, 2.0, 3, 4, 5),), "that is not rows keyed on field 0"),
+    (0, "F1", "that is not rows keyed on field 0"),
+    (0, (("F1", 1.0, 2.0, 3, 4, 5), ("F2", 1.0)), "holds a row that is not 6 values"),
+    (0, (), "holds a row that is not 6 values"),
+    (0, ((7, 1.0, 2.0, 3, 4, 5),), "with a key that is not a string"),
+])
+def test_a_putrows_record_that_does_not_fit_its_table_is_corrupt_on_recovery(tmp_path, key_pos,
+                                                                              rows, says):
+    from aerostore.database import _Replay
+    from aerostore.storage import replay
+    db = aerostore.open(str(tmp_path / "db"))
+    db.create_table(FlightState)
+    sink = _Replay(db)
+    with pytest.raises(CorruptError, match=f"commit 9: a put.* {says}"):
+        replay([(9, (("putrows", "FlightState", key_pos, rows),))], sink)
+    db.close()
+
+
+def _logged(path):
+    """The op records of every commit in the log at ``path``, in order."""
+    from aerostore.storage.walscan import iter_commits, scan
+    wal = os.path.join(path, "wal.log")
+    return [ops for _, ops in iter_commits(wal, scan(wal), 0)]
+
+
+def test_a_batch_is_logged_as_one_putrows_record_and_recovers_beside_old_put_records(tmp_path):
+    d = str(tmp_path / "db")
+    db = aerostore.open(d)
+    t = db.create_table(FlightState)
+    rows = [(f"F{i}", 1.0 + i, 2.0, 300 * i, 4, 1700000000 + i) for i in range(6)]
+    t.upsert_many(rows[:4])                                     # four new rows
+    t.upsert_many([rows[0][:3] + (9, 9, 9), rows[4]])           # an update and a new row
+    t.set("F5", dict(zip(FlightState.names, rows[5])))          # one row
+    # what a log written before putrows holds: one put per row of a batch
+    db._storage.log(db._csn + 1, [("put", "FlightState", "F6", ("F6", 0.5, 0.5, 6, 6, 6)),
+                                  ("put", "FlightState", "F0", ("F0", 0.0, 0.0, 0, 0, 0))]).wait()
+    db.close()
+    logged = [op for ops in _logged(d) for op in ops if op[0] != "create_table"]
+    assert logged[0] == ("putrows", "FlightState", 0, tuple(rows[:4]))
+    assert sorted(logged[1][3]) == [rows[0][:3] + (9, 9, 9), rows[4]] and logged[1][:3] == (
+        "putrows", "FlightState", 0)
+    assert logged[2][0] == "put" and logged[2][2] == "F5"
+    db = aerostore.open(d)
+    t = db.table("FlightState")
+    assert t.get("F0") == ("F0", 0.0, 0.0, 0, 0, 0) and t.get("F4") == rows[4]
+    assert t.get("F6") == ("F6", 0.5, 0.5, 6, 6, 6) and t.get("F3") == rows[3]
+    assert t.query().count() == 7
+    t._check()
+    db.close()

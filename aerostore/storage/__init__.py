@@ -20,7 +20,9 @@ directory.py).  Below them, each file format beside the code that writes it:
 
 from .directory import DirectoryStorage
 from .interface import MemoryStorage, Recovered, Storage, Ticket
-from .walformat import Commit, CreateIndex, CreateTable, Del, DropIndex, Put, Sink, replay
+from .walformat import (Commit, CreateIndex, CreateTable, Del, DropIndex, Put, PutRows, Sink,
+                        putrows_checked, replay)
 
 __all__ = ["Storage", "Ticket", "Recovered", "MemoryStorage", "DirectoryStorage",
-           "Commit", "Put", "Del", "CreateTable", "CreateIndex", "DropIndex", "Sink", "replay"]
+           "Commit", "Put", "PutRows", "Del", "CreateTable", "CreateIndex", "DropIndex", "Sink",
+           "putrows_checked", "replay"]
