@@ -57,13 +57,12 @@ latch (exclusive).
 
 from __future__ import annotations
 
-import time
 from bisect import bisect_left, bisect_right
 
 import numpy as np
 
-from ._heldops import (bisect as held_bisect, onto as held_onto, slots as held_slots, sort as held_sort,
-                       split as held_split)
+from ._heldops import (bisect as held_bisect, fold as held_fold, onto as held_onto, slots as held_slots,
+                       sort as held_sort, split as held_split)
 from .entries import SLOT_BITS, SLOT_MASK, EntryForm, np_float_keys
 from .index import Index, SortedIndex
 from .sysmem import map_big_arrays
@@ -77,7 +76,6 @@ _VEC = 16                    # a write of this many entries or more goes to the 
 _SMALL_MAX = 256             # the small layer moves into the batch layer past this size
 _FANOUT = 8                  # a batch-layer run merges into the one below unless that is 8x bigger
 _MAX_RUNS = 2                # at most this many runs (readers bisect each)
-_FOLD_SLICE = 1 << 16        # entries of main merged per numpy step of a fold
 _HELD_SORT_MAX = 1024        # a write's entries sorted holding the GIL up to this many (30 us)
 
 
@@ -494,12 +492,10 @@ class ArrayIndex(Index):
 
     def fold_compute(self, job) -> np.ndarray:
         """The new ``main``: the job's main with its frozen runs folded in.  No latch needed:
-        nothing of the job is written any more.  O(n) at C speed (numpy), in slices of
-        ``_FOLD_SLICE`` entries with the GIL offered to other threads between them: one
-        numpy call over a million entries holds the GIL for 20-60 ms."""
+        nothing of the job is written any more.  O(n) in C, without the GIL (``_merge``)."""
         _gen, main, runs = job
         d, t = _collapse(runs, self._empty)
-        return self._merge(main, d, t, yielding=True)
+        return self._merge(main, d, t)
 
     def fold_finish(self, job, main) -> bool:
         """Install a ``fold_compute`` result; False if ``main`` was replaced meanwhile.  Latch held, O(1)."""
@@ -534,42 +530,25 @@ class ArrayIndex(Index):
         self._gen += 1
         self.folds += 1
 
-    def _merge(self, main, A, R, yielding: bool = False):
+    def _merge(self, main, A, R):
         """``main`` without the sorted entries ``R`` (all in it) and with ``A`` (none in it).
 
-        O(n), slice by slice of ``main`` into a preallocated result, so that no
-        numpy call runs over more than ``_FOLD_SLICE`` entries; ``yielding``:
-        sleep(0) between slices, letting waiting threads take the GIL.
+        O(n) in C (``_heldops.fold``: memcpy runs between the layer's entries),
+        without the GIL past 65,536 entries: a 1M-entry fold is a few ms that the
+        feed and the readers run beside, where numpy slices held the GIL for
+        10-20 ms in all (docs/decisions.md).
         """
         n = len(main)
         if not len(R) and not len(A):
             return main
         if not n:
             return A.astype(self.dtype)
-        out = np.empty(n - len(R) + len(A), self.dtype)
-        o = r0 = a0 = 0
-        for s in range(0, n, _FOLD_SLICE):
-            e = min(n, s + _FOLD_SLICE)
-            mv = main[s:e]
-            r1 = int(np.searchsorted(R, mv[-1], "right")) if len(R) else 0
-            a1 = int(np.searchsorted(A, main[e])) if e < n else len(A)
-            if r1 > r0:
-                rs = R[r0:r1]
-                at = np.searchsorted(mv, rs)
-                if at[-1] >= len(mv) or not (mv[at] == rs).all():
-                    raise AssertionError(f"index on field {self.pos}: removing entries it does not hold")
-                keep = np.ones(len(mv), np.bool_)
-                keep[at] = False
-                mv = mv[keep]
-            chunk = _with(mv, A[a0:a1]) if a1 > a0 else mv
-            out[o:o + len(chunk)] = chunk
-            o += len(chunk)
-            r0, a0 = r1, a1
-            if yielding:
-                time.sleep(0)
-        if o != len(out) or r0 != len(R):
-            raise AssertionError(f"index on field {self.pos}: a fold lost entries")
-        return out
+        dt = self.dtype
+        try:
+            return held_fold(main, A.astype(dt, copy=False), R.astype(dt, copy=False),
+                             np.empty(n - len(R) + len(A), dt))
+        except ValueError as e:
+            raise AssertionError(f"index on field {self.pos}: {e}") from None
 
     def _clear(self) -> None:
         """Drop every layer and ``main``; a fold running in the maintainer goes stale."""
@@ -900,32 +879,6 @@ def _collapse(runs, empty):
     for rd, rt in runs:
         d, t = _apply(d, t, rd.a, rt.a)
     return d, t
-
-
-_SORT_MERGE_MAX = 2048      # _with merges by a stable sort up to this many entries
-
-
-def _with(arr, xs):
-    """Sorted ``arr`` with sorted ``xs`` (none in it) inserted.  O(n + k).
-
-    Up to ``_SORT_MERGE_MAX`` entries, a concatenation and a stable sort (a
-    timsort of two sorted runs is one merge): two numpy calls, where the
-    placement below takes eight, and numpy's fixed cost per call is most of a
-    100-entry write.  Beyond, the placement: sorting wide (complex) entries
-    costs more than placing them."""
-    if not len(arr):
-        return xs
-    if len(arr) <= _SORT_MERGE_MAX:
-        out = np.concatenate((arr, xs))
-        out.sort(kind="stable")
-        return out
-    at = np.searchsorted(arr, xs) + np.arange(len(xs))
-    out = np.empty(len(arr) + len(xs), arr.dtype)
-    keep = np.ones(len(out), np.bool_)
-    keep[at] = False
-    out[at] = xs
-    out[keep] = arr
-    return out
 
 
 def _take(sl, lo_e, hi_e, n: int, reverse: bool) -> list:

@@ -6,8 +6,9 @@ Writers apply index entries at once into small sorted layers (arrayindex.py);
 when an index's layers pass their budget, the writer calls ``request(store,
 ix)`` (O(1), under the table latch).  The thread then runs the fold in three
 steps: ``fold_start`` under the latch (O(1): the layers are frozen, fresh ones
-take new writes), ``fold_compute`` without the latch (numpy, O(n), yielding the
-GIL between slices of Python work), ``fold_finish`` under the latch (O(1)).
+take new writes), ``fold_compute`` without the latch (O(n) in C, without the
+GIL: the feed and the readers run beside it), ``fold_finish`` under the latch
+(O(1)).
 Readers keep reading throughout: the frozen layers stay readable until the new
 array replaces them.
 

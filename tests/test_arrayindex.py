@@ -50,15 +50,13 @@ class Model:
 
 @pytest.mark.parametrize("name", sorted(FIELDS))
 @pytest.mark.parametrize("seed", range(4))
-@pytest.mark.parametrize("delta_min,small_max,fold_slice", [(16, 256, 1 << 16), (100000, 6, 7)],
+@pytest.mark.parametrize("delta_min,small_max", [(16, 256), (100000, 6)],
                          ids=["fold-often", "batch-layer"])
-def test_array_index_matches_a_sorted_list(name, seed, delta_min, small_max, fold_slice, monkeypatch):
+def test_array_index_matches_a_sorted_list(name, seed, delta_min, small_max, monkeypatch):
     # fold-often: most batches fold into main at once; batch-layer: batches of 16+
-    # entries go to the numpy batch layer, the small layer spills into it often,
-    # and folds merge main seven entries at a time
+    # entries go to the numpy batch layer, and the small layer spills into it often
     monkeypatch.setattr(arrayindex, "_DELTA_MIN", delta_min)
     monkeypatch.setattr(arrayindex, "_SMALL_MAX", small_max)
-    monkeypatch.setattr(arrayindex, "_FOLD_SLICE", fold_slice)
     field, gen = FIELDS[name]
     rnd = random.Random(seed)
     ix = new_index(0, field)
@@ -138,21 +136,21 @@ def test_build_and_retire():
 
 
 @pytest.mark.parametrize("dtype", [np.int64, np.uint64, np.complex128])
-@pytest.mark.parametrize("sort_max", [0, 2048])
-def test_layer_merges_equal_a_sorted_union_both_ways(dtype, sort_max, monkeypatch):
-    """_with (stable sort up to _SORT_MERGE_MAX entries, placement beyond), _onto (in C:
-    the hits taken out of one array, the rest merged into the other; an array left
-    as it was is the same object) and _sorted on random layers, entries past either
-    end included."""
+def test_layer_merges_equal_a_sorted_union(dtype, monkeypatch):
+    """_onto (in C: the hits taken out of one array, the rest merged into the other;
+    an array left as it was is the same object), _merge (a fold, in C) and _sorted
+    on random layers, entries past either end included."""
     from aerostore import arrayindex as ai
-    monkeypatch.setattr(ai, "_SORT_MERGE_MAX", sort_max)
     rng = np.random.default_rng(5)
     for n, k in [(0, 3), (1, 1), (5, 40), (300, 100), (3000, 100), (100, 3000)]:
         pool = rng.choice(1 << 40, n + 2 * k + 1, replace=False)
         arr = np.sort(pool[:n].astype(dtype))
         xs = np.sort(pool[n:n + k].astype(dtype))
         other = np.sort(pool[n + k:n + 2 * k].astype(dtype))
-        assert ai._with(arr, xs).tolist() == np.sort(np.concatenate((arr, xs))).tolist()
+        ix = ai.ArrayIndex(0, "int", dtype)
+        gone = np.ascontiguousarray(arr[::3])
+        assert ix._merge(arr, xs, gone).tolist() == np.sort(np.concatenate(
+            (arr[~np.isin(arr, gone)], xs))).tolist()
         big = np.array([pool.max() + 1], dtype)      # past every entry
         probe = np.sort(np.concatenate((xs[: k // 2], arr[::7], big)))
         cancel, keep = ai._onto(arr, other, probe)

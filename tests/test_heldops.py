@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from aerostore._heldops import bisect, intersect, onto, slots, sort, split
+from aerostore._heldops import bisect, fold, intersect, onto, slots, sort, split
 from aerostore.entries import SLOT_BITS, SLOT_MASK
 
 _M43 = (1 << 43) - 1
@@ -281,3 +281,62 @@ def test_intersect_refuses_bad_input_and_leaves_the_marks_clear():
         intersect([], mark)
     with pytest.raises(TypeError):
         intersect([ok], mark)
+
+
+@settings(max_examples=150, deadline=None)
+@given(kind=st.sampled_from(sorted(_KINDS)), data=st.data())
+def test_fold_is_main_minus_removes_plus_adds(kind, data):
+    """fold: main without the removed entries and with the added ones, in order, for
+    every entry encoding (many wide entries share a real part)."""
+    dtype, _kd, (lo, hi) = _KINDS[kind]
+    ent = st.builds(lambda k, s: (k << SLOT_BITS) | s,
+                    st.one_of(st.sampled_from([lo, hi, 0 if lo <= 0 else lo]), st.integers(lo, hi)),
+                    st.integers(0, 40))
+    pool = sorted(set(data.draw(st.lists(ent, max_size=120))))
+    which = data.draw(st.lists(st.sampled_from("mra"), min_size=len(pool), max_size=len(pool)))
+    m = [e for e, w in zip(pool, which) if w in "mr"]      # r: in main, removed
+    r = [e for e, w in zip(pool, which) if w == "r"]
+    a = [e for e, w in zip(pool, which) if w == "a"]
+
+    def arr(es):
+        return _wide(es) if dtype is np.complex128 else np.array(es, dtype)
+    out = np.empty(len(m) - len(r) + len(a), dtype)
+    assert fold(arr(m), arr(a), arr(r), out) is out
+    assert out.tolist() == arr(sorted(set(m) - set(r) | set(a))).tolist()
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.complex128])
+def test_a_big_fold_lets_other_threads_run_and_agrees_with_numpy(dtype):
+    """Past 65,536 entries of main the merge runs with the GIL let go: a thread waiting
+    for it runs meanwhile; the answer is numpy's."""
+    rng = np.random.default_rng(11)
+    pool = rng.choice(1 << 40, 420_000, replace=False)
+    main = np.sort(pool[:400_000]).astype(dtype)
+    rem = np.sort(rng.choice(main, 10_000, replace=False))
+    add = np.sort(pool[400_000:]).astype(dtype)
+    want = np.sort(np.concatenate((np.setdiff1d(main, rem), add)))
+    out = np.empty(len(want), dtype)
+    spins = [_spins_during(lambda: fold(main, add, rem, out)) for _ in range(3)]
+    assert np.array_equal(out, want)
+    assert any(spins), spins
+
+
+def test_fold_refuses_what_is_not_a_fold():
+    m = np.arange(0, 20, 2, dtype=np.int64)
+    none = np.empty(0, np.int64)
+    with pytest.raises(ValueError, match="a removed entry is not in main"):
+        fold(m, none, np.array([3], np.int64), np.empty(9, np.int64))
+    with pytest.raises(ValueError, match="a removed entry is not in main"):
+        fold(m, none, np.array([100], np.int64), np.empty(9, np.int64))
+    with pytest.raises(ValueError, match="an added entry is in main already"):
+        fold(m, np.array([4], np.int64), none, np.empty(11, np.int64))
+    with pytest.raises(TypeError, match="out has 10 entries, the fold makes 11"):
+        fold(m, np.array([5], np.int64), none, np.empty(10, np.int64))
+    with pytest.raises(TypeError, match="one dtype"):
+        fold(m, none.astype(np.uint64), none, np.empty(10, np.int64))
+    with pytest.raises(TypeError, match="one dtype"):
+        fold(m, none, none, np.empty(10, np.uint64))
+    ro = np.empty(10, np.int64)
+    ro.flags.writeable = False
+    with pytest.raises((BufferError, ValueError)):
+        fold(m, none, none, ro)
