@@ -1251,9 +1251,10 @@ class Walk(_OnIndex):
 
     def _ties_ordered(self, seg: list, kseg: list, s) -> list:
         """``seg`` (walk order, settled rows as slots) with each group of equal
-        entry keys (``kseg``: seg[i]'s is kseg[i]) made rows and put in the
-        order of the remaining sort keys, then the key; the other items stay
-        as they are (a page keeps its slots: ``page``).  Walk order already is
+        entry keys (``kseg``: seg[i]'s is kseg[i]) put in the order of the
+        remaining sort keys, then the key: a group's items are made rows when
+        there are remaining sort keys, and stay as they are when the key alone
+        orders them (a page keeps its slots: ``page``).  Walk order already is
         the order of the walked field, so ordering each group is ordering
         ``seg``.  O(len) plus the groups' rows."""
         groups = []             # (start, end) of each group of two or more
@@ -1263,11 +1264,25 @@ class Walk(_OnIndex):
                 groups[-1][1] = i + 2
             else:
                 groups.append([i, i + 2])
-        at = [p for a, b in groups for p in range(a, b)]
         out = list(seg)
-        for p, r in zip(at, self._built([seg[p] for p in at], s)):     # one read for all
-            out[p] = r
-        kf = self._sort_key() if len(self.q.sort) > 1 else itemgetter(self.store.key_pos)
+        if len(self.q.sort) == 1:
+            # ordered by key alone: a settled slot's key is in ``rows`` (its head, or
+            # its chain's if a write thawed it since: a slot keeps its key until it
+            # is freed, and a freed slot moves fseq, so the page is redone), so the
+            # items stay slots and no row is read
+            rows = self.store.rows
+            kp = self.store.key_pos
+
+            def kf(x):
+                if x.__class__ is not int:
+                    return x[kp]
+                h = rows[x]
+                return h if h.__class__ is str else "" if h is None else h.values[kp]
+        else:
+            at = [p for a, b in groups for p in range(a, b)]
+            for p, r in zip(at, self._built([seg[p] for p in at], s)):     # one read for all
+                out[p] = r
+            kf = self._sort_key()
         for a, b in groups:
             out[a:b] = sorted(out[a:b], key=kf)
         return out

@@ -450,8 +450,10 @@ def test_a_page_is_the_rows_with_settled_rows_as_slots(loaded, name):
     got, nslots = _from_page(build(t.query()))
     assert got == build(t.query()).rows()
     # a walk's page holds slots but for null rows (walk_desc: nulls only) and the
-    # rows of tie groups (the gs walks: about four rows share each value)
-    assert (nslots > 0) == (name in ("walk_asc", "walk_desc_nulls")), name
+    # rows of tie groups ordered by a second sort field (walk_ties_multi: about
+    # four rows share each gs value); groups ordered by key alone keep their slots
+    assert (nslots > 0) == (name in ("walk_asc", "walk_filtered", "walk_ties_offset",
+                                     "walk_desc_nulls")), name
     reader = db.begin()
     try:
         _rewrite(t, rows)
@@ -460,6 +462,33 @@ def test_a_page_is_the_rows_with_settled_rows_as_slots(loaded, name):
             assert got == build(table.query()).rows(), name
     finally:
         reader.rollback()
+
+
+def test_a_tie_group_ordered_by_key_keeps_its_slots_even_if_a_write_thaws_one(loaded):
+    """Walk._ties_ordered with the walked field as the only sort key orders a tie
+    group by key without making its rows: a slot's key is its ``rows`` head, or
+    its chain's when a write thawed the slot after the walk (the page stays
+    valid: fseq did not move)."""
+    db, t, rows = loaded
+    vacuum_now(db)
+    st = t._st
+    q = t.query().sort_by("gs").limit(5)
+    plan = planner.choose(st, q, False)
+    assert plan.kind == PlanKind.WALK
+    gs = rows[0][4]
+    group = sorted((st.slots[r[0]] for r in rows if r[4] == gs), reverse=True)
+    assert len(group) >= 3 and all(st.rows[x].__class__ is str for x in group)
+    s = db._snaps.take()            # the page's snapshot: the old version stays
+    try:
+        t.set(st.rows[group[0]], {"altitude": 7})      # thawed: its head is a chain now
+        assert st.rows[group[0]].__class__ is not str
+        got = plan._ties_ordered(["first"] + group, [0] + [1] * len(group), s)
+    finally:
+        db._snaps.release(s)
+    assert got[0] == "first" and sorted(got[1:]) == sorted(group)
+    assert all(x.__class__ is int for x in got[1:])
+    keys = [st.row_at(x, db._snaps.watermark)[0] for x in got[1:]]
+    assert keys == sorted(keys) and len(set(keys)) == len(keys)
 
 
 def test_a_page_with_own_writes_or_too_long_is_rows(loaded, monkeypatch):
