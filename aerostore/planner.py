@@ -254,9 +254,10 @@ def choose(store, q, count_only: bool) -> Plan:
 
     A walk's choice is remembered on the query (``q._walk_memo``: the
     signature ``_walk_sig`` and the walk's arguments, its index by a weak
-    reference): run again with the same signature -- everything the choice
-    read, unchanged -- the query walks again without weighing the paths (a
-    top-N search repeated by a Tcl loop).  The executor is new each run.  Ids
+    reference, and its entry filters once made): run again with the same
+    signature -- everything the choice read, unchanged -- the query walks
+    again without weighing the paths or looking its filters up (a top-N
+    search repeated by a Tcl loop).  The executor is new each run.  Ids
     may be reused once their objects are gone: the index is then checked to
     be the store's own (a dead or replaced one is a miss), and a view's id
     reused by a newer view only leaves the old estimate, which sizes the
@@ -264,15 +265,21 @@ def choose(store, q, count_only: bool) -> Plan:
     memo = q._walk_memo
     if memo is not None and not count_only:
         sig = _walk_sig(store, q)
-        est, ref, ranges, desc = memo[1]
+        est, ref, ranges, desc, filters = memo[1]
         ix = ref()
         if sig == memo[0] and ix is not None and store.indexes.get(ix.pos) is ix:
-            return Walk(store, q, est, ix, ranges, desc)
+            w = Walk(store, q, est, ix, ranges, desc)
+            w.filters = filters
+            return w
     plan = _choose(store, q, count_only)
     if plan.kind is WALK:
         sig = _walk_sig(store, q)
-        q._walk_memo = None if sig is None else (sig, (plan.est, weakref.ref(plan.ix), plan.ranges,
-                                                       plan.desc))
+        if sig is None:
+            q._walk_memo = None
+        else:
+            plan.filters = []
+            q._walk_memo = (sig, (plan.est, weakref.ref(plan.ix), plan.ranges, plan.desc,
+                                  plan.filters))
     elif not count_only:
         q._walk_memo = None
     return plan
@@ -1105,13 +1112,14 @@ class Walk(_OnIndex):
     O(entries walked), not O(matches); nulls (last ascending, first descending)
     cost O(null slots) when the walk reaches them."""
 
-    __slots__ = ("ranges", "desc")
+    __slots__ = ("ranges", "desc", "filters")
     kind = WALK
 
     def __init__(self, store, q, est, ix, ranges, desc):
         _OnIndex.__init__(self, store, q, est, ix)
         self.ranges = ranges
         self.desc = desc
+        self.filters = None     # choose(): the remembered walk's holder of its entry filters
 
     def rows(self, s, skip):
         """The rows at positions [offset, offset+limit) of the sort order; own writes
@@ -1193,7 +1201,14 @@ class Walk(_OnIndex):
         nnull = len(out)
         ks = []                 # the entry key of each walked match: out[nnull + i]'s is ks[i]
         entry_key = ix.entry_key
-        filt = self._entry_filter(skip, walk=True)
+        held = self.filters
+        if skip is None and held is not None:
+            # a remembered walk: the filters of its last run (same store, index, terms)
+            if not held:
+                held.append(self._entry_filter(None, walk=True))
+            filt = held[0]
+        else:
+            filt = self._entry_filter(skip, walk=True)
         blo = off if build else need     # the filter makes the rows at [blo, need)
         after = None
         size = max(16, min(_CHUNK, int(self.est * 1.2) + 8))   # the expected walk, and a margin
