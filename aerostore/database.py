@@ -32,7 +32,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from itertools import chain
+from itertools import chain, repeat
 from operator import itemgetter
 from threading import get_ident
 
@@ -46,6 +46,7 @@ from .planner import execute
 from .query import Query
 from .schema import Schema
 from .storage import DirectoryStorage, MemoryStorage, Sink, replay
+from .storage.walformat import columns_rows, putcols_columns
 from .gcpause import paused, young
 from .arrayindex import ArrayIndex, new_index
 from .heap import TableStore
@@ -695,8 +696,13 @@ class _Replay(Sink):
 
     ``ops[table]`` is a pair of lists in log order, the keys the commits wrote
     and for each the row put, or None for a delete; a bulk commit's puts are
-    appended with two ``list.extend`` (``put_batch``), so replay costs no
-    Python step per row.  ``apply`` keeps each key's last op (one dict build:
+    appended with two ``list.extend`` (``put_rows``, ``put_batch``), so replay
+    costs no Python step per row.  A ``putcols`` record's rows stay columns
+    (``cols[table]``: (start in the lists, the columns, their nulls), the
+    rows' places holding ``_IN_COLS``) until ``apply``: a table whose every
+    row came so, into a heap that holds none, is loaded from the columns
+    (``TableStore.load_columns``) without a row tuple made; otherwise the
+    rows are made first.  ``apply`` keeps each key's last op (one dict build:
     the key map the heap needs anyway) and writes that into the heap: the
     log's order only matters per key, and no reader runs during recovery.
     Indexes stay retired until their first read builds them, except those a
@@ -706,6 +712,7 @@ class _Replay(Sink):
         self._db = db
         self._stores = db._stores
         self.ops: dict = {}
+        self.cols: dict = {}
 
     def _ops(self, csn: int, table: str) -> tuple:
         ops = self.ops.get(table)
@@ -763,6 +770,20 @@ class _Replay(Sink):
         keys.extend(new)
         log_rows.extend(rows)
 
+    def put_cols(self, csn: int, table: str, key_pos: int, n: int, types, sections) -> None:
+        keys, rows = self.ops.get(table) or self._ops(csn, table)
+        st = self._stores[table]
+        kinds = [f.kind for f in st.schema.fields]
+        if (key_pos != st.schema.key_pos or types.__class__ not in (tuple, list)
+                or len(types) != len(kinds)
+                or any((ty == "str") != (k == "str") for ty, k in zip(types, kinds))):
+            raise self.corrupt(csn, f"a putcols record for {table!r} whose columns are not "
+                                    f"the table's fields")
+        cols, nulls = putcols_columns(self, csn, table, key_pos, n, types, sections)
+        self.cols.setdefault(table, []).append((len(rows), types, cols, nulls))
+        keys.extend(cols[key_pos])
+        rows.extend(repeat(_IN_COLS, n))
+
     def delete(self, csn: int, table: str, key: str) -> None:
         keys, rows = self.ops.get(table) or self._ops(csn, table)
         keys.append(key)
@@ -791,6 +812,13 @@ class _Replay(Sink):
         for name, (keys, rows) in self.ops.items():
             st = self._stores[name]
             last = KeyMap.from_keys(keys, last=True)   # key -> its last op
+            batches = self.cols.pop(name, ())
+            if batches and not loaded.get(name, 0) and sum(len(b[2][0]) for b in batches) == len(rows):
+                _load_batches(st, batches, last, len(keys))
+                continue
+            for start, types, cols, nulls in batches:     # rows beside other ops: made
+                made = columns_rows(types, cols, nulls)
+                rows[start:start + len(made)] = made
             if not loaded.get(name, 0):
                 if len(last) != len(keys) or None in rows:   # a key written twice, or deleted
                     at = [i for i in last.values() if rows[i] is not None]    # in op order
@@ -817,6 +845,36 @@ class _Replay(Sink):
 
 _OP_KEY = itemgetter(2)
 _OP_VALUES = itemgetter(3)
+_IN_COLS = ()           # a row of ops' lists that is in a putcols batch's columns
+
+
+def _load_batches(st: TableStore, batches: list, last: KeyMap, n_ops: int) -> None:
+    """Recovery of a table whose every row came from putcols records, into an empty
+    heap: the batches' columns joined, each key's last row kept (``last``: key ->
+    its place among the ``n_ops`` rows), loaded as whole columns.  O(rows) in C;
+    no row tuple is made."""
+    width = len(batches[0][1])
+    cols, nulls = [], []
+    for p in range(width):
+        parts = [b[2][p] for b in batches]
+        if parts[0].__class__ is list:
+            col = parts[0] if len(parts) == 1 else [v for part in parts for v in part]
+        else:
+            col = np.concatenate(parts)
+        nul = None
+        if any(b[3][p] is not None for b in batches):
+            nul = np.concatenate([np.zeros(len(b[2][p]), bool) if b[3][p] is None else b[3][p]
+                                  for b in batches])
+        cols.append(col)
+        nulls.append(nul)
+    slots = last                            # each key once: its place is its slot
+    if len(last) != n_ops:                  # a key written more than once: its last row
+        at = np.fromiter(last.values(), np.intp, len(last))
+        cols = [list(map(c.__getitem__, at.tolist())) if c.__class__ is list else c[at]
+                for c in cols]
+        nulls = [None if nu is None else nu[at] for nu in nulls]
+        slots = None
+    st.load_columns(len(last), cols, nulls, {}, slots)
 
 
 class Table:

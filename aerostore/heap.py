@@ -55,6 +55,8 @@ from .keymap import KeyMap
 from .latch import Latch
 from .mvcc import INF, Version, visible
 from .readgate import changed as _gate_changed
+from .storage.colsection import column_types
+from .storage.walformat import PUTCOLS_MIN, putcols_record
 
 __all__ = ["TableStore", "Installed", "ColumnSnapshot"]
 
@@ -226,14 +228,19 @@ class ColumnSnapshot:
                      for c, nul, f in zip(self.columns, self.nulls, fields)))
 
 
-def log_puts(ops: list, tname: str, key_pos: int, rows: list) -> None:
+def log_puts(ops: list, tname: str, key_pos: int, rows: list, types) -> None:
     """Append to ``ops`` the WAL record of ``rows`` (whole rows of table ``tname``,
-    distinct keys, at least one) put: one ``putrows`` record, or a ``put`` for a
-    single row (storage/walformat.py).  ``rows`` becomes the record's: the caller
-    does not change it afterwards."""
-    if len(rows) == 1:
+    distinct keys, at least one) put (storage/walformat.py): a ``put`` for a
+    single row, a ``putcols`` record from ``PUTCOLS_MIN`` rows on when the table
+    has column ``types`` (``colsection.column_types``; None: an int field too
+    wide), else one ``putrows``.  ``rows`` becomes a putrows record's: the
+    caller does not change it afterwards."""
+    n = len(rows)
+    if n == 1:
         row = rows[0]
         ops.append(("put", tname, row[key_pos], row))
+    elif n >= PUTCOLS_MIN and types is not None:
+        ops.append(putcols_record(tname, key_pos, types, rows))
     else:
         ops.append(("putrows", tname, key_pos, rows))
 
@@ -296,6 +303,7 @@ class TableStore:
     def __init__(self, schema):
         self.schema = schema
         self.key_pos = schema.key_pos
+        self.wal_types = column_types(schema.fields)    # how the log holds a bulk write's columns
         self.slots = KeyMap()
         self.rows: list = []
         self.free: list = []
@@ -553,25 +561,30 @@ class TableStore:
         ops: list = []
         changes: list = []
         touched: list = []
+        put: list = []                  # the rows put, for one WAL record (log_puts)
         idx = list(self.indexes.values())
         n = len(ws)
         if n <= _PART or n >= _WHOLE:
-            n_live = self._install_part(ws.items(), csn, tname, changes, ops, touched, idx)
+            n_live = self._install_part(ws.items(), csn, tname, changes, ops, put, touched, idx)
         else:
             items = list(ws.items())
             n_live = 0
             for i in range(0, n, _PART):
-                n_live += self._install_part(items[i:i + _PART], csn, tname, changes, ops, touched, idx)
+                n_live += self._install_part(items[i:i + _PART], csn, tname, changes, ops, put,
+                                             touched, idx)
+        if put:
+            log_puts(ops, tname, self.key_pos, put, self.wal_types)
         # no latch: count() copies the deque in one C call; installs are serialised
         # by the commit lock, and prune only pops from the other end
         live = self.live
         live.append((csn, live[-1][1] + n_live))
         return Installed(ops, changes, touched)
 
-    def _install_part(self, items, csn: int, tname: str, changes: list, ops: list, touched: list,
-                      idx: list) -> int:
+    def _install_part(self, items, csn: int, tname: str, changes: list, ops: list, put: list,
+                      touched: list, idx: list) -> int:
         """``install`` of some of the write set, under the latch: appends to
-        ``changes``, ``ops`` and ``touched``; the change in live rows."""
+        ``changes``, ``ops`` (deletes), ``put`` (the rows put) and ``touched``;
+        the change in live rows."""
         slots = self.slots
         rows = self.rows
         fresh_keys = []
@@ -584,7 +597,6 @@ class TableStore:
         simple = []
         simple_append = simple.append
         thawed = []
-        put = []                        # the rows put, for one WAL record
         pappend = put.append
         n_live = 0
         cols = self.columns
@@ -605,7 +617,7 @@ class TableStore:
                         if None not in vals:
                             # every row an update of a settled row (a bulk update), at C speed
                             self._install_updates(at, vals, curs, list(map(_first, items)), csn,
-                                                  tname, changes, ops, touched, idx)
+                                                  tname, changes, put, touched, idx)
                             return 0
                     settled = dict(zip(ss, curs))
             for (key, values), slot in zip(items, at):
@@ -677,12 +689,10 @@ class TableStore:
                                    fresh_vals))
                 put.extend(fresh_vals)
             _index_writes(idx, simple, add_vals, add_slots, True)
-        if put:
-            log_puts(ops, tname, self.key_pos, put)
         return n_live + len(fresh_keys)
 
     def _install_updates(self, at: list, vals: list, curs: list, keys: list, csn: int, tname: str,
-                         changes: list, ops: list, touched: list, idx: list) -> None:
+                         changes: list, put: list, touched: list, idx: list) -> None:
         """``_install_part`` when every row updates a settled row: slot ``at[i]`` (settled,
         its row ``curs[i]``) gets ``vals[i]`` for ``keys[i]``.  The same versions,
         records and index entries as the loop there, made by ``map`` and ``zip``
@@ -695,7 +705,7 @@ class TableStore:
         self.columns.thaw(at)
         touched.extend(at)
         changes.extend(zip(repeat(tname, n), repeat("update", n), keys, curs, vals))
-        log_puts(ops, tname, self.key_pos, vals)
+        put.extend(vals)
         _index_writes(idx, list(zip(at, vals, curs)), {ix.pos: [] for ix in idx},
                       {ix.pos: [] for ix in idx}, True)
 
@@ -858,7 +868,8 @@ class TableStore:
             self.columns = cols
             _gate_changed()             # readers without the GIL drop views of the old ones
 
-    def load_columns(self, n: int, columns: list, nulls: list, index_arrays: dict) -> None:
+    def load_columns(self, n: int, columns: list, nulls: list, index_arrays: dict,
+                     slots: KeyMap | None = None) -> None:
         """``load`` from whole columns (recovery from a checkpoint of format 2): slot i
         holds row i, for i < ``n``.
 
@@ -869,11 +880,12 @@ class TableStore:
         it over these rows (``ArrayIndex.export_main``).  The columns are taken
         over, not copied, and the key list becomes ``rows``: no row is built.  An
         index with an array adopts it as is, the others build on first read as
-        after ``load``.  O(n) in C for the key map, O(1) else.
+        after ``load``.  ``slots``: ``KeyMap.from_keys`` of the key column, if built
+        already.  O(n) in C for the key map, O(1) else.
         """
         keys = columns[self.key_pos]
         cols = Columns.adopt(self.schema, n, columns, nulls)
-        self._adopt(keys if keys.__class__ is list else list(keys), cols)
+        self._adopt(keys if keys.__class__ is list else list(keys), cols, slots)
         with self.latch:
             for pos, ix in self.indexes.items():
                 main = index_arrays.get(pos)

@@ -11,6 +11,7 @@ every step, with a twin database fed the same rows one transaction per row
 """
 
 import random
+import threading
 
 import pytest
 
@@ -142,16 +143,22 @@ def test_an_old_snapshot_reads_the_rows_a_bulk_update_replaced(mem_db, taken):
     assert taken["settle_declined"] >= 1 and taken["settle"] >= 1
 
 
-def test_a_bulk_part_leaves_no_picture_and_counts_stay_exact(mem_db):
+def test_a_bulk_part_leaves_no_picture_and_counts_stay_exact(mem_db, monkeypatch):
     t = mem_db.create_table(FlightState)
     st = t._st
     rng = random.Random(5)
     n = heap._WHOLE + 10
     t.upsert_many([_row(rng, f"K{i:05d}") for i in range(n)])
     t.query().gt("gs", 0).count()                  # the indexes are built
+    assert mem_db._maint.idle(10)
     old = mem_db.begin()                           # keeps the next commit's chains
+    published = []                                 # by this thread (a background fold may too)
+    real = heap.TableStore._publish_picture
+    monkeypatch.setattr(heap.TableStore, "_publish_picture", lambda self: (
+        published.append(threading.current_thread()), real(self))[1])
     t.upsert_many([_row(rng, f"K{i:05d}") for i in range(n)])
-    assert st.picture is None and len(st.unfrozen) == n
+    assert threading.current_thread() not in published and len(st.unfrozen) == n
+    st.picture = None                              # as the bulk section left it
     fresh = sorted(t.query().rows())
     assert t.query().gt("gs", 300).count() == sum(r[4] > 300 for r in fresh)
     assert old.table("FlightState").query().gt("gs", 300).count() == sum(

@@ -214,13 +214,13 @@ def test_a_checkpoint_of_64_bit_int_columns_reopens_into_the_narrow_ones(tmp_pat
     """Checkpoints written before int columns were narrowed hold every signed int as
     ``<i8``: a reopen converts each to the field's column type (columns.column_dtype)."""
     from aerostore import columns as columns_mod
-    from aerostore.storage import checkpoint as checkpoint_mod
+    from aerostore.storage import checkpoint as checkpoint_mod, colsection as colsection_mod
     path = str(tmp_path / "db")
     rows = [(f"F{i}", i / 3, -i / 3, 30000 + i, i % 600, i) for i in range(500)] + [
         ("nul", None, None, None, None, None)]
     wide = {"int": lambda f: np.dtype(np.uint64) if f.lo >= 0 and f.hi >= 1 << 63 else np.dtype(np.int64)}
     real = columns_mod.column_dtype
-    monkeypatch.setattr(checkpoint_mod, "column_dtype",
+    monkeypatch.setattr(colsection_mod, "column_dtype",
                         lambda f: wide[f.kind](f) if f.kind in wide else real(f))
     with aerostore.open(path) as db:
         t = db.create_table(FlightState)

@@ -14,6 +14,7 @@ directory.py).  Below them, each file format beside the code that writes it:
 | walscan.py | the recovery scan of ``wal.log`` (torn tail or damage) |
 | walwriter.py | the log writer: group commit, failures, the log cut |
 | checkpoint.py | ``checkpoint.dat``'s format, written and read |
+| colsection.py | the binary column section both files use (a checkpoint's slices, the log's ``putcols``) |
 | framing.py | what both files share: the checksummed frame, msgpack, errno names |
 | fileio.py | the file layer every change to the directory goes through |
 """

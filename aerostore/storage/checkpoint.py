@@ -50,25 +50,8 @@ in this order:
       have no entries (the column's null bitmap lists them).
 3. record ``["end", [row count per table]]``, which must end the file.
 
-A numeric section (``rows`` rows of a column of type T, size S bytes):
-
-| offset | size | field |
-|---|---|---|
-| 0 | 1 | ``flags``: 1 = a null bitmap follows (some value is null); other bits 0 |
-| 1 | ceil(rows / 8) if flags & 1 | null bitmap: bit i % 8 (least significant first) of byte i // 8 is set when row i is null |
-| ... | rows * S | the values, the raw array of T; 0 where null |
-
-A string section:
-
-| offset | size | field |
-|---|---|---|
-| 0 | 1 | ``flags``: 1 = a null bitmap follows; 2 = offsets form (below); other bits 0 |
-| 1 | ceil(rows / 8) if flags & 1 | null bitmap, as above |
-| ... | ... | joined form (flags & 2 clear): the values joined by ``"\\n"``, in UTF-8 (a null as ``""``); used when no value holds a newline, which the schema forbids anyway |
-| ... | 8 * rows | offsets form (flags & 2): ``u64`` end offset of each value in the bytes that follow |
-| ... | ... | offsets form: the UTF-8 values, back to back |
-
-Strings may hold lone surrogates (written and read with ``surrogatepass``).
+Numeric and string sections: colsection.py describes them field by field (the
+log's ``putcols`` record holds the same).
 
 Reading takes two passes: the first reads and checks the records and notes
 where each section lies (so every table's row count is known before any
@@ -111,9 +94,10 @@ from itertools import islice
 
 import numpy as np
 
-from ..columns import column_dtype, value_list
+from ..columns import value_list
 from ..errors import AerostoreError, CorruptError, StorageIOError
 from ..schema import Schema
+from .colsection import NULLS, NUMERIC, U8, Slice, bitmap, column_types, strings, utf8
 from .framing import HEAD, LEN, errno_name, frame, frame_head, pack, unpack
 
 __all__ = ["MAGIC", "FILENAME", "TEMP_FILENAME", "VERSION", "SLICE_ROWS", "CHUNK_ROWS",
@@ -133,10 +117,7 @@ _FLUSH_BYTES = 1 << 20
 # interval), so the pause must be long enough for a waiter to get it.
 _YIELD_SECS = 0.0001
 
-_NULLS, _OFFSETS = 1, 2
-_NUMERIC = {"<i8", "<u8", "<i4", "<u4", "<i2", "<u2", "<f8", "|i1"}
 _ENTRY_TYPES = {"<i8", "<u8", "<c16"}
-_U8 = np.dtype(np.uint8)
 
 
 class CheckpointTable:
@@ -188,13 +169,6 @@ def _record(obj) -> bytes:
     return frame(len(payload), payload)
 
 
-def _utf8(s: str) -> bytes:
-    try:
-        return s.encode("utf-8")
-    except UnicodeEncodeError:
-        return s.encode("utf-8", "surrogatepass")
-
-
 class _Out:
     """Appends frames to the temp file through ``io``, in writes of about ``_FLUSH_BYTES``."""
 
@@ -225,130 +199,6 @@ class _Out:
             self.io.write(self.fd, self.buf)
             self.written += len(self.buf)
             self.buf = bytearray()
-
-
-class _Slice:
-    """The column pieces of the rows of one slice, built chunk by chunk."""
-
-    def __init__(self, dtypes: list):
-        self.dtypes = dtypes
-        self.n = 0
-        self.nbytes = 0
-        self.sizes = []                         # rows per chunk
-        self.parts = [[] for _ in dtypes]       # per chunk: numeric, an array; str, joined bytes or [bytes]
-        self.nulls = [[] for _ in dtypes]       # per chunk: a bool array, or None when no value is null
-        self.records = np.dtype([(f"f{p}", "O" if dt is None else dt) for p, dt in enumerate(dtypes)])
-
-    def add(self, chunk: list) -> None:
-        k = len(chunk)
-        cols = None
-        if self.records is not None:
-            # one C pass over the rows into a record array: a third faster than zip(*chunk)
-            # and a conversion per column; a null in an int field makes it fail (then
-            # this slice transposes with zip)
-            try:
-                rec = np.array(chunk, self.records)
-            except (TypeError, ValueError, OverflowError):
-                self.records = None
-            else:
-                cols = [rec[f"f{p}"] for p in range(len(self.dtypes))]
-        if cols is None:
-            cols = list(zip(*chunk))
-            if len(cols) != len(self.dtypes):
-                raise ValueError(f"checkpoint: a row of {len(cols)} values for {len(self.dtypes)} "
-                                 "fields")
-        for p, dt in enumerate(self.dtypes):
-            vals = cols[p]
-            nul = None
-            if dt is not None:
-                # the fast path converts, and fails (ints) or gives NaN (floats) on a null
-                try:
-                    arr = np.array(vals, dt)
-                except TypeError:
-                    arr = None
-                if arr is None or (dt.kind == "f" and np.isnan(arr).any()):
-                    vals = [r[p] for r in chunk]            # the values as given
-                    nul = np.fromiter((v is None for v in vals), bool, k)
-                    if nul.any():
-                        arr = np.array([0 if v is None else v for v in vals], dt)
-                    else:
-                        nul = None
-                        if arr is None:
-                            arr = np.array(vals, dt)        # raises the conversion's error
-                self.nulls[p].append(nul)
-                self.parts[p].append(arr)
-                continue
-            self._add_strs(p, vals.tolist() if vals.__class__ is np.ndarray else vals, k)
-        self.sizes.append(k)
-        self.n += k
-
-    def add_columns(self, cols: list, nulls: list, k: int) -> None:
-        """The next ``k`` rows, given as columns (``heap.ColumnSnapshot`` slices: an
-        array of the field's type, or a list; a bool array of nulls, or None)."""
-        for p, dt in enumerate(self.dtypes):
-            if dt is None:
-                self._add_strs(p, cols[p], k)
-                continue
-            nul = nulls[p]
-            self.parts[p].append(np.ascontiguousarray(cols[p], dt))
-            self.nulls[p].append(nul if nul is not None and nul.any() else None)
-        self.sizes.append(k)
-        self.n += k
-
-    def _add_strs(self, p: int, vals: list, k: int) -> None:
-        """String field ``p``'s piece of the next ``k`` rows (None: null): joined by newlines."""
-        nul = None
-        try:
-            joined = "\n".join(vals)
-        except TypeError:
-            nul = np.fromiter((v is None for v in vals), bool, k)
-            vals = ["" if v is None else v for v in vals]
-            joined = "\n".join(vals)
-        self.nulls[p].append(nul)
-        if joined.count("\n") == k - 1:
-            data = _utf8(joined)
-            self.nbytes += len(data)
-        else:                                   # a value holds a newline: offsets form
-            data = [_utf8(v) for v in vals]
-            self.nbytes += sum(map(len, data))
-        self.parts[p].append(data)
-
-    def column(self, p: int):
-        """``(values, nulls)`` of numeric field ``p`` over the slice (nulls: None if none)."""
-        return np.concatenate(self.parts[p]), self._nulls(p)
-
-    def _nulls(self, p: int):
-        ns = self.nulls[p]
-        if all(x is None for x in ns):
-            return None
-        return np.concatenate([np.zeros(k, bool) if x is None else x for x, k in zip(ns, self.sizes)])
-
-    def section(self, p: int, vals=None, nulls=None) -> list:
-        """The payload parts of field ``p``'s section (``vals``, ``nulls``: ``column(p)``)."""
-        if self.dtypes[p] is not None:
-            if vals is None:
-                vals, nulls = self.column(p)
-            if nulls is None:
-                return [bytes([0]), vals.view(_U8)]
-            return [bytes([_NULLS]), np.packbits(nulls, bitorder="little"), vals.view(_U8)]
-        nulls = self._nulls(p)
-        parts = self.parts[p]
-        flags = 0
-        out = []
-        if nulls is not None:
-            flags |= _NULLS
-            out.append(np.packbits(nulls, bitorder="little"))
-        if all(part.__class__ is bytes for part in parts):
-            out.append(b"\n".join(parts))
-        else:
-            flags |= _OFFSETS
-            values = []
-            for part in parts:
-                values.extend(part.split(b"\n") if part.__class__ is bytes else part)
-            ends = np.cumsum(np.fromiter(map(len, values), np.int64, len(values)), dtype="<u8")
-            out.append(ends.view(_U8))
-            out.append(b"".join(values))
-        return [bytes([flags])] + out
 
 
 def write_checkpoint(io, dirpath: str, csn: int, tables) -> tuple[int, int]:
@@ -418,10 +268,9 @@ def _write_table(out: _Out, schema: dict, index_fields, rows, index_entries=None
         fields = Schema.from_dict(schema).fields
     except (AerostoreError, LookupError, TypeError, ValueError, AttributeError):
         return _write_rows(out, schema, index_fields, rows)
-    dtypes = [None if f.kind == "str" else column_dtype(f) for f in fields]
-    if any(dt is None and f.kind != "str" for dt, f in zip(dtypes, fields)):
+    dtypes = column_types(fields)
+    if dtypes is None:
         return _write_rows(out, schema, index_fields, rows)    # an int field wider than 64 bits
-    dtypes = [None if dt is None else dt.newbyteorder("<") for dt in dtypes]
     names = [f.name for f in fields]
     out.add(_record(("table", schema, list(index_fields),
                      ["str" if dt is None else dt.str for dt in dtypes])))
@@ -429,7 +278,7 @@ def _write_table(out: _Out, schema: dict, index_fields, rows, index_entries=None
                and dtypes[p] is not None]
     kept = {p: ([], []) for p in indexed}     # the indexed columns over every slice
     n = 0
-    sl = _Slice(dtypes)
+    sl = Slice(dtypes)
     snap = rows if getattr(rows, "columns", None) is not None else None
     it = iter(rows) if snap is None else None
     at = 0                                    # rows of ``snap`` taken so far
@@ -456,7 +305,7 @@ def _write_table(out: _Out, schema: dict, index_fields, rows, index_entries=None
                 else:
                     out.section(sl.section(p))
             n += sl.n
-            sl = _Slice(dtypes)
+            sl = Slice(dtypes)
         if not chunk:
             break
         time.sleep(_YIELD_SECS)  # let waiting threads run between chunks
@@ -474,7 +323,7 @@ def _write_table(out: _Out, schema: dict, index_fields, rows, index_entries=None
         parts = [entries[i:i + SLICE_ROWS] for i in range(0, len(entries), SLICE_ROWS)]
         out.add(_record(("index", names[p], entries.dtype.str, len(entries), len(parts))))
         for part in parts:
-            out.section([part.view(_U8)])
+            out.section([part.view(U8)])
     return n
 
 
@@ -682,7 +531,7 @@ class _TableReader:
             self.names = [f["name"] for f in fields]
             self.kinds = [f["kind"] for f in fields]
             ok = (isinstance(types, (list, tuple)) and len(types) == len(fields)
-                  and all((ty == "str") == (k == "str") and (ty == "str" or ty in _NUMERIC)
+                  and all((ty == "str") == (k == "str") and (ty == "str" or ty in NUMERIC)
                           for ty, k in zip(types, self.kinds)))
         except (KeyError, TypeError):
             ok = False
@@ -734,7 +583,7 @@ class _TableReader:
                     body = r.pread(sec.pos + HEAD.size, sec.length)
                     r.check(sec, [body])
                     try:
-                        vals, nul = _strings(body, rows)
+                        vals, nul = strings(body, rows)
                     except ValueError as e:
                         raise r.fail(sec.pos, f"{sec.what}: {e}") from None
                     if columns[p]:
@@ -748,12 +597,12 @@ class _TableReader:
                         raise r.fail(sec.pos, f"{sec.what}: {sec.length} bytes for {rows} rows "
                                               f"of {dt.str}")
                     head = r.pread(sec.pos + HEAD.size, lead)
-                    out = columns[p][first:first + rows].view(_U8)
+                    out = columns[p][first:first + rows].view(U8)
                     r.read_into(sec.pos + HEAD.size + lead, memoryview(out))
                     r.check(sec, [head, out])
-                    if head[0] != (_NULLS if lead > 1 else 0):
+                    if head[0] != (NULLS if lead > 1 else 0):
                         raise r.fail(sec.pos, f"{sec.what}: flags {head[0]:#x} do not match its size")
-                    nul = _bitmap(head, 1, rows) if lead > 1 else None
+                    nul = bitmap(head, 1, rows) if lead > 1 else None
                 if nul is not None:
                     if nulls[p] is None:
                         nulls[p] = np.zeros(n, bool)
@@ -767,7 +616,7 @@ class _TableReader:
                 if rest or at + k > count:
                     raise r.fail(sec.pos, f"{sec.what}: {sec.length} bytes do not hold whole "
                                           "entries of the count its record gives")
-                out = main[at:at + k].view(_U8)
+                out = main[at:at + k].view(U8)
                 r.read_into(sec.pos + HEAD.size, memoryview(out))
                 r.check(sec, [out])
                 at += k
@@ -777,43 +626,3 @@ class _TableReader:
             arrays[field] = main
         return CheckpointTable(self.schema, self.index_fields, n=n, columns=columns,
                                nulls=nulls, index_arrays=arrays)
-
-
-def _bitmap(body, at: int, rows: int) -> np.ndarray:
-    return np.unpackbits(np.frombuffer(body, _U8, (rows + 7) // 8, at), count=rows,
-                         bitorder="little").view(bool)
-
-
-def _strings(body: bytes, rows: int):
-    """``(values, nulls)`` of a string section's payload (checksum already checked)."""
-    flags = body[0]
-    at = 1
-    nul = None
-    if flags & ~(_NULLS | _OFFSETS):
-        raise ValueError(f"unknown flags {flags:#x}")
-    if flags & _NULLS:
-        nb = (rows + 7) // 8
-        if len(body) < at + nb:
-            raise ValueError("section too short for its null bitmap")
-        nul = _bitmap(body, at, rows)
-        at += nb
-    try:
-        if flags & _OFFSETS:
-            if len(body) < at + 8 * rows:
-                raise ValueError("section too short for its offsets")
-            ends = np.frombuffer(body, "<u8", rows, at).astype(np.int64)
-            data = body[at + 8 * rows:]
-            if int(ends[-1]) != len(data) or (np.diff(ends) < 0).any() or ends[0] < 0:
-                raise ValueError("offsets do not match the string bytes")
-            vals = [data[a:b].decode("utf-8", "surrogatepass")
-                    for a, b in zip([0] + ends[:-1].tolist(), ends.tolist())]
-        else:
-            vals = body[at:].decode("utf-8", "surrogatepass").split("\n")
-            if len(vals) != rows:
-                raise ValueError(f"{len(vals)} strings for {rows} rows")
-    except UnicodeDecodeError:
-        raise ValueError("a string is not valid UTF-8") from None
-    if nul is not None:
-        for i in np.flatnonzero(nul).tolist():
-            vals[i] = None
-    return vals, nul
