@@ -112,6 +112,45 @@ int64_out(PyObject *out, Py_buffer *view, Py_ssize_t n, const char *who)
     return 1;
 }
 
+/* Borrow the buffers of the n arrays args[0..n-1] as entry arrays of one kind
+ * (views[i]; with writable_last, the last one writable); that kind, or 0 with
+ * an exception set and every buffer released. */
+static char
+entries_all(PyObject *const *args, int n, Py_buffer *views, int writable_last, const char *who)
+{
+    char kind = 0;
+    int i, j;
+
+    for (i = 0; i < n; i++) {
+        char k;
+        if (writable_last && i == n - 1) {
+            if (PyObject_GetBuffer(args[i], &views[i],
+                                   PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
+                break;
+            }
+            k = kind_of(&views[i]);
+        } else {
+            k = entries_of(args[i], &views[i], who);
+            if (k == 0) {
+                break;
+            }
+        }
+        if (i > 0 && k != kind) {
+            PyErr_Format(PyExc_TypeError, "%s: the arrays must have one dtype", who);
+            PyBuffer_Release(&views[i]);
+            break;
+        }
+        kind = k;
+    }
+    if (i == n) {
+        return kind;
+    }
+    for (j = 0; j < i; j++) {
+        PyBuffer_Release(&views[j]);
+    }
+    return 0;
+}
+
 /* Order of entries i of a and j of b, both of kind: <0, 0, >0. */
 static inline int
 entry_cmp(char kind, const void *a, Py_ssize_t i, const void *b, Py_ssize_t j)
@@ -370,34 +409,22 @@ PyDoc_STRVAR(onto_doc,
 static PyObject *
 hs_onto(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    Py_buffer cv, kv, xv;
-    char kind, k2, k3;
+    Py_buffer v[3];
+    char kind;
     Py_ssize_t nc, nk, nx, sz, i, j, hits = 0;
     PyObject *c_out = NULL, *k_out = NULL, *res = NULL;
     uint8_t *hit = NULL;
+#define cv v[0]
+#define kv v[1]
+#define xv v[2]
 
     if (nargs != 3) {
         PyErr_SetString(PyExc_TypeError, "onto(cancel, keep, xs) takes 3 arguments");
         return NULL;
     }
-    kind = entries_of(args[0], &cv, "onto");
+    kind = entries_all(args, 3, v, 0, "onto");
     if (kind == 0) {
         return NULL;
-    }
-    k2 = entries_of(args[1], &kv, "onto");
-    if (k2 == 0) {
-        PyBuffer_Release(&cv);
-        return NULL;
-    }
-    k3 = entries_of(args[2], &xv, "onto");
-    if (k3 == 0) {
-        PyBuffer_Release(&cv);
-        PyBuffer_Release(&kv);
-        return NULL;
-    }
-    if (k2 != kind || k3 != kind) {
-        PyErr_SetString(PyExc_TypeError, "onto: the three arrays must have one dtype");
-        goto done;
     }
     nc = cv.shape[0];
     nk = kv.shape[0];
@@ -476,6 +503,9 @@ done:
     PyBuffer_Release(&kv);
     PyBuffer_Release(&cv);
     return res;
+#undef cv
+#undef kv
+#undef xv
 }
 
 
@@ -683,46 +713,29 @@ PyDoc_STRVAR(fold_doc,
 static PyObject *
 hs_fold(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    Py_buffer mv, av, rv, ov;
-    char kind, ka, kr;
+    Py_buffer v[4];
+    char kind;
     Py_ssize_t n, na, nr, sz, pos = 0, o = 0, i = 0, j = 0;
     const char *m, *adds, *rems;
     char *out;
     int bad = 0;
     PyObject *res = NULL;
+#define mv v[0]
+#define av v[1]
+#define rv v[2]
+#define ov v[3]
 
     if (nargs != 4) {
         PyErr_SetString(PyExc_TypeError, "fold(main, adds, removes, out) takes 4 arguments");
         return NULL;
     }
-    kind = entries_of(args[0], &mv, "fold");
+    kind = entries_all(args, 4, v, 1, "fold");
     if (kind == 0) {
-        return NULL;
-    }
-    ka = entries_of(args[1], &av, "fold");
-    if (ka == 0) {
-        PyBuffer_Release(&mv);
-        return NULL;
-    }
-    kr = entries_of(args[2], &rv, "fold");
-    if (kr == 0) {
-        PyBuffer_Release(&av);
-        PyBuffer_Release(&mv);
-        return NULL;
-    }
-    if (PyObject_GetBuffer(args[3], &ov, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
-        PyBuffer_Release(&rv);
-        PyBuffer_Release(&av);
-        PyBuffer_Release(&mv);
         return NULL;
     }
     n = mv.shape[0];
     na = av.shape[0];
     nr = rv.shape[0];
-    if (ka != kind || kr != kind || kind_of(&ov) != kind) {
-        PyErr_SetString(PyExc_TypeError, "fold: main, adds, removes and out must have one dtype");
-        goto done;
-    }
     if (nr > n || ov.shape[0] != n - nr + na) {
         PyErr_Format(PyExc_TypeError, "fold: out has %zd entries, the fold makes %zd",
                      ov.shape[0], n - nr + na);
@@ -783,6 +796,10 @@ done:
     PyBuffer_Release(&av);
     PyBuffer_Release(&mv);
     return res;
+#undef mv
+#undef av
+#undef rv
+#undef ov
 }
 
 
