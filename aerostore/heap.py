@@ -962,7 +962,11 @@ class TableStore:
         the first query that can use it after a reopen).  O(len(positions)) when they
         are built; else O(n log n) per index, under the exclusive latch."""
         indexes = self.indexes
-        if all(indexes[p].ready for p in positions if p in indexes):
+        for p in positions:             # a plain loop: this runs once per query
+            ix = indexes.get(p)
+            if ix is not None and not ix.ready:
+                break
+        else:
             return
         with self.latch:
             for p in positions:

@@ -104,8 +104,7 @@ def execute(store, s: int, q, overlay: dict | None, mode: str):
     slots for the shim to read).  The result depends only on ``s``, so a run
     whose index went away is simply repeated.
     """
-    wanted = {t.pos for t in q.terms}
-    wanted.update(pos for pos, _sign in q.sort)
+    wanted = q._positions()
     count_only = mode in ("count", "explain_count")
     skip = overlay if overlay else None
     while True:
@@ -1246,10 +1245,11 @@ class Walk(_OnIndex):
         base = nnull + ka
         seg = out[base:stop]
         kseg = ks[ka:stop - nnull]
-        ties = len(set(kseg)) < len(kseg)
+        # i where kseg[i] == kseg[i + 1] (a tie), found at C speed: ties are few
+        ties = list(compress(range(len(kseg) - 1), map(eq, kseg, islice(kseg, 1, None))))
         if not build:
             if ties:
-                seg = self._ties_ordered(seg, kseg, s)
+                seg = self._ties_ordered(seg, ties, s)
         else:
             if base < a or stop > need:
                 # tie groups straddle off or need: their rows outside [off, need) are needed
@@ -1264,17 +1264,17 @@ class Walk(_OnIndex):
         first = out[off:nnull] if off < nnull else []
         return first + seg[a - base:need - base] if first else seg[a - base:need - base]
 
-    def _ties_ordered(self, seg: list, kseg: list, s) -> list:
+    def _ties_ordered(self, seg: list, ties: list, s) -> list:
         """``seg`` (walk order, settled rows as slots) with each group of equal
-        entry keys (``kseg``: seg[i]'s is kseg[i]) put in the order of the
-        remaining sort keys, then the key: a group's items are made rows when
-        there are remaining sort keys, and stay as they are when the key alone
-        orders them (a page keeps its slots: ``page``).  Walk order already is
-        the order of the walked field, so ordering each group is ordering
-        ``seg``.  O(len) plus the groups' rows."""
+        entry keys (``ties``: ascending, each i where seg[i] and seg[i + 1] have
+        equal entry keys) put in the order of the remaining sort keys, then the
+        key: a group's items are made rows when there are remaining sort keys,
+        and stay as they are when the key alone orders them (a page keeps its
+        slots: ``page``).  Walk order already is the order of the walked field,
+        so ordering each group is ordering ``seg``.  O(len) plus the groups'
+        rows."""
         groups = []             # (start, end) of each group of two or more
-        # i where kseg[i] == kseg[i + 1], found at C speed: ties are few
-        for i in compress(range(len(kseg) - 1), map(eq, kseg, islice(kseg, 1, None))):
+        for i in ties:
             if groups and groups[-1][1] == i + 1:
                 groups[-1][1] = i + 2
             else:

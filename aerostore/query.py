@@ -177,6 +177,7 @@ class Query:
         self.limit_n = 0
         self.offset_n = 0
         self._walk_memo = None     # planner.choose's last walk on this query (reset by any change)
+        self._pos = None           # _positions(), once asked (reset by a new term or sort key)
 
     # -- building ------------------------------------------------------------------
     def where(self, op: str, field: str, *values) -> "Query":
@@ -211,7 +212,7 @@ class Query:
                 raise UsageError(f'bad value "" for field "{fld.name}": use null/notnull to test for nulls',
                                  "VALUE", fld.name)
         self.terms.append(Term(canon, pos, vals))
-        self._walk_memo = None
+        self._walk_memo = self._pos = None
         return self
 
     def eq(self, f, v): return self.where("=", f, v)
@@ -252,7 +253,7 @@ class Query:
                 if k.startswith("-") and len(k) > 1:
                     sign, name = -1, k[1:]
             self.sort.append((self._schema.position(name), sign))
-        self._walk_memo = None
+        self._walk_memo = self._pos = None
         return self
 
     def desc(self, flag: bool = True) -> "Query":
@@ -274,9 +275,13 @@ class Query:
         self._walk_memo = None
         return self
 
-    def _positions(self) -> list:
-        """The fields the terms and the sort keys are on (planner.choose)."""
-        return [t.pos for t in self.terms] + [p for p, _sign in self.sort]
+    def _positions(self) -> tuple:
+        """The fields the terms and the sort keys are on (planner.choose), in that
+        order; kept until a term or a sort key is added."""
+        got = self._pos
+        if got is None:
+            got = self._pos = tuple([t.pos for t in self.terms] + [p for p, _sign in self.sort])
+        return got
 
     # -- running -----------------------------------------------------------------------
     def rows(self) -> list:
