@@ -773,10 +773,9 @@ class _Replay(Sink):
     def put_cols(self, csn: int, table: str, key_pos: int, n: int, types, sections) -> None:
         keys, rows = self.ops.get(table) or self._ops(csn, table)
         st = self._stores[table]
-        kinds = [f.kind for f in st.schema.fields]
-        if (key_pos != st.schema.key_pos or types.__class__ not in (tuple, list)
-                or len(types) != len(kinds)
-                or any((ty == "str") != (k == "str") for ty, k in zip(types, kinds))):
+        want = st.wal_types         # what the writer logs: the table's own column types
+        if (key_pos != st.schema.key_pos or types.__class__ not in (tuple, list) or want is None
+                or list(types) != ["str" if dt is None else dt.str for dt in want]):
             raise self.corrupt(csn, f"a putcols record for {table!r} whose columns are not "
                                     f"the table's fields")
         cols, nulls = putcols_columns(self, csn, table, key_pos, n, types, sections)

@@ -247,7 +247,7 @@ def log_puts(ops: list, tname: str, key_pos: int, rows: list, types) -> None:
 
 class Installed(NamedTuple):
     """What ``TableStore.install`` made of one table's write set, in write-set order."""
-    ops: list         # WAL records (storage/walformat.py): "put", "putrows", "del"
+    ops: list         # WAL records (storage/walformat.py): "put", "putrows", "putcols", "del"
     changes: list     # change records for the publish hooks: (table, op, key, old, new)
     touched: list     # the slots to prune once the vacuum horizon allows
 

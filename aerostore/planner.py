@@ -253,7 +253,7 @@ def choose(store, q, count_only: bool) -> Plan:
 
     A walk's choice is remembered on the query (``q._walk_memo``: the
     signature ``_walk_sig`` and the walk's arguments, its index by a weak
-    reference, and its entry filters once made): run again with the same
+    reference, and its entry filters once compiled): run again with the same
     signature -- everything the choice read, unchanged -- the query walks
     again without weighing the paths or looking its filters up (a top-N
     search repeated by a Tcl loop).  The executor is new each run.  Ids
@@ -276,7 +276,7 @@ def choose(store, q, count_only: bool) -> Plan:
         if sig is None:
             q._walk_memo = None
         else:
-            plan.filters = []
+            plan.filters = {}
             q._walk_memo = (sig, (plan.est, weakref.ref(plan.ix), plan.ranges, plan.desc,
                                   plan.filters))
     elif not count_only:
@@ -1118,7 +1118,7 @@ class Walk(_OnIndex):
         _OnIndex.__init__(self, store, q, est, ix)
         self.ranges = ranges
         self.desc = desc
-        self.filters = None     # choose(): the remembered walk's holder of its entry filters
+        self.filters = None     # choose(): a remembered walk's compiled entry filters (_EntryFilters.made)
 
     def rows(self, s, skip):
         """The rows at positions [offset, offset+limit) of the sort order; own writes
@@ -1200,14 +1200,11 @@ class Walk(_OnIndex):
         nnull = len(out)
         ks = []                 # the entry key of each walked match: out[nnull + i]'s is ks[i]
         entry_key = ix.entry_key
-        held = self.filters
-        if skip is None and held is not None:
-            # a remembered walk: the filters of its last run (same store, index, terms)
-            if not held:
-                held.append(self._entry_filter(None, walk=True))
-            filt = held[0]
-        else:
-            filt = self._entry_filter(skip, walk=True)
+        filt = self._entry_filter(skip, walk=True)
+        if skip is None and self.filters is not None:
+            # a remembered walk: the filters its last runs compiled (same schema,
+            # field and terms; plain functions that hold no index or store)
+            filt.made = self.filters
         blo = off if build else need     # the filter makes the rows at [blo, need)
         after = None
         size = max(16, min(_CHUNK, int(self.est * 1.2) + 8))   # the expected walk, and a margin

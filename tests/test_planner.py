@@ -518,8 +518,8 @@ def test_a_walk_is_remembered_until_what_it_read_changes(loaded, monkeypatch):
     first = q.rows()
     assert len(weighed) == 1 and q._walk_memo is not None
     assert q.rows() == first and q._page()[0] and len(weighed) == 1
-    held = q._walk_memo[1][4]           # the walk's entry filters, made once and kept
-    assert len(held) == 1 and q.rows() == first and q._walk_memo[1][4][0] is held[0]
+    made = dict(q._walk_memo[1][4])     # the walk's compiled entry filters, kept
+    assert len(made) == 1 and q.rows() == first and q._walk_memo[1][4] == made
     assert q.count() == 10 and len(weighed) == 2        # a count never walks: weighed
     t.upsert(("NEW", 1.0, 2.0, -5, 1, 1))               # a write publishes new views
     assert q.rows()[0][0] == "NEW" and len(weighed) == 3

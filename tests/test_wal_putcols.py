@@ -158,9 +158,27 @@ def test_recovery_refuses_putcols_columns_that_are_not_the_tables(tmp_path):
     db = aerostore.open(str(tmp_path / "db"))
     db.create_table(FlightState)
     try:
-        for rec in (_record(types=lambda t: ["str"] * len(t)), _record(table="FlightState", key_pos=0,
-                                                                       types=lambda t: t + ["str"])):
+        for rec in (_record(types=lambda t: ["str"] * len(t)), _record(types=lambda t: t + ["str"]),
+                    _record(types=lambda t: t[:3] + ["<f8"] + t[4:])):    # altitude as a float
             with pytest.raises(CorruptError, match="whose columns are not the table's fields"):
                 replay([(7, (rec,))], _Replay(db))
+    finally:
+        db.close()
+
+
+def test_recovery_refuses_putcols_for_a_table_the_writer_logs_as_rows(tmp_path):
+    from aerostore.database import _Replay
+
+    @table
+    class Wide:
+        k = Key()
+        v = Int(lo=-1, hi=2 ** 64 - 1)
+
+    db = aerostore.open(str(tmp_path / "db"))
+    db.create_table(Wide)
+    rec = ("putcols", "Wide", 0, 1, ["str", "<i8"], [b"\x00W1", b"\x00" + (5).to_bytes(8, "little")])
+    try:
+        with pytest.raises(CorruptError, match="whose columns are not the table's fields"):
+            replay([(7, (rec,))], _Replay(db))
     finally:
         db.close()

@@ -31,7 +31,8 @@ Each commit is the msgpack array ``[csn, ops]`` (``Commit``); ``ops`` is an
 array of operations, each an array whose first element names it (the op
 records below, written field by field in this order):
 ``["put", table, key, [values...]]``, ``["putrows", table, key_pos,
-[[values...], ...]]``, ``["del", table, key]``, ``["create_table", table,
+[[values...], ...]]``, ``["putcols", table, key_pos, n, [type...],
+[section...]]``, ``["del", table, key]``, ``["create_table", table,
 schema_map]``, ``["create_index", table, field]``, ``["drop_index", table,
 field]``.  Values are nil, int (to 2^64-1), float64, str (UTF-8; lone
 surrogates pass through) or bool.  CSNs strictly increase through the file,
@@ -52,9 +53,8 @@ a 1M-row FlightState bulk load logs 41 bytes a row (68 as puts, 40 as
 putrows) and recovers in 0.22 s (0.8 s as putrows, 1.2-1.5 s as puts).  Its
 encoding costs more than putrows' (3.0 against 2.3 ms for 10,000 rows, 46
 against 14 us for 100), hence the minimum: a feed's small batches stay
-putrows.  A table whose int field no
-64-bit type holds logs putrows.  Logs written before these records hold one
-``put`` per row; all replay.
+putrows.  A table whose int field no 64-bit type holds logs putrows.  Logs
+written before these records hold one ``put`` per row; all replay.
 
 Why frames are per flush and not per commit: a crash during an unsynced write
 may persist the pages of that write in any order, so a later commit of the
