@@ -54,6 +54,7 @@ def column_types(fields) -> list | None:
 
 
 def utf8(s: str) -> bytes:
+    """``s`` in UTF-8, lone surrogates (which Tcl can produce) passed through."""
     try:
         return s.encode("utf-8")
     except UnicodeEncodeError:
@@ -61,7 +62,11 @@ def utf8(s: str) -> bytes:
 
 
 class Slice:
-    """The column pieces of the rows of one slice, built chunk by chunk."""
+    """The sections of some rows, one per field, built chunk by chunk (``add``: row
+    tuples; ``add_columns``: column pieces), then read out per field
+    (``section``: its payload parts, to be written back to back).  ``dtypes``:
+    ``column_types``.  ``nbytes`` counts the strings' bytes so far (a checkpoint
+    cuts a slice past a limit)."""
 
     def __init__(self, dtypes: list):
         self.dtypes = dtypes
@@ -88,7 +93,7 @@ class Slice:
         if cols is None:
             cols = list(zip(*chunk))
             if len(cols) != len(self.dtypes):
-                raise ValueError(f"checkpoint: a row of {len(cols)} values for {len(self.dtypes)} "
+                raise ValueError(f"a row of {len(cols)} values for {len(self.dtypes)} "
                                  "fields")
         for p, dt in enumerate(self.dtypes):
             vals = cols[p]
