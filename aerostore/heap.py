@@ -234,15 +234,22 @@ def log_puts(ops: list, tname: str, key_pos: int, rows: list, types) -> None:
     single row, a ``putcols`` record from ``PUTCOLS_MIN`` rows on when the table
     has column ``types`` (``colsection.column_types``; None: an int field too
     wide), else one ``putrows``.  ``rows`` becomes a putrows record's: the
-    caller does not change it afterwards."""
+    caller does not change it afterwards.  Never raises for rows a putrows
+    record holds: it runs after the rows are installed, so a value the column
+    types refuse (none that the schema lets through) logs the rows as putrows,
+    whose encoding reports what the log cannot store as the commit's error."""
     n = len(rows)
     if n == 1:
         row = rows[0]
         ops.append(("put", tname, row[key_pos], row))
-    elif n >= PUTCOLS_MIN and types is not None:
-        ops.append(putcols_record(tname, key_pos, types, rows))
-    else:
-        ops.append(("putrows", tname, key_pos, rows))
+        return
+    if n >= PUTCOLS_MIN and types is not None:
+        try:
+            ops.append(putcols_record(tname, key_pos, types, rows))
+            return
+        except (TypeError, ValueError, OverflowError):
+            pass
+    ops.append(("putrows", tname, key_pos, rows))
 
 
 class Installed(NamedTuple):

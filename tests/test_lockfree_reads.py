@@ -53,6 +53,21 @@ def _brute(rows, lo, hi):
                   key=lambda r: (r[1], r[0]))
 
 
+def _strict_compiles(monkeypatch) -> list:
+    """A list that gets an item each time the planner compiles a strict entry filter
+    (the one a chunk read under the latch uses)."""
+    strict = []
+    real_compile = query.compile_entry_filter
+
+    def compile_spy(*a, **k):
+        if k.get("strict"):
+            strict.append(1)
+        return real_compile(*a, **k)
+
+    monkeypatch.setattr(planner, "compile_entry_filter", compile_spy)
+    return strict
+
+
 @pytest.mark.parametrize("tries", [1, 3])              # straight to the latch; a lock-free try first
 @pytest.mark.parametrize("vec_min", [1 << 30, 1])     # the generated filter; the column filter
 def test_a_chunk_older_than_the_rows_is_filtered_again(flights, monkeypatch, vec_min, tries):
@@ -67,15 +82,7 @@ def test_a_chunk_older_than_the_rows_is_filtered_again(flights, monkeypatch, vec
     rnd = random.Random(5)
     st = t._st
     real_chunk = arrayindex.ArrayIndex.chunk
-    strict = []
-    real_compile = query.compile_entry_filter
-
-    def compile_spy(*a, **k):
-        if k.get("strict"):
-            strict.append(1)
-        return real_compile(*a, **k)
-
-    monkeypatch.setattr(planner, "compile_entry_filter", compile_spy)
+    strict = _strict_compiles(monkeypatch)
     staged = []
 
     def chunk(self, *a, **k):
@@ -122,15 +129,7 @@ def test_a_walk_that_starts_inside_a_freeze_reads_under_the_latch(flights, monke
     st = t._st
     q = t.query().range("altitude", 5000, 40000).sort_by("lat").limit(200)
     want = q.rows()
-    strict = []
-    real_compile = query.compile_entry_filter
-
-    def compile_spy(*a, **k):
-        if k.get("strict"):
-            strict.append(1)
-        return real_compile(*a, **k)
-
-    monkeypatch.setattr(planner, "compile_entry_filter", compile_spy)
+    strict = _strict_compiles(monkeypatch)
     st.fseq += 1                        # as inside ``with store.freezing:``
     try:
         got = q.rows()

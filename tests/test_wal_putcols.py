@@ -182,3 +182,22 @@ def test_recovery_refuses_putcols_for_a_table_the_writer_logs_as_rows(tmp_path):
             replay([(7, (rec,))], _Replay(db))
     finally:
         db.close()
+
+
+def test_rows_the_column_types_refuse_are_logged_as_putrows(tmp_path, monkeypatch):
+    """log_puts runs after the rows are installed: a batch whose columns cannot be
+    made (the schema lets no such value through; forced here) is logged as
+    putrows, and the commit stands."""
+    from aerostore import heap
+
+    def refuse(*a):
+        raise OverflowError("forced")
+
+    monkeypatch.setattr(heap, "putcols_record", refuse)
+    d = str(tmp_path / "db")
+    rows = [(f"F{i}", 1.0, 2.0, i, 3, 4) for i in range(PUTCOLS_MIN)]
+    with aerostore.open(d) as db:
+        db.create_table(FlightState).upsert_many(rows)
+    assert [ops for ops in logged(d) if ops[0] != "create_table"] == [["putrows"]]
+    with aerostore.open(d) as db:
+        assert sorted(db.table("FlightState").query().rows()) == sorted(rows)

@@ -50,7 +50,7 @@ binary column section (colsection.py: the checkpoint's format; a type is
 ``"str"`` or a numpy type string), the key column at ``key_pos``.  A numeric
 column replays as one array over the payload, with no Python object per value:
 a 1M-row FlightState bulk load logs 41 bytes a row (68 as puts, 40 as
-putrows) and recovers in 0.22 s (0.8 s as putrows, 1.2-1.5 s as puts).  Its
+putrows) and recovers in 0.2-0.3 s (0.8 s as putrows, 1.2-1.5 s as puts).  Its
 encoding costs more than putrows' (3.0 against 2.3 ms for 10,000 rows, 46
 against 14 us for 100), hence the minimum: a feed's small batches stay
 putrows.  A table whose int field no 64-bit type holds logs putrows.  Logs
